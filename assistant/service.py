@@ -1,0 +1,48 @@
+"""The process-wide tutor: settings read once, knowledge base synced once, model loaded once.
+
+The chat app warms it up in the background at start-up so the first question is fast; the CLI and
+tests build it the same way. Building is blocking work (embedding, model conversion): call it from
+a thread when on the event loop (`await asyncio.to_thread(get_tutor)`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from assistant.errors import install_secret_filter
+from assistant.knowledge import KnowledgeBase
+from assistant.settings import Settings, get_settings
+from assistant.tutor import Tutor
+
+log = logging.getLogger(__name__)
+_lock = threading.Lock()
+_tutor: Tutor | None = None
+
+
+def build_tutor(settings: Settings) -> Tutor:
+    knowledge = KnowledgeBase(settings)
+    knowledge.sync()
+    return Tutor(settings, knowledge)
+
+
+def get_tutor() -> Tutor:
+    """The shared tutor, built on first use (thread-safe: concurrent first calls build it once)."""
+    global _tutor
+    with _lock:
+        if _tutor is None:
+            settings = get_settings()
+            key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+            install_secret_filter(key)
+            _tutor = build_tutor(settings)
+        return _tutor
+
+
+def warm_up() -> None:
+    """Build the tutor and, for the local backend, load the model, so the first answer is quick."""
+    tutor = get_tutor()
+    if tutor.settings.effective_backend == "local":
+        from assistant.models import load_chat_model
+
+        load_chat_model(tutor.settings)
+    log.info("Tutor ready")

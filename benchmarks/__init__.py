@@ -1,0 +1,3 @@
+"""Benchmarks: `make bench` (= `python -m benchmarks`) runs each one; each prints the project's
+figure, a baseline measured in the same run, and their ratio. Run one alone with
+`python -m benchmarks.grounding` (or model_load, indexing)."""

@@ -1,0 +1,41 @@
+"""End to end in a real browser: starters, a streamed grounded answer with sources, the check."""
+
+import time
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+def test_a_starter_gets_a_streamed_answer_with_sources(page):
+    page.locator('[id="starter-what-is-lora?"]').click()
+    answer = page.locator(".step").filter(has_text="Low-Rank Adaptation").last
+    answer.wait_for(timeout=120_000)
+    # Streaming: the passage is on screen before the answer has finished (its sources come last).
+    seen_before_sources = False
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        text = answer.inner_text()
+        if "Sources" in text:
+            break
+        seen_before_sources = True
+        time.sleep(0.05)
+    assert seen_before_sources, "the answer appeared all at once"
+    text = answer.inner_text()
+    assert "knowledge/lora-qlora-peft.md" in text and "low-rank" in text.lower()
+
+
+def test_the_check_starter_asks_questions_with_buttons(page):
+    page.locator('[id="starter-should-i-fine-tune?"]').click()
+    page.get_by_text("What should the model do better?").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Follow a fixed output format or style").click()
+    page.get_by_text("Have you tried careful prompt engineering").wait_for(timeout=30_000)
+    assert page.get_by_text("➡️").count() >= 1 or page.get_by_text("Follow a fixed output format or style").count() >= 1
+
+
+def test_typing_a_question_in_the_composer(page):
+    page.locator("#chat-input").fill("What is catastrophic forgetting?")
+    page.locator("#chat-submit").click()
+    answer = page.locator(".step").filter(has_text="Sources").last
+    answer.wait_for(timeout=120_000)
+    assert "knowledge/overfitting-and-forgetting.md" in answer.inner_text()

@@ -1,0 +1,82 @@
+"""Drive Chainlit handlers without a browser: a recording emitter in Chainlit's own context.
+
+    chat = open_chat()                      # inside an async test
+    await app.on_message(user_says("What is LoRA?"))
+    chat.messages[-1]["output"]             # what the learner sees
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+
+import chainlit as cl
+from chainlit.context import ChainlitContext, context_var
+from chainlit.emitter import BaseChainlitEmitter
+from chainlit.session import HTTPSession
+
+
+class RecordingEmitter(BaseChainlitEmitter):
+    """Keeps every step (message), streamed token, action, element, setting and command sent."""
+
+    def __init__(self, session):
+        super().__init__(session)
+        self.steps: dict[str, dict] = {}
+        self.tokens: dict[str, list[str]] = defaultdict(list)
+        self.actions: list[dict] = []
+        self.removed_actions: list[str] = []
+        self.elements: list[dict] = []
+        self.chat_settings: list[dict] = []
+        self.commands: list[dict] = []
+
+    def _record(self, step: dict) -> None:
+        self.steps[step["id"]] = {**self.steps.get(step["id"], {}), **step}
+
+    async def send_step(self, step_dict):
+        self._record(step_dict)
+
+    async def update_step(self, step_dict):
+        self._record(step_dict)
+
+    async def stream_start(self, step_dict):
+        self._record(step_dict)
+
+    async def send_token(self, id, token, is_sequence=False, is_input=False):
+        self.tokens[id].append(token)
+
+    async def send_element(self, element_dict):
+        self.elements.append(element_dict)
+
+    def set_chat_settings(self, settings):  # Chainlit calls this one without awaiting
+        pass
+
+    async def set_commands(self, commands):
+        self.commands = list(commands)
+
+    async def emit(self, event, data):
+        if event == "action":
+            self.actions.append(data)
+        elif event == "remove_action":
+            self.removed_actions.append(data["id"])
+        elif event == "element":
+            self.elements.append(data)
+        elif event == "chat_settings":
+            self.chat_settings = data
+
+    @property
+    def messages(self) -> list[dict]:
+        return [s for s in self.steps.values() if s.get("type") == "assistant_message"]
+
+    def actions_for(self, message_id: str) -> list[dict]:
+        return [a for a in self.actions if a["forId"] == message_id and a["id"] not in self.removed_actions]
+
+
+def open_chat() -> RecordingEmitter:
+    session = HTTPSession(id=str(uuid.uuid4()), client_type="webapp")
+    emitter = RecordingEmitter(session)
+    context_var.set(ChainlitContext(session, emitter))
+    return emitter
+
+
+def user_says(text: str, command: str | None = None) -> cl.Message:
+    return cl.Message(content=text, author="User", type="user_message", command=command)

@@ -1,0 +1,84 @@
+"""Shared fixtures: isolated settings, the real embedded model (converted once), a tiny model built
+from a config, an indexed knowledge base, and the fake OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from assistant.settings import PROJECT_ROOT, load_settings
+
+# Converted embedded weights are kept between runs (and shared with the browser tests): ~20 s once.
+MODEL_CACHE = PROJECT_ROOT / ".test-data" / "cache"
+KNOWLEDGE = PROJECT_ROOT / "knowledge"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    """No developer's OpenAI/Chroma/TUTOR variables leak into a test."""
+    for name in list(os.environ):
+        if name.startswith(("OPENAI_", "CHROMA_", "TUTOR_")):
+            monkeypatch.delenv(name)
+
+
+def make_settings(data_dir: Path, **overrides):
+    return load_settings(_env_file=None, data_dir=data_dir, cache_dir=MODEL_CACHE, **overrides)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return make_settings(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def embedded_model_dir(tmp_path_factory) -> Path:
+    """The real SmolLM2-135M GGUF, converted to safetensors once."""
+    from assistant.models import convert_embedded
+
+    return convert_embedded(make_settings(tmp_path_factory.mktemp("unused")))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, embedded_model_dir) -> Path:
+    """A 2-layer Llama with SmolLM2's tokenizer and chat template: loads and generates in milliseconds."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def indexed_data_dir(tmp_path_factory) -> Path:
+    """A data dir whose Chroma store already holds the real knowledge/ (embedded once per session)."""
+    from assistant.knowledge import KnowledgeBase
+
+    data_dir = tmp_path_factory.mktemp("indexed")
+    KnowledgeBase(make_settings(data_dir)).sync()
+    return data_dir
+
+
+@pytest.fixture
+def tiny_settings(tmp_path, indexed_data_dir, tiny_model_dir):
+    """Settings on a private copy of the indexed store, with the tiny model as the local base model."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(indexed_data_dir, data_dir)
+    return make_settings(data_dir, base_model=str(tiny_model_dir))
+
+
+@pytest.fixture
+def fake_openai():
+    from tests.fake_openai import FakeOpenAI
+
+    with FakeOpenAI() as server:
+        yield server

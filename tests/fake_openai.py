@@ -1,0 +1,89 @@
+"""A real HTTP server on 127.0.0.1 speaking the chat part of the OpenAI API, for tests.
+
+OpenAI itself is outside this machine, so tests drive the real `openai` client against this server.
+It answers like a tiny deterministic model (it quotes the first note it was given, so tests can check
+grounding), records every request, checks the bearer key, and fails on demand:
+
+    server.fail_next = [429, 500]     # the next requests get these statuses, in order
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import threading
+import time
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+
+class FakeOpenAI:
+    def __init__(self, api_key: str = "sk-test-abcdefghijklmnop", model: str = "tutor-test-model"):
+        self.api_key = api_key
+        self.model = model
+        self.requests: list[dict] = []
+        self.fail_next: list[int] = []
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                                Route("/v1/models", self.models, methods=["GET"])])
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._server.serve(sockets=[self._sock])), daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        while not self._server.started:
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc):
+        self._server.should_exit = True
+        self._thread.join(timeout=5)
+
+    def _error(self, status: int, message: str, code: str) -> JSONResponse:
+        return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "code": code}}, status)
+
+    async def models(self, request: Request):
+        return JSONResponse({"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "test"}]})
+
+    async def chat(self, request: Request):
+        body = await request.json()
+        self.requests.append(body)
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            sent = request.headers.get("authorization", "")[7:]
+            # Like OpenAI, echo part of the wrong key: the app must not pass this on.
+            return self._error(401, f"Incorrect API key provided: {sent[:6]}***{sent[-4:]}.", "invalid_api_key")
+        if self.fail_next:
+            status = self.fail_next.pop(0)
+            return self._error(status, f"Simulated failure {status}", "simulated")
+        if body.get("model") != self.model:
+            return self._error(404, f"The model `{body.get('model')}` does not exist", "model_not_found")
+        text = self.reply_for(body["messages"])
+        if not body.get("stream"):
+            return JSONResponse({"id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": self.model,
+                                 "choices": [{"index": 0, "finish_reason": "stop",
+                                              "message": {"role": "assistant", "content": text}}]})
+
+        async def events():
+            for word in re.findall(r"\S+\s*", text):
+                chunk = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0, "model": self.model,
+                         "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+                yield f"data: {json.dumps(chunk)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @staticmethod
+    def reply_for(messages: list[dict]) -> str:
+        """Quote the first numbered note's heading, as a grounded model would cite it."""
+        system = next((m["content"] for m in messages if m["role"] == "system"), "")
+        match = re.search(r"\[1\] (.+?) \(", system)
+        return f"According to the notes, see {match.group(1)} [1]." if match else "I have no notes for that."

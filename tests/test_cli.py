@@ -1,0 +1,68 @@
+"""`tutor` as a user runs it: a real subprocess, real index, real model files."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import MODEL_CACHE
+
+
+def run_tutor(*args, env_extra=None, tmp_path, timeout=300):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHROMA_", "TUTOR_"))}
+    env.update({"TUTOR_DATA_DIR": str(tmp_path / "data"), "TUTOR_CACHE_DIR": str(MODEL_CACHE), **(env_extra or {})})
+    return subprocess.run([sys.executable, "-m", "assistant.cli", *args], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=timeout)
+
+
+def test_ask_json_on_the_embedded_model_returns_sources_about_low_rank_adapters(tmp_path, embedded_model_dir):
+    result = run_tutor("ask", "What is LoRA?", "--json", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert set(payload) == {"answer", "sources"}
+    assert "low-rank" in payload["answer"].lower()
+    assert payload["sources"][0]["path"] == "knowledge/lora-qlora-peft.md"
+    assert all(set(s) == {"path", "heading", "text"} for s in payload["sources"])
+    assert any("low-rank" in s["text"].lower() for s in payload["sources"])
+
+
+def test_ask_text_output_ends_with_sources_and_index_reports_nothing_to_do(tmp_path, embedded_model_dir):
+    result = run_tutor("ask", "How many examples do I need?", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Sources\n- [1] knowledge/" in result.stdout
+    again = run_tutor("index", tmp_path=tmp_path)
+    report = json.loads(again.stdout)
+    assert report["chunks_embedded"] == 0 and len(report["unchanged"]) >= 12
+
+
+@pytest.mark.parametrize("env_extra, expected", [
+    ({"CHROMA_HOST": "127.0.0.1", "CHROMA_PORT": "9"}, "Can't reach the Chroma server at 127.0.0.1:9"),
+    ({"TUTOR_TOP_K": "zero"}, "TUTOR_TOP_K"),
+    ({"OPENAI_API_KEY": "sk-cli-secret-0123456789", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"},
+     "Can't reach the model server"),
+])
+def test_failures_are_one_clear_line_without_traceback_or_key(tmp_path, env_extra, expected):
+    result = run_tutor("ask", "What is LoRA?", "--json", env_extra=env_extra, tmp_path=tmp_path)
+    assert result.returncode == 1
+    assert expected in json.loads(result.stdout)["error"]
+    assert "Traceback" not in result.stderr
+    assert "sk-cli-secret" not in result.stdout + result.stderr
+
+
+def test_settings_command_masks_the_key(tmp_path):
+    result = run_tutor("settings", env_extra={"OPENAI_API_KEY": "sk-cli-secret-0123456789"}, tmp_path=tmp_path)
+    shown = json.loads(result.stdout)
+    assert shown["openai_api_key"] == "set (hidden)" and shown["effective_backend"] == "openai"
+    assert "sk-cli-secret" not in result.stdout + result.stderr
+
+
+def test_check_in_the_terminal_ends_in_a_recommendation(tmp_path):
+    answers = "\n".join(["1", "1", "1", "9", "1", "1", "3", "2", "2"]) + "\n"  # 9 is out of range
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TUTOR_"))}
+    result = subprocess.run([sys.executable, "-m", "assistant.cli", "check"], input=answers, capture_output=True,
+                            text=True, env=env, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Please type a number from 1 to 3" in result.stdout
+    assert "## Yes, fine-tune" in result.stdout and "**Why:**" in result.stdout

@@ -1,0 +1,35 @@
+"""The real embedded GGUF: converted once to safetensors, reloaded fast, and it generates."""
+
+import time
+
+import pytest
+
+from assistant.errors import TutorError
+from assistant.models import EMBEDDED_GGUF, embedded_gguf_path, load_chat_model
+from tests.conftest import make_settings
+
+
+def test_the_gguf_ships_in_the_installed_package():
+    path = embedded_gguf_path()
+    assert path.name == EMBEDDED_GGUF and path.stat().st_size > 50_000_000
+
+
+def test_real_embedded_model_converts_once_reloads_fast_and_generates(embedded_model_dir, tmp_path):
+    assert (embedded_model_dir / "model.safetensors").is_file()
+    assert not list(embedded_model_dir.parent.glob(".convert-*")), "a staging folder was left behind"
+    settings = make_settings(tmp_path)
+    started = time.perf_counter()
+    model, tokenizer = load_chat_model(settings)
+    assert time.perf_counter() - started < 10  # from the safetensors cache, not the GGUF (~20 s)
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(134.5e6, rel=0.01)
+    inputs = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                           add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    output = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+    answer = tokenizer.decode(output[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert "Paris" in answer
+
+
+def test_a_missing_base_model_says_how_to_fix_it(tmp_path):
+    settings = make_settings(tmp_path, base_model=str(tmp_path / "no-such-model"))
+    with pytest.raises(TutorError, match="never downloads"):
+        load_chat_model(settings)

@@ -1,0 +1,122 @@
+"""The tutor: input checks, grounding, sources, and both backends through the same code path."""
+
+import pytest
+
+from assistant.errors import TutorError, redact
+from assistant.knowledge import KnowledgeBase, Passage
+from assistant.tutor import (MAX_QUESTION_CHARS, Tutor, clean_question, is_grounded, is_supported, key_passage,
+                             mostly_non_latin)
+from tests.conftest import make_settings
+
+SOURCE = ("LoRA freezes the pre-trained weights and learns a low-rank update made of two small matrices. "
+          "The rank r is typically between 4 and 64.")
+
+
+def test_clean_question_strips_control_characters():
+    assert clean_question("  What is\x00 LoRA?\x1b[31m\x07 ") == "What is LoRA?[31m"
+
+
+@pytest.mark.parametrize("bad, expected", [
+    ("", "Please type a question"), ("   \n\t ", "Please type a question"), ("\x00\x01\x02", "Please type a question"),
+    ("x" * 100_000, "100,000 characters"),
+])
+def test_bad_input_gets_a_clear_reason(bad, expected):
+    with pytest.raises(TutorError, match=expected):
+        clean_question(bad)
+
+
+def test_limit_is_inclusive():
+    assert len(clean_question("a" * MAX_QUESTION_CHARS)) == MAX_QUESTION_CHARS
+
+
+def test_language_detection():
+    assert mostly_non_latin("Що таке LoRA?")
+    assert not mostly_non_latin("What is LoRA?")
+    assert not mostly_non_latin("1234 ???")
+
+
+@pytest.mark.parametrize("sentence, supported", [
+    ("LoRA learns a low-rank update made of two small matrices.", True),
+    ("LoRA freezes the pre-trained weights.", True),
+    ("LoRA is a wireless protocol for low-power radio networks.", False),  # invented
+    ("The rank r is typically between 128 and 512.", False),  # numbers not in the source
+    ("Yes.", False),  # too short to carry a claim
+])
+def test_is_supported(sentence, supported):
+    assert is_supported(sentence, SOURCE) is supported
+
+
+def test_is_grounded_rejects_recombined_source_words():
+    passages = [Passage("knowledge/lora.md", "LoRA", SOURCE)]
+    assert is_grounded("LoRA learns a low-rank update made of two small matrices.", passages)
+    # Every content word occurs in the source, yet the claim is not there.
+    assert not is_grounded("The small pre-trained matrices learn to freeze every rank update between weights.", passages)
+
+
+def test_key_passage_cuts_at_a_paragraph_or_else_a_sentence():
+    first = "LoRA trains small adapter matrices. " * 10
+    with_paragraphs = Passage("p", "h", first + "\n\n" + "Second paragraph is long. " * 60)
+    assert key_passage(with_paragraphs) == first.strip()
+    one_block = Passage("p", "h", "A sentence that goes on. " * 60)
+    lead = key_passage(one_block)
+    assert lead.endswith("on.") and 233 < len(lead) <= 700
+    assert key_passage(Passage("p", "h", "Just one line.")) == "Just one line."
+
+
+@pytest.fixture
+def tutor(tiny_settings):
+    return Tutor(tiny_settings, KnowledgeBase(tiny_settings))
+
+
+async def test_local_answer_leads_with_the_key_passage_and_lists_sources(tutor):
+    result = await tutor.answer("What is LoRA?")
+    best = result["sources"][0]
+    assert best["path"] == "knowledge/lora-qlora-peft.md"
+    assert key_passage(Passage(best["path"], best["heading"], best["text"])) in result["answer"]
+    assert "low-rank" in result["answer"].lower()
+    assert set(best) == {"path", "heading", "text"} and 1 < len(result["sources"]) <= tutor.settings.top_k
+
+
+async def test_the_answer_streams_in_pieces(tutor):
+    reply = await tutor.ask("How many training examples do I need?")
+    pieces = [piece async for piece in reply]
+    assert len(pieces) >= 2 and "".join(pieces) == reply.text
+
+
+async def test_off_topic_or_gibberish_is_not_answered_by_guessing(tutor):
+    for question in ("asdkj qwpoe zzzt", "How do I change a bicycle tyre?"):
+        result = await tutor.answer(question)
+        assert result["sources"] == []
+        assert "couldn't find that in my notes" in result["answer"]
+        assert "LoRA" in result["answer"]  # it lists what it can explain
+
+
+async def test_non_latin_question_on_the_offline_model_says_how_to_get_its_language(tutor):
+    result = await tutor.answer("Що таке LoRA? Поясни, будь ласка, низькорангову адаптацію.")
+    if result["sources"]:
+        assert "writes English only" in result["answer"]
+    else:
+        assert "couldn't find" in result["answer"]
+
+
+async def test_openai_answer_is_generated_from_numbered_notes(tmp_path, indexed_data_dir, fake_openai):
+    settings = make_settings(indexed_data_dir, openai_api_key=fake_openai.api_key,
+                             openai_base_url=fake_openai.base_url, openai_model=fake_openai.model)
+    tutor = Tutor(settings, KnowledgeBase(settings))
+    result = await tutor.answer("Що таке LoRA?")
+    system, user = fake_openai.requests[-1]["messages"]
+    assert user == {"role": "user", "content": "Що таке LoRA?"}
+    assert "language the question is written in" in system["content"]
+    assert result["sources"] and f"[1] {result['sources'][0]['heading']}" in system["content"]
+    assert result["answer"] == f"According to the notes, see {result['sources'][0]['heading']} [1]."
+
+
+async def test_choosing_openai_without_configuration_is_explained(tutor):
+    with pytest.raises(TutorError, match="OPENAI_API_KEY"):
+        await tutor.ask("What is LoRA?", backend="openai")
+
+
+def test_redact_removes_keys_and_masked_fragments():
+    text = "key sk-live-abcdefghijkl and sk-wro***6789 and Bearer abc.def.ghi123"
+    cleaned = redact(text, "sk-live-abcdefghijkl")
+    assert "abcdefghijkl" not in cleaned and "wro***" not in cleaned and "abc.def" not in cleaned
