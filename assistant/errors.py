@@ -2,7 +2,7 @@
 
 Every failure a learner can cause or meet (a dead server, a wrong key, a bad setting) is raised
 as a `TutorError` whose message is written for them; the chat and the CLI show only that message.
-`redact` and `SecretFilter` keep API keys out of anything shown or logged.
+`redact` and `install_secret_redaction` keep API keys out of anything shown or logged.
 """
 
 from __future__ import annotations
@@ -26,30 +26,31 @@ def redact(text: str, *secrets: str | None) -> str:
     return _KEY_PATTERN.sub("[redacted]", text)
 
 
-class SecretFilter(logging.Filter):
-    """A logging filter that redacts secrets from every record passing through a handler."""
+_secrets: set[str] = set()
+_plain_factory = None
 
-    def __init__(self, *secrets: str | None):
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
 
-    def filter(self, record: logging.LogRecord) -> bool:
+def _redacting_factory(*args, **kwargs) -> logging.LogRecord:
+    record = _plain_factory(*args, **kwargs)
+    try:
         message = record.getMessage()
-        cleaned = redact(message, *self.secrets)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        if record.exc_info and record.exc_info[1] is not None:
-            # Tracebacks are rendered later from exc_info; bake a redacted copy instead.
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info), *self.secrets)
-            record.exc_info = None
-        return True
+    except Exception:  # a malformed format string: leave it to logging's own error report
+        return record
+    cleaned = redact(message, *_secrets)
+    if cleaned != message:
+        record.msg, record.args = cleaned, None
+    if record.exc_info and record.exc_info[1] is not None:
+        # Tracebacks are rendered later from exc_info: render a redacted copy now instead.
+        record.exc_text = redact(logging.Formatter().formatException(record.exc_info), *_secrets)
+        record.exc_info = None
+    return record
 
 
-def install_secret_filter(*secrets: str | None) -> None:
-    """Attach a SecretFilter to every handler of the root logger (idempotent)."""
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=logging.INFO)
-    for handler in root.handlers:
-        handler.filters = [f for f in handler.filters if not isinstance(f, SecretFilter)]
-        handler.addFilter(SecretFilter(*secrets))
+def install_secret_redaction(*secrets: str | None) -> None:
+    """Redact these secrets (and key-shaped strings) from every log record from now on, whichever
+    logger or handler it goes to (chainlit's, uvicorn's, ours)."""
+    global _plain_factory
+    _secrets.update(s for s in secrets if s and len(s) >= 4)
+    if _plain_factory is None:
+        _plain_factory = logging.getLogRecordFactory()
+        logging.setLogRecordFactory(_redacting_factory)

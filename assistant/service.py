@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from assistant.errors import install_secret_filter
+from assistant.errors import install_secret_redaction
 from assistant.knowledge import KnowledgeBase
 from assistant.settings import Settings, get_settings
 from assistant.tutor import Tutor
@@ -33,7 +33,7 @@ def get_tutor() -> Tutor:
         if _tutor is None:
             settings = get_settings()
             key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-            install_secret_filter(key)
+            install_secret_redaction(key)
             _tutor = build_tutor(settings)
         return _tutor
 

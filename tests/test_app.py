@@ -76,7 +76,7 @@ async def test_bad_input_gets_a_clear_reply(app_env, text, expected):
     assert expected in chat.messages[-1]["output"]
 
 
-async def test_an_unexpected_failure_shows_no_stack_trace(app_env, monkeypatch):
+async def test_an_unexpected_failure_shows_no_stack_trace(app_env, monkeypatch, caplog):
     async def broken(self, question, **options):
         raise RuntimeError("internal detail sk-live-0123456789abcdef")
 
@@ -86,6 +86,8 @@ async def test_an_unexpected_failure_shows_no_stack_trace(app_env, monkeypatch):
     shown = chat.messages[-1]["output"]
     assert "Something went wrong" in shown
     assert "RuntimeError" not in shown and "Traceback" not in shown and "sk-live" not in shown
+    assert "Answering failed" in caplog.text and "RuntimeError" in caplog.text  # the details go to the log...
+    assert "sk-live-0123456789abcdef" not in caplog.text  # ...without the key
 
 
 async def test_a_broken_configuration_is_explained_in_chat(app_env):

@@ -116,6 +116,20 @@ async def test_choosing_openai_without_configuration_is_explained(tutor):
         await tutor.ask("What is LoRA?", backend="openai")
 
 
+def test_log_records_are_redacted_whatever_the_logger(caplog):
+    import logging
+
+    from assistant.errors import install_secret_redaction
+
+    install_secret_redaction("my-custom-secret-token")
+    try:
+        raise ValueError("bad key my-custom-secret-token")
+    except ValueError:
+        logging.getLogger("some.library").exception("call failed with %s", "my-custom-secret-token")
+    assert "call failed with [redacted]" in caplog.text and "ValueError: bad key [redacted]" in caplog.text
+    assert "my-custom-secret-token" not in caplog.text
+
+
 def test_redact_removes_keys_and_masked_fragments():
     text = "key sk-live-abcdefghijkl and sk-wro***6789 and Bearer abc.def.ghi123"
     cleaned = redact(text, "sk-live-abcdefghijkl")
