@@ -32,12 +32,13 @@ ending in a recommendation with reasons. Type `/check` or press the starter.
 
 Model: **{model}**. Change it and the temperature in the settings next to the message box."""
 
-STARTERS = [
-    ("What is fine-tuning?", "What is fine-tuning, and how is it different from prompting?", None, "graduation-cap"),
-    ("What is LoRA?", "What is LoRA?", None, "layers"),
-    ("Should I fine-tune?", "Should I fine-tune?", "check", "list-checks"),
-    ("Fine-tuning or RAG?", "When should I use RAG instead of fine-tuning?", None, "scale"),
+STARTERS = [  # (label, message, command)
+    ("What is fine-tuning?", "What is fine-tuning, and how is it different from prompting?", None),
+    ("What is LoRA?", "What is LoRA?", None),
+    ("Should I fine-tune?", "Should I fine-tune?", "check"),
+    ("Fine-tuning or RAG?", "When should I use RAG instead of fine-tuning?", None),
 ]
+PASSAGES = "full passages"
 COMMANDS = [{"id": "check", "icon": "list-checks", "description": "Should I fine-tune? A guided check", "button": False}]
 
 _warmup: asyncio.Task | None = None
@@ -76,8 +77,7 @@ async def chat_profiles(user=None, language=None):
 
 @cl.set_starters
 async def starters(user=None, language=None):
-    return [cl.Starter(label=label, message=message, command=command, icon=icon)
-            for label, message, command, icon in STARTERS]
+    return [cl.Starter(label=label, message=message, command=command) for label, message, command in STARTERS]
 
 
 @cl.on_chat_start
@@ -140,8 +140,10 @@ async def answer(question: str) -> None:
         await msg.send()
         return
     await msg.stream_token(format_sources(reply.sources))
-    msg.elements = [cl.Text(name=f"[{i}]", content=f"**{p.path} › {p.heading}**\n\n{p.text}", display="side")
-                    for i, p in enumerate(reply.sources, 1)]
+    if reply.sources:  # one side panel with every passage (its name, in the footer, links to it)
+        passages = "\n\n---\n\n".join(f"**[{i}] {p.path} › {p.heading}**\n\n{p.text}"
+                                          for i, p in enumerate(reply.sources, 1))
+        msg.elements = [cl.Text(name=PASSAGES, content=passages, display="side")]
     await msg.send()
 
 

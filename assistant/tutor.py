@@ -226,4 +226,4 @@ def format_sources(sources: list[Passage]) -> str:
     if not sources:
         return ""
     lines = [f"[{i}] {p.path} › {p.heading}" for i, p in enumerate(sources, 1)]
-    return "\n\n**Sources**\n" + "\n".join(f"- {line}" for line in lines)
+    return "\n\n**Sources** (full passages)\n" + "\n".join(f"- {line}" for line in lines)

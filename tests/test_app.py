@@ -60,9 +60,11 @@ async def test_a_question_streams_an_answer_with_sources(app_env):
     assert len(chat.tokens[answer["id"]]) >= 3, "the answer was not streamed"
     assert "low-rank" in answer["output"].lower()
     assert "**Sources**" in answer["output"] and "knowledge/lora-qlora-peft.md" in answer["output"]
-    panels = {e["name"]: e for e in chat.elements if e["forId"] == answer["id"]}
-    assert "[1]" in panels and all(p["display"] == "side" for p in panels.values())
-    assert len(panels) == answer["output"].count("\n- [")
+    [panel] = [e for e in chat.elements if e["forId"] == answer["id"]]
+    assert panel["name"] == app.PASSAGES and panel["display"] == "side" and app.PASSAGES in answer["output"]
+    passages = chat.session.files[panel["chainlitKey"]]["path"].read_text()
+    assert passages.startswith("**[1] knowledge/lora-qlora-peft.md › What LoRA is")
+    assert passages.count("---") == answer["output"].count("\n- [") - 1  # every source, in order
 
 
 @pytest.mark.parametrize("text, expected", [

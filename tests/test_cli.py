@@ -31,7 +31,7 @@ def test_ask_json_on_the_embedded_model_returns_sources_about_low_rank_adapters(
 def test_ask_text_output_ends_with_sources_and_index_reports_nothing_to_do(tmp_path, embedded_model_dir):
     result = run_tutor("ask", "How many examples do I need?", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "Sources\n- [1] knowledge/" in result.stdout
+    assert "Sources (full passages)\n- [1] knowledge/" in result.stdout
     again = run_tutor("index", tmp_path=tmp_path)
     report = json.loads(again.stdout)
     assert report["chunks_embedded"] == 0 and len(report["unchanged"]) >= 12
