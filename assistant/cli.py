@@ -3,6 +3,8 @@
     tutor ask "What is LoRA?"            # streamed answer, then its sources
     tutor ask "What is LoRA?" --json     # {"answer": str, "sources": [{"path", "heading", "text"}]}
     tutor check                          # the "Should I fine-tune?" check, in the terminal
+    tutor prepare --source sample --train 150 --validation 40 --test 40 --seed 42 [--json]
+    tutor validate FILE.jsonl [--model gpt-4o-mini|local] [--price 3.0] [--json]
     tutor index                          # (re)index knowledge/ incrementally
     tutor settings                       # the effective configuration, keys masked
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -58,6 +61,58 @@ def ask(
         fail(str(exc), as_json)
     if as_json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
+
+
+@app.command()
+def prepare(
+    source: str = typer.Option("sample", help="'sample' (bundled recipes), a RecipeNLG CSV, or a chat JSONL."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default: DATA_DIR/datasets/<source>-seed<seed>)."),
+    train: int = typer.Option(150, min=1, help="Training examples."),
+    validation: int = typer.Option(40, min=0, help="Validation examples."),
+    test: int = typer.Option(40, min=0, help="Held-out test examples."),
+    seed: int = typer.Option(42, help="Seed: the same seed and input give the same files."),
+    dedupe: bool = typer.Option(True, help="Drop recipes with the same title and ingredients."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+):
+    """Build the recipe-assistant dataset: train/validation/test chat JSONL, deduplicated and seeded."""
+    from assistant.settings import get_settings
+    from training.prepare import prepare as build
+    from training.recipes import SourceError
+
+    def progress(rows: int, done: int, total: int) -> None:
+        if not as_json:
+            typer.echo(f"\r{rows:,} rows read ({done / max(total, 1):.0%})", err=True, nl=False)
+
+    try:
+        folder = out or get_settings().data_dir / "datasets" / f"{Path(source).stem}-seed{seed}"
+        report = build(source, folder, train=train, validation=validation, test=test, seed=seed, dedupe=dedupe,
+                       progress=progress)
+    except (SourceError, ValueError, OSError, TutorError) as exc:
+        fail(str(exc), as_json)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        typer.echo("", err=True)
+        print(report.as_markdown())
+
+
+@app.command()
+def validate(
+    file: Path = typer.Argument(..., help="A chat-format JSONL file."),
+    model: str = typer.Option("gpt-4o-mini", help="Count tokens for this OpenAI model, or 'local' for the local model."),
+    price: float = typer.Option(3.0, min=0.0, help="USD per 1M training tokens, for the cost estimate."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+):
+    """Check a chat JSONL file like OpenAI's data-prep checks: format errors, warnings, tokens, cost."""
+    from training.validate import validate_file
+
+    try:
+        report = validate_file(file, model=model, price_per_million=price)
+    except (OSError, TutorError) as exc:
+        fail(str(exc), as_json)
+    print(json.dumps(report.to_dict(), indent=2) if as_json else report.as_markdown())
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()

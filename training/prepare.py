@@ -1,0 +1,181 @@
+"""Prepare the recipe-assistant dataset: source -> deduplicated, seeded train/validation/test chat JSONL.
+
+Sources: "sample" (the recipes bundled in training/data/, written for this project), a RecipeNLG-format
+CSV of any size (streamed; a seeded reservoir sample keeps memory bounded by the sizes asked for), or
+a chat-format JSONL (validated, then split). The same seed and input give the same files, byte for
+byte. Files are written atomically (temp file, then rename): an interrupted run leaves no half file,
+and the input is only ever read.
+
+    tutor prepare --source sample --train 150 --validation 40 --test 40 --seed 42 [--json]
+    python -m training.prepare path/to/full_dataset.csv
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from training.recipes import (SAMPLE_CSV, Progress, Recipe, RowProblem, SourceError, read_recipenlg_csv,
+                              to_chat_example)
+from training.validate import example_errors, read_jsonl
+
+SPLITS = ("train", "validation", "test")
+MAX_PROBLEMS_KEPT = 200  # the report lists this many problem lines; counts are always complete
+
+
+
+@dataclass
+class PrepareReport:
+    source: str
+    seed: int
+    requested: dict[str, int]
+    written: dict[str, int] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    rows_read: int = 0
+    usable: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def as_markdown(self) -> str:
+        out = [f"Read **{self.rows_read:,}** rows from `{self.source}`: {self.usable:,} usable, "
+               f"{self.duplicates:,} duplicates removed, {self.skipped:,} skipped as malformed.", "",
+               "| split | examples | file |", "| --- | --- | --- |"]
+        out += [f"| {split} | {self.written[split]} | `{self.files[split]}` |" for split in SPLITS]
+        out += [f"- {note}" for note in self.notes]
+        if self.problems:
+            shown = self.problems[:10]
+            out += ["", f"Skipped rows ({self.skipped:,}; first {len(shown)}):"] + [f"- {p}" for p in shown]
+        return "\n".join(out)
+
+
+def write_jsonl_atomic(path: Path, examples: Iterable[dict]) -> int:
+    """Write examples one per line to a temp file beside `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
+                                         suffix=".tmp", delete=False)
+    count = 0
+    try:
+        with handle:
+            for example in examples:
+                handle.write(json.dumps(example, ensure_ascii=False) + "\n")
+                count += 1
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return count
+
+
+def _chat_jsonl_examples(path: Path, report: PrepareReport) -> Iterator[tuple[tuple, dict]]:
+    for number, example, problem in read_jsonl(path):
+        report.rows_read += 1
+        problem = problem or ", ".join(example_errors(example))
+        if problem:
+            report.skipped += 1
+            if len(report.problems) < MAX_PROBLEMS_KEPT:
+                report.problems.append(f"line {number}: {problem}")
+            continue
+        user = next((m["content"] for m in example["messages"] if m.get("role") == "user"), "")
+        yield (" ".join(user.lower().split()),), example
+
+
+def _recipe_examples(path: Path, report: PrepareReport, progress: Progress | None) -> Iterator[tuple[tuple, Recipe]]:
+    for item in read_recipenlg_csv(path, progress=progress):
+        report.rows_read += 1
+        if isinstance(item, RowProblem):
+            report.skipped += 1
+            if len(report.problems) < MAX_PROBLEMS_KEPT:
+                report.problems.append(str(item))
+            continue
+        yield item.dedupe_key, item
+
+
+def reservoir(items: Iterable[tuple[tuple, object]], size: int, rng: random.Random, report: PrepareReport,
+              dedupe: bool) -> list:
+    """A uniform seeded sample of `size` distinct items from a stream of any length (Algorithm R)."""
+    kept: list = []
+    seen: set[int] = set()
+    for key, item in items:
+        if dedupe:
+            # 8 bytes of state per row instead of the row; stable across processes, unlike hash().
+            fingerprint = int.from_bytes(hashlib.blake2b("\x1f".join(key).encode(), digest_size=8).digest(), "little")
+            if fingerprint in seen:
+                report.duplicates += 1
+                continue
+            seen.add(fingerprint)
+        report.usable += 1
+        if len(kept) < size:
+            kept.append(item)
+        else:
+            slot = rng.randrange(report.usable)
+            if slot < size:
+                kept[slot] = item
+    return kept
+
+
+def split_sizes(requested: dict[str, int], available: int) -> dict[str, int]:
+    """The sizes asked for, scaled down proportionally when the source has fewer examples."""
+    wanted = sum(requested.values())
+    if available >= wanted:
+        return dict(requested)
+    sizes = {split: requested[split] * available // wanted for split in SPLITS}
+    sizes["train"] += available - sum(sizes.values())
+    return sizes
+
+
+def prepare(source: str | Path, out_dir: Path, *, train: int = 150, validation: int = 40, test: int = 40,
+            seed: int = 42, dedupe: bool = True, progress: Progress | None = None) -> PrepareReport:
+    """Build train/validation/test chat JSONL files from a source; see the module docstring."""
+    for name, value in (("train", train), ("validation", validation), ("test", test)):
+        if value < 0:
+            raise ValueError(f"{name} size must be 0 or more (got {value}).")
+    if train < 1:
+        raise ValueError("The training split needs at least 1 example (OpenAI requires at least 10).")
+    path = SAMPLE_CSV if str(source) == "sample" else Path(source)
+    requested = {"train": train, "validation": validation, "test": test}
+    report = PrepareReport(source=str(source), seed=seed, requested=requested)
+    rng = random.Random(seed)
+    if path.suffix.lower() == ".jsonl":
+        if not path.is_file():
+            raise SourceError(f"{path} does not exist or is not a file.")
+        pool = reservoir(_chat_jsonl_examples(path, report), sum(requested.values()), rng, report, dedupe)
+        examples = pool
+    else:
+        pool = reservoir(_recipe_examples(path, report, progress), sum(requested.values()), rng, report, dedupe)
+        pool.sort(key=lambda recipe: recipe.line)  # a fixed order before the seeded shuffle
+        examples = [to_chat_example(recipe) for recipe in pool]
+    if not examples:
+        raise SourceError(f"No usable examples in {path.name}: {report.skipped:,} rows skipped"
+                          + (f", e.g. {report.problems[0]}" if report.problems else "") + ".")
+    rng.shuffle(examples)
+    sizes = split_sizes(requested, len(examples))
+    if sizes != requested:
+        report.notes.append(f"Only {len(examples)} usable examples: wrote {sizes['train']}/{sizes['validation']}/"
+                            f"{sizes['test']} instead of {train}/{validation}/{test}.")
+    start = 0
+    for split in SPLITS:
+        target = Path(out_dir) / f"{split}.jsonl"
+        report.written[split] = write_jsonl_atomic(target, examples[start:start + sizes[split]])
+        report.files[split] = str(target)
+        start += sizes[split]
+    return report
+
+
+if __name__ == "__main__":
+    import sys
+
+    result = prepare(sys.argv[1] if len(sys.argv) > 1 else "sample", Path(".tutor-data/datasets/cli"))
+    print(result.as_markdown())
