@@ -13,7 +13,7 @@ import logging
 import chainlit as cl
 from chainlit.input_widget import Select, Slider
 
-from assistant import decision
+from assistant import dataset_flow, decision
 from assistant.backends import backend_names, create_backend
 from assistant.errors import TutorError
 from assistant.service import get_tutor, warm_up
@@ -29,6 +29,9 @@ WELCOME = """I teach LLM fine-tuning by explaining it and, step by step, by doin
 Every answer is grounded in this project's notes and shows its **sources**.
 - **Should I fine-tune?** A guided check of your use case, the alternatives you tried, costs and benefits, \
 ending in a recommendation with reasons. Type `/check` or press the starter.
+- **Prepare the recipe dataset** (`/prepare`): build train/validation/test chat JSONL from the bundled recipes \
+or your RecipeNLG CSV, validated like OpenAI's data-prep checks, with token counts and a cost estimate. \
+Attach a `.jsonl` to validate your own file.
 
 Model: **{model}**. Change it and the temperature in the settings next to the message box."""
 
@@ -37,9 +40,14 @@ STARTERS = [  # (label, message, command)
     ("What is LoRA?", "What is LoRA?", None),
     ("Should I fine-tune?", "Should I fine-tune?", "check"),
     ("Fine-tuning or RAG?", "When should I use RAG instead of fine-tuning?", None),
+    ("Prepare recipe dataset", "/prepare", "prepare"),
 ]
 PASSAGES = "full passages"
-COMMANDS = [{"id": "check", "icon": "list-checks", "description": "Should I fine-tune? A guided check", "button": False}]
+COMMANDS = [
+    {"id": "check", "icon": "list-checks", "description": "Should I fine-tune? A guided check", "button": False},
+    {"id": "prepare", "icon": "database", "description": "Prepare the recipe dataset (train/validation/test JSONL)",
+     "button": False},
+]
 
 _warmup: asyncio.Task | None = None
 
@@ -114,8 +122,14 @@ async def on_settings_update(values: dict):
 
 @cl.on_message
 async def on_message(message: cl.Message):
-    if message.command == "check" or message.content.strip().lower() in {"/check", "should i fine-tune?"}:
+    text = message.content.strip()
+    files = [e for e in message.elements or [] if getattr(e, "path", None)]
+    if files:
+        await dataset_flow.handle_uploads(files)
+    elif message.command == "check" or text.lower() in {"/check", "should i fine-tune?"}:
         await start_check()
+    elif message.command == "prepare" or text.lower().startswith("/prepare"):
+        await dataset_flow.offer_prepare(text)
     else:
         await answer(message.content)
 

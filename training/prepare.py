@@ -132,7 +132,10 @@ def split_sizes(requested: dict[str, int], available: int) -> dict[str, int]:
     if available >= wanted:
         return dict(requested)
     sizes = {split: requested[split] * available // wanted for split in SPLITS}
-    sizes["train"] += available - sum(sizes.values())
+    for split in ("validation", "test"):  # an asked-for evaluation split keeps at least one example
+        if requested[split] and not sizes[split] and available - sizes["validation"] - sizes["test"] > 1:
+            sizes[split] = 1
+    sizes["train"] = available - sizes["validation"] - sizes["test"]
     return sizes
 
 

@@ -204,7 +204,7 @@ def validate_examples(lines: Iterable[tuple[int, object | None, str | None]], co
     report.tokens_in_dataset = sum(min(context_limit, t) for t in totals)
     report.epochs = default_epochs(report.valid_examples)
     report.billed_tokens = report.epochs * report.tokens_in_dataset
-    report.estimated_cost = round(report.billed_tokens / 1e6 * price_per_million, 4)
+    report.estimated_cost = report.billed_tokens / 1e6 * price_per_million
     return report
 
 

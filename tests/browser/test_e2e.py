@@ -39,3 +39,13 @@ def test_typing_a_question_in_the_composer(page):
     answer = page.locator(".step").filter(has_text="Sources").last
     answer.wait_for(timeout=120_000)
     assert "knowledge/overfitting-and-forgetting.md" in answer.inner_text()
+
+
+def test_prepare_the_recipe_dataset_from_the_sample(page):
+    page.locator('[id="starter-prepare-recipe-dataset"]').click()
+    page.get_by_role("button", name="Use the bundled sample").click()
+    ready = page.locator(".step").filter(has_text="Dataset ready").last
+    ready.wait_for(timeout=120_000)
+    text = ready.inner_text()
+    assert "train" in text and "No format errors found" in text and "epochs" in text
+    assert page.get_by_text("validation.jsonl").count() >= 1  # the downloads
