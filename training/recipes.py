@@ -47,9 +47,9 @@ class Recipe:
     line: int
 
     @property
-    def dedupe_key(self) -> tuple[str, str]:
+    def dedupe_key(self) -> tuple[str]:
         """Same title and ingredients (ignoring case and spacing) = the same recipe."""
-        return (" ".join(self.title.lower().split()), " ".join(" ".join(self.ingredients).lower().split()))
+        return (" ".join(f"{self.title}\x1f{chr(31).join(self.ingredients)}".lower().split()),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ def _string_list(raw: str, column: str) -> tuple[str, ...] | str:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return f"{column} is not a valid JSON list"
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, list) or not value or set(map(type, value)) != {str}:  # map/set: C speed on 2M rows
         return f"{column} must be a non-empty JSON list of strings"
     return tuple(value)
 
