@@ -152,3 +152,30 @@ def test_cli_prepare_and_validate(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "assistant.cli", "prepare", "--source", str(tmp_path / "no.csv"),
                               "--out", str(out)], capture_output=True, text=True, env=env, timeout=120)
     assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_500_mb_csv_streams_in_bounded_memory(tmp_path):
+    """A 500 MB upload is prepared from a stream: peak memory stays far below the file's size."""
+    source = tmp_path / "big.csv"
+    with open(source, "wb") as handle:
+        handle.write(HEADER.encode())
+        tail = (',"[""1 c. flour"", ""2 eggs"", ""1 c. milk"", ""1 Tbsp. sugar"", ""1/2 tsp. salt""]",'
+                '"[""Whisk everything."", ""Rest 10 minutes."", ""Cook on a hot griddle.""]",'
+                'x,y,"[""flour"", ""eggs"", ""milk"", ""sugar"", ""salt""]"\n').encode()
+        i = 0
+        while handle.tell() < 500_000_000:
+            handle.write(b"".join(f"{n},Pancakes {n}".encode() + tail for n in range(i, i + 10_000)))
+            i += 10_000
+    script = f"""
+import json, resource
+from pathlib import Path
+from training.prepare import prepare
+report = prepare({str(source)!r}, Path({str(tmp_path / 'out')!r}), train=500, validation=100, test=100)
+print(json.dumps({{"rows": report.rows_read, "written": report.written,
+                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    measured = json.loads(result.stdout)
+    assert measured["rows"] == i and measured["written"] == {"train": 500, "validation": 100, "test": 100}
+    assert measured["peak_mb"] < 300, f"peak RSS {measured['peak_mb']:.0f} MB for a 500 MB file"
