@@ -23,17 +23,23 @@ from training.recipes import SAMPLE_CSV
 ROWS = 1_000_000
 EXAMPLES = 100_000
 
-PROJECT = """
-import resource, sys, time
+# Peak RSS of the process itself: VmHWM (ru_maxrss would include the forked parent's pages before exec).
+PEAK = """
+import re
+def peak_mb():
+    return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) / 1024
+"""
+PROJECT = PEAK + """
+import sys, time
 from pathlib import Path
 from training.prepare import prepare
 started = time.perf_counter()
 report = prepare(sys.argv[1], Path(sys.argv[2]), train=1000, validation=200, test=200, seed=0)
 seconds = time.perf_counter() - started
-print(report.rows_read, seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(report.rows_read, seconds, peak_mb())
 """
-BASELINE = """
-import json, resource, sys, time
+BASELINE = PEAK + """
+import json, sys, time
 import pandas as pd
 from training.recipes import SYSTEM_PROMPT
 started = time.perf_counter()
@@ -44,7 +50,7 @@ def prepare_example_conversation(row):
                          {"role": "assistant", "content": row["NER"]}]}
 examples = recipes.apply(prepare_example_conversation, axis=1).tolist()
 seconds = time.perf_counter() - started
-print(len(examples), seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(len(examples), seconds, peak_mb())
 """
 VALIDATE_PROJECT = """
 import sys, time

@@ -12,7 +12,6 @@ and the input is only ever read.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -21,8 +20,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from training.recipes import (SAMPLE_CSV, Progress, Recipe, RowProblem, SourceError, read_recipenlg_csv,
-                              to_chat_example)
+from training.recipes import (SAMPLE_CSV, Progress, Recipe, RowProblem, SourceError, fingerprint,
+                              read_recipenlg_csv, to_chat_example)
 from training.validate import example_errors, read_jsonl
 
 SPLITS = ("train", "validation", "test")
@@ -79,7 +78,7 @@ def write_jsonl_atomic(path: Path, examples: Iterable[dict]) -> int:
     return count
 
 
-def _chat_jsonl_examples(path: Path, report: PrepareReport) -> Iterator[tuple[tuple, dict]]:
+def _chat_jsonl_examples(path: Path, report: PrepareReport) -> Iterator[tuple[int, dict]]:
     for number, example, problem in read_jsonl(path):
         report.rows_read += 1
         problem = problem or ", ".join(example_errors(example))
@@ -89,10 +88,10 @@ def _chat_jsonl_examples(path: Path, report: PrepareReport) -> Iterator[tuple[tu
                 report.problems.append(f"line {number}: {problem}")
             continue
         user = next((m["content"] for m in example["messages"] if m.get("role") == "user"), "")
-        yield (" ".join(user.lower().split()),), example
+        yield fingerprint(user, ""), example
 
 
-def _recipe_examples(path: Path, report: PrepareReport, progress: Progress | None) -> Iterator[tuple[tuple, Recipe]]:
+def _recipe_examples(path: Path, report: PrepareReport, progress: Progress | None) -> Iterator[tuple[int, Recipe]]:
     for item in read_recipenlg_csv(path, progress=progress):
         report.rows_read += 1
         if isinstance(item, RowProblem):
@@ -100,29 +99,30 @@ def _recipe_examples(path: Path, report: PrepareReport, progress: Progress | Non
             if len(report.problems) < MAX_PROBLEMS_KEPT:
                 report.problems.append(str(item))
             continue
-        yield item.dedupe_key, item
+        yield item.fingerprint, item
 
 
-def reservoir(items: Iterable[tuple[tuple, object]], size: int, rng: random.Random, report: PrepareReport,
+def reservoir(items: Iterable[tuple[int, object]], size: int, rng: random.Random, report: PrepareReport,
               dedupe: bool) -> list:
     """A uniform seeded sample of `size` distinct items from a stream of any length (Algorithm R)."""
     kept: list = []
     seen: set[int] = set()
+    usable = duplicates = 0  # locals, written back at the end: this loop runs once per row
+    randrange = rng.randrange
     for key, item in items:
-        if dedupe:
-            # 8 bytes of state per row instead of the row; stable across processes, unlike hash().
-            fingerprint = int.from_bytes(hashlib.blake2b("\x1f".join(key).encode(), digest_size=8).digest(), "little")
-            if fingerprint in seen:
-                report.duplicates += 1
+        if dedupe:  # 8 bytes of state per row (its fingerprint) instead of the row
+            if key in seen:
+                duplicates += 1
                 continue
-            seen.add(fingerprint)
-        report.usable += 1
+            seen.add(key)
+        usable += 1
         if len(kept) < size:
             kept.append(item)
         else:
-            slot = rng.randrange(report.usable)
+            slot = randrange(usable)
             if slot < size:
                 kept[slot] = item
+    report.usable, report.duplicates = report.usable + usable, report.duplicates + duplicates
     return kept
 
 

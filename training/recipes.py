@@ -15,11 +15,13 @@ never silently dropped, and never stop the good ones.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import orjson
 
@@ -39,17 +41,20 @@ class SourceError(ValueError):
     """The whole source is unusable (empty, not a RecipeNLG CSV...); the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
-class Recipe:
+class Recipe(NamedTuple):  # a NamedTuple: built millions of times, ~3x cheaper than a frozen dataclass
     title: str
     ingredients: tuple[str, ...]
     ner: tuple[str, ...]
     line: int
+    fingerprint: int = 0  # same title and ingredients, ignoring case and spacing = same fingerprint
 
-    @property
-    def dedupe_key(self) -> tuple[str]:
-        """Same title and ingredients (ignoring case and spacing) = the same recipe."""
-        return (" ".join(f"{self.title}\x1f{chr(31).join(self.ingredients)}".lower().split()),)
+
+def fingerprint(title: str, raw_ingredients: str) -> int:
+    """A stable 64-bit hash (unlike hash(), the same in every process) of the normalised recipe identity."""
+    key = f"{title}\x1f{raw_ingredients}".lower()
+    if "  " in key or "\t" in key or "\n" in key or "\r" in key:  # collapsing costs 1.5 us a row: only when needed
+        key = " ".join(key.split())
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +135,12 @@ def _parse_row(row: list[str], line: int, width: int, title_at: int, ingredients
             return RowProblem(line, "empty line")
         return RowProblem(line, f"expected {width} fields, found {len(row)}")
     title, raw_ingredients, raw_ner = row[title_at].strip(), row[ingredients_at], row[ner_at]
-    try:
-        (title + raw_ingredients + raw_ner).encode("utf-8")
-    except UnicodeEncodeError:
-        return RowProblem(line, "contains bytes that are not valid UTF-8")
+    joined = title + raw_ingredients + raw_ner
+    if not joined.isascii():  # fast path: most rows are ASCII and cannot hold an undecodable byte
+        try:
+            joined.encode("utf-8")
+        except UnicodeEncodeError:
+            return RowProblem(line, "contains bytes that are not valid UTF-8")
     if not title:
         return RowProblem(line, "title is empty")
     ingredients = _string_list(raw_ingredients, "ingredients")
@@ -142,7 +149,7 @@ def _parse_row(row: list[str], line: int, width: int, title_at: int, ingredients
     ner = _string_list(raw_ner, "NER")
     if isinstance(ner, str):
         return RowProblem(line, ner)
-    return Recipe(title, ingredients, ner, line)
+    return Recipe(title, ingredients, ner, line, fingerprint(title, raw_ingredients))
 
 
 if __name__ == "__main__":

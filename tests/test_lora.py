@@ -1,0 +1,195 @@
+"""The local LoRA trainer on a tiny model: only LoRA weights learn, runs resume, cancel, and fail clearly."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from training import jobs
+from training.config import ConfigError, TrainConfig
+from training.lora import collate, latest_checkpoint, length_grouped_batches, load_adapter_model, load_base, train
+from training.registry import Registry
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def data(tmp_path):
+    """24 training and 6 validation examples: the cookbook's when beside the checkout, else the bundled sample."""
+    from training.prepare import prepare
+
+    if SHARED.exists():
+        (tmp_path / "train.jsonl").write_text("".join((SHARED / "recipes_cookbook_train.jsonl").open().readlines()[:24]))
+        (tmp_path / "validation.jsonl").write_text("".join((SHARED / "recipes_cookbook_validation.jsonl").open().readlines()[:6]))
+    else:
+        prepare("sample", tmp_path, train=24, validation=6, test=0)
+    return tmp_path / "train.jsonl", tmp_path / "validation.jsonl"
+
+
+def make_run(tmp_path, data, tiny_model_dir, **overrides) -> Path:
+    run_dir = tmp_path / "runs" / f"run-{len(list((tmp_path / 'runs').glob('*'))) if (tmp_path / 'runs').exists() else 0}"
+    run_dir.mkdir(parents=True)
+    values = dict(train_file=str(data[0]), validation_file=str(data[1]), base_model=str(tiny_model_dir), epochs=2,
+                  batch_size=4, learning_rate=1e-3, save_every=2, eval_generate_limit=2, bf16="no")
+    TrainConfig(**{**values, **overrides}).save(run_dir / "config.json")
+    return run_dir
+
+
+def test_lora_weights_change_and_base_weights_do_not(tmp_path, data, tiny_model_dir):
+    base, _ = load_base(str(tiny_model_dir))
+    before = {name: p.detach().clone() for name, p in base.named_parameters()}
+    run_dir = make_run(tmp_path, data, tiny_model_dir)
+    summary = train(run_dir)
+    assert summary["status"] == "succeeded" and summary["steps"] == 12 and summary["tokens_trained"] > 0
+    assert {"val_loss", "val_token_accuracy", "val_f1", "final_loss"} <= set(summary)
+    adapter = run_dir / "adapter"
+    assert {p.name for p in adapter.iterdir()} >= {"adapter_config.json", "adapter_model.safetensors"}
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_model_dir)
+
+    trained, _ = load_adapter_model(adapter)
+    lora = {n: p for n, p in trained.named_parameters() if "lora_" in n}
+    assert lora and any(p.abs().sum() > 0 for n, p in lora.items() if "lora_B" in n), "LoRA B never moved from zero"
+    for name, weight in trained.get_base_model().named_parameters():
+        if "lora_" not in name:
+            original = name.replace("base_layer.", "")
+            assert torch.equal(weight, before[original]), f"base weight {original} changed"
+
+
+def test_batches_group_lengths_and_padding_stays_small(data, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from training.lora import load_examples
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    examples, _ = load_examples(str(data[0]), tokenizer, 512)
+    lengths = [len(e["input_ids"]) for e in examples]
+    batches = length_grouped_batches(lengths, 4, seed=1)
+    assert sorted(i for b in batches for i in b) == list(range(len(examples)))
+    assert batches == length_grouped_batches(lengths, 4, seed=1) != length_grouped_batches(lengths, 4, seed=2)
+    padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
+    assert sum(lengths) / padded > 0.9, "length grouping should keep padding under 10%"
+    batch = collate([examples[i] for i in batches[0]], tokenizer.pad_token_id)
+    assert (batch["labels"][batch["attention_mask"] == 0] == -100).all()
+    first = examples[0]
+    assert first["labels"][0] == -100 and first["labels"][-1] != -100  # loss on the assistant answer only
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"learning_rate": 0}, "learning rate must be above 0"),
+    ({"learning_rate": -1e-4}, "learning rate must be above 0"),
+    ({"lora_r": 0}, "LoRA r must be at least 1"),
+    ({"train_file": "/nope.jsonl"}, "does not exist"),
+])
+def test_bad_settings_are_refused_before_starting(tmp_path, data, tiny_model_dir, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**{"train_file": str(data[0]), **overrides}).check()
+
+
+def test_max_length_above_the_context_fails_the_run_with_its_reason(tmp_path, data, tiny_model_dir):
+    registry = Registry(tmp_path / "registry.sqlite")
+    run_dir = make_run(tmp_path, data, tiny_model_dir, max_length=100_000)
+    registry.create_run("local", {}, run_dir, run_id=run_dir.name)
+    from training.lora import main
+
+    assert main([str(run_dir), "--registry", str(registry.path)]) == 2
+    run = registry.run(run_dir.name)
+    assert run["status"] == "failed" and "above the model's context of 2048" in run["error"]
+
+
+def test_a_dataset_without_assistant_answers_fails_clearly(tmp_path, data, tiny_model_dir):
+    empty = tmp_path / "no_answers.jsonl"
+    empty.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    run_dir = make_run(tmp_path, (empty, data[1]), tiny_model_dir)
+    with pytest.raises(ConfigError, match="No usable training examples"):
+        train(run_dir)
+
+
+def test_two_trainers_cannot_share_a_run_directory(tmp_path, data, tiny_model_dir):
+    from training.lora import RunLock
+
+    run_dir = make_run(tmp_path, data, tiny_model_dir)
+    with RunLock(run_dir):
+        with pytest.raises(ConfigError, match="in use by process"):
+            RunLock(run_dir).__enter__()
+
+
+def wait_for(predicate, timeout=120.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def started_job(tmp_path, data, tiny_model_dir, **overrides):
+    registry = Registry(tmp_path / "data" / "registry.sqlite")
+    config = TrainConfig(train_file=str(data[0]), validation_file=str(data[1]), base_model=str(tiny_model_dir),
+                         batch_size=2, learning_rate=1e-3, save_every=2, eval_generate_limit=1, bf16="no",
+                         **{"epochs": 6, **overrides})
+    return jobs.start_local(config, tmp_path / "data", registry), registry
+
+
+def test_a_killed_job_is_marked_interrupted_and_resumes_from_its_checkpoint(tmp_path, data, tiny_model_dir):
+    run, registry = started_job(tmp_path, data, tiny_model_dir)
+    run_dir = Path(run["run_dir"])
+    wait_for(lambda: latest_checkpoint(run_dir) and int(latest_checkpoint(run_dir).name[5:]) >= 4)
+    os.killpg(run["pid"], signal.SIGKILL)
+    wait_for(lambda: not jobs.process_alive(run["pid"]))
+    assert jobs.reconcile(registry) == [run["id"]]
+    assert registry.run(run["id"])["status"] == "interrupted"
+    saved_step = int(latest_checkpoint(run_dir).name[5:])
+
+    resumed = jobs.resume(registry.run(run["id"]), registry)
+    seen = list(jobs.follow(resumed, registry, poll=0.2))
+    resumed_at = next(e for e in seen if e["type"] == "resumed")
+    assert resumed_at["step"] == saved_step
+    steps = [e["step"] for e in seen if e["type"] == "step"]
+    assert steps[steps.index(saved_step + 1):][-1] == seen[-1]["steps"]  # continued, not restarted
+    assert seen[-1]["type"] == "done" and registry.run(run["id"])["status"] == "succeeded"
+    assert [m["location"] for m in registry.models()] == [str(run_dir / "adapter")]
+
+
+def test_cancel_stops_the_process_and_keeps_a_checkpoint(tmp_path, data, tiny_model_dir):
+    run, registry = started_job(tmp_path, data, tiny_model_dir, epochs=20)
+    run_dir = Path(run["run_dir"])
+    wait_for(lambda: any(e["type"] == "step" for e in jobs.events(run_dir)[0]))
+    cancelled = jobs.cancel(registry.run(run["id"]), registry)
+    assert cancelled["status"] == "cancelled" and not jobs.process_alive(run["pid"])
+    assert any(e["type"] == "cancelled" for e in jobs.events(run_dir)[0])
+    assert latest_checkpoint(run_dir) is not None
+
+
+def test_the_registry_round_trips(tmp_path):
+    registry = Registry(tmp_path / "registry.sqlite")
+    dataset = registry.add_dataset("sample", {"train": "t.jsonl"}, {"rows_read": 239})
+    run = registry.create_run("local", {"epochs": 3, "lora_r": 8}, tmp_path / "run", run_id="run-a")
+    registry.update_run("run-a", status="succeeded", metrics={"val_f1": 0.8}, adapter_path="/a")
+    again = Registry(tmp_path / "registry.sqlite")  # a restarted app
+    assert again.datasets()[0]["id"] == dataset and again.datasets()[0]["report"] == {"rows_read": 239}
+    stored = again.run("run-a")
+    assert stored["config"] == {"epochs": 3, "lora_r": 8} and stored["metrics"] == {"val_f1": 0.8}
+    assert stored["status"] == "succeeded" and run["created_at"] <= stored["updated_at"]
+    with pytest.raises(ValueError):
+        again.update_run("run-a", status="exploded")
+
+
+def test_two_process_accelerate_run(tmp_path, data, tiny_model_dir):
+    run_dir = make_run(tmp_path, data, tiny_model_dir, epochs=1, batch_size=2, eval_generate_limit=0)
+    accelerate = Path(sys.executable).parent / "accelerate"
+    # --multi_gpu selects accelerate's torchrun launcher; on a CPU-only machine the processes use gloo.
+    result = subprocess.run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                             "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "training.lora", str(run_dir)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = [json.loads(l) for l in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert seen[0]["type"] == "start" and seen[0]["processes"] == 2
+    assert seen[-1]["type"] == "done" and (run_dir / "adapter" / "adapter_model.safetensors").exists()
+    assert seen[0]["total_steps"] == 6  # 24 examples in batches of 2 = 12 batches, shared by 2 processes

@@ -1,0 +1,462 @@
+"""The local LoRA trainer: one run directory in, a PEFT adapter out, progress as JSON lines.
+
+Run it as its own process (the app and `tutor train` do), alone or under accelerate for DDP:
+
+    python -m training.lora RUN_DIR [--resume] [--registry DATA_DIR/registry.sqlite]
+    accelerate launch --multi_gpu --num_processes 2 -m training.lora RUN_DIR   # DDP: NCCL on GPUs, gloo on CPU
+
+RUN_DIR holds config.json (a TrainConfig). The trainer writes:
+    events.jsonl          {"type": "start"|"step"|"eval"|"checkpoint"|"done"|"cancelled"|"error", ...}
+    checkpoints/step-N/   adapter + optimizer + scheduler + progress, every `save_every` steps (last 2 kept)
+    adapter/              the final PEFT adapter (adapter_config.json + adapter_model.safetensors)
+What it learns: loss on the assistant tokens only. Batches group examples of similar length, so
+almost no compute goes to padding. A file RUN_DIR/cancel or SIGTERM stops it at the next step with
+a checkpoint, so a cancelled or killed run can resume where it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from training.config import ConfigError, TrainConfig
+from training.metrics import parse_list, set_scores
+
+IGNORE = -100
+KEEP_CHECKPOINTS = 2
+
+
+class EventLog:
+    """Append-only JSON lines, flushed per event so followers see them at once."""
+
+    def __init__(self, path: Path, enabled: bool = True):
+        self.path, self.enabled = path, enabled
+
+    def write(self, kind: str, **data) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"type": kind, "time": time.time(), **data}) + "\n")
+
+
+class RunLock:
+    """Only one trainer per run directory: a lock file holding the owner's pid."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "lock"
+
+    def __enter__(self):
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            owner = int(self.path.read_text() or 0)
+            if owner and _alive(owner):
+                raise ConfigError(f"Run directory {self.path.parent} is in use by process {owner}.") from None
+            self.path.unlink(missing_ok=True)  # left by a killed trainer
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return self
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def bf16_is_faster(device: str) -> bool:
+    """Measure it: bfloat16 autocast only where this machine multiplies faster in it."""
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    a = torch.randn(512, 512)
+
+    def speed(dtype) -> float:
+        x = a.to(dtype)
+        x @ x
+        started = time.perf_counter()
+        for _ in range(10):
+            x @ x
+        return time.perf_counter() - started
+
+    return speed(torch.bfloat16) * 1.3 < speed(torch.float32)
+
+
+# --- data -------------------------------------------------------------------------------------
+
+def _ids(encoded) -> list[int]:
+    return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+
+
+def tokenize(tokenizer, messages: list[dict], max_length: int) -> dict | None:
+    """input_ids with labels on the final assistant message only; None when nothing is left to learn."""
+    if not messages or messages[-1].get("role") != "assistant":
+        return None
+    prompt = _ids(tokenizer.apply_chat_template(messages[:-1], tokenize=True, add_generation_prompt=True))
+    full = _ids(tokenizer.apply_chat_template(messages, tokenize=True))[:max_length]
+    labels = [IGNORE] * min(len(prompt), len(full)) + full[len(prompt):]
+    if all(label == IGNORE for label in labels):
+        return None
+    return {"input_ids": full, "labels": labels}
+
+
+def load_examples(path: str, tokenizer, max_length: int) -> tuple[list[dict], list[dict]]:
+    """(tokenized examples, their raw messages); malformed lines are skipped (they were validated before)."""
+    examples, raw = [], []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                messages = json.loads(line)["messages"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+            if item := tokenize(tokenizer, messages, max_length):
+                examples.append(item)
+                raw.append(messages)
+    return examples, raw
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
+    """Seeded batches of similar-length examples: shuffle, sort within large windows, shuffle batches."""
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    window = batch_size * 16
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start:start + window], key=lambda i: lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(e["input_ids"]) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, e in enumerate(examples):
+        n = len(e["input_ids"])
+        ids[row, :n], labels[row, :n], mask[row, :n] = torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+# --- model ------------------------------------------------------------------------------------
+
+def load_base(base_model: str):
+    """(model, tokenizer) for "embedded", an HF id or a folder, fresh (not the chat app's shared copy)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from assistant.models import resolve_base_model
+    from assistant.settings import get_settings
+
+    settings = get_settings().model_copy(update={"base_model": base_model})
+    source = resolve_base_model(settings)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def add_lora(model, config: TrainConfig):
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=config.target_modules, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def load_adapter_model(adapter_dir: Path):
+    """Base model + adapter, wherever the adapter was trained: the base is named portably
+    ("embedded", an HF id or a folder) in adapter_config.json, never by a site-packages path."""
+    from peft import PeftModel
+
+    base_model = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())["base_model_name_or_path"]
+    model, tokenizer = load_base(base_model)
+    return PeftModel.from_pretrained(model, str(adapter_dir)), tokenizer
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+@torch.no_grad()
+def evaluate(model, examples: list[dict], pad_id: int, batch_size: int) -> dict:
+    """Validation loss per assistant token and next-token accuracy on assistant tokens."""
+    model.eval()
+    loss_sum, correct, count = 0.0, 0, 0
+    for start in range(0, len(examples), batch_size):
+        batch = collate(examples[start:start + batch_size], pad_id)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+        targets = batch["labels"][:, 1:]
+        keep = targets != IGNORE
+        loss_sum += torch.nn.functional.cross_entropy(logits[keep], targets[keep], reduction="sum").item()
+        correct += (logits.argmax(-1)[keep] == targets[keep]).sum().item()
+        count += keep.sum().item()
+    model.train()
+    return {"val_loss": loss_sum / max(count, 1), "val_token_accuracy": correct / max(count, 1)}
+
+
+@torch.no_grad()
+def generation_f1(model, tokenizer, conversations: list[list[dict]], limit: int) -> float | None:
+    """Mean set F1 of the generated ingredient lists against the gold answers."""
+    if not conversations or limit <= 0:
+        return None
+    model.eval()
+    scores = []
+    for messages in conversations[:limit]:
+        inputs = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, return_tensors="pt",
+                                               return_dict=True)
+        output = model.generate(**inputs, max_new_tokens=128, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        answer = tokenizer.decode(output[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        scores.append(set_scores(parse_list(answer), parse_list(messages[-1]["content"]) or [])[2])
+    model.train()
+    return sum(scores) / len(scores)
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+def save_checkpoint(run_dir: Path, model, optimizer, scheduler, progress: dict) -> Path:
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    folder = run_dir / "checkpoints"
+    staging = folder / f".step-{progress['step']}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in get_peft_model_state_dict(model).items()}, staging / "adapter.safetensors")
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, staging / "state.pt")
+    (staging / "progress.json").write_text(json.dumps(progress))
+    final = folder / f"step-{progress['step']}"
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(staging, final)  # a checkpoint is either whole or absent
+    for old in sorted(checkpoints(run_dir), key=lambda p: int(p.name[5:]))[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    folder = run_dir / "checkpoints"
+    return [p for p in folder.glob("step-*") if (p / "progress.json").exists()] if folder.exists() else []
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = checkpoints(run_dir)
+    return max(found, key=lambda p: int(p.name[5:])) if found else None
+
+
+def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(folder / "adapter.safetensors"))
+    state = torch.load(folder / "state.pt", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return json.loads((folder / "progress.json").read_text())
+
+
+# --- training ---------------------------------------------------------------------------------
+
+class Stop:
+    """Set by SIGTERM (when this process owns its signals) or by a `cancel` file in the run directory."""
+
+    def __init__(self, run_dir: Path, handle_signals: bool):
+        self.file, self.flag = run_dir / "cancel", False
+        if handle_signals:
+            signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, *_):
+        self.flag = True
+
+    def requested(self) -> bool:
+        return self.flag or self.file.exists()
+
+
+def train(run_dir: Path, resume: bool = False, registry=None, handle_signals: bool = False) -> dict:
+    """Train the run in run_dir; returns the summary. Raises ConfigError before starting on bad settings."""
+    from accelerate import Accelerator
+    from transformers import get_linear_schedule_with_warmup
+
+    config = TrainConfig.load(run_dir / "config.json")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    use_bf16 = config.bf16 == "yes" or (config.bf16 == "auto" and bf16_is_faster(device))
+    accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=device == "cpu")
+    main = accelerator.is_main_process
+    events = EventLog(run_dir / "events.jsonl", enabled=main)
+    torch.manual_seed(config.seed)
+
+    model, tokenizer = load_base(config.base_model)
+    config.check(context_length=getattr(model.config, "max_position_embeddings", None))
+    train_set, _ = load_examples(config.train_file, tokenizer, config.max_length)
+    val_set, val_raw = (load_examples(config.validation_file, tokenizer, config.max_length)
+                        if config.validation_file else ([], []))
+    if not train_set:
+        raise ConfigError(f"No usable training examples in {config.train_file} (each needs a final assistant message).")
+    model = add_lora(model, config)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    batches_per_epoch = len(length_grouped_batches([len(e["input_ids"]) for e in train_set], config.batch_size, 0)) // world
+    if batches_per_epoch == 0:
+        raise ConfigError(f"Too few training examples ({len(train_set)}) for {world} processes with batch size "
+                          f"{config.batch_size}.")
+    micro_total = math.ceil(batches_per_epoch * config.epochs)
+    total_steps = math.ceil(micro_total / config.gradient_accumulation)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(total_steps * config.warmup_ratio), total_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    progress = {"step": 0, "micro_step": 0, "tokens": 0, "seconds": 0.0}
+    if resume and (checkpoint := latest_checkpoint(run_dir)):
+        progress = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler)
+        events.write("resumed", step=progress["step"], checkpoint=checkpoint.name)
+    if registry and main:
+        registry.update_run(run_dir.name, status="running", pid=os.getpid(), error=None)
+    events.write("start", total_steps=total_steps, train_examples=len(train_set), val_examples=len(val_set),
+                 processes=world, bf16=use_bf16, trainable_parameters=sum(p.numel() for p in trainable),
+                 step=progress["step"])
+
+    stop = Stop(run_dir, handle_signals)
+    eval_every = config.eval_every or max(1, batches_per_epoch // config.gradient_accumulation)
+    window_tokens, window_started = 0, time.perf_counter()
+    started_seconds = progress["seconds"]
+    session_started = time.perf_counter()
+    model.train()
+    micro = progress["micro_step"]
+    while micro < micro_total:
+        epoch, position = divmod(micro, batches_per_epoch)
+        batches = length_grouped_batches([len(e["input_ids"]) for e in train_set], config.batch_size,
+                                         config.seed + epoch)[rank::world][:batches_per_epoch]
+        for batch_indices in batches[position:]:
+            if micro >= micro_total:
+                break
+            batch = {k: v.to(accelerator.device) for k, v in collate([train_set[i] for i in batch_indices],
+                                                                     tokenizer.pad_token_id).items()}
+            with accelerator.autocast():
+                loss = model(**batch).loss / config.gradient_accumulation
+            accelerator.backward(loss)
+            real_tokens = int(batch["attention_mask"].sum().item()) * world  # every process did a batch like it
+            window_tokens += real_tokens
+            progress["tokens"] += real_tokens
+            micro += 1
+            if micro % config.gradient_accumulation and micro < micro_total:
+                continue
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            progress.update(step=progress["step"] + 1, micro_step=micro,
+                            seconds=started_seconds + time.perf_counter() - session_started)
+            step = progress["step"]
+            elapsed = time.perf_counter() - window_started
+            rate = window_tokens / elapsed if elapsed else 0.0
+            per_step = progress["seconds"] / step
+            events.write("step", step=step, total_steps=total_steps, epoch=round(micro / batches_per_epoch, 3),
+                         loss=accelerator.reduce(loss.detach() * config.gradient_accumulation, "mean").item(),
+                         learning_rate=scheduler.get_last_lr()[0], tokens_per_second=rate,
+                         eta_seconds=per_step * (total_steps - step), tokens=progress["tokens"])
+            window_tokens, window_started = 0, time.perf_counter()
+            if val_set and (step % eval_every == 0 or step == total_steps):
+                if main:
+                    events.write("eval", step=step, **evaluate(accelerator.unwrap_model(model), val_set,
+                                                               tokenizer.pad_token_id, config.batch_size))
+                accelerator.wait_for_everyone()
+            cancel = stop.requested()
+            if main and (cancel or step % config.save_every == 0 or step == total_steps):
+                saved = save_checkpoint(run_dir, accelerator.unwrap_model(model), optimizer, scheduler, progress)
+                events.write("checkpoint", step=step, path=str(saved))
+            accelerator.wait_for_everyone()
+            if cancel:
+                events.write("cancelled", step=step)
+                if registry and main:
+                    registry.update_run(run_dir.name, status="cancelled", pid=None)
+                return {"status": "cancelled", "step": step}
+    return finish(run_dir, accelerator, model, tokenizer, config, val_set, val_raw, progress, events, registry)
+
+
+def finish(run_dir, accelerator, model, tokenizer, config, val_set, val_raw, progress, events, registry) -> dict:
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return {"status": "succeeded"}
+    model = accelerator.unwrap_model(model)
+    adapter_dir = run_dir / "adapter"
+    model.save_pretrained(adapter_dir)
+    adapter_config = adapter_dir / "adapter_config.json"
+    saved = json.loads(adapter_config.read_text())
+    saved["base_model_name_or_path"] = config.base_model  # portable: "embedded", an HF id, or the user's folder
+    adapter_config.write_text(json.dumps(saved, indent=2))
+    summary = {"status": "succeeded", "steps": progress["step"], "tokens_trained": progress["tokens"],
+               "train_seconds": round(progress["seconds"], 1), "adapter": str(adapter_dir)}
+    last = [json.loads(l) for l in (run_dir / "events.jsonl").read_text().splitlines()]
+    summary["final_loss"] = next((e["loss"] for e in reversed(last) if e["type"] == "step"), None)
+    if val_set:
+        summary.update(evaluate(model, val_set, tokenizer.pad_token_id, config.batch_size))
+        summary["val_f1"] = generation_f1(model, tokenizer, val_raw, config.eval_generate_limit)
+    events.write("done", **summary)
+    if registry:
+        registry.update_run(run_dir.name, status="succeeded", metrics=summary, adapter_path=str(adapter_dir), pid=None)
+        registry.add_model(run_dir.name, "local-adapter", str(adapter_dir), config.base_model)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--registry", type=Path)
+    args = parser.parse_args(argv)
+    from training.registry import Registry
+
+    registry = Registry(args.registry) if args.registry else None
+    events = EventLog(args.run_dir / "events.jsonl", enabled=int(os.environ.get("RANK", "0")) == 0)
+    try:
+        with RunLock(args.run_dir) if int(os.environ.get("LOCAL_RANK", "0")) == 0 else _NoLock():
+            train(args.run_dir, resume=args.resume, registry=registry, handle_signals=True)
+        return 0
+    except Exception as exc:  # the run's record says why, in words; the log keeps the traceback
+        message = explain_failure(exc)
+        events.write("error", message=message)
+        if registry and int(os.environ.get("RANK", "0")) == 0:
+            registry.update_run(args.run_dir.name, status="failed", error=message, pid=None)
+        if not isinstance(exc, ConfigError):
+            raise
+        print(message, file=sys.stderr)
+        return 2
+
+
+class _NoLock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def explain_failure(exc: Exception) -> str:
+    import errno
+
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        return "Out of memory: lower the batch size or max length, or use gradient accumulation."
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return "The disk is full: free some space, then resume the run from its last checkpoint."
+    return f"Training failed: {type(exc).__name__}: {exc}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
