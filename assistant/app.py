@@ -13,7 +13,7 @@ import logging
 import chainlit as cl
 from chainlit.input_widget import Select, Slider
 
-from assistant import dataset_flow, decision
+from assistant import dataset_flow, decision, training_flow
 from assistant.backends import backend_names, create_backend
 from assistant.errors import TutorError
 from assistant.service import get_tutor, warm_up
@@ -32,6 +32,7 @@ ending in a recommendation with reasons. Type `/check` or press the starter.
 - **Prepare the recipe dataset** (`/prepare`): build train/validation/test chat JSONL from the bundled recipes \
 or your RecipeNLG CSV, validated like OpenAI's data-prep checks, with token counts and a cost estimate. \
 Attach a `.jsonl` to validate your own file.
+- **Fine-tune locally** (`/train`): LoRA on the embedded model, with live loss, a chart, cancel and resume.
 
 Model: **{model}**. Change it and the temperature in the settings next to the message box."""
 
@@ -47,6 +48,7 @@ COMMANDS = [
     {"id": "check", "icon": "list-checks", "description": "Should I fine-tune? A guided check", "button": False},
     {"id": "prepare", "icon": "database", "description": "Prepare the recipe dataset (train/validation/test JSONL)",
      "button": False},
+    {"id": "train", "icon": "cpu", "description": "Fine-tune locally with LoRA on a prepared dataset", "button": False},
 ]
 
 _warmup: asyncio.Task | None = None
@@ -107,6 +109,7 @@ async def on_chat_start():
         Slider(id="temperature", label="Temperature", initial=settings.temperature, min=0, max=1.5, step=0.1),
     ]).send()
     await cl.context.emitter.set_commands(COMMANDS)
+    await training_flow.resume_watching()
 
 
 @cl.on_settings_update
@@ -130,6 +133,8 @@ async def on_message(message: cl.Message):
         await start_check()
     elif message.command == "prepare" or text.lower().startswith("/prepare"):
         await dataset_flow.offer_prepare(text)
+    elif message.command == "train" or text.lower().startswith("/train"):
+        await training_flow.offer_training(text)
     else:
         await answer(message.content)
 

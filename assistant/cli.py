@@ -5,6 +5,8 @@
     tutor check                          # the "Should I fine-tune?" check, in the terminal
     tutor prepare --source sample --train 150 --validation 40 --test 40 --seed 42 [--json]
     tutor validate FILE.jsonl [--model gpt-4o-mini|local] [--price 3.0] [--json]
+    tutor train --backend local --train train.jsonl --val validation.jsonl [--epochs 3 --lr 2e-4 --r 8 ...]
+    tutor jobs list | show RUN | cancel RUN | resume RUN
     tutor index                          # (re)index knowledge/ incrementally
     tutor settings                       # the effective configuration, keys masked
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import asdict
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -113,6 +116,147 @@ def validate(
     print(json.dumps(report.to_dict(), indent=2) if as_json else report.as_markdown())
     if not report.ok:
         raise typer.Exit(1)
+
+
+class Backend(str, Enum):
+    local = "local"
+
+
+def _registry():
+    from assistant.settings import get_settings
+    from training import jobs
+    from training.registry import registry_for
+
+    registry = registry_for(get_settings())
+    jobs.reconcile(registry)
+    return registry
+
+
+def _follow(run: dict, registry, as_json: bool) -> dict:
+    """Print a run's progress until it ends; Ctrl-C leaves it running."""
+    from training import jobs
+
+    try:
+        for event in jobs.follow(run, registry):
+            if as_json:
+                continue
+            if event["type"] == "step":
+                typer.echo(f"\rstep {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  "
+                           f"{event['tokens_per_second']:,.0f} tok/s  ETA {event['eta_seconds']:.0f} s   ", nl=False, err=True)
+            elif event["type"] == "eval":
+                typer.echo(f"\n  validation loss {event['val_loss']:.4f}, token accuracy {event['val_token_accuracy']:.1%}",
+                           err=True)
+            elif event["type"] in ("error", "cancelled", "resumed"):
+                typer.echo(f"\n{event['type']}: {event.get('message', event.get('step', ''))}", err=True)
+    except KeyboardInterrupt:
+        typer.echo(f"\nStill training in the background: `tutor jobs show {run['id']}`, `tutor jobs cancel {run['id']}`.",
+                   err=True)
+        raise typer.Exit(130)
+    return registry.run(run["id"])
+
+
+def _show(run: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(run, indent=2))
+        return
+    print(f"{run['id']}  {run['status']}  {run['backend']}  {run['run_dir']}")
+    if run.get("error"):
+        print(f"  error: {run['error']}")
+    for key, value in (run.get("metrics") or {}).items():
+        print(f"  {key}: {value}")
+
+
+@app.command()
+def train(
+    train_file: Path = typer.Option(..., "--train", help="Training chat JSONL."),
+    val_file: Optional[Path] = typer.Option(None, "--val", help="Validation chat JSONL."),
+    backend: Backend = typer.Option(Backend.local, help="Where to train."),
+    base_model: str = typer.Option("embedded", help="'embedded', an HF id in the local cache, or a folder."),
+    epochs: float = typer.Option(3.0), learning_rate: float = typer.Option(2e-4, "--lr"),
+    lora_r: int = typer.Option(8, "--r"), lora_alpha: int = typer.Option(16, "--alpha"),
+    lora_dropout: float = typer.Option(0.05, "--dropout"),
+    target_modules: str = typer.Option("all-linear", help="'all-linear' or a comma list like q_proj,v_proj."),
+    max_length: int = typer.Option(512), batch_size: int = typer.Option(8),
+    gradient_accumulation: int = typer.Option(1, "--grad-accum"), seed: int = typer.Option(42),
+    save_every: int = typer.Option(20, help="Steps between checkpoints."),
+    eval_generate: int = typer.Option(20, help="Validation examples the model answers for the F1 score."),
+    detach: bool = typer.Option(False, help="Start and return; follow later with `tutor jobs show`."),
+    as_json: bool = typer.Option(False, "--json", help="Print the final run record as JSON."),
+):
+    """Fine-tune with LoRA in a background process, following its progress until it ends."""
+    from assistant.settings import get_settings
+    from training import jobs
+    from training.config import ConfigError, TrainConfig
+
+    modules = target_modules if target_modules == "all-linear" else [m.strip() for m in target_modules.split(",")]
+    config = TrainConfig(train_file=str(train_file), validation_file=str(val_file) if val_file else None,
+                         base_model=base_model, epochs=epochs, learning_rate=learning_rate, lora_r=lora_r,
+                         lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=modules,
+                         max_length=max_length, batch_size=batch_size, gradient_accumulation=gradient_accumulation,
+                         seed=seed, save_every=save_every, eval_generate_limit=eval_generate)
+    try:
+        registry = _registry()
+        run = jobs.start_local(config, get_settings().data_dir, registry)
+    except (ConfigError, TutorError, OSError) as exc:
+        fail(str(exc), as_json)
+    if not detach:
+        run = _follow(run, registry, as_json)
+        typer.echo("", err=True)
+    _show(run, as_json)
+    if run["status"] not in ("succeeded", "running"):
+        raise typer.Exit(1)
+
+
+jobs_app = typer.Typer(help="List, inspect, cancel and resume fine-tuning jobs.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+def _find(run_id: str, as_json: bool):
+    registry = _registry()
+    run = registry.run(run_id)
+    if run is None:
+        fail(f"No run '{run_id}'. `tutor jobs list` shows the runs.", as_json)
+    return run, registry
+
+
+@jobs_app.command("list")
+def jobs_list(as_json: bool = typer.Option(False, "--json")):
+    """Every run, newest first."""
+    runs = _registry().runs()
+    if as_json:
+        print(json.dumps(runs, indent=2))
+    for run in [] if as_json else runs:
+        f1 = (run.get("metrics") or {}).get("val_f1")
+        print(f"{run['id']}  {run['status']:<11} {run['backend']:<6} " + (f"val F1 {f1:.3f}" if f1 is not None else ""))
+
+
+@jobs_app.command("show")
+def jobs_show(run_id: str, as_json: bool = typer.Option(False, "--json")):
+    """One run: status, error, metrics, paths."""
+    _show(_find(run_id, as_json)[0], as_json)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(run_id: str, as_json: bool = typer.Option(False, "--json")):
+    """Stop a run (it saves a checkpoint first, so it can resume)."""
+    from training import jobs
+
+    run, registry = _find(run_id, as_json)
+    _show(jobs.cancel(run, registry), as_json)
+
+
+@jobs_app.command("resume")
+def jobs_resume(run_id: str, as_json: bool = typer.Option(False, "--json"),
+                detach: bool = typer.Option(False, help="Start and return.")):
+    """Continue an interrupted, cancelled or failed run from its last checkpoint."""
+    from training import jobs
+
+    run, registry = _find(run_id, as_json)
+    try:
+        run = jobs.resume(run, registry)
+    except ValueError as exc:
+        fail(str(exc), as_json)
+    _show(run if detach else _follow(run, registry, as_json), as_json)
 
 
 @app.command()

@@ -115,9 +115,18 @@ def test_two_trainers_cannot_share_a_run_directory(tmp_path, data, tiny_model_di
     from training.lora import RunLock
 
     run_dir = make_run(tmp_path, data, tiny_model_dir)
-    with RunLock(run_dir):
-        with pytest.raises(ConfigError, match="in use by process"):
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from training.lora import RunLock; "
+                               f"lock = RunLock(__import__('pathlib').Path({str(run_dir)!r})).__enter__(); "
+                               "print('locked', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ConfigError, match=f"in use by process {holder.pid}"):
             RunLock(run_dir).__enter__()
+    finally:
+        holder.kill()
+        holder.wait()
+    with RunLock(run_dir):  # a dead owner's lock is stale and taken over
+        assert (run_dir / "lock").read_text() == str(os.getpid())
 
 
 def wait_for(predicate, timeout=120.0):

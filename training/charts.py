@@ -28,3 +28,17 @@ if __name__ == "__main__":
 
     report = validate_file(Path(sys.argv[1]))
     token_histogram(report.example_lengths, report.context_limit).write_html(Path(sys.argv[1]).with_name("token_lengths.html"))
+
+
+def loss_chart(steps: list[tuple[int, float]], evals: list[tuple[int, float]], total_steps: int | None = None) -> go.Figure:
+    """Training loss per step and validation loss at each evaluation, as the run goes."""
+    figure = go.Figure()
+    figure.add_trace(go.Scatter(x=[s for s, _ in steps], y=[v for _, v in steps], mode="lines", name="training loss",
+                                line={"color": "#2563eb"}))
+    if evals:
+        figure.add_trace(go.Scatter(x=[s for s, _ in evals], y=[v for _, v in evals], mode="lines+markers",
+                                    name="validation loss", line={"color": "#dc2626"}))
+    figure.update_layout(title="Loss", xaxis_title="step", yaxis_title="loss", height=320,
+                         xaxis={"range": [0, total_steps]} if total_steps else {},
+                         margin={"l": 40, "r": 20, "t": 50, "b": 40}, legend={"orientation": "h", "y": -0.25})
+    return figure

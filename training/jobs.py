@@ -15,34 +15,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from training.config import TrainConfig
-from training.lora import latest_checkpoint
+from training.lora import latest_checkpoint, process_alive
 from training.registry import FINISHED, Registry, new_id
 
 FINAL_EVENTS = ("done", "cancelled", "error")
-
-
-def process_alive(pid: int | None) -> bool:
-    """True while `pid` is a live trainer (not a zombie, not a reused pid running something else)."""
-    if not pid:
-        return False
-    proc = Path(f"/proc/{pid}")
-    if not Path("/proc/self").exists():  # no procfs (macOS): existence is all we can check
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        command = (proc / "cmdline").read_bytes()
-    except OSError:
-        return False
-    return state not in ("Z", "X") and b"training.lora" in command
 
 
 def launch(run_dir: Path, registry: Registry, resume: bool = False) -> subprocess.Popen:
@@ -54,6 +36,7 @@ def launch(run_dir: Path, registry: Registry, resume: bool = False) -> subproces
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                start_new_session=True, cwd=Path(__file__).resolve().parent.parent)
     log.close()
+    threading.Thread(target=process.wait, daemon=True).start()  # reap it when it ends: no zombie trainers
     registry.update_run(run_dir.name, status="running", pid=process.pid, error=None)
     deadline = time.time() + 10  # until the child has exec'd, it does not look like a trainer yet
     while not process_alive(process.pid) and process.poll() is None and time.time() < deadline:

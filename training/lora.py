@@ -59,7 +59,7 @@ class RunLock:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             owner = int(self.path.read_text() or 0)
-            if owner and _alive(owner):
+            if owner and process_alive(owner):
                 raise ConfigError(f"Run directory {self.path.parent} is in use by process {owner}.") from None
             self.path.unlink(missing_ok=True)  # left by a killed trainer
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -71,14 +71,23 @@ class RunLock:
         self.path.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def process_alive(pid: int | None) -> bool:
+    """True while `pid` is a live trainer (not a zombie, not a reused pid running something else)."""
+    if not pid:
         return False
-    except PermissionError:
+    proc = Path(f"/proc/{pid}")
+    if not Path("/proc/self").exists():  # no procfs (macOS): existence is all we can check
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
         return True
-    return True
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        command = (proc / "cmdline").read_bytes()
+    except OSError:
+        return False
+    return state not in ("Z", "X") and b"training.lora" in command
 
 
 def bf16_is_faster(device: str) -> bool:

@@ -1,0 +1,173 @@
+"""Chat handlers for local fine-tuning: start a LoRA job, watch it live, cancel it, see its summary.
+
+Thin: jobs run in their own process (training.jobs); this module follows their events in a thread
+and updates one message and one loss chart a few times a second. Runs still training when a chat
+opens (the app restarted, say) are picked up and followed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from pathlib import Path
+
+import chainlit as cl
+
+from assistant.errors import TutorError
+from assistant.settings import get_settings
+from training import jobs
+from training.charts import loss_chart
+from training.config import ConfigError, TrainConfig
+from training.registry import registry_for
+
+log = logging.getLogger(__name__)
+UPDATE_EVERY = 0.4  # seconds between screen updates: a few a second, not one per event
+_SETTING = re.compile(r"\b(epochs|lr|learning_rate|r|alpha|dropout|max_length|batch_size|grad_accum|seed)\s*=\s*([\d.e-]+)")
+_FIELDS = {"lr": "learning_rate", "r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout",
+           "grad_accum": "gradient_accumulation"}
+
+
+def parse_settings(text: str) -> dict:
+    """Overrides from '/train epochs=2 lr=1e-3 r=16'; unknown words are ignored."""
+    settings = {}
+    for key, value in _SETTING.findall(text or ""):
+        name = _FIELDS.get(key, key)
+        settings[name] = float(value) if name in ("learning_rate", "lora_dropout", "epochs") else int(float(value))
+    return settings
+
+
+def describe(config: TrainConfig) -> str:
+    return (f"base **{config.base_model}**, {config.epochs:g} epochs, lr {config.learning_rate:g}, LoRA r {config.lora_r} / "
+            f"alpha {config.lora_alpha} / dropout {config.lora_dropout:g} on {config.target_modules}, max length "
+            f"{config.max_length}, batch {config.batch_size} x {config.gradient_accumulation}, seed {config.seed}")
+
+
+def finetune_action(train_file: str, validation_file: str | None, label: str = "Fine-tune locally", **overrides) -> cl.Action:
+    return cl.Action(name="finetune_local", label=label,
+                     payload={"train_file": train_file, "validation_file": validation_file, **overrides})
+
+
+async def offer_training(text: str = "") -> None:
+    """/train [settings]: pick one of the prepared datasets."""
+    registry = registry_for(get_settings())
+    datasets = [d for d in registry.datasets() if Path(d["files"].get("train", "")).is_file()][:5]
+    overrides = parse_settings(text)
+    if not datasets:
+        await cl.Message(content="No prepared dataset yet. Type `/prepare` first, then come back with `/train`.").send()
+        return
+    await cl.Message(
+        content=("**Fine-tune locally with LoRA.** Settings: " + describe(TrainConfig(**overrides)) +
+                 ". Change them like `/train epochs=2 lr=1e-3 r=16 batch_size=4`. Pick a dataset:"),
+        actions=[finetune_action(d["files"]["train"], d["files"].get("validation"),
+                                 label=f"{d['name']} ({d['report'].get('written', {}).get('train', '?')} examples)",
+                                 **overrides) for d in datasets]).send()
+
+
+@cl.action_callback("finetune_local")
+async def on_finetune_local(action: cl.Action):
+    payload = dict(action.payload)
+    try:
+        config = TrainConfig.from_dict(payload).check()
+        settings = get_settings()
+        run = await asyncio.to_thread(jobs.start_local, config, settings.data_dir, registry_for(settings))
+    except (ConfigError, TutorError, OSError) as exc:
+        await cl.Message(content=f"⚠️ {exc}").send()
+        return
+    cl.user_session.set("training_job", asyncio.create_task(watch(run, describe(config))))
+
+
+@cl.action_callback("cancel_run")
+async def on_cancel_run(action: cl.Action):
+    registry = registry_for(get_settings())
+    run = registry.run(action.payload["run_id"])
+    if run is None or run["status"] not in ("running", "queued"):
+        return
+    await cl.Message(content=f"Stopping `{run['id']}` (it saves a checkpoint first)...").send()
+    await asyncio.to_thread(jobs.cancel, run, registry)
+
+
+async def resume_watching() -> None:
+    """Follow, in this chat, every run still training (e.g. started before the app restarted)."""
+    registry = registry_for(get_settings())
+    await asyncio.to_thread(jobs.reconcile, registry)
+    for run in registry.runs():
+        if run["status"] == "running":
+            asyncio.create_task(watch(run, "picked up after a restart"))
+
+
+async def watch(run: dict, what: str) -> None:
+    """Follow a run's events in a thread; show progress, chart and summary in one message."""
+    registry = registry_for(get_settings())
+    message = cl.Message(content=f"**Training `{run['id']}`**: {what}. Starting...",
+                         actions=[cl.Action(name="cancel_run", payload={"run_id": run["id"]}, label="Cancel")])
+    await message.send()
+    chart_id = f"loss-{run['id']}"
+    state = {"steps": [], "evals": [], "last": None, "total": None, "final": None}
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+
+    def pump():
+        for event in jobs.follow(run, registry, poll=0.3):
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    follower = loop.run_in_executor(None, pump)
+    shown_at = 0.0
+    while (event := await queue.get()) is not None:
+        record(state, event)
+        if time.monotonic() - shown_at >= UPDATE_EVERY and queue.empty():
+            await show(message, state, run, chart_id, what)
+            shown_at = time.monotonic()
+    await follower
+    await show(message, state, run, chart_id, what)
+    await message.remove_actions()
+    await cl.Message(content=summary(registry.run(run["id"]))).send()
+
+
+def record(state: dict, event: dict) -> None:
+    kind = event["type"]
+    if kind == "start":
+        state["total"] = event["total_steps"]
+    elif kind == "step":
+        state["steps"].append((event["step"], event["loss"]))
+        state["last"] = event
+    elif kind == "eval":
+        state["evals"].append((event["step"], event["val_loss"]))
+        state["eval"] = event
+    elif kind in ("done", "cancelled", "error"):
+        state["final"] = event
+
+
+async def show(message: cl.Message, state: dict, run: dict, chart_id: str, what: str) -> None:
+    last, evaluation = state["last"], state.get("eval")
+    lines = [f"**Training `{run['id']}`**: {what}."]
+    if last:
+        lines.append(f"step **{last['step']}/{last['total_steps']}** · training loss **{last['loss']:.4f}** · "
+                     f"{last['tokens_per_second']:,.0f} tokens/s · ETA {last['eta_seconds']:.0f} s")
+    if evaluation:
+        lines.append(f"validation loss **{evaluation['val_loss']:.4f}** · token accuracy "
+                     f"**{evaluation['val_token_accuracy']:.1%}** (step {evaluation['step']})")
+    message.content = "\n\n".join(lines)
+    await message.update()
+    if state["steps"]:
+        chart = cl.Plotly(name="loss", figure=loss_chart(state["steps"], state["evals"], state["total"]),
+                          display="inline", id=chart_id)
+        chart.updatable = True  # same id: the chart is replaced in place as it grows
+        await chart.send(for_id=message.id)
+
+
+def summary(run: dict) -> str:
+    if run["status"] == "succeeded":
+        m = run["metrics"]
+        f1 = f"{m['val_f1']:.3f}" if m.get("val_f1") is not None else "n/a"
+        accuracy = f"{m['val_token_accuracy']:.1%}" if m.get("val_token_accuracy") is not None else "n/a"
+        return (f"### ✅ Fine-tuned `{run['id']}`\n\n| metric | value |\n| --- | --- |\n"
+                f"| final training loss | {m.get('final_loss', 0):.4f} |\n| validation loss | {m.get('val_loss', float('nan')):.4f} |\n"
+                f"| validation token accuracy | {accuracy} |\n| validation F1 (ingredient lists) | {f1} |\n"
+                f"| time | {m['train_seconds']:.0f} s |\n| tokens trained | {m['tokens_trained']:,} |\n\n"
+                f"Adapter (PEFT: loads with peft or vLLM): `{run['adapter_path']}`")
+    if run["status"] == "cancelled":
+        return f"⏹️ `{run['id']}` was cancelled. It kept a checkpoint: `tutor jobs resume {run['id']}` continues it."
+    return f"⚠️ `{run['id']}` {run['status']}: {run.get('error') or 'see its train.log'}"

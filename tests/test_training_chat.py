@@ -1,0 +1,85 @@
+"""Local fine-tuning in chat, through Chainlit's handlers with a recording emitter and a tiny model."""
+
+import asyncio
+
+import chainlit as cl
+import pytest
+
+import assistant.app as app
+from assistant import dataset_flow, training_flow
+from assistant.settings import get_settings
+from tests.chainlit_harness import open_chat, user_says
+from training.registry import registry_for
+
+
+@pytest.fixture
+def data_dir(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TUTOR_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    yield tmp_path / "data"
+    get_settings.cache_clear()
+
+
+def test_settings_parse_from_the_command():
+    assert training_flow.parse_settings("/train epochs=2 lr=1e-3 r=16 batch_size=4 dropout=0.1") == {
+        "epochs": 2.0, "learning_rate": 1e-3, "lora_r": 16, "batch_size": 4, "lora_dropout": 0.1}
+
+
+async def prepared(chat) -> dict:
+    await dataset_flow.run_prepare({"source": "sample", "train": 16, "validation": 4, "test": 4, "seed": 1})
+    ready = chat.messages[-1]
+    [button] = chat.actions_for(ready["id"])
+    assert button["name"] == "finetune_local" and button["label"] == "Fine-tune locally"
+    return button
+
+
+async def test_prepare_then_fine_tune_shows_progress_a_chart_and_a_summary(data_dir, tiny_model_dir):
+    chat = open_chat()
+    await app.on_message(user_says("/train", command="train"))
+    assert "No prepared dataset yet" in chat.messages[-1]["output"]
+
+    button = await prepared(chat)
+    payload = {**button["payload"], "base_model": str(tiny_model_dir), "epochs": 2, "batch_size": 4,
+               "learning_rate": 1e-3, "eval_generate_limit": 1}
+    await training_flow.on_finetune_local(cl.Action(name="finetune_local", payload=payload))
+    await asyncio.wait_for(cl.user_session.get("training_job"), 180)
+
+    progress = next(m for m in chat.messages if m["output"].startswith("**Training `run-"))
+    assert "step **8/8**" in progress["output"] and "validation loss" in progress["output"]
+    charts = [e for e in chat.elements if e["type"] == "plotly" and e["forId"] == progress["id"]]
+    assert len(charts) >= 1 and len({c["id"] for c in charts}) == 1, "the chart should be updated in place"
+    summary = chat.messages[-1]["output"]
+    assert summary.startswith("### ✅ Fine-tuned") and "validation F1" in summary and "adapter" in summary.lower()
+    [run] = registry_for(get_settings()).runs()
+    assert run["status"] == "succeeded" and run["metrics"]["steps"] == 8
+
+    await app.on_message(user_says("/train epochs=1", command="train"))
+    [choice] = chat.actions_for(chat.messages[-1]["id"])
+    assert choice["payload"]["epochs"] == 1.0 and "16 examples" in choice["label"]
+
+
+async def test_cancel_from_chat(data_dir, tiny_model_dir):
+    chat = open_chat()
+    button = await prepared(chat)
+    payload = {**button["payload"], "base_model": str(tiny_model_dir), "epochs": 200, "batch_size": 2}
+    await training_flow.on_finetune_local(cl.Action(name="finetune_local", payload=payload))
+    watching = cl.user_session.get("training_job")
+    for _ in range(600):
+        if any("step **" in m["output"] for m in chat.messages):
+            break
+        await asyncio.sleep(0.1)
+    [run] = registry_for(get_settings()).runs()
+    await training_flow.on_cancel_run(cl.Action(name="cancel_run", payload={"run_id": run["id"]}))
+    await asyncio.wait_for(watching, 120)
+    assert "was cancelled" in chat.messages[-1]["output"]
+    assert registry_for(get_settings()).run(run["id"])["status"] == "cancelled"
+
+
+async def test_bad_settings_are_explained(data_dir, tiny_model_dir):
+    chat = open_chat()
+    button = await prepared(chat)
+    await training_flow.on_finetune_local(cl.Action(name="finetune_local",
+                                                    payload={**button["payload"], "learning_rate": 0, "lora_r": 0}))
+    shown = chat.messages[-1]["output"]
+    assert "learning rate must be above 0" in shown and "LoRA r must be at least 1" in shown
