@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-BENCHMARKS = ["prepare_csv", "model_load", "indexing", "grounding"]
+BENCHMARKS = ["prepare_csv", "train_throughput", "model_load", "indexing", "grounding"]
 
 
 def main() -> None:

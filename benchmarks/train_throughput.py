@@ -1,0 +1,113 @@
+"""LoRA training throughput on the embedded SmolLM2-135M: the project's trainer vs a plain padded
+HF Trainer + PEFT, same data, same hyperparameters, in one run. Tokens/s counts real (non-pad)
+tokens only; FLOP/s (about 4 x parameters x tokens/s for LoRA) is compared with this machine's
+matmul peak measured in the same run.
+
+    python -m benchmarks.train_throughput [EXAMPLES]
+"""
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from training.recipes import SAMPLE_CSV
+
+SHARED_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "recipes_cookbook_train.jsonl"
+EXAMPLES, BATCH, MAX_LENGTH, LR, R, ALPHA = 64, 8, 512, 2e-4, 8, 16
+
+
+def training_file(folder: Path, examples: int) -> Path:
+    if SHARED_TRAIN.exists():
+        lines = SHARED_TRAIN.read_text().splitlines()[:examples]
+        path = folder / "train.jsonl"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+    from training.prepare import prepare
+
+    prepare(str(SAMPLE_CSV), folder, train=examples, validation=0, test=0)
+    return folder / "train.jsonl"
+
+
+def matmul_peak(dtype, size=1024, seconds=1.5) -> float:
+    a = torch.randn(size, size).to(dtype)
+    a @ a
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ a
+        count += 1
+    return 2 * size ** 3 * count / (time.perf_counter() - started)
+
+
+def project(train_file: Path, folder: Path) -> tuple[float, bool]:
+    from training.config import TrainConfig
+    from training.lora import train
+
+    run_dir = folder / "run"
+    run_dir.mkdir()
+    TrainConfig(train_file=str(train_file), epochs=1, batch_size=BATCH, learning_rate=LR, lora_r=R, lora_alpha=ALPHA,
+                max_length=MAX_LENGTH, save_every=10_000, eval_generate_limit=0).save(run_dir / "config.json")
+    train(run_dir)
+    events = [json.loads(l) for l in (run_dir / "events.jsonl").read_text().splitlines()]
+    steps = [e for e in events if e["type"] == "step"][1:]  # the first step pays one-time warm-up
+    bf16 = next(e for e in events if e["type"] == "start")["bf16"]
+    real = sum(e["tokens"] for e in steps[-1:]) - next(e for e in events if e["type"] == "step")["tokens"]
+    seconds = steps[-1]["time"] - next(e for e in events if e["type"] == "step")["time"]
+    return real / seconds, bf16
+
+
+def baseline(train_file: Path, folder: Path) -> float:
+    """The usual tutorial setup: pad every example to max_length, HF Trainer, PEFT LoRA."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from training.lora import load_base
+
+    model, tokenizer = load_base("embedded")
+    model = get_peft_model(model, LoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=0.05, target_modules="all-linear",
+                                             task_type="CAUSAL_LM"))
+    texts = [tokenizer.apply_chat_template(json.loads(l)["messages"], tokenize=False) for l in train_file.open()]
+    encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=MAX_LENGTH)
+    encoded["labels"] = [[t if m else -100 for t, m in zip(ids, mask)]
+                         for ids, mask in zip(encoded["input_ids"], encoded["attention_mask"])]
+    real_tokens = [sum(mask) for mask in encoded["attention_mask"]]
+    stamps = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            stamps.append(time.perf_counter())
+
+    args = TrainingArguments(output_dir=str(folder / "hf"), per_device_train_batch_size=BATCH, num_train_epochs=1,
+                             learning_rate=LR, save_strategy="no", report_to=[], logging_strategy="no", use_cpu=True,
+                             dataloader_drop_last=True, seed=0)
+    rows = [{k: torch.tensor(encoded[k][i]) for k in ("input_ids", "attention_mask", "labels")}
+            for i in range(len(texts))]
+    trainer = Trainer(model=model, args=args, train_dataset=rows, callbacks=[Clock()])
+    trainer.train()
+    per_step = statistics.mean(b - a for a, b in zip(stamps, stamps[1:]))
+    return (sum(real_tokens) / len(real_tokens)) * BATCH / per_step
+
+
+def run(examples: int = EXAMPLES) -> dict:
+    params = 134.5e6
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        data = training_file(folder, examples)
+        ours, bf16 = project(data, folder)
+        theirs = baseline(data, folder)
+    peak = matmul_peak(torch.bfloat16 if bf16 else torch.float32)
+    achieved = 4 * params * ours
+    print(f"project : {ours:,.0f} real tokens/s ({'bf16' if bf16 else 'fp32'}), {achieved / 1e9:.1f} GFLOP/s = "
+          f"{achieved / peak:.0%} of the measured {peak / 1e9:.0f} GFLOP/s matmul peak")
+    print(f"baseline: {theirs:,.0f} real tokens/s (HF Trainer + PEFT, padded to {MAX_LENGTH})")
+    return {"name": f"LoRA training, SmolLM2-135M, {examples} cookbook examples (real tokens/s)",
+            "project": f"{ours:,.0f} ({achieved / peak:.0%} of {peak / 1e9:.0f} GFLOP/s matmul peak)",
+            "baseline": f"{theirs:,.0f} (HF Trainer + PEFT, padded to {MAX_LENGTH})", "ratio": f"{ours / theirs:.1f}x"}
+
+
+if __name__ == "__main__":
+    print(run(int(sys.argv[1]) if len(sys.argv) > 1 else EXAMPLES))
