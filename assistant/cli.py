@@ -6,7 +6,7 @@
     tutor prepare --source sample --train 150 --validation 40 --test 40 --seed 42 [--json]
     tutor validate FILE.jsonl [--model gpt-4o-mini|local] [--price 3.0] [--json]
     tutor train --backend local --train train.jsonl --val validation.jsonl [--epochs 3 --lr 2e-4 --r 8 ...]
-    tutor jobs list | show RUN | cancel RUN | resume RUN
+    tutor jobs list | show RUN | cancel RUN | resume RUN | export RUN
     tutor index                          # (re)index knowledge/ incrementally
     tutor settings                       # the effective configuration, keys masked
 """
@@ -257,6 +257,18 @@ def jobs_resume(run_id: str, as_json: bool = typer.Option(False, "--json"),
     except ValueError as exc:
         fail(str(exc), as_json)
     _show(run if detach else _follow(run, registry, as_json), as_json)
+
+
+@jobs_app.command("export")
+def jobs_export(run_id: str, as_json: bool = typer.Option(False, "--json")):
+    """Merge a finished run's adapter into its base model: RUN_DIR/merged, an ordinary model folder."""
+    from training.lora import export_merged
+
+    run, _ = _find(run_id, as_json)
+    if run["status"] != "succeeded" or not run.get("adapter_path"):
+        fail(f"Run {run_id} has no finished adapter to export ({run['status']}).", as_json)
+    target = export_merged(Path(run["adapter_path"]), Path(run["run_dir"]) / "merged")
+    print(json.dumps({"merged": str(target)}) if as_json else f"Merged model: {target}")
 
 
 @app.command()

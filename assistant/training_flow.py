@@ -92,9 +92,9 @@ async def resume_watching() -> None:
     """Follow, in this chat, every run still training (e.g. started before the app restarted)."""
     registry = registry_for(get_settings())
     await asyncio.to_thread(jobs.reconcile, registry)
-    for run in registry.runs():
-        if run["status"] == "running":
-            asyncio.create_task(watch(run, "picked up after a restart"))
+    watching = [asyncio.create_task(watch(run, "picked up after a restart"))
+                for run in registry.runs() if run["status"] == "running"]
+    cl.user_session.set("watching", watching)
 
 
 async def watch(run: dict, what: str) -> None:

@@ -176,6 +176,32 @@ def test_cancel_stops_the_process_and_keeps_a_checkpoint(tmp_path, data, tiny_mo
     assert latest_checkpoint(run_dir) is not None
 
 
+def test_failures_are_explained_in_words():
+    import errno
+
+    from training.lora import explain_failure
+
+    assert "disk is full" in explain_failure(OSError(errno.ENOSPC, "No space left on device"))
+    assert "lower the batch size" in explain_failure(torch.OutOfMemoryError("CUDA out of memory"))
+    assert "lower the batch size" in explain_failure(RuntimeError("DefaultCPUAllocator: can't allocate memory: out of memory"))
+    assert explain_failure(ConfigError("bad r")) == "bad r"
+
+
+def test_merged_export_matches_the_adapter(tmp_path, data, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from training.lora import export_merged
+
+    run_dir = make_run(tmp_path, data, tiny_model_dir, epochs=1, eval_generate_limit=0)
+    train(run_dir)
+    merged_dir = export_merged(run_dir / "adapter", run_dir / "merged")
+    adapted, _ = load_adapter_model(run_dir / "adapter")
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir)
+    ids = torch.tensor([[1, 20, 300, 4000]])
+    with torch.no_grad():
+        assert torch.allclose(adapted(input_ids=ids).logits, merged(input_ids=ids).logits, atol=1e-4)
+
+
 def test_the_registry_round_trips(tmp_path):
     registry = Registry(tmp_path / "registry.sqlite")
     dataset = registry.add_dataset("sample", {"train": "t.jsonl"}, {"rows_read": 239})

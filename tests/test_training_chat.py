@@ -13,11 +13,19 @@ from training.registry import registry_for
 
 
 @pytest.fixture
-def data_dir(monkeypatch, tmp_path):
+async def data_dir(monkeypatch, tmp_path, tiny_model_dir):
+    import assistant.service as service
+    from tests.conftest import MODEL_CACHE
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUTOR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TUTOR_CACHE_DIR", str(MODEL_CACHE))
+    monkeypatch.setenv("TUTOR_BASE_MODEL", str(tiny_model_dir))  # what the chat start warms up
     get_settings.cache_clear()
     yield tmp_path / "data"
+    if app._warmup is not None:
+        await asyncio.wait([app._warmup])
+    app._warmup, service._tutor = None, None
     get_settings.cache_clear()
 
 
@@ -83,3 +91,21 @@ async def test_bad_settings_are_explained(data_dir, tiny_model_dir):
                                                     payload={**button["payload"], "learning_rate": 0, "lora_r": 0}))
     shown = chat.messages[-1]["output"]
     assert "learning rate must be above 0" in shown and "LoRA r must be at least 1" in shown
+
+
+async def test_a_chat_opened_later_follows_a_job_still_running(data_dir, tiny_model_dir):
+    """The app restarted while a job trained: the next chat picks the job up and follows it to the end."""
+    from training import jobs
+    from training.config import TrainConfig
+
+    chat = open_chat()
+    button = await prepared(chat)
+    config = TrainConfig.from_dict({**button["payload"], "base_model": str(tiny_model_dir), "epochs": 3,
+                                    "batch_size": 2, "eval_generate_limit": 0})
+    run = jobs.start_local(config, data_dir, registry_for(get_settings()))  # as if started by the previous app
+    later = open_chat()
+    await app.on_chat_start()
+    [watching] = cl.user_session.get("watching")
+    await asyncio.wait_for(watching, 180)
+    assert later.messages[-1]["output"].startswith("### ✅ Fine-tuned") and run["id"] in later.messages[-1]["output"]
+    assert any("picked up after a restart" in m["output"] for m in later.messages)

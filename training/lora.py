@@ -201,6 +201,19 @@ def load_adapter_model(adapter_dir: Path):
     return PeftModel.from_pretrained(model, str(adapter_dir)), tokenizer
 
 
+def export_merged(adapter_dir: Path, target: Path) -> Path:
+    """Base + adapter merged into one ordinary transformers model folder (for servers without LoRA support)."""
+    model, tokenizer = load_adapter_model(adapter_dir)
+    merged = model.merge_and_unload()
+    staging = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    merged.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+    return target
+
+
 # --- evaluation -------------------------------------------------------------------------------
 
 @torch.no_grad()
