@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+import assistant.settings  # noqa: F401  (sets the offline defaults before transformers is imported)
 from training.config import ConfigError, TrainConfig
 from training.metrics import parse_list, set_scores
 
