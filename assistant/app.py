@@ -135,6 +135,11 @@ async def on_message(message: cl.Message):
         await dataset_flow.offer_prepare(text)
     elif message.command == "train" or text.lower().startswith("/train"):
         await training_flow.offer_training(text)
+    elif text.lower() == "/tutor":
+        cl.user_session.set("chat_model", None)
+        await cl.Message(content="Back to the tutor: ask me anything about fine-tuning.").send()
+    elif cl.user_session.get("chat_model"):
+        await training_flow.answer_with_model(text)
     else:
         await answer(message.content)
 

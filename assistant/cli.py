@@ -92,6 +92,7 @@ def prepare(
                        progress=progress)
     except (SourceError, ValueError, OSError, TutorError) as exc:
         fail(str(exc), as_json)
+    _registry().add_dataset(folder.name, report.files, report.to_dict())  # so /train in chat offers it too
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import chainlit as cl
@@ -24,9 +26,10 @@ from training.registry import registry_for
 
 log = logging.getLogger(__name__)
 UPDATE_EVERY = 0.4  # seconds between screen updates: a few a second, not one per event
-_SETTING = re.compile(r"\b(epochs|lr|learning_rate|r|alpha|dropout|max_length|batch_size|grad_accum|seed)\s*=\s*([\d.e-]+)")
+_SETTING = re.compile(r"\b(epochs|lr|learning_rate|r|alpha|dropout|max_length|batch_size|grad_accum|seed|base|modules)"
+                      r"\s*=\s*(\S+)")
 _FIELDS = {"lr": "learning_rate", "r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout",
-           "grad_accum": "gradient_accumulation"}
+           "grad_accum": "gradient_accumulation", "base": "base_model", "modules": "target_modules"}
 
 
 def parse_settings(text: str) -> dict:
@@ -34,7 +37,13 @@ def parse_settings(text: str) -> dict:
     settings = {}
     for key, value in _SETTING.findall(text or ""):
         name = _FIELDS.get(key, key)
-        settings[name] = float(value) if name in ("learning_rate", "lora_dropout", "epochs") else int(float(value))
+        try:
+            if name in ("base_model", "target_modules"):
+                settings[name] = value if name == "base_model" or value == "all-linear" else value.split(",")
+            else:
+                settings[name] = float(value) if name in ("learning_rate", "lora_dropout", "epochs") else int(float(value))
+        except ValueError:
+            continue  # a typo like lr=fast: keep the default; the settings line shows what is used
     return settings
 
 
@@ -59,7 +68,8 @@ async def offer_training(text: str = "") -> None:
         return
     await cl.Message(
         content=("**Fine-tune locally with LoRA.** Settings: " + describe(TrainConfig(**overrides)) +
-                 ". Change them like `/train epochs=2 lr=1e-3 r=16 batch_size=4`. Pick a dataset:"),
+                 ". Change them like `/train epochs=2 lr=1e-3 r=16 alpha=32 dropout=0.1 modules=q_proj,v_proj "
+                 "max_length=256 batch_size=4 grad_accum=2 seed=7 base=embedded`. Pick a dataset:"),
         actions=[finetune_action(d["files"]["train"], d["files"].get("validation"),
                                  label=f"{d['name']} ({d['report'].get('written', {}).get('train', '?')} examples)",
                                  **overrides) for d in datasets]).send()
@@ -123,7 +133,10 @@ async def watch(run: dict, what: str) -> None:
     await follower
     await show(message, state, run, chart_id, what)
     await message.remove_actions()
-    await cl.Message(content=summary(registry.run(run["id"]))).send()
+    finished = registry.run(run["id"])
+    actions = ([cl.Action(name="chat_with_model", payload={"run_id": run["id"]}, label="Chat with it")]
+               if finished["status"] == "succeeded" else [])
+    await cl.Message(content=summary(finished), actions=actions).send()
 
 
 def record(state: dict, event: dict) -> None:
@@ -171,3 +184,53 @@ def summary(run: dict) -> str:
     if run["status"] == "cancelled":
         return f"⏹️ `{run['id']}` was cancelled. It kept a checkpoint: `tutor jobs resume {run['id']}` continues it."
     return f"⚠️ `{run['id']}` {run['status']}: {run.get('error') or 'see its train.log'}"
+
+
+# --- "Chat with it" -----------------------------------------------------------------------------
+
+_adapter_lock = threading.Lock()
+
+
+@lru_cache(maxsize=2)
+def _adapter_model(adapter_path: str):
+    from training.lora import load_adapter_model
+
+    model, tokenizer = load_adapter_model(Path(adapter_path))
+    return model.eval(), tokenizer
+
+
+def adapter_model(adapter_path: str):
+    with _adapter_lock:  # transformers' loading is not thread-safe
+        return _adapter_model(adapter_path)
+
+
+@cl.action_callback("chat_with_model")
+async def on_chat_with_model(action: cl.Action):
+    run = registry_for(get_settings()).run(action.payload["run_id"])
+    if run is None or not run.get("adapter_path"):
+        await cl.Message(content="That model is not available any more.").send()
+        return
+    cl.user_session.set("chat_model", run)
+    await cl.Message(content=(f"You are now chatting with the fine-tuned `{run['id']}`, a recipe assistant. Send a "
+                              "recipe as it was trained, e.g.\n\n`Title: Pancakes\n\nIngredients: [\"1 c. flour\", "
+                              "\"2 eggs\", \"1 c. milk\"]\n\nGeneric ingredients: `\n\nType `/tutor` to go back to the tutor.")).send()
+
+
+async def answer_with_model(text: str) -> None:
+    """Stream the fine-tuned model's answer to one message (the recipe task's system prompt)."""
+    from assistant.backends import generate_local, stream_from_thread
+    from training.recipes import SYSTEM_PROMPT
+
+    run = cl.user_session.get("chat_model")
+    message = cl.Message(content="", author=f"fine-tuned {run['id']}")
+    try:
+        model, tokenizer = await asyncio.to_thread(adapter_model, run["adapter_path"])
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text[:8000]}]
+        work = lambda emit, stop: generate_local(model, tokenizer, messages, emit, stop,  # noqa: E731
+                                                 temperature=0.0, max_tokens=160)
+        async for piece in stream_from_thread(work):
+            await message.stream_token(piece)
+    except (OSError, ValueError, RuntimeError) as exc:
+        log.exception("Chatting with %s failed", run["id"])
+        await message.stream_token(f"⚠️ The fine-tuned model could not answer ({type(exc).__name__}); see the server log.")
+    await message.send()

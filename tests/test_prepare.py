@@ -136,11 +136,16 @@ write_jsonl_atomic(Path({str(tmp_path / 'train.jsonl')!r}), examples())
 def test_cli_prepare_and_validate(tmp_path):
     out = tmp_path / "ds"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TUTOR_"))}
+    env["TUTOR_DATA_DIR"] = str(tmp_path / "data")
     made = subprocess.run([sys.executable, "-m", "assistant.cli", "prepare", "--out", str(out), "--train", "30",
                            "--validation", "10", "--test", "10", "--json"], capture_output=True, text=True, env=env,
                           timeout=120)
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["written"] == {"train": 30, "validation": 10, "test": 10}
+    from training.registry import Registry
+
+    [dataset] = Registry(tmp_path / "data" / "registry.sqlite").datasets()  # offered by /train in chat
+    assert dataset["name"] == "ds" and dataset["files"]["train"] == str(out / "train.jsonl")
     checked = subprocess.run([sys.executable, "-m", "assistant.cli", "validate", str(out / "train.jsonl"), "--json"],
                              capture_output=True, text=True, env=env, timeout=120)
     report = json.loads(checked.stdout)

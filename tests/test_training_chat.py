@@ -32,6 +32,8 @@ async def data_dir(monkeypatch, tmp_path, tiny_model_dir):
 def test_settings_parse_from_the_command():
     assert training_flow.parse_settings("/train epochs=2 lr=1e-3 r=16 batch_size=4 dropout=0.1") == {
         "epochs": 2.0, "learning_rate": 1e-3, "lora_r": 16, "batch_size": 4, "lora_dropout": 0.1}
+    assert training_flow.parse_settings("/train base=/models/smol modules=q_proj,v_proj lr=fast grad_accum=4") == {
+        "base_model": "/models/smol", "target_modules": ["q_proj", "v_proj"], "gradient_accumulation": 4}
 
 
 async def prepared(chat) -> dict:
@@ -61,6 +63,15 @@ async def test_prepare_then_fine_tune_shows_progress_a_chart_and_a_summary(data_
     assert summary.startswith("### ✅ Fine-tuned") and "validation F1" in summary and "adapter" in summary.lower()
     [run] = registry_for(get_settings()).runs()
     assert run["status"] == "succeeded" and run["metrics"]["steps"] == 8
+
+    [chat_button] = chat.actions_for(chat.messages[-1]["id"])
+    assert chat_button["label"] == "Chat with it"
+    await training_flow.on_chat_with_model(cl.Action(name="chat_with_model", payload=chat_button["payload"]))
+    await app.on_message(user_says('Title: Toast\n\nIngredients: ["2 slices bread"]\n\nGeneric ingredients: '))
+    reply = chat.messages[-1]
+    assert reply["name"] == f"fine-tuned {run['id']}" and chat.tokens[reply["id"]], "the model's answer was not streamed"
+    await app.on_message(user_says("/tutor"))
+    assert cl.user_session.get("chat_model") is None and "Back to the tutor" in chat.messages[-1]["output"]
 
     await app.on_message(user_says("/train epochs=1", command="train"))
     [choice] = chat.actions_for(chat.messages[-1]["id"])
