@@ -17,6 +17,7 @@ a checkpoint, so a cancelled or killed run can resume where it was.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -447,7 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     registry = Registry(args.registry) if args.registry else None
     events = EventLog(args.run_dir / "events.jsonl", enabled=int(os.environ.get("RANK", "0")) == 0)
     try:
-        with RunLock(args.run_dir) if int(os.environ.get("LOCAL_RANK", "0")) == 0 else _NoLock():
+        # Under accelerate every rank shares the run directory: the first one holds the lock for all.
+        with RunLock(args.run_dir) if int(os.environ.get("LOCAL_RANK", "0")) == 0 else contextlib.nullcontext():
             train(args.run_dir, resume=args.resume, registry=registry, handle_signals=True)
         return 0
     except Exception as exc:  # the run's record says why, in words; the log keeps the traceback
@@ -459,14 +461,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(message, file=sys.stderr)
         return 2
-
-
-class _NoLock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def explain_failure(exc: Exception) -> str:
