@@ -131,8 +131,9 @@ async def test_the_should_i_fine_tune_check_walks_every_question_to_a_recommenda
         assert chat.actions_for(asked["id"]) == [], "answered question still shows its buttons"
         assert f"➡️ **{question.options[0].label}**" in chat.steps[asked["id"]]["output"]
     verdict = chat.messages[-1]["output"]
-    assert verdict.startswith("## ") and "**Why:**" in verdict
-    assert "First, fix these" not in verdict or "baseline" in verdict
+    # Always the first option: "Fewer than 10" examples is a blocker, so the verdict is "Not yet".
+    assert verdict.startswith("## Not yet") and "**Why:**" in verdict
+    assert "First, fix these" in verdict and "Fewer than 10 examples" in verdict
 
 
 async def test_a_stale_check_click_is_handled(app_env):
