@@ -97,6 +97,7 @@ async def run_prepare(payload: dict) -> None:
                                                           cl.TaskStatus.RUNNING)
         await tasks.send()
         validation = await asyncio.to_thread(validate_file, Path(report.files["train"]))
+        await asyncio.to_thread(registry_for(get_settings()).add_dataset, out_dir.name, report.files, report.to_dict())
     except (SourceError, ValueError, OSError, TutorError) as exc:
         await fail(tasks, f"⚠️ {exc}")
         return
@@ -112,7 +113,6 @@ async def run_prepare(payload: dict) -> None:
     elements = [cl.Plotly(name="token lengths", figure=token_histogram(validation.example_lengths,
                                                                        validation.context_limit), display="inline")]
     elements += [cl.File(name=Path(path).name, path=path, display="inline") for path in report.files.values()]
-    registry_for(get_settings()).add_dataset(out_dir.name, report.files, report.to_dict())
     await cl.Message(content=f"### Dataset ready\n\n{report.as_markdown()}\n\n### Training file check\n\n"
                              f"{validation.as_markdown()}\n\nDownload the files below, or fine-tune on them now.",
                      elements=elements,

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,8 +35,7 @@ def data(tmp_path):
 
 
 def make_run(tmp_path, data, tiny_model_dir, **overrides) -> Path:
-    run_dir = tmp_path / "runs" / f"run-{len(list((tmp_path / 'runs').glob('*'))) if (tmp_path / 'runs').exists() else 0}"
-    run_dir.mkdir(parents=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=tmp_path))
     values = dict(train_file=str(data[0]), validation_file=str(data[1]), base_model=str(tiny_model_dir), epochs=2,
                   batch_size=4, learning_rate=1e-3, save_every=2, eval_generate_limit=2, bf16="no")
     TrainConfig(**{**values, **overrides}).save(run_dir / "config.json")
