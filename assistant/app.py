@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import chainlit as cl
 from chainlit.input_widget import Select, Slider
@@ -147,6 +148,7 @@ async def on_message(message: cl.Message):
 async def answer(question: str) -> None:
     """Stream the tutor's answer, then its sources (as a footer and as side panels with the passages)."""
     msg = cl.Message(content="")
+    started = time.perf_counter()
     try:
         tutor = await ready_tutor()
         reply = await tutor.ask(question, backend=cl.user_session.get("backend"),
@@ -163,6 +165,7 @@ async def answer(question: str) -> None:
                                "Please try again.")
         await msg.send()
         return
+    log.info("Answered in %.1f s with %d sources", time.perf_counter() - started, len(reply.sources))
     await msg.stream_token(format_sources(reply.sources))
     if reply.sources:  # one side panel with every passage (its name, in the footer, links to it)
         passages = "\n\n---\n\n".join(f"**[{i}] {p.path} › {p.heading}**\n\n{p.text}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from assistant.errors import install_secret_redaction
+from assistant.errors import TutorError, install_secret_redaction
 from assistant.knowledge import KnowledgeBase
 from assistant.settings import Settings, get_settings
 from assistant.tutor import Tutor
@@ -40,9 +40,13 @@ def get_tutor() -> Tutor:
 
 def warm_up() -> None:
     """Build the tutor and, for the local backend, load the model, so the first answer is quick."""
-    tutor = get_tutor()
-    if tutor.settings.effective_backend == "local":
-        from assistant.models import load_chat_model
+    try:
+        tutor = get_tutor()
+        if tutor.settings.effective_backend == "local":
+            from assistant.models import load_chat_model
 
-        load_chat_model(tutor.settings)
+            load_chat_model(tutor.settings)
+    except TutorError as exc:  # the first question retries and shows this in chat; the log says it now
+        log.error("Warm-up failed: %s", exc)
+        raise
     log.info("Tutor ready")

@@ -33,6 +33,23 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def usable_cpus() -> int:
+    """CPUs this process may really use: affinity, capped by a cgroup v2 quota (containers often report
+    the host's core count, and torch then starts dozens of spinning threads on two real cores)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+# Read by torch when it starts its thread pool: set before torch is imported.
+os.environ.setdefault("OMP_NUM_THREADS", str(usable_cpus()))
+
+
 class SettingsError(TutorError):
     """A setting has a value the app cannot use; the message names the variable, never the value."""
 

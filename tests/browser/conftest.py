@@ -43,20 +43,39 @@ def app_url(tmp_path_factory):
                                     "127.0.0.1", "--port", str(port), "--headless"],
                                    cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
+    _APP_LOG.append(log)
+    # Up and warmed up (knowledge indexed, model loaded): answers are then bounded by generation only.
+    deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
         try:
             urllib.request.urlopen(url, timeout=2)
-            break
+            if "Tutor ready" in log.read_text():
+                break
         except OSError:
-            time.sleep(0.5)
+            pass
+        time.sleep(0.5)
     else:
         process.kill()
-        pytest.fail(f"the app did not start:\n{log.read_text()[-3000:]}")
+        pytest.fail(f"the app did not start and warm up within 300 s:\n{log.read_text()[-3000:]}")
     yield url
     process.terminate()
     process.wait(timeout=20)
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+_APP_LOG: list[Path] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed browser test shows the app's log: the reason is usually there, not in the page."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _APP_LOG:
+        report.sections.append(("app log (last 4000 characters)", _APP_LOG[0].read_text()[-4000:]))
+    if report.failed and "page" in item.funcargs:
+        steps = item.funcargs["page"].locator(".step").all_inner_texts()
+        report.sections.append(("last messages on the page", "\n---\n".join(steps[-3:])))
 
 
 @pytest.fixture(scope="session")
