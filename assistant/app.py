@@ -14,7 +14,7 @@ import time
 import chainlit as cl
 from chainlit.input_widget import Select, Slider
 
-from assistant import dataset_flow, decision, training_flow
+from assistant import ab_flow, dataset_flow, decision, training_flow
 from assistant.backends import backend_names, create_backend
 from assistant.errors import TutorError
 from assistant.service import get_tutor, warm_up
@@ -34,6 +34,8 @@ ending in a recommendation with reasons. Type `/check` or press the starter.
 or your RecipeNLG CSV, validated like OpenAI's data-prep checks, with token counts and a cost estimate. \
 Attach a `.jsonl` to validate your own file.
 - **Fine-tune locally** (`/train`): LoRA on the embedded model, with live loss, a chart, cancel and resume.
+- **Compare** (`/compare`): your fine-tuned model against a RAG baseline (the base model with retrieved \
+examples), side by side with tokens and latency, and a held-out evaluation in numbers.
 
 Model: **{model}**. Change it and the temperature in the settings next to the message box."""
 
@@ -50,6 +52,8 @@ COMMANDS = [
     {"id": "prepare", "icon": "database", "description": "Prepare the recipe dataset (train/validation/test JSONL)",
      "button": False},
     {"id": "train", "icon": "cpu", "description": "Fine-tune locally with LoRA on a prepared dataset", "button": False},
+    {"id": "compare", "icon": "columns-2", "description": "A/B chat: a fine-tuned model vs the RAG baseline",
+     "button": False},
 ]
 
 _warmup: asyncio.Task | None = None
@@ -136,9 +140,14 @@ async def on_message(message: cl.Message):
         await dataset_flow.offer_prepare(text)
     elif message.command == "train" or text.lower().startswith("/train"):
         await training_flow.offer_training(text)
+    elif message.command == "compare" or text.lower().startswith("/compare"):
+        await ab_flow.offer_compare()
     elif text.lower() == "/tutor":
         cl.user_session.set("chat_model", None)
+        cl.user_session.set("ab", None)
         await cl.Message(content="Back to the tutor: ask me anything about fine-tuning.").send()
+    elif cl.user_session.get("ab"):
+        await ab_flow.compare(message.content)
     elif cl.user_session.get("chat_model"):
         await training_flow.answer_with_model(text)
     else:

@@ -6,11 +6,11 @@ a test or a plugin registers its own:
     @register_backend
     class EchoBackend(ChatBackend):
         name = "echo"
-        async def stream(self, messages, *, temperature, max_tokens):
+        async def stream(self, messages, *, temperature, max_tokens, usage=None):
             yield messages[-1]["content"]
 
-- "local": the configured base model (embedded SmolLM2-135M by default) in this process. Generation
-  runs in a worker thread and streams back to the event loop; one generation at a time per process.
+- "local": the configured base model (embedded SmolLM2-135M by default) in this process, or a LoRA
+  adapter on it. Generation runs on the shared engine's worker thread and streams back to the loop.
 - "openai": OpenAI or any OpenAI-compatible server (vLLM, Ollama, LM Studio) via the `openai` client.
 Errors reach the caller as TutorError with a message for the learner, never the raw exception.
 """
@@ -19,26 +19,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import ClassVar
 from urllib.parse import urlsplit
 
 from assistant.errors import TutorError, redact
+from assistant.generation import Messages, Usage, adapter_base, engine
 from assistant.settings import EMBEDDED, Settings
 
 log = logging.getLogger(__name__)
 
-Messages = list[dict[str, str]]
 _backends: dict[str, type["ChatBackend"]] = {}
 
 
 class ChatBackend(ABC):
     name: ClassVar[str]
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, model: str | None = None):
         self.settings = settings
+        self.model = model  # None: the configured model; else a backend-specific model (adapter, model id)
 
     @property
     def label(self) -> str:
@@ -50,8 +52,9 @@ class ChatBackend(ABC):
         return None
 
     @abstractmethod
-    def stream(self, messages: Messages, *, temperature: float, max_tokens: int) -> AsyncIterator[str]:
-        """Yield the answer's text in pieces as it is generated."""
+    def stream(self, messages: Messages, *, temperature: float, max_tokens: int,
+               usage: Usage | None = None) -> AsyncIterator[str]:
+        """Yield the answer's text in pieces as it is generated; fill `usage` (tokens, timings) if given."""
 
 
 def register_backend(cls: type[ChatBackend]) -> type[ChatBackend]:
@@ -67,102 +70,37 @@ def backend_names() -> list[str]:
     return list(_backends)
 
 
-def create_backend(name: str, settings: Settings) -> ChatBackend:
+def create_backend(name: str, settings: Settings, model: str | None = None) -> ChatBackend:
     try:
-        return _backends[name](settings)
+        return _backends[name](settings, model)
     except KeyError:
         raise TutorError(f"Unknown chat backend '{name}'. Choose one of: {', '.join(_backends)}.") from None
 
 
-async def stream_from_thread(work: Callable[[Callable[[str], None], threading.Event], None]) -> AsyncIterator[str]:
-    """Run blocking `work(emit, stop)` in a thread and yield what it emits, without blocking the loop.
-
-    Closing the iterator early (the learner pressed stop) sets `stop`, which the work checks.
-    """
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-    stop = threading.Event()
-    done = object()
-    future = loop.run_in_executor(None, work, lambda text: loop.call_soon_threadsafe(queue.put_nowait, text), stop)
-    future.add_done_callback(lambda _: queue.put_nowait(done))
-    try:
-        while (item := await queue.get()) is not done:
-            yield item
-        await future  # re-raise what the worker raised
-    finally:
-        stop.set()
-
-
-# One generation at a time: the model is shared by every chat session of the process.
-_generation_lock = threading.Lock()
-
-
-def generate_local(model, tokenizer, messages: Messages, emit: Callable[[str], None], stop: threading.Event,
-                   *, temperature: float, max_tokens: int) -> None:
-    """Blocking generation with a transformers model, emitting decoded text as tokens arrive."""
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-    from transformers.generation.streamers import BaseStreamer
-
-    class Emitter(BaseStreamer):
-        """Decodes the growing sequence and emits only complete new characters."""
-
-        def __init__(self):
-            self.ids: list[int] = []
-            self.sent = 0
-            self.prompt_seen = False
-
-        def put(self, value):
-            if not self.prompt_seen:  # generate() first passes the prompt
-                self.prompt_seen = True
-                return
-            self.ids.extend(value.reshape(-1).tolist())
-            text = tokenizer.decode(self.ids, skip_special_tokens=True)
-            if not text.endswith("\ufffd"):  # wait for the rest of a multi-byte character
-                emit(text[self.sent:])
-                self.sent = len(text)
-
-        def end(self):
-            text = tokenizer.decode(self.ids, skip_special_tokens=True)
-            if len(text) > self.sent:
-                emit(text[self.sent:].replace("\ufffd", ""))
-
-    class StopWhenAsked(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            return stop.is_set()
-
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                           return_dict=True).to(model.device)
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.9} if temperature > 0 else {"do_sample": False}
-    with _generation_lock, torch.inference_mode():
-        model.generate(**inputs, max_new_tokens=max_tokens, streamer=Emitter(),
-                       stopping_criteria=StoppingCriteriaList([StopWhenAsked()]),
-                       pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-                       repetition_penalty=1.1, **sampling)
-
-
 @register_backend
 class LocalBackend(ChatBackend):
+    """The configured base model in this process, or a LoRA adapter on its own base (`model` = the
+    adapter folder). Generation runs on the shared engine (assistant/generation.py)."""
+
     name = "local"
 
     @property
     def label(self) -> str:
+        if self.model:
+            return f"fine-tuned {Path(self.model).parent.name} (LoRA on {adapter_base(self.model)})"
         model = "SmolLM2-135M-Instruct (embedded)" if self.settings.base_model == EMBEDDED else self.settings.base_model
         return f"{model}, offline in this process"
 
-    async def stream(self, messages, *, temperature, max_tokens):
-        from assistant.models import load_chat_model
+    async def stream(self, messages, *, temperature, max_tokens, usage=None):
+        from assistant.models import resolve_base_model
 
-        model, tokenizer = await asyncio.to_thread(load_chat_model, self.settings)
-        work = lambda emit, stop: generate_local(model, tokenizer, messages, emit, stop,  # noqa: E731
-                                                 temperature=temperature, max_tokens=max_tokens)
-        try:
-            async for piece in stream_from_thread(work):
-                yield piece
-        except (RuntimeError, ValueError, MemoryError) as exc:
-            log.exception("Local generation failed")
-            raise TutorError(f"The local model failed while answering ({type(exc).__name__}). "
-                             "Try a shorter question, or see the server log.") from None
+        settings = self.settings
+        if self.model:
+            settings = settings.model_copy(update={"base_model": adapter_base(self.model)})
+        source = await asyncio.to_thread(resolve_base_model, settings)
+        async for piece in engine.stream(source, messages, adapter=self.model, temperature=temperature,
+                                         max_tokens=max_tokens, usage=usage):
+            yield piece
 
 
 def server_label(settings: Settings) -> str:
@@ -185,11 +123,11 @@ _API_ERRORS = (
 )
 
 
-def explain_api_error(exc: Exception, settings: Settings) -> str:
+def explain_api_error(exc: Exception, settings: Settings, model: str | None = None) -> str:
     """A learner-facing sentence for an openai client exception."""
     import openai
 
-    details = {"server": server_label(settings), "model": settings.openai_model,
+    details = {"server": server_label(settings), "model": model or settings.openai_model,
                "timeout": settings.request_timeout, "status": getattr(exc, "status_code", "?")}
     for name, template in _API_ERRORS:
         if isinstance(exc, getattr(openai, name)):
@@ -202,8 +140,12 @@ class OpenAIBackend(ChatBackend):
     name = "openai"
 
     @property
+    def model_id(self) -> str:
+        return self.model or self.settings.openai_model
+
+    @property
     def label(self) -> str:
-        return f"{self.settings.openai_model} at {server_label(self.settings)}"
+        return f"{self.model_id} at {server_label(self.settings)}"
 
     def unavailable_reason(self) -> str | None:
         if self.settings.openai_api_key or self.settings.openai_base_url:
@@ -221,19 +163,27 @@ class OpenAIBackend(ChatBackend):
                                   organization=self.settings.openai_organization, project=self.settings.openai_project,
                                   timeout=self.settings.request_timeout, max_retries=2)
 
-    async def stream(self, messages, *, temperature, max_tokens):
+    async def stream(self, messages, *, temperature, max_tokens, usage=None):
         import openai
 
+        usage = usage if usage is not None else Usage()
         client = self.client()
+        started = time.perf_counter()
         try:
-            response = await client.chat.completions.create(model=self.settings.openai_model, messages=messages,
-                                                            temperature=temperature, max_tokens=max_tokens, stream=True)
+            response = await client.chat.completions.create(
+                model=self.model_id, messages=messages, temperature=temperature, max_tokens=max_tokens, stream=True,
+                stream_options={"include_usage": True})
             async for chunk in response:
+                if chunk.usage:  # the last chunk, when the server reports usage
+                    usage.prompt_tokens, usage.completion_tokens = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
                 if chunk.choices and chunk.choices[0].delta.content:
+                    if usage.ttft_s is None:
+                        usage.ttft_s = time.perf_counter() - started
                     yield chunk.choices[0].delta.content
         except openai.OpenAIError as exc:
             key = self.settings.openai_api_key.get_secret_value() if self.settings.openai_api_key else None
             log.warning("OpenAI-compatible call failed: %s", redact(repr(exc), key))
-            raise TutorError(explain_api_error(exc, self.settings)) from None
+            raise TutorError(explain_api_error(exc, self.settings, self.model_id)) from None
         finally:
+            usage.latency_s = time.perf_counter() - started
             await client.close()

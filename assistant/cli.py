@@ -7,6 +7,7 @@
     tutor validate FILE.jsonl [--model gpt-4o-mini|local] [--price 3.0] [--json]
     tutor train --backend local --train train.jsonl --val validation.jsonl [--epochs 3 --lr 2e-4 --r 8 ...]
     tutor jobs list | show RUN | cancel RUN | resume RUN | export RUN
+    tutor eval --model RUN --data test.jsonl [--baseline rag|base] [--k 3] [--limit 20] [--json]
     tutor index                          # (re)index knowledge/ incrementally
     tutor settings                       # the effective configuration, keys masked
 """
@@ -270,6 +271,51 @@ def jobs_export(run_id: str, as_json: bool = typer.Option(False, "--json")):
         fail(f"Run {run_id} has no finished adapter to export ({run['status']}).", as_json)
     target = export_merged(Path(run["adapter_path"]), Path(run["run_dir"]) / "merged")
     print(json.dumps({"merged": str(target)}) if as_json else f"Merged model: {target}")
+
+
+class Baseline(str, Enum):
+    rag = "rag"
+    base = "base"
+
+
+@app.command("eval")
+def evaluate_model(
+    model: str = typer.Option(..., "--model", help="A run id (or model id) from `tutor jobs list`."),
+    data: Path = typer.Option(..., "--data", help="Held-out recipes: chat JSONL or RecipeNLG CSV."),
+    baseline: Baseline = typer.Option(Baseline.rag, help="rag: base model + k retrieved training examples; "
+                                                          "base: base model alone."),
+    k: int = typer.Option(3, min=1, max=20, help="Retrieved examples for the RAG baseline."),
+    limit: Optional[int] = typer.Option(None, min=1, help="Evaluate a seeded sample of this many recipes."),
+    as_json: bool = typer.Option(False, "--json", help="Print one object per system."),
+):
+    """Score a fine-tuned model and a baseline on held-out recipes: P/R/F1, exact match, tokens, latency."""
+    from assistant.contenders import pair_for_run
+    from assistant.settings import get_settings
+    from training.evaluation import evaluate, load_cases, markdown_table, write_results
+    from training.registry import new_id
+
+    settings = get_settings()
+    try:
+        if not data.is_file():
+            raise TutorError(f"{data} does not exist.")
+        cases = load_cases(data, limit)
+        if not cases:
+            raise TutorError(f"{data} has no recipe with a valid gold ingredient list.")
+        tuned, base = pair_for_run(_registry(), settings, model, baseline.value, k)
+        systems = {"fine-tuned": tuned, baseline.value: base}
+        progress = None if as_json else lambda n, total: typer.echo(f"\r{n}/{total} answers", nl=False, err=True)
+        summary, rows = asyncio.run(evaluate({name: c.answer for name, c in systems.items()}, cases, progress))
+    except TutorError as exc:
+        fail(str(exc), as_json)
+    out_dir = write_results(settings.data_dir / "evals" / new_id("eval"), summary, rows,
+                            {"model": model, "baseline": baseline.value, "data": str(data)})
+    if as_json:
+        print(json.dumps({"systems": [{"system": name, "label": systems[name].label, **values}
+                                      for name, values in summary.items()], "results": str(out_dir)}, indent=2))
+        return
+    typer.echo("")
+    typer.echo(markdown_table(summary, {name: c.label for name, c in systems.items()}))
+    typer.echo(f"\nPer-example results: {out_dir / 'results.jsonl'}")
 
 
 @app.command()

@@ -85,7 +85,7 @@ def resolve_base_model(settings: Settings) -> str:
     return settings.base_model
 
 
-@lru_cache(maxsize=2)
+@lru_cache(maxsize=None)  # a handful of base models at most; the generation engine keeps adapters on them
 def _load(source: str, device: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -105,16 +105,21 @@ def _load(source: str, device: str):
 
 # transformers' loading is not thread-safe (it patches module init to build on the meta device),
 # and the app's warm-up and a first question may both ask for the model.
-_load_lock = threading.Lock()
+_load_lock = threading.RLock()
+
+
+def load_model(source: str, device: str):
+    """(model, tokenizer) for a resolved base model (folder or HF id), loaded once per process."""
+    with _load_lock:
+        return _load(source, device)
 
 
 def load_chat_model(settings: Settings):
     """(model, tokenizer) for the configured base model, loaded once per process."""
     import torch
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     with _load_lock:
-        return _load(resolve_base_model(settings), device)
+        return load_model(resolve_base_model(settings), "cuda" if torch.cuda.is_available() else "cpu")
 
 
 if __name__ == "__main__":

@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import threading
 import time
-from functools import lru_cache
 from pathlib import Path
 
 import chainlit as cl
 
+from assistant.backends import create_backend
 from assistant.errors import TutorError
 from assistant.settings import get_settings
 from training import jobs
@@ -134,7 +133,8 @@ async def watch(run: dict, what: str) -> None:
     await show(message, state, run, chart_id, what)
     await message.remove_actions()
     finished = registry.run(run["id"])
-    actions = ([cl.Action(name="chat_with_model", payload={"run_id": run["id"]}, label="Chat with it")]
+    actions = ([cl.Action(name="chat_with_model", payload={"run_id": run["id"]}, label="Chat with it"),
+                cl.Action(name="compare_model", payload={"run_id": run["id"]}, label="Compare with RAG baseline")]
                if finished["status"] == "succeeded" else [])
     await cl.Message(content=summary(finished), actions=actions).send()
 
@@ -188,22 +188,6 @@ def summary(run: dict) -> str:
 
 # --- "Chat with it" -----------------------------------------------------------------------------
 
-_adapter_lock = threading.Lock()
-
-
-@lru_cache(maxsize=2)
-def _adapter_model(adapter_path: str):
-    from training.lora import load_adapter_model
-
-    model, tokenizer = load_adapter_model(Path(adapter_path))
-    return model.eval(), tokenizer
-
-
-def adapter_model(adapter_path: str):
-    with _adapter_lock:  # transformers' loading is not thread-safe
-        return _adapter_model(adapter_path)
-
-
 @cl.action_callback("chat_with_model")
 async def on_chat_with_model(action: cl.Action):
     run = registry_for(get_settings()).run(action.payload["run_id"])
@@ -211,6 +195,7 @@ async def on_chat_with_model(action: cl.Action):
         await cl.Message(content="That model is not available any more.").send()
         return
     cl.user_session.set("chat_model", run)
+    cl.user_session.set("ab", None)
     await cl.Message(content=(f"You are now chatting with the fine-tuned `{run['id']}`, a recipe assistant. Send a "
                               "recipe as it was trained, e.g.\n\n`Title: Pancakes\n\nIngredients: [\"1 c. flour\", "
                               "\"2 eggs\", \"1 c. milk\"]\n\nGeneric ingredients: `\n\nType `/tutor` to go back to the tutor.")).send()
@@ -218,19 +203,15 @@ async def on_chat_with_model(action: cl.Action):
 
 async def answer_with_model(text: str) -> None:
     """Stream the fine-tuned model's answer to one message (the recipe task's system prompt)."""
-    from assistant.backends import generate_local, stream_from_thread
     from training.recipes import SYSTEM_PROMPT
 
     run = cl.user_session.get("chat_model")
     message = cl.Message(content="", author=f"fine-tuned {run['id']}")
+    backend = create_backend("local", get_settings(), model=run["adapter_path"])
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text[:8000]}]
     try:
-        model, tokenizer = await asyncio.to_thread(adapter_model, run["adapter_path"])
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": text[:8000]}]
-        work = lambda emit, stop: generate_local(model, tokenizer, messages, emit, stop,  # noqa: E731
-                                                 temperature=0.0, max_tokens=160)
-        async for piece in stream_from_thread(work):
+        async for piece in backend.stream(messages, temperature=0.0, max_tokens=160):
             await message.stream_token(piece)
-    except (OSError, ValueError, RuntimeError) as exc:
-        log.exception("Chatting with %s failed", run["id"])
-        await message.stream_token(f"⚠️ The fine-tuned model could not answer ({type(exc).__name__}); see the server log.")
+    except TutorError as exc:
+        await message.stream_token(f"⚠️ {exc}")
     await message.send()

@@ -59,6 +59,22 @@ def tiny_model_dir(tmp_path_factory, embedded_model_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_adapter_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """A LoRA adapter for the tiny model with random (non-zero) weights, so it visibly changes outputs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    lora = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj", "o_proj"], init_lora_weights=False,
+                      task_type="CAUSAL_LM")
+    folder = tmp_path_factory.mktemp("tiny-adapter")
+    get_peft_model(model, lora).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def indexed_data_dir(tmp_path_factory) -> Path:
     """A data dir whose Chroma store already holds the real knowledge/ (embedded once per session)."""
     from assistant.knowledge import KnowledgeBase

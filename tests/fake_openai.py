@@ -67,15 +67,24 @@ class FakeOpenAI:
         if body.get("model") != self.model:
             return self._error(404, f"The model `{body.get('model')}` does not exist", "model_not_found")
         text = self.reply_for(body["messages"])
+        words = re.findall(r"\S+\s*", text)
+        # A word is a token here: enough for tests that check usage is passed on.
+        usage = {"prompt_tokens": sum(len(m["content"].split()) for m in body["messages"]),
+                 "completion_tokens": len(words)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if not body.get("stream"):
             return JSONResponse({"id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": self.model,
                                  "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant", "content": text}}]})
+                                              "message": {"role": "assistant", "content": text}}], "usage": usage})
 
         async def events():
-            for word in re.findall(r"\S+\s*", text):
+            for word in words:
                 chunk = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0, "model": self.model,
                          "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+                yield f"data: {json.dumps(chunk)}\n\n"
+            if (body.get("stream_options") or {}).get("include_usage"):
+                chunk = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0, "model": self.model,
+                         "choices": [], "usage": usage}
                 yield f"data: {json.dumps(chunk)}\n\n"
             yield "data: [DONE]\n\n"
 
@@ -83,7 +92,11 @@ class FakeOpenAI:
 
     @staticmethod
     def reply_for(messages: list[dict]) -> str:
-        """Quote the first numbered note's heading, as a grounded model would cite it."""
+        """Quote the first numbered note's heading, as a grounded model would cite it; for the recipe
+        task, copy the nearest few-shot answer (a crude few-shot learner) or answer one generic item."""
         system = next((m["content"] for m in messages if m["role"] == "system"), "")
+        if "recipe assistant" in system:
+            shots = [m["content"] for m in messages if m["role"] == "assistant"]
+            return shots[0] if shots else '["flour"]'
         match = re.search(r"\[1\] (.+?) \(", system)
         return f"According to the notes, see {match.group(1)} [1]." if match else "I have no notes for that."

@@ -47,7 +47,7 @@ async def test_chat_start_welcomes_and_offers_settings_and_commands(app_env):
     assert profile.icon and "sources" in welcome and "/check" in welcome and "LoRA" in welcome
     assert "tiny-llama" in welcome  # names the model in use
     assert {w["id"] for w in chat.chat_settings} == {"backend", "temperature"}
-    assert [c["id"] for c in chat.commands] == ["check", "prepare", "train"]
+    assert [c["id"] for c in chat.commands] == ["check", "prepare", "train", "compare"]
     starters = await app.starters()
     assert any(s.command == "check" for s in starters) and len(starters) >= 3
 

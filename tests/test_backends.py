@@ -1,14 +1,11 @@
 """Chat backends: the registry, off-loop streaming, the local model, and the OpenAI-compatible client
 against a real HTTP server on 127.0.0.1 (including its failures and key hygiene)."""
 
-import asyncio
 import logging
-import time
 
 import pytest
 
-from assistant.backends import (ChatBackend, backend_names, create_backend, register_backend, stream_from_thread,
-                                unregister_backend)
+from assistant.backends import ChatBackend, backend_names, create_backend, register_backend, unregister_backend
 from assistant.errors import TutorError
 from tests.conftest import make_settings
 
@@ -26,7 +23,7 @@ async def test_a_backend_registers_through_the_same_hook_as_the_built_ins(settin
     class Shout(ChatBackend):
         name = "shout"
 
-        async def stream(self, messages, *, temperature, max_tokens):
+        async def stream(self, messages, *, temperature, max_tokens, usage=None):
             for word in messages[-1]["content"].split():
                 yield word.upper() + " "
 
@@ -37,45 +34,6 @@ async def test_a_backend_registers_through_the_same_hook_as_the_built_ins(settin
         unregister_backend("shout")
     with pytest.raises(TutorError, match="Unknown chat backend 'shout'"):
         create_backend("shout", settings)
-
-
-async def test_stream_from_thread_keeps_the_loop_free_and_stops_on_close():
-    stopped = []
-
-    def slow_work(emit, stop):
-        for i in range(50):
-            if stop.is_set():
-                stopped.append(i)
-                return
-            emit(f"{i} ")
-            time.sleep(0.02)
-
-    ticks = 0
-
-    async def ticker():
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.005)
-
-    tick_task = asyncio.create_task(ticker())
-    stream = stream_from_thread(slow_work)
-    received = [await stream.__anext__() for _ in range(5)]
-    await stream.aclose()
-    tick_task.cancel()
-    assert received == ["0 ", "1 ", "2 ", "3 ", "4 "]
-    assert ticks >= 10, "the event loop was blocked while the worker ran"
-    await asyncio.sleep(0.1)
-    assert stopped and stopped[0] < 50, "closing the stream did not stop the worker"
-
-
-async def test_worker_errors_reach_the_consumer():
-    def broken(emit, stop):
-        emit("partial ")
-        raise ValueError("boom")
-
-    with pytest.raises(ValueError, match="boom"):
-        [piece async for piece in stream_from_thread(broken)]
 
 
 async def test_local_backend_streams_from_a_tiny_model(tiny_settings):

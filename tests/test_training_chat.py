@@ -64,8 +64,8 @@ async def test_prepare_then_fine_tune_shows_progress_a_chart_and_a_summary(data_
     [run] = registry_for(get_settings()).runs()
     assert run["status"] == "succeeded" and run["metrics"]["steps"] == 8
 
-    [chat_button] = chat.actions_for(chat.messages[-1]["id"])
-    assert chat_button["label"] == "Chat with it"
+    chat_button, compare_button = chat.actions_for(chat.messages[-1]["id"])
+    assert chat_button["label"] == "Chat with it" and compare_button["label"] == "Compare with RAG baseline"
     await training_flow.on_chat_with_model(cl.Action(name="chat_with_model", payload=chat_button["payload"]))
     await app.on_message(user_says('Title: Toast\n\nIngredients: ["2 slices bread"]\n\nGeneric ingredients: '))
     reply = chat.messages[-1]

@@ -20,16 +20,6 @@ def token_histogram(lengths: list[int], context_limit: int | None = None, title:
     return figure
 
 
-if __name__ == "__main__":
-    import sys
-    from pathlib import Path
-
-    from training.validate import validate_file
-
-    report = validate_file(Path(sys.argv[1]))
-    token_histogram(report.example_lengths, report.context_limit).write_html(Path(sys.argv[1]).with_name("token_lengths.html"))
-
-
 def loss_chart(steps: list[tuple[int, float]], evals: list[tuple[int, float]], total_steps: int | None = None) -> go.Figure:
     """Training loss per step and validation loss at each evaluation, as the run goes."""
     figure = go.Figure()
@@ -42,3 +32,35 @@ def loss_chart(steps: list[tuple[int, float]], evals: list[tuple[int, float]], t
                          xaxis={"range": [0, total_steps]} if total_steps else {},
                          margin={"l": 40, "r": 20, "t": 50, "b": 40}, legend={"orientation": "h", "y": -0.25})
     return figure
+
+
+def eval_chart(summary: dict) -> go.Figure:
+    """Quality per system (F1, exact match, valid JSON) beside its cost (mean prompt tokens, p50 latency)."""
+    from plotly.subplots import make_subplots
+
+    systems = list(summary)
+    figure = make_subplots(rows=1, cols=3, subplot_titles=("quality", "mean prompt tokens", "p50 latency (s)"),
+                           column_widths=[0.5, 0.25, 0.25])
+    colors = ["#2563eb", "#16a34a", "#9333ea"]
+    for color, (key, name) in zip(colors, (("f1", "F1"), ("exact_match", "exact match"),
+                                           ("valid_json_rate", "valid JSON"))):
+        figure.add_trace(go.Bar(x=systems, y=[summary[s].get(key, 0) for s in systems], name=name,
+                                marker_color=color), row=1, col=1)
+    figure.add_trace(go.Bar(x=systems, y=[summary[s].get("mean_prompt_tokens", 0) for s in systems],
+                            marker_color="#f59e0b", showlegend=False), row=1, col=2)
+    figure.add_trace(go.Bar(x=systems, y=[summary[s].get("p50_latency_s", 0) for s in systems],
+                            marker_color="#dc2626", showlegend=False), row=1, col=3)
+    figure.update_yaxes(range=[0, 1], row=1, col=1)
+    figure.update_layout(barmode="group", height=360, margin={"l": 40, "r": 20, "t": 60, "b": 40},
+                         legend={"orientation": "h", "y": -0.2})
+    return figure
+
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    from training.validate import validate_file
+
+    report = validate_file(Path(sys.argv[1]))
+    token_histogram(report.example_lengths, report.context_limit).write_html(Path(sys.argv[1]).with_name("token_lengths.html"))

@@ -1,19 +1,33 @@
 """Scoring extracted ingredient lists: parse the model's answer, then set precision/recall/F1.
 
-Sets are compared case-insensitively with whitespace normalised, so ["Brown  Sugar"] matches
-["brown sugar"]. An answer that is not a JSON list of strings scores 0 and counts as invalid JSON.
+Items are compared as normalised sets: case-insensitive, whitespace collapsed, and the last word's
+plural folded ("Brown  Sugars" matches "brown sugar", "tomatoes" "tomato", "berries" "berry").
+An answer that is not a JSON list of strings scores 0 and counts as invalid JSON.
 
-    python -m training.metrics '["flour", "Sugar"]' '["sugar", "eggs"]'
+    python -m training.metrics '["flour", "Sugars"]' '["sugar", "eggs"]'
 """
 
 from __future__ import annotations
 
 import json
 import re
+import statistics
+
+
+def singular(word: str) -> str:
+    """The plural 's' folded: berries -> berry, tomatoes -> tomato, eggs -> egg; glass, hummus stay."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith("oes"):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us")):
+        return word[:-1]
+    return word
 
 
 def normalize(item: str) -> str:
-    return " ".join(item.lower().split())
+    words = item.lower().split()
+    return " ".join(words[:-1] + [singular(words[-1])]) if words else ""
 
 
 def parse_list(text: str) -> list[str] | None:
@@ -38,7 +52,39 @@ def set_scores(predicted: list[str] | None, gold: list[str]) -> tuple[float, flo
     return precision, recall, (2 * precision * recall / (precision + recall) if hits else 0.0)
 
 
+def score_answer(answer: str, gold: list[str]) -> dict:
+    """Every per-example score of one answer against its gold list."""
+    predicted = parse_list(answer)
+    precision, recall, f1 = set_scores(predicted, gold)
+    exact = predicted is not None and {normalize(p) for p in predicted} == {normalize(g) for g in gold}
+    return {"valid_json": predicted is not None, "precision": precision, "recall": recall, "f1": f1,
+            "exact_match": exact}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (q in 0..100), as numpy's default."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def summarize(rows: list[dict]) -> dict:
+    """One system's aggregate over per-example rows (scores plus prompt_tokens and latency_s)."""
+    if not rows:
+        return {"n": 0}
+    mean = lambda key: statistics.fmean(float(r[key]) for r in rows)  # noqa: E731
+    latencies = [r["latency_s"] for r in rows]
+    return {"n": len(rows), "precision": mean("precision"), "recall": mean("recall"), "f1": mean("f1"),
+            "exact_match": mean("exact_match"), "valid_json_rate": mean("valid_json"),
+            "mean_prompt_tokens": mean("prompt_tokens"), "mean_completion_tokens": mean("completion_tokens"),
+            "p50_latency_s": percentile(latencies, 50), "p95_latency_s": percentile(latencies, 95)}
+
+
 if __name__ == "__main__":
     import sys
 
-    print(set_scores(parse_list(sys.argv[1]), json.loads(sys.argv[2])))
+    print(score_answer(sys.argv[1], json.loads(sys.argv[2])))

@@ -28,8 +28,12 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS models (
     id TEXT PRIMARY KEY, run_id TEXT REFERENCES runs(id), kind TEXT NOT NULL, location TEXT NOT NULL,
     base_model TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS comparisons (
+    id TEXT PRIMARY KEY, a_label TEXT NOT NULL, b_label TEXT NOT NULL, prompt TEXT NOT NULL, a_answer TEXT NOT NULL,
+    b_answer TEXT NOT NULL, stats TEXT NOT NULL DEFAULT '{}', vote TEXT, created_at REAL NOT NULL);
 """
-_JSON_COLUMNS = ("files", "report", "config", "metrics")
+_JSON_COLUMNS = ("files", "report", "config", "metrics", "stats")
+VOTES = ("a", "b", "tie")
 
 
 def new_id(prefix: str) -> str:
@@ -114,6 +118,28 @@ class Registry:
 
     def models(self) -> list[dict]:
         return self._read("SELECT * FROM models ORDER BY created_at DESC")
+
+
+    # A/B comparisons and the learner's votes
+    def add_comparison(self, a_label: str, b_label: str, prompt: str, a_answer: str, b_answer: str,
+                       stats: dict) -> str:
+        comparison_id = new_id("ab")
+        self._write("INSERT INTO comparisons VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                    (comparison_id, a_label, b_label, prompt, a_answer, b_answer, json.dumps(stats), time.time()))
+        return comparison_id
+
+    def vote(self, comparison_id: str, vote: str) -> dict:
+        """Record (or change) the vote of one comparison; returns the tally for its pair of systems."""
+        if vote not in VOTES:
+            raise ValueError(f"vote must be one of {VOTES}")
+        self._write("UPDATE comparisons SET vote = ? WHERE id = ?", (vote, comparison_id))
+        found = self._read("SELECT a_label, b_label FROM comparisons WHERE id = ?", (comparison_id,))
+        return self.tally(found[0]["a_label"], found[0]["b_label"]) if found else {}
+
+    def tally(self, a_label: str, b_label: str) -> dict:
+        rows = self._read("SELECT vote, COUNT(*) AS n FROM comparisons WHERE a_label = ? AND b_label = ? "
+                          "AND vote IS NOT NULL GROUP BY vote", (a_label, b_label))
+        return {vote: next((r["n"] for r in rows if r["vote"] == vote), 0) for vote in VOTES}
 
 
 def registry_for(settings) -> Registry:

@@ -1,0 +1,238 @@
+"""The A/B chat: a fine-tuned model and a baseline answer each recipe side by side, with their costs.
+
+`/compare` (or "Compare with RAG baseline" under a finished run) picks A, a model from the registry,
+and B, the RAG baseline or the bare base model. Each message then goes to both; the ABCompare element
+(public/elements/ABCompare.jsx) shows the two answers growing a few times a second, and under each the
+prompt and completion tokens, time to first token, latency and, for a held-out recipe, F1 against its
+gold list. A vote per comparison goes to the registry. "Evaluate" runs both on the held-out split.
+The handlers only orchestrate; the systems are assistant/contenders.py, the scores training/metrics.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from pathlib import Path
+
+import chainlit as cl
+
+from assistant.contenders import Contender, model_for_run, pair_for_run
+from assistant.errors import TutorError
+from assistant.generation import Usage
+from assistant.settings import get_settings
+from training.charts import eval_chart
+from training.evaluation import Case, evaluate, load_cases, markdown_table, write_results
+from training.metrics import score_answer
+from training.recipes import user_message
+from training.registry import new_id, registry_for
+
+log = logging.getLogger(__name__)
+
+UPDATE_EVERY = 0.25  # seconds between element updates: smooth, without a websocket message per token
+MAX_PROMPT_CHARS = 8000  # a recipe prompt is a few hundred characters; the models' context is 2048 tokens
+EVAL_LIMIT = 20
+EXAMPLE = user_message("Pancakes", ["1 c. flour", "2 eggs", "1 c. milk", "2 Tbsp. sugar"])
+
+
+def heldout_file(run: dict) -> Path | None:
+    """The run's test split (prepared beside its training file), else its validation file."""
+    config = run.get("config") or {}
+    train = Path(config.get("train_file") or "")
+    for candidate in (train.with_name("test.jsonl"), Path(config.get("validation_file") or "")):
+        if candidate.name and candidate.is_file():
+            return candidate
+    return None
+
+
+def check_prompt(text: str) -> tuple[str | None, str]:
+    """(problem for the learner or None, the prompt as the models were trained to see it)."""
+    text = text.strip()
+    if not text:
+        return "Send a recipe to compare the two models on, or press **Try a held-out recipe**.", text
+    if len(text) > MAX_PROMPT_CHARS:
+        return (f"That message is {len(text):,} characters; a recipe prompt is a few hundred and the models read "
+                f"at most about {MAX_PROMPT_CHARS:,}. Send one recipe."), text
+    if "ingredient" not in text.lower():
+        return ("This A/B chat compares the models on the recipe task: send a recipe with its ingredients, like\n\n"
+                f"```\n{EXAMPLE}\n```\n\nor press **Try a held-out recipe**. Type `/tutor` to go back to the tutor."), text
+    if not text.rstrip().lower().endswith("generic ingredients:"):
+        text += "\n\nGeneric ingredients: "  # the cue the fine-tune was trained on
+    return None, text
+
+
+# --- choosing A and B ---------------------------------------------------------------------------
+
+async def offer_compare() -> None:
+    models = registry_for(get_settings()).models()[:6]
+    if not models:
+        await cl.Message(content="There is no fine-tuned model yet to compare. Prepare data (`/prepare`), "
+                                 "fine-tune it (`/train`), then come back with `/compare`.").send()
+        return
+    await cl.Message(content="**A/B chat.** Pick **A**, the fine-tuned model:", actions=[
+        cl.Action(name="ab_pick", payload={"run_id": m["run_id"]}, label=f"{m['run_id']} ({m['kind']})")
+        for m in models]).send()
+
+
+@cl.action_callback("ab_pick")
+async def on_pick(action: cl.Action):
+    run_id = action.payload["run_id"]
+    await cl.Message(content=f"A is `{run_id}`. Pick **B**, the baseline:", actions=[
+        cl.Action(name="ab_start", payload={"run_id": run_id, "baseline": "rag"},
+                  label="RAG baseline (base model + 3 retrieved examples)"),
+        cl.Action(name="ab_start", payload={"run_id": run_id, "baseline": "base"}, label="Base model, no examples"),
+    ]).send()
+
+
+@cl.action_callback("ab_start")
+async def on_start(action: cl.Action):
+    await start_compare(action.payload["run_id"], action.payload.get("baseline", "rag"))
+
+
+@cl.action_callback("compare_model")
+async def on_compare_model(action: cl.Action):
+    await start_compare(action.payload["run_id"], "rag")
+
+
+async def start_compare(run_id: str, baseline_kind: str) -> None:
+    settings = get_settings()
+    registry = registry_for(settings)
+    try:
+        a, b = await asyncio.to_thread(pair_for_run, registry, settings, run_id, baseline_kind)
+        if b.index is not None:
+            async with cl.Step(name="Indexing the training examples for retrieval") as step:
+                await asyncio.to_thread(b.index.build)
+                step.output = f"Chroma collection `{b.index.name}`, k = {b.index.k}"
+        run = await asyncio.to_thread(lambda: registry.run(model_for_run(registry, run_id)["run_id"]))
+        heldout = heldout_file(run or {})
+        cases = await asyncio.to_thread(load_cases, heldout) if heldout else []
+    except TutorError as exc:
+        await cl.Message(content=f"⚠️ {exc}").send()
+        return
+    cl.user_session.set("chat_model", None)
+    cl.user_session.set("ab", {"a": a, "b": b, "cases": cases, "heldout": str(heldout) if heldout else None})
+    actions = [cl.Action(name="ab_heldout", payload={}, label="Try a held-out recipe"),
+               cl.Action(name="ab_eval", payload={}, label=f"Evaluate on {EVAL_LIMIT} held-out recipes")] if cases else []
+    source = f"{len(cases)} held-out recipes from `{heldout.name}`" if cases else "no held-out split found for this run"
+    await cl.Message(content=(f"**A/B chat**\n\n- **A**: {a.label}\n- **B**: {b.label}\n\nEach recipe you send goes to "
+                              f"both; the answers stream side by side with their token counts and latency ({source}). "
+                              "Type `/tutor` to go back to the tutor."), actions=actions).send()
+
+
+# --- one comparison ------------------------------------------------------------------------------
+
+@cl.action_callback("ab_heldout")
+async def on_heldout(action: cl.Action):
+    ab = cl.user_session.get("ab")
+    if not ab or not ab["cases"]:
+        await cl.Message(content="Start an A/B chat first (`/compare`).").send()
+        return
+    case = random.choice(ab["cases"])
+    await cl.Message(content=case.prompt, author="held-out recipe", type="user_message").send()
+    await compare(case.prompt, gold=case.gold)
+
+
+def _side_props(contender: Contender, state: dict) -> dict:
+    return {"label": contender.label, "kind": contender.kind, **state}
+
+
+async def compare(text: str, gold: list[str] | None = None) -> None:
+    ab = cl.user_session.get("ab")
+    problem, prompt = check_prompt(text)
+    if problem:
+        await cl.Message(content=problem).send()
+        return
+    if gold is None:  # a held-out recipe typed or pasted in still gets its F1
+        gold = next((c.gold for c in ab["cases"] if c.prompt.strip() == prompt.strip()), None)
+    case = Case(prompt=prompt, gold=gold or [])
+    sides = {"a": ab["a"], "b": ab["b"]}
+    states = {name: {"text": "", "done": False, "error": None, "stats": None} for name in sides}
+    element = cl.CustomElement(name="ABCompare", display="inline",
+                               props={"sides": {n: _side_props(c, states[n]) for n, c in sides.items()}})
+    message = cl.Message(content="", elements=[element])
+    await message.send()
+
+    async def answer(name: str, contender: Contender) -> None:
+        usage, state = Usage(), states[name]
+        try:
+            async for piece in contender.stream(case, usage):
+                state["text"] += piece
+        except TutorError as exc:
+            state["error"] = str(exc)
+        stats = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                 "ttft_s": usage.ttft_s, "latency_s": usage.latency_s}
+        if gold:
+            stats["f1"] = score_answer(state["text"], gold)["f1"]
+        state.update(stats=stats, done=True)
+
+    tasks = [asyncio.create_task(answer(name, c)) for name, c in sides.items()]
+    shown = None
+    while True:
+        finished, _ = await asyncio.wait(tasks, timeout=UPDATE_EVERY)
+        snapshot = {n: _side_props(c, dict(states[n])) for n, c in sides.items()}
+        if snapshot != shown:
+            element.props = {"sides": snapshot}
+            await element.update()
+            shown = snapshot
+        if len(finished) == len(tasks):
+            break
+    registry = registry_for(get_settings())
+    comparison_id = await asyncio.to_thread(
+        registry.add_comparison, sides["a"].label, sides["b"].label, prompt, states["a"]["text"], states["b"]["text"],
+        {n: states[n]["stats"] for n in sides})
+    await cl.Message(content="Which answer is better?", actions=[
+        cl.Action(name="ab_vote", payload={"id": comparison_id, "vote": vote}, label=label)
+        for vote, label in (("a", "A is better"), ("b", "B is better"), ("tie", "Tie"))]).send()
+
+
+@cl.action_callback("ab_vote")
+async def on_vote(action: cl.Action):
+    tally = await asyncio.to_thread(registry_for(get_settings()).vote, action.payload["id"], action.payload["vote"])
+    await action.remove()
+    total = sum(tally.values())
+    await cl.Message(content=f"Vote recorded. For this pair so far: A better **{tally['a']}**, B better "
+                             f"**{tally['b']}**, tie **{tally['tie']}** ({total} votes).").send()
+
+
+# --- held-out evaluation ---------------------------------------------------------------------------
+
+@cl.action_callback("ab_eval")
+async def on_eval(action: cl.Action):
+    ab = cl.user_session.get("ab")
+    if not ab or not ab["cases"]:
+        await cl.Message(content="Start an A/B chat first (`/compare`).").send()
+        return
+    asyncio.create_task(run_eval(ab))  # an action callback must return: the evaluation takes minutes
+
+
+async def run_eval(ab: dict) -> None:
+    cases = random.Random(0).sample(ab["cases"], min(EVAL_LIMIT, len(ab["cases"])))
+    systems = {"A": ab["a"], "B": ab["b"]}
+    progress = cl.Message(content=f"Evaluating A and B on {len(cases)} held-out recipes...")
+    await progress.send()
+    done = {"n": 0, "total": len(cases) * len(systems)}
+
+    async def show_progress():
+        while True:
+            await asyncio.sleep(1.0)
+            progress.content = f"Evaluating A and B on {len(cases)} held-out recipes: {done['n']}/{done['total']} answers"
+            await progress.update()
+
+    ticker = asyncio.create_task(show_progress())
+    try:
+        summary, rows = await evaluate({name: c.answer for name, c in systems.items()}, cases,
+                                       lambda n, total: done.update(n=n))
+    except TutorError as exc:
+        progress.content = f"⚠️ The evaluation stopped: {exc}"
+        await progress.update()
+        return
+    finally:
+        ticker.cancel()
+    settings = get_settings()
+    out_dir = await asyncio.to_thread(write_results, settings.data_dir / "evals" / new_id("eval"), summary, rows,
+                                      {"A": systems["A"].label, "B": systems["B"].label, "data": ab["heldout"]})
+    progress.content = markdown_table(summary, {n: c.label for n, c in systems.items()})
+    progress.elements = [cl.Plotly(name="evaluation", figure=eval_chart(summary), display="inline"),
+                         cl.File(name="results.jsonl", path=str(out_dir / "results.jsonl")),
+                         cl.File(name="summary.json", path=str(out_dir / "summary.json"))]
+    await progress.update()

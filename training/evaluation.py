@@ -1,0 +1,102 @@
+"""Held-out evaluation: recipes in, per-system quality, tokens and latency out.
+
+Each case is a recipe prompt with its gold generic-ingredient list, read from a chat JSONL (the
+prepared test split) or a RecipeNLG CSV. Every system answers every case; scores come from
+training.metrics. The results file has one JSON line per (case, system) and a summary beside it.
+
+    tutor eval --model RUN --data test.jsonl --baseline rag --limit 20 --json
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.metrics import parse_list, score_answer, summarize
+from training.recipes import SYSTEM_PROMPT, Recipe, read_recipenlg_csv, to_chat_example
+
+
+@dataclass(frozen=True)
+class Case:
+    prompt: str  # the user message: title and ingredients
+    gold: list[str]
+    system: str = SYSTEM_PROMPT
+
+
+def chat_triples(path: Path) -> Iterator[tuple[str, str, str]]:
+    """(system, user, assistant) of each well-formed line of a chat JSONL; `tutor validate` reports the rest."""
+    with Path(path).open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            try:
+                messages = json.loads(line)["messages"]
+                by_role = {m["role"]: m["content"] for m in messages}
+            except (ValueError, KeyError, TypeError):
+                continue
+            if isinstance(by_role.get("user"), str) and isinstance(by_role.get("assistant"), str):
+                yield by_role.get("system") or SYSTEM_PROMPT, by_role["user"], by_role["assistant"]
+
+
+def load_cases(path: Path, limit: int | None = None, seed: int = 0) -> list[Case]:
+    """Cases from a chat JSONL or a RecipeNLG CSV; a seeded sample of `limit` of them when given."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        examples = (to_chat_example(r)["messages"] for r in read_recipenlg_csv(path) if isinstance(r, Recipe))
+        triples = ((m[0]["content"], m[1]["content"], m[2]["content"]) for m in examples)
+    else:
+        triples = chat_triples(path)
+    cases = [Case(user, gold, system) for system, user, answer in triples if (gold := parse_list(answer)) is not None]
+    if limit is not None and limit < len(cases):
+        cases = random.Random(seed).sample(cases, limit)
+    return cases
+
+
+Answer = Callable[[Case], Awaitable[tuple[str, dict]]]  # -> (text, usage with prompt/completion tokens, latency)
+
+
+async def evaluate(systems: dict[str, Answer], cases: list[Case],
+                   progress: Callable[[int, int], None] | None = None) -> tuple[dict, list[dict]]:
+    """Run every system on every case: (summary per system, per-example rows)."""
+    rows: list[dict] = []
+    total = len(cases) * len(systems)
+    for index, case in enumerate(cases):
+        for name, answer in systems.items():
+            started = time.perf_counter()
+            text, usage = await answer(case)
+            rows.append({"case": index, "system": name, "prompt": case.prompt, "gold": case.gold, "answer": text,
+                         "prompt_tokens": usage.get("prompt_tokens", 0),
+                         "completion_tokens": usage.get("completion_tokens", 0),
+                         "latency_s": usage.get("latency_s") or time.perf_counter() - started,
+                         **score_answer(text, case.gold)})
+            if progress:
+                progress(len(rows), total)
+    summary = {name: summarize([r for r in rows if r["system"] == name]) for name in systems}
+    return summary, rows
+
+
+def write_results(out_dir: Path, summary: dict, rows: list[dict], meta: dict) -> Path:
+    """results.jsonl (one line per case and system) and summary.json, each written atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in (("results.jsonl", "".join(json.dumps(r) + "\n" for r in rows)),
+                       ("summary.json", json.dumps({**meta, "systems": summary}, indent=2))):
+        staging = out_dir / f".{name}.tmp"
+        staging.write_text(text)
+        staging.replace(out_dir / name)
+    return out_dir
+
+
+def markdown_table(summary: dict, labels: dict) -> str:
+    """The summary as a markdown table, one column per system (chat and CLI)."""
+    rows = [("F1", "f1", "{:.3f}"), ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"),
+            ("exact match", "exact_match", "{:.0%}"), ("valid JSON", "valid_json_rate", "{:.0%}"),
+            ("mean prompt tokens", "mean_prompt_tokens", "{:.0f}"), ("p50 latency", "p50_latency_s", "{:.2f} s"),
+            ("p95 latency", "p95_latency_s", "{:.2f} s")]
+    names = list(summary)
+    lines = [f"### Held-out evaluation ({summary[names[0]]['n']} recipes)", "",
+             *[f"- **{n}**: {labels[n]}" for n in names], "",
+             "| metric | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+    lines += [f"| {title} | " + " | ".join(fmt.format(summary[n][key]) for n in names) + " |" for title, key, fmt in rows]
+    return "\n".join(lines)
