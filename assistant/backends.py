@@ -97,7 +97,7 @@ class LocalBackend(ChatBackend):
         settings = self.settings
         if self.model:
             settings = settings.model_copy(update={"base_model": adapter_base(self.model)})
-        source = await asyncio.to_thread(resolve_base_model, settings)
+        source = await asyncio.to_thread(engine.call, resolve_base_model, settings)  # may convert: torch work
         async for piece in engine.stream(source, messages, adapter=self.model, temperature=temperature,
                                          max_tokens=max_tokens, usage=usage):
             yield piece

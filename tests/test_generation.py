@@ -91,3 +91,25 @@ def test_a_missing_adapter_is_a_clear_error_and_the_engine_serves_on(tiny_model_
         engine.complete(str(tiny_model_dir), MESSAGES, adapter=str(tmp_path / "gone"), max_tokens=5)
     text, usage = engine.complete(str(tiny_model_dir), MESSAGES, max_tokens=5)
     assert usage.completion_tokens == 5
+
+
+def test_embeddings_and_loading_run_on_the_engine_thread_the_one_torch_thread(monkeypatch, tiny_model_dir):
+    import threading
+
+    import numpy as np
+
+    from assistant import embeddings
+
+    seen = []
+
+    class RecordingEncoder:
+        def encode(self, texts, **options):
+            seen.append(threading.current_thread().name)
+            return np.zeros((len(texts), 3))
+
+    monkeypatch.setattr(embeddings, "_encoder", lambda: RecordingEncoder())
+    assert embeddings.encode(["flour"]) == [[0.0, 0.0, 0.0]]
+    assert seen == ["generation"], "torch work on another thread slows every later decode step"
+    assert engine.call(lambda: threading.current_thread().name) == "generation"
+    with pytest.raises(ZeroDivisionError):
+        engine.call(lambda: 1 / 0)

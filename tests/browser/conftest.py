@@ -6,6 +6,7 @@ event loop, which clashes with the async tests of the main suite.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -32,11 +33,35 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def seed_a_fine_tuned_model(data_dir: Path, embedded_model_dir: Path) -> None:
+    """A succeeded run in the app's registry: the sample dataset and a LoRA adapter on the embedded model
+    (freshly initialised, so it answers like its base: enough to see both sides of the A/B chat)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from training.prepare import prepare
+    from training.recipes import SAMPLE_CSV
+    from training.registry import Registry
+
+    files = prepare(SAMPLE_CSV, data_dir / "datasets" / "sample", train=40, validation=8, test=8).files
+    adapter = data_dir / "runs" / "run-browser" / "adapter"
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir)
+    get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")).save_pretrained(adapter)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "embedded"}))
+    registry = Registry(data_dir / "registry.sqlite")
+    registry.create_run("local", {"train_file": files["train"], "validation_file": files["validation"],
+                                  "base_model": "embedded"}, adapter.parent, status="succeeded", run_id="run-browser")
+    registry.add_model("run-browser", "local-adapter", str(adapter), "embedded")
+
+
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
+def app_url(tmp_path_factory, embedded_model_dir):
     port = free_port()
+    data_dir = tmp_path_factory.mktemp("app-data")
+    seed_a_fine_tuned_model(data_dir, embedded_model_dir)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHROMA_", "TUTOR_"))}
-    env.update(TUTOR_DATA_DIR=str(tmp_path_factory.mktemp("app-data")), TUTOR_CACHE_DIR=str(MODEL_CACHE))
+    env.update(TUTOR_DATA_DIR=str(data_dir), TUTOR_CACHE_DIR=str(MODEL_CACHE))
     log = tmp_path_factory.mktemp("logs") / "chainlit.log"
     with log.open("w") as out:
         process = subprocess.Popen([str(Path(sys.executable).parent / "chainlit"), "run", "assistant/app.py", "--host",

@@ -50,3 +50,22 @@ def test_prepare_the_recipe_dataset_from_the_sample(page):
     text = ready.inner_text()
     assert "train" in text and "No format errors found" in text and "epochs" in text
     assert page.get_by_text("validation.jsonl").count() >= 1  # the downloads
+
+
+def test_ab_chat_shows_two_answers_side_by_side(page):
+    page.locator("#chat-input").fill("/compare")
+    page.locator("#chat-submit").click()
+    page.get_by_role("button", name="run-browser (local-adapter)").click()
+    page.get_by_role("button", name="RAG baseline (base model + 3 retrieved examples)").click()
+    page.get_by_role("button", name="Try a held-out recipe").click(timeout=120_000)
+    compare = page.locator("#ab-compare").last
+    compare.wait_for(timeout=60_000)
+    stats = compare.locator(".ab-stats")
+    stats.nth(1).wait_for(timeout=120_000)  # both sides finished
+    assert stats.count() == 2
+    answers = compare.locator(".ab-answer").all_inner_texts()
+    assert len(answers) == 2 and all(a.strip() for a in answers)
+    a_stats, b_stats = stats.all_inner_texts()
+    assert "F1" in a_stats and "F1" in b_stats and "prompt" in a_stats
+    page.get_by_role("button", name="A is better").click()
+    page.get_by_text("Vote recorded").wait_for(timeout=30_000)
