@@ -33,7 +33,8 @@ ending in a recommendation with reasons. Type `/check` or press the starter.
 - **Prepare the recipe dataset** (`/prepare`): build train/validation/test chat JSONL from the bundled recipes \
 or your RecipeNLG CSV, validated like OpenAI's data-prep checks, with token counts and a cost estimate. \
 Attach a `.jsonl` to validate your own file.
-- **Fine-tune locally** (`/train`): LoRA on the embedded model, with live loss, a chart, cancel and resume.
+- **Fine-tune locally** (`/train`): LoRA on the embedded model, with live loss, a chart, cancel and resume. \
+Or **with OpenAI** (`/train openai`, when a key or base URL is configured): upload, start, follow and cancel the job.
 - **Compare** (`/compare`): your fine-tuned model against a RAG baseline (the base model with retrieved \
 examples), side by side with tokens and latency, and a held-out evaluation in numbers.
 
@@ -51,7 +52,8 @@ COMMANDS = [
     {"id": "check", "icon": "list-checks", "description": "Should I fine-tune? A guided check", "button": False},
     {"id": "prepare", "icon": "database", "description": "Prepare the recipe dataset (train/validation/test JSONL)",
      "button": False},
-    {"id": "train", "icon": "cpu", "description": "Fine-tune locally with LoRA on a prepared dataset", "button": False},
+    {"id": "train", "icon": "cpu", "description": "Fine-tune on a prepared dataset (locally with LoRA, or `/train openai`)",
+     "button": False},
     {"id": "compare", "icon": "columns-2", "description": "A/B chat: a fine-tuned model vs the RAG baseline",
      "button": False},
 ]

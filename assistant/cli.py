@@ -6,6 +6,8 @@
     tutor prepare --source sample --train 150 --validation 40 --test 40 --seed 42 [--json]
     tutor validate FILE.jsonl [--model gpt-4o-mini|local] [--price 3.0] [--json]
     tutor train --backend local --train train.jsonl --val validation.jsonl [--epochs 3 --lr 2e-4 --r 8 ...]
+    tutor train --backend openai --train train.jsonl --val validation.jsonl [--model ft:... --suffix recipes --auto]
+    tutor serve [--port 8100]            # this project's OpenAI-compatible fine-tuning + chat server
     tutor jobs list | show RUN | cancel RUN | resume RUN | export RUN
     tutor eval --model RUN --data test.jsonl [--baseline rag|base] [--k 3] [--limit 20] [--json]
     tutor index                          # (re)index knowledge/ incrementally
@@ -122,6 +124,7 @@ def validate(
 
 class Backend(str, Enum):
     local = "local"
+    openai = "openai"
 
 
 def _registry():
@@ -142,14 +145,18 @@ def _follow(run: dict, registry, as_json: bool) -> dict:
         for event in jobs.follow(run, registry):
             if as_json:
                 continue
-            if event["type"] == "step":
+            if event["type"] == "step" and "eta_seconds" in event:
                 typer.echo(f"\rstep {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  "
                            f"{event['tokens_per_second']:,.0f} tok/s  ETA {event['eta_seconds']:.0f} s   ", nl=False, err=True)
+            elif event["type"] == "step":  # a hosted job reports step and loss only
+                typer.echo(f"\rstep {event['step']}/{event.get('total_steps') or '?'}  loss {event['loss']:.4f}   ",
+                           nl=False, err=True)
             elif event["type"] == "eval":
                 typer.echo(f"\n  validation loss {event['val_loss']:.4f}, token accuracy {event['val_token_accuracy']:.1%}",
                            err=True)
-            elif event["type"] in ("error", "cancelled", "resumed"):
-                typer.echo(f"\n{event['type']}: {event.get('message', event.get('step', ''))}", err=True)
+            elif event["type"] in ("error", "cancelled", "resumed", "status", "message", "checkpoint"):
+                detail = event.get("message") or event.get("status") or event.get("model") or event.get("step", "")
+                typer.echo(f"\n{event['type']}: {detail}", err=True)
     except KeyboardInterrupt:
         typer.echo(f"\nStill training in the background: `tutor jobs show {run['id']}`, `tutor jobs cancel {run['id']}`.",
                    err=True)
@@ -172,8 +179,12 @@ def _show(run: dict, as_json: bool) -> None:
 def train(
     train_file: Path = typer.Option(..., "--train", help="Training chat JSONL."),
     val_file: Optional[Path] = typer.Option(None, "--val", help="Validation chat JSONL."),
-    backend: Backend = typer.Option(Backend.local, help="Where to train."),
-    base_model: str = typer.Option("embedded", help="'embedded', an HF id in the local cache, or a folder."),
+    backend: Backend = typer.Option(Backend.local, help="local: LoRA here; openai: OpenAI or OPENAI_BASE_URL."),
+    base_model: str = typer.Option("embedded", help="local: 'embedded', an HF id in the local cache, or a folder."),
+    model: str = typer.Option("gpt-4o-mini-2024-07-18", help="openai: base model, or an ft: model to continue."),
+    suffix: Optional[str] = typer.Option(None, help="openai: added to the fine-tuned model's name."),
+    lr_multiplier: Optional[float] = typer.Option(None, help="openai: learning-rate multiplier (default auto)."),
+    auto: bool = typer.Option(False, help="openai: let the provider pick epochs and batch size."),
     epochs: float = typer.Option(3.0), learning_rate: float = typer.Option(2e-4, "--lr"),
     lora_r: int = typer.Option(8, "--r"), lora_alpha: int = typer.Option(16, "--alpha"),
     lora_dropout: float = typer.Option(0.05, "--dropout"),
@@ -185,10 +196,23 @@ def train(
     detach: bool = typer.Option(False, help="Start and return; follow later with `tutor jobs show`."),
     as_json: bool = typer.Option(False, "--json", help="Print the final run record as JSON."),
 ):
-    """Fine-tune with LoRA in a background process, following its progress until it ends."""
+    """Fine-tune (local LoRA in a background process, or an OpenAI job), following it until it ends."""
     from assistant.settings import get_settings
-    from training import jobs
+    from training import jobs, openai_jobs
     from training.config import ConfigError, TrainConfig
+
+    if backend is Backend.openai:
+        hosted = openai_jobs.OpenAIJobConfig(
+            train_file=str(train_file), validation_file=str(val_file) if val_file else None, model=model,
+            suffix=suffix, n_epochs="auto" if auto else int(epochs), batch_size="auto" if auto else batch_size,
+            learning_rate_multiplier=lr_multiplier or "auto", seed=seed)
+        try:
+            registry = _registry()
+            run = openai_jobs.start(hosted, get_settings(), registry)
+        except (TutorError, OSError) as exc:
+            fail(str(exc), as_json)
+        _finish_train(run, registry, detach, as_json)
+        return
 
     modules = target_modules if target_modules == "all-linear" else [m.strip() for m in target_modules.split(",")]
     config = TrainConfig(train_file=str(train_file), validation_file=str(val_file) if val_file else None,
@@ -201,11 +225,15 @@ def train(
         run = jobs.start_local(config, get_settings().data_dir, registry)
     except (ConfigError, TutorError, OSError) as exc:
         fail(str(exc), as_json)
+    _finish_train(run, registry, detach, as_json)
+
+
+def _finish_train(run: dict, registry, detach: bool, as_json: bool) -> None:
     if not detach:
         run = _follow(run, registry, as_json)
         typer.echo("", err=True)
     _show(run, as_json)
-    if run["status"] not in ("succeeded", "running"):
+    if run["status"] not in ("succeeded", "running", "queued"):
         raise typer.Exit(1)
 
 
@@ -244,7 +272,10 @@ def jobs_cancel(run_id: str, as_json: bool = typer.Option(False, "--json")):
     from training import jobs
 
     run, registry = _find(run_id, as_json)
-    _show(jobs.cancel(run, registry), as_json)
+    try:
+        _show(jobs.cancel(run, registry), as_json)
+    except TutorError as exc:
+        fail(str(exc), as_json)
 
 
 @jobs_app.command("resume")
@@ -316,6 +347,20 @@ def evaluate_model(
     typer.echo("")
     typer.echo(markdown_table(summary, {name: c.label for name, c in systems.items()}))
     typer.echo(f"\nPer-example results: {out_dir / 'results.jsonl'}")
+
+
+@app.command()
+def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8100, min=1, max=65535)):
+    """Serve the OpenAI fine-tuning API (files, jobs, events, checkpoints) and chat on the local trainer and models.
+
+    Point OPENAI_BASE_URL at http://HOST:PORT/v1. Set TUTOR_SERVE_API_KEY to require a bearer key."""
+    import os
+
+    from assistant.openai_server import serve as run_server
+    from assistant.settings import get_settings
+
+    typer.echo(f"OpenAI-compatible server at http://{host}:{port}/v1 (Ctrl-C stops it; jobs keep training)", err=True)
+    run_server(get_settings(), host, port, api_key=os.environ.get("TUTOR_SERVE_API_KEY"))
 
 
 @app.command()

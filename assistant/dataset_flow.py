@@ -17,7 +17,7 @@ import chainlit as cl
 
 from assistant.errors import TutorError
 from assistant.settings import get_settings
-from assistant.training_flow import finetune_action
+from assistant.training_flow import training_actions
 from training.charts import token_histogram
 from training.prepare import prepare
 from training.recipes import SAMPLE_CSV, SourceError
@@ -113,10 +113,11 @@ async def run_prepare(payload: dict) -> None:
     elements = [cl.Plotly(name="token lengths", figure=token_histogram(validation.example_lengths,
                                                                        validation.context_limit), display="inline")]
     elements += [cl.File(name=Path(path).name, path=path, display="inline") for path in report.files.values()]
+    actions, note = training_actions(report.files["train"],
+                                     report.files["validation"] if report.written["validation"] else None)
     await cl.Message(content=f"### Dataset ready\n\n{report.as_markdown()}\n\n### Training file check\n\n"
-                             f"{validation.as_markdown()}\n\nDownload the files below, or fine-tune on them now.",
-                     elements=elements,
-                     actions=[finetune_action(report.files["train"], report.files["validation"] if report.written["validation"] else None)]).send()
+                             f"{validation.as_markdown()}\n\nDownload the files below, or fine-tune on them now."
+                             + (f" {note}" if note else ""), elements=elements, actions=actions).send()
 
 
 async def fail(tasks: cl.TaskList, message: str) -> None:

@@ -9,18 +9,15 @@ grounding), records every request, checks the bearer key, and fails on demand:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import socket
-import threading
-import time
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
+
+from tests.http_server import ServerThread
 
 
 class FakeOpenAI:
@@ -29,24 +26,16 @@ class FakeOpenAI:
         self.model = model
         self.requests: list[dict] = []
         self.fail_next: list[int] = []
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
-        app = Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"]),
-                                Route("/v1/models", self.models, methods=["GET"])])
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._server.serve(sockets=[self._sock])), daemon=True)
+        self._http = ServerThread(Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                                                    Route("/v1/models", self.models, methods=["GET"])]))
+        self.port, self.base_url = self._http.port, self._http.base_url
 
     def __enter__(self):
-        self._thread.start()
-        while not self._server.started:
-            time.sleep(0.01)
+        self._http.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
+        self._http.__exit__(*exc)
 
     def _error(self, status: int, message: str, code: str) -> JSONResponse:
         return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "code": code}}, status)

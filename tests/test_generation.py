@@ -113,3 +113,18 @@ def test_embeddings_and_loading_run_on_the_engine_thread_the_one_torch_thread(mo
     assert engine.call(lambda: threading.current_thread().name) == "generation"
     with pytest.raises(ZeroDivisionError):
         engine.call(lambda: 1 / 0)
+
+
+def test_the_thread_tuner_falls_back_to_one_thread_when_cores_are_busy_and_returns_when_free():
+    from assistant.generation import ThreadTuner
+
+    tuner = ThreadTuner(2)
+    step_seconds = {2: 0.12, 1: 0.05}  # another process holds a core: two threads wait at every barrier
+    for _ in range(3 * ThreadTuner.WINDOW):
+        tuner.record(step_seconds[tuner.pick()])
+    assert tuner.best == 1
+    step_seconds = {2: 0.03, 1: 0.05}  # the core is free again: the next probe finds out
+    for _ in range(2 * ThreadTuner.PROBE_EVERY):
+        tuner.record(step_seconds[tuner.pick()])
+    assert tuner.best == 2
+    assert ThreadTuner(1).options == [1]

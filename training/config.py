@@ -26,6 +26,7 @@ class TrainConfig:
 
     Model:
         base_model: "embedded" (SmolLM2-135M-Instruct), an HF id in the local cache, or a folder.
+        init_adapter: continue fine-tuning this adapter folder (trained on base_model) instead of a new one.
 
     LoRA:
         lora_r, lora_alpha, lora_dropout: adapter rank, scale (alpha / r) and dropout.
@@ -44,6 +45,7 @@ class TrainConfig:
     validation_file: str | None = None
     max_length: int = 512
     base_model: str = "embedded"
+    init_adapter: str | None = None
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -66,6 +68,8 @@ class TrainConfig:
             problems.append(f"training file '{self.train_file}' does not exist")
         if self.validation_file and not Path(self.validation_file).is_file():
             problems.append(f"validation file '{self.validation_file}' does not exist")
+        if self.init_adapter and not (Path(self.init_adapter) / "adapter_config.json").is_file():
+            problems.append(f"adapter to continue from '{self.init_adapter}' is missing")
         if not self.learning_rate > 0:
             problems.append(f"learning rate must be above 0 (got {self.learning_rate})")
         elif self.learning_rate > 1e-2:

@@ -1,8 +1,9 @@
-"""Fine-tuning jobs: each run is its own process, recorded in the registry, followed through its events.
+"""Fine-tuning jobs: each local run is its own process, recorded in the registry, followed through its events.
 
 A job outlives the app that started it (its own session): an app or CLI restarted later finds it in
 the registry and keeps following events.jsonl. A job whose process died without a final event is
-marked "interrupted" and can resume from its last checkpoint.
+marked "interrupted" and can resume from its last checkpoint. OpenAI runs (training/openai_jobs.py)
+go through the same follow/cancel/resume calls.
 
     tutor train --backend local --train train.jsonl --val validation.jsonl
     tutor jobs list | show RUN | cancel RUN | resume RUN
@@ -20,6 +21,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from assistant.settings import get_settings
+from training import openai_jobs
 from training.config import TrainConfig
 from training.lora import latest_checkpoint, process_alive
 from training.registry import FINISHED, Registry, new_id
@@ -69,10 +72,10 @@ def events(run_dir: Path, offset: int = 0) -> tuple[list[dict], int]:
 
 
 def reconcile(registry: Registry) -> list[str]:
-    """Mark runs whose process is gone without a final event as interrupted; returns their ids."""
+    """Mark local runs whose process is gone without a final event as interrupted; returns their ids."""
     interrupted = []
     for run in registry.runs():
-        if run["status"] in ("running", "queued") and not process_alive(run["pid"]):
+        if run["backend"] == "local" and run["status"] in ("running", "queued") and not process_alive(run["pid"]):
             seen, _ = events(Path(run["run_dir"]))
             if not any(e["type"] in FINAL_EVENTS for e in seen):
                 registry.update_run(run["id"], status="interrupted", pid=None,
@@ -81,8 +84,11 @@ def reconcile(registry: Registry) -> list[str]:
     return interrupted
 
 
-def follow(run: dict, registry: Registry, poll: float = 0.5, offset: int = 0) -> Iterator[dict]:
+def follow(run: dict, registry: Registry, poll: float = 0.5, offset: int = 0, settings=None) -> Iterator[dict]:
     """Yield a run's events until it finishes (blocking; the app runs this in a thread)."""
+    if run["backend"] == "openai":
+        yield from openai_jobs.follow(run, registry, settings or get_settings(), poll=max(poll, 1.0))
+        return
     run_dir = Path(run["run_dir"])
     while True:
         batch, offset = events(run_dir, offset)
@@ -98,8 +104,10 @@ def follow(run: dict, registry: Registry, poll: float = 0.5, offset: int = 0) ->
         time.sleep(poll)
 
 
-def cancel(run: dict, registry: Registry, grace: float = 30.0) -> dict:
+def cancel(run: dict, registry: Registry, grace: float = 30.0, settings=None) -> dict:
     """Ask the trainer to stop (it checkpoints first); kill it if it does not stop within `grace` seconds."""
+    if run["backend"] == "openai":
+        return openai_jobs.cancel(run, registry, settings or get_settings())
     run_dir = Path(run["run_dir"])
     (run_dir / "cancel").touch()
     pid = run["pid"]
@@ -117,6 +125,11 @@ def cancel(run: dict, registry: Registry, grace: float = 30.0) -> dict:
 
 
 def resume(run: dict, registry: Registry) -> dict:
+    if run["backend"] == "openai":  # a hosted job can't be restarted; one still running is simply followed again
+        if run["status"] in ("running", "queued"):
+            return run
+        raise ValueError(f"Run {run['id']} is {run['status']}: a hosted job can't be resumed. Start a new one, "
+                         "continuing from a fine-tuned model with --model ft:... if you have one.")
     run_dir = Path(run["run_dir"])
     if run["status"] in ("running", "queued") and process_alive(run["pid"]):
         raise ValueError(f"Run {run['id']} is still running.")

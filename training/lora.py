@@ -331,7 +331,12 @@ def train(run_dir: Path, resume: bool = False, registry=None, handle_signals: bo
                         if config.validation_file else ([], []))
     if not train_set:
         raise ConfigError(f"No usable training examples in {config.train_file} (each needs a final assistant message).")
-    model = add_lora(model, config)
+    if config.init_adapter:  # continue a fine-tune: its adapter, trainable, instead of a fresh one
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
+    else:
+        model = add_lora(model, config)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
 

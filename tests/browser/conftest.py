@@ -96,9 +96,11 @@ def pytest_runtest_makereport(item, call):
     """A failed browser test shows the app's log: the reason is usually there, not in the page."""
     outcome = yield
     report = outcome.get_result()
-    if report.failed and _APP_LOG:
+    if not (report.failed and report.when == "call"):
+        return
+    if _APP_LOG:
         report.sections.append(("app log (last 4000 characters)", _APP_LOG[0].read_text()[-4000:]))
-    if report.failed and "page" in item.funcargs:
+    if "page" in item.funcargs:
         steps = item.funcargs["page"].locator(".step").all_inner_texts()
         report.sections.append(("last messages on the page", "\n---\n".join(steps[-3:])))
 

@@ -1,0 +1,56 @@
+"""Serve an ASGI app for a test: uvicorn on a 127.0.0.1 port, in a daemon thread, with fault injection.
+
+    with ServerThread(app) as server:        # server.base_url == "http://127.0.0.1:PORT/v1"
+        server.fail_next = [429, 500]        # the next matching requests get these statuses, in order
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+
+import uvicorn
+
+
+class ServerThread:
+    def __init__(self, app, port: int = 0, fail_paths: tuple[str, ...] = ("/v1/",)):
+        self.fail_next: list[int] = []
+        self.fail_paths = fail_paths
+        self.paths: list[str] = []  # every request's method and path, in order
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restarted server keeps its port
+        self._sock.bind(("127.0.0.1", port))
+        self.port = self._sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._server = uvicorn.Server(uvicorn.Config(self._faulty(app), log_level="warning"))
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._server.serve(sockets=[self._sock])),
+                                        daemon=True)
+
+    def _faulty(self, app):
+        async def wrapped(scope, receive, send):
+            if scope["type"] == "http":
+                self.paths.append(f"{scope['method']} {scope['path']}")
+                if self.fail_next and scope["path"].startswith(self.fail_paths):
+                    status = self.fail_next.pop(0)
+                    body = json.dumps({"error": {"message": f"Simulated failure {status}", "type": "server_error",
+                                                 "code": "simulated"}}).encode()
+                    await send({"type": "http.response.start", "status": status,
+                                "headers": [(b"content-type", b"application/json")]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+            await app(scope, receive, send)
+        return wrapped
+
+    def __enter__(self):
+        self._thread.start()
+        while not self._server.started:
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc):
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()

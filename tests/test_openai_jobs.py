@@ -1,0 +1,269 @@
+"""OpenAI fine-tuning jobs with the real `openai` client against the project's own OpenAI-compatible
+server (assistant/openai_server.py) on 127.0.0.1, which trains with the local LoRA trainer (tiny model).
+
+Covers: the happy path to a fine_tuned_model (events, metrics, checkpoints, registry, chat with it),
+429 then success, 500s while following, an invalid file, a job that fails server-side, cancel, a server
+restart while the job runs, and the key in no log line, message or registry byte."""
+
+import json
+import logging
+import shutil
+
+import openai
+import pytest
+
+from assistant.backends import create_backend
+from assistant.errors import TutorError
+from assistant.openai_server import FineTuningServer
+from tests.conftest import make_settings
+from tests.http_server import ServerThread
+from training import jobs, openai_jobs
+from training.openai_jobs import OpenAIJobConfig
+from training.prepare import prepare
+from training.recipes import SAMPLE_CSV
+from training.registry import registry_for
+
+KEY = "sk-tutor-test-0123456789abcdef"
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    return prepare(SAMPLE_CSV, tmp_path / "dataset", train=12, validation=4, test=4, seed=5).files
+
+
+@pytest.fixture
+def server_settings(tmp_path, tiny_model_dir):
+    return make_settings(tmp_path / "server", base_model=str(tiny_model_dir))
+
+
+@pytest.fixture
+def server(server_settings):
+    with ServerThread(FineTuningServer(server_settings, api_key=KEY).app) as http:
+        yield http
+
+
+def app_settings(tmp_path, server, key=KEY):
+    return make_settings(tmp_path / "app", openai_api_key=key, openai_base_url=server.base_url, request_timeout=20)
+
+
+def job_config(dataset, tiny_model_dir, **overrides):
+    values = {"train_file": dataset["train"], "validation_file": dataset["validation"], "model": tiny_model_dir.name,
+              "suffix": "recipes", "n_epochs": 2, "batch_size": 4}
+    return OpenAIJobConfig(**{**values, **overrides})
+
+
+def follow_all(run, settings, poll=0.2):
+    registry = registry_for(settings)
+    return list(openai_jobs.follow(registry.run(run["id"]), registry, settings, poll=poll))
+
+
+def test_happy_path_to_a_fine_tuned_model_then_chat_with_it(tmp_path, server, dataset, tiny_model_dir, caplog):
+    caplog.set_level(logging.DEBUG)
+    server.fail_next = [429]  # the first upload is rate-limited: the client backs off and retries
+    settings = app_settings(tmp_path, server)
+    run = openai_jobs.start(job_config(dataset, tiny_model_dir), settings, registry_for(settings))
+    assert run["backend"] == "openai" and run["config"]["job_id"].startswith("ftjob-")
+    assert server.paths.count("POST /v1/files") == 3, "one retried upload, then the validation file"
+
+    events = follow_all(run, settings)
+    kinds = [e["type"] for e in events]
+    assert "status" in kinds and "step" in kinds and "eval" in kinds and "checkpoint" in kinds
+    assert kinds[-1] == "done" and events[-1]["fine_tuned_model"].startswith(f"ft:{tiny_model_dir.name}:recipes:")
+    steps = [e["step"] for e in events if e["type"] == "step"]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)), "each metric event once, in order"
+
+    registry = registry_for(settings)
+    finished = registry.run(run["id"])
+    assert finished["status"] == "succeeded" and finished["metrics"]["val_loss"] > 0
+    [model] = registry.models()
+    assert (model["kind"], model["location"], model["base_model"]) == ("openai", events[-1]["fine_tuned_model"],
+                                                                     tiny_model_dir.name)
+    api = openai_jobs.client(settings)
+    assert model["location"] in [m.id for m in api.models.list()]
+    assert api.fine_tuning.jobs.retrieve(run["config"]["job_id"]).status == "succeeded"
+    assert any(c.step_number > 0 for c in api.fine_tuning.jobs.checkpoints.list(run["config"]["job_id"]))
+
+    chat = api.chat.completions.create(model=model["location"], messages=[{"role": "user", "content": "Title: Toast"}],
+                                       max_tokens=5)
+    assert chat.choices[0].message.content and chat.usage.completion_tokens <= 5
+
+    # Secrets: nowhere but the client.
+    assert KEY not in caplog.text
+    assert KEY.encode() not in (settings.data_dir / "registry.sqlite").read_bytes()
+    assert all(KEY not in json.dumps(e) for e in events)
+
+
+async def test_the_fine_tuned_model_streams_through_the_openai_backend(tmp_path, server, dataset, tiny_model_dir):
+    settings = app_settings(tmp_path, server)
+    run = openai_jobs.start(job_config(dataset, tiny_model_dir, n_epochs=1), settings, registry_for(settings))
+    follow_all(run, settings)
+    model = registry_for(settings).models()[0]["location"]
+    backend = create_backend("openai", settings, model=model)
+    from assistant.generation import Usage
+
+    usage = Usage()
+    pieces = [p async for p in backend.stream([{"role": "user", "content": "Title: Soup"}], temperature=0,
+                                              max_tokens=6, usage=usage)]
+    assert pieces and usage.completion_tokens == len("".join(pieces)) or usage.completion_tokens > 0
+    assert usage.prompt_tokens > 0 and usage.ttft_s is not None
+
+
+def test_invalid_files_are_refused_before_and_at_upload(tmp_path, server, dataset, tiny_model_dir):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}]}\n')
+    settings = app_settings(tmp_path, server)
+    with pytest.raises(TutorError, match=r"format errors: unrecognized_role \(line 1\)"):
+        openai_jobs.start(job_config(dataset, tiny_model_dir, train_file=str(bad)), settings, registry_for(settings))
+    assert "POST /v1/files" not in server.paths, "nothing is uploaded (or paid for) before the local check passes"
+    # The server rejects it too, with the line, for clients that skip the local check.
+    with pytest.raises(openai.BadRequestError, match="unrecognized_role on line"):
+        openai_jobs.client(settings).files.create(file=bad.open("rb"), purpose="fine-tune")
+
+
+def test_a_wrong_key_is_a_clear_message_without_the_key(tmp_path, server, dataset, tiny_model_dir, caplog):
+    caplog.set_level(logging.DEBUG)
+    wrong = "sk-wrong-key-9876543210zyxw"
+    settings = app_settings(tmp_path, server, key=wrong)
+    with pytest.raises(TutorError) as error:
+        openai_jobs.start(job_config(dataset, tiny_model_dir), settings, registry_for(settings))
+    assert "rejected the API key" in str(error.value) and wrong not in str(error.value) and wrong not in caplog.text
+    [run] = registry_for(settings).runs()
+    assert run["status"] == "failed" and "rejected the API key" in run["error"]
+
+
+def test_a_job_that_fails_server_side_shows_its_error(tmp_path, dataset, tiny_model_dir):
+    broken_base = tmp_path / "broken-base"
+    shutil.copytree(tiny_model_dir, broken_base)
+    with ServerThread(FineTuningServer(make_settings(tmp_path / "server", base_model=str(broken_base)),
+                                       api_key=KEY).app) as server:
+        settings = app_settings(tmp_path, server)
+        (broken_base / "model.safetensors").write_bytes(b"not weights")  # the trainer will fail to load it
+        run = openai_jobs.start(job_config(dataset, broken_base), settings, registry_for(settings))
+        events = follow_all(run, settings)
+    assert events[-1]["type"] == "error" and "failed on the provider's side" in events[-1]["message"]
+    finished = registry_for(settings).run(run["id"])
+    assert finished["status"] == "failed" and finished["error"]
+
+
+def test_cancel_and_a_server_restart_while_running(tmp_path, server_settings, dataset, tiny_model_dir):
+    http = ServerThread(FineTuningServer(server_settings, api_key=KEY).app).__enter__()
+    settings = app_settings(tmp_path, http)
+    registry = registry_for(settings)
+    long_run = openai_jobs.start(job_config(dataset, tiny_model_dir, n_epochs=400), settings, registry)
+    short_run = openai_jobs.start(job_config(dataset, tiny_model_dir, n_epochs=2), settings, registry)
+    following = openai_jobs.follow(registry.run(long_run["id"]), registry, settings, poll=0.2)
+    assert next(e for e in following if e["type"] == "step")  # training
+
+    port = http.port
+    http.__exit__(None, None, None)  # the server goes away while both jobs train...
+    outage = next(following)
+    assert outage["type"] == "message" and "Can't reach" in outage["message"] and "Retrying" in outage["message"]
+    with ServerThread(FineTuningServer(server_settings, api_key=KEY).app, port=port) as http:  # ...and comes back
+        http.fail_next = [500, 500, 500, 500, 500, 500, 500]  # then errors for a while: retried, nothing lost
+        assert next(e for e in following if e["type"] == "step")
+        cancelled = jobs.cancel(registry.run(long_run["id"]), registry, settings=settings)
+        assert cancelled["status"] == "cancelled"
+        assert [e["type"] for e in following][-1] == "cancelled"
+        assert follow_all(short_run, settings)[-1]["type"] == "done"
+    assert registry.run(short_run["id"])["status"] == "succeeded"
+
+
+@pytest.fixture
+def chat_env(monkeypatch, tmp_path, server):
+    import assistant.service as service
+    from assistant.settings import get_settings
+    from tests.conftest import MODEL_CACHE
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TUTOR_DATA_DIR", str(tmp_path / "app"))
+    monkeypatch.setenv("TUTOR_CACHE_DIR", str(MODEL_CACHE))
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    get_settings.cache_clear()
+    yield
+    service._tutor = None
+    get_settings.cache_clear()
+
+
+async def test_the_whole_flow_in_chat(chat_env, tiny_model_dir, caplog):
+    import asyncio
+
+    import chainlit as cl
+
+    import assistant.app as app
+    from assistant import dataset_flow, training_flow
+    from tests.chainlit_harness import open_chat, user_says
+
+    caplog.set_level(logging.DEBUG)
+    chat = open_chat()
+    await dataset_flow.run_prepare({"source": "sample", "train": 12, "validation": 4, "test": 4, "seed": 1})
+    assert [a["label"] for a in chat.actions_for(chat.messages[-1]["id"])] == ["Fine-tune locally", "Fine-tune with OpenAI"]
+
+    await app.on_message(user_says(f"/train openai model={tiny_model_dir.name} epochs=2 batch_size=4 suffix=chat",
+                                   command="train"))
+    [pick] = chat.actions_for(chat.messages[-1]["id"])
+    await training_flow.on_finetune_openai(cl.Action(name="finetune_openai", payload=pick["payload"]))
+    confirm = chat.messages[-1]
+    assert "billed tokens" in confirm["output"] and "$" in confirm["output"] and f"base **{tiny_model_dir.name}**" in confirm["output"]
+    [start] = chat.actions_for(confirm["id"])
+    await training_flow.on_start_openai(cl.Action(name="start_openai", payload=start["payload"], id=start["id"]))
+    await asyncio.wait_for(cl.user_session.get("training_job"), 240)
+
+    progress = next(m for m in chat.messages if m["output"].startswith("**Training `run-"))
+    assert "status **" in progress["output"] and "training loss" in progress["output"]
+    summary = chat.messages[-1]
+    assert summary["output"].startswith("### ✅ Fine-tuned") and "with OpenAI" in summary["output"]
+    assert [a["label"] for a in chat.actions_for(summary["id"])] == ["Chat with it", "Compare with RAG baseline"]
+    chat_button = chat.actions_for(summary["id"])[0]
+    await training_flow.on_chat_with_model(cl.Action(name="chat_with_model", payload=chat_button["payload"]))
+    await app.on_message(user_says('Title: Toast\n\nIngredients: ["2 slices bread"]\n\nGeneric ingredients: '))
+    reply = chat.messages[-1]
+    assert reply["name"].startswith("fine-tuned run-") and chat.tokens[reply["id"]]
+    assert KEY not in caplog.text and all(KEY not in m["output"] for m in chat.messages)
+
+
+async def test_without_configuration_the_chat_says_how_to_configure(monkeypatch, tmp_path):
+    import chainlit as cl
+
+    from assistant import dataset_flow
+    from assistant.settings import get_settings
+    from tests.chainlit_harness import open_chat
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TUTOR_DATA_DIR", str(tmp_path / "app"))
+    get_settings.cache_clear()
+    try:
+        chat = open_chat()
+        await dataset_flow.run_prepare({"source": "sample", "train": 12, "validation": 4, "test": 4, "seed": 1})
+        ready = chat.messages[-1]
+        assert [a["label"] for a in chat.actions_for(ready["id"])] == ["Fine-tune locally"]
+        assert "OPENAI_API_KEY" in ready["output"] and "OPENAI_BASE_URL" in ready["output"]
+        from assistant import training_flow
+
+        await training_flow.on_finetune_openai(cl.Action(name="finetune_openai", payload={}))
+        assert "To fine-tune with OpenAI, set OPENAI_API_KEY" in chat.messages[-1]["output"]
+    finally:
+        get_settings.cache_clear()
+
+
+def test_cli_train_and_jobs_with_the_openai_backend_then_continue_the_fine_tune(tmp_path, server, dataset,
+                                                                                tiny_model_dir):
+    from tests.test_cli import run_tutor
+
+    env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY}
+    common = ["--backend", "openai", "--train", dataset["train"], "--val", dataset["validation"], "--epochs", "1",
+              "--batch-size", "4", "--json"]
+    first = run_tutor("train", *common, "--model", tiny_model_dir.name, "--suffix", "cli", env_extra=env,
+                      tmp_path=tmp_path)
+    assert first.returncode == 0, first.stderr
+    run = json.loads(first.stdout)
+    assert run["backend"] == "openai" and run["status"] == "succeeded"
+    fine_tuned = run["metrics"]["fine_tuned_model"]
+    assert fine_tuned.startswith(f"ft:{tiny_model_dir.name}:cli:")
+    # Continue fine-tuning the fine-tuned model: its adapter trains further on the server.
+    second = run_tutor("train", *common, "--model", fine_tuned, env_extra=env, tmp_path=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert json.loads(second.stdout)["config"]["model"] == fine_tuned
+    listed = run_tutor("jobs", "list", "--json", env_extra=env, tmp_path=tmp_path)
+    assert [r["status"] for r in json.loads(listed.stdout)] == ["succeeded", "succeeded"]
+    assert KEY not in first.stdout + first.stderr + second.stdout + second.stderr + listed.stdout

@@ -1,0 +1,227 @@
+"""Fine-tuning through the OpenAI API, or any server that speaks its fine-tuning part.
+
+The same registry and the same event shapes as local runs ("start", "step", "eval", "checkpoint",
+"done", "error", "cancelled", plus "status" and "message"), so the chat, the CLI and the A/B chat
+treat both kinds alike. A job runs on the provider: following it is polling its status, events and
+checkpoints, which any process can pick up again after a restart.
+
+    tutor train --backend openai --train train.jsonl --val validation.jsonl [--model gpt-4o-mini-2024-07-18]
+    OPENAI_BASE_URL=http://127.0.0.1:8100/v1 tutor train --backend openai ...   # the project's own server
+
+Faults: the openai client retries 429, 5xx, timeouts and dropped connections with exponential backoff;
+beyond that the follower keeps polling with a growing pause and says so, so a flaky network loses no
+job. The API key lives only in the client: never in the registry, the events, a message or a log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from assistant.backends import explain_api_error
+from assistant.errors import TutorError, redact
+from assistant.settings import Settings
+from training.registry import Registry, new_id
+from training.validate import validate_file
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
+RUNNING = {"validating_files": "queued", "queued": "queued", "running": "running"}
+MAX_PAUSE = 60.0
+
+
+@dataclass
+class OpenAIJobConfig:
+    """An OpenAI fine-tuning job's settings.
+
+    Data:
+        train_file, validation_file: chat JSONL, checked locally before anything is uploaded.
+    Model:
+        model: the base model, or an earlier `ft:` model to continue fine-tuning it.
+        suffix: up to 64 characters added to the fine-tuned model's name.
+    Hyperparameters ("auto" lets the provider choose):
+        n_epochs, batch_size, learning_rate_multiplier, seed.
+    """
+
+    train_file: str = ""
+    validation_file: str | None = None
+    model: str = DEFAULT_MODEL
+    suffix: str | None = None
+    n_epochs: int | str = "auto"
+    batch_size: int | str = "auto"
+    learning_rate_multiplier: float | str = "auto"
+    seed: int | None = None
+
+    def check(self) -> "OpenAIJobConfig":
+        problems = []
+        for name, path in (("training", self.train_file), ("validation", self.validation_file)):
+            if path is None and name == "validation":
+                continue
+            if not path or not Path(path).is_file():
+                problems.append(f"{name} file '{path}' does not exist")
+            elif not (report := validate_file(Path(path))).ok:
+                keys = ", ".join(f"{key} (line {lines[0]})" for key, lines in report.errors.items())
+                problems.append(f"{name} file {Path(path).name} has format errors: {keys}; `tutor validate` shows them all")
+        if self.suffix and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.suffix):
+            problems.append("suffix must be 1 to 64 letters, digits, '-' or '_'")
+        for name in ("n_epochs", "batch_size", "learning_rate_multiplier"):
+            value = getattr(self, name)
+            if value != "auto" and not (isinstance(value, (int, float)) and value > 0):
+                problems.append(f"{name} must be 'auto' or above 0 (got {value})")
+        if problems:
+            raise TutorError("Invalid OpenAI fine-tuning settings: " + "; ".join(problems) + ".")
+        return self
+
+    def hyperparameters(self) -> dict:
+        return {name: getattr(self, name) for name in ("n_epochs", "batch_size", "learning_rate_multiplier")}
+
+
+def client(settings: Settings):
+    import openai
+
+    if not (settings.openai_api_key or settings.openai_base_url):
+        raise TutorError("OpenAI fine-tuning needs OPENAI_API_KEY (for OpenAI) or OPENAI_BASE_URL (for a compatible "
+                         "server, e.g. `tutor serve`) in a .env file next to the app or in the environment.")
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
+    return openai.OpenAI(api_key=key, base_url=settings.openai_base_url, organization=settings.openai_organization,
+                         project=settings.openai_project, timeout=settings.request_timeout, max_retries=5)
+
+
+def _explained(exc: Exception, settings: Settings, model: str) -> TutorError:
+    """A learner-facing error; the server's own message when it gave one (it may say which line is bad)."""
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    log.warning("OpenAI fine-tuning call failed: %s", redact(repr(exc), key))
+    message = explain_api_error(exc, settings, model)
+    detail = getattr(exc, "body", None)
+    if isinstance(detail, dict) and getattr(exc, "status_code", None) in (400, 422):
+        message = f"{message.split(' (HTTP')[0]}: {redact(str(detail.get('message', '')), key)}"
+    return TutorError(message)
+
+
+def start(config: OpenAIJobConfig, settings: Settings, registry: Registry) -> dict:
+    """Check the files, upload them, create the job and its run; raises TutorError with the reason."""
+    import openai
+
+    config.check()
+    api = client(settings)
+    run_id = new_id("run")
+    run_dir = settings.data_dir / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    run = registry.create_run("openai", asdict(config), run_dir, status="queued", run_id=run_id)
+    try:
+        files = {}
+        for role, path in (("training_file", config.train_file), ("validation_file", config.validation_file)):
+            if path:
+                with open(path, "rb") as handle:
+                    files[role] = api.files.create(file=handle, purpose="fine-tune").id
+        job = api.fine_tuning.jobs.create(model=config.model, suffix=config.suffix, seed=config.seed,
+                                          hyperparameters=config.hyperparameters(), **files)
+    except openai.OpenAIError as exc:
+        error = _explained(exc, settings, config.model)
+        registry.update_run(run_id, status="failed", error=str(error))
+        raise error from None
+    return registry.update_run(run["id"], config={**asdict(config), **files, "job_id": job.id},
+                               status=RUNNING.get(job.status, "queued"))
+
+
+def _new_events(api, job_id: str, seen: set[str]) -> list:
+    """Events not seen yet, oldest first (the API lists newest first)."""
+    fresh = []
+    for event in api.fine_tuning.jobs.list_events(job_id, limit=100):  # pages on until a seen event
+        if event.id in seen:
+            break
+        fresh.append(event)
+    seen.update(e.id for e in fresh)
+    return fresh[::-1]
+
+
+def _as_events(event) -> list[dict]:
+    data = event.data or {}
+    if event.type == "metrics" and isinstance(data, dict):
+        out = []
+        if data.get("train_loss") is not None:
+            out.append({"type": "step", "step": data.get("step"), "total_steps": data.get("total_steps"),
+                        "loss": data["train_loss"], "token_accuracy": data.get("train_mean_token_accuracy")})
+        if data.get("valid_loss") is not None:
+            out.append({"type": "eval", "step": data.get("step"), "val_loss": data["valid_loss"],
+                        "val_token_accuracy": data.get("valid_mean_token_accuracy")})
+        if out:
+            return out
+    return [{"type": "message", "level": event.level, "message": event.message, "time": event.created_at}]
+
+
+def follow(run: dict, registry: Registry, settings: Settings, poll: float = 2.0) -> Iterator[dict]:
+    """Yield the job's progress until it finishes, keeping the registry in step (blocking: run in a thread)."""
+    import openai
+
+    api, job_id = client(settings), run["config"]["job_id"]
+    seen: set[str] = set()
+    checkpoints: set[str] = set()
+    status, pause, last = None, poll, {}
+    while True:
+        try:
+            job = api.fine_tuning.jobs.retrieve(job_id)
+            events = [e for event in _new_events(api, job_id, seen) for e in _as_events(event)]
+            fresh_checkpoints = [c for c in api.fine_tuning.jobs.checkpoints.list(job_id) if c.id not in checkpoints]
+        except (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError,
+                openai.InternalServerError) as exc:  # the client already retried: wait longer, keep the job
+            yield {"type": "message", "level": "warning",
+                   "message": f"{_explained(exc, settings, run['config']['model'])} Retrying in {pause:.0f} s."}
+            time.sleep(pause)
+            pause = min(pause * 2, MAX_PAUSE)
+            continue
+        except openai.OpenAIError as exc:  # a rejected key, say: stop following, the job itself carries on
+            error = _explained(exc, settings, run["config"]["model"])
+            registry.update_run(run["id"], error=f"Lost track of the job: {error}")
+            yield {"type": "error", "message": f"{error} The job itself may still be running: fix this and open "
+                                               f"the chat again, or run `tutor jobs show {run['id']}`."}
+            return
+        pause = poll
+        for event in events:
+            last[event["type"]] = event
+            yield event
+        for checkpoint in sorted(fresh_checkpoints, key=lambda c: c.step_number):
+            checkpoints.add(checkpoint.id)
+            yield {"type": "checkpoint", "step": checkpoint.step_number, "model": checkpoint.fine_tuned_model_checkpoint}
+        if job.status != status:
+            status = job.status
+            yield {"type": "status", "status": status}
+        if job.status in RUNNING:
+            registry.update_run(run["id"], status=RUNNING[job.status])
+            time.sleep(poll)
+            continue
+        yield _finish(run, job, registry, last)
+        return
+
+
+def _finish(run: dict, job, registry: Registry, last: dict) -> dict:
+    if job.status == "succeeded":
+        step, evaluation = last.get("step", {}), last.get("eval", {})
+        metrics = {"fine_tuned_model": job.fine_tuned_model, "trained_tokens": job.trained_tokens,
+                   "final_loss": step.get("loss"), "val_loss": evaluation.get("val_loss"),
+                   "val_token_accuracy": evaluation.get("val_token_accuracy"), "steps": step.get("step")}
+        registry.update_run(run["id"], status="succeeded", metrics=metrics)
+        if not any(m["run_id"] == run["id"] for m in registry.models()):  # two followers (chat and CLI) may finish
+            registry.add_model(run["id"], "openai", job.fine_tuned_model, run["config"]["model"])
+        return {"type": "done", **metrics}
+    if job.status == "cancelled":
+        registry.update_run(run["id"], status="cancelled")
+        return {"type": "cancelled"}
+    message = job.error.message if job.error else "The provider gave no reason."
+    registry.update_run(run["id"], status="failed", error=message)
+    return {"type": "error", "message": f"The fine-tuning job failed on the provider's side: {message}"}
+
+
+def cancel(run: dict, registry: Registry, settings: Settings) -> dict:
+    import openai
+
+    try:
+        client(settings).fine_tuning.jobs.cancel(run["config"]["job_id"])
+    except openai.OpenAIError as exc:
+        raise _explained(exc, settings, run["config"]["model"]) from None
+    return registry.update_run(run["id"], status="cancelled")
