@@ -20,6 +20,7 @@ import chainlit as cl
 from assistant.contenders import Contender, model_for_run, pair_for_run
 from assistant.errors import TutorError
 from assistant.generation import Usage
+from assistant.refresh import refreshing
 from assistant.settings import get_settings
 from training.charts import eval_chart
 from training.evaluation import Case, evaluate, load_cases, markdown_table, write_results
@@ -121,11 +122,18 @@ async def start_compare(run_id: str, baseline_kind: str) -> None:
 
 # --- one comparison ------------------------------------------------------------------------------
 
-@cl.action_callback("ab_heldout")
-async def on_heldout(action: cl.Action):
+async def open_comparison() -> dict | None:
+    """This chat's A/B session when it has held-out recipes; else says how to start one."""
     ab = cl.user_session.get("ab")
     if not ab or not ab["cases"]:
-        await cl.Message(content="Start an A/B chat first (`/compare`).").send()
+        await cl.Message(content="Start an A/B chat on a run with a held-out split first (`/compare`).").send()
+        return None
+    return ab
+
+
+@cl.action_callback("ab_heldout")
+async def on_heldout(action: cl.Action):
+    if (ab := await open_comparison()) is None:
         return
     case = random.choice(ab["cases"])
     await cl.Message(content=case.prompt, author="held-out recipe", type="user_message").send()
@@ -159,6 +167,9 @@ async def compare(text: str, gold: list[str] | None = None) -> None:
                 state["text"] += piece
         except TutorError as exc:
             state["error"] = str(exc)
+        except Exception:  # one side failing must not leave the other hanging or a trace in chat
+            log.exception("%s failed to answer", contender.label)
+            state["error"] = "It failed unexpectedly (details in the server log)."
         stats = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                  "ttft_s": usage.ttft_s, "latency_s": usage.latency_s}
         if gold:
@@ -198,9 +209,7 @@ async def on_vote(action: cl.Action):
 
 @cl.action_callback("ab_eval")
 async def on_eval(action: cl.Action):
-    ab = cl.user_session.get("ab")
-    if not ab or not ab["cases"]:
-        await cl.Message(content="Start an A/B chat first (`/compare`).").send()
+    if (ab := await open_comparison()) is None:
         return
     asyncio.create_task(run_eval(ab))  # an action callback must return: the evaluation takes minutes
 
@@ -213,24 +222,24 @@ async def run_eval(ab: dict) -> None:
     done = {"n": 0, "total": len(cases) * len(systems)}
 
     async def show_progress():
-        while True:
-            await asyncio.sleep(1.0)
-            progress.content = f"Evaluating A and B on {len(cases)} held-out recipes: {done['n']}/{done['total']} answers"
-            await progress.update()
+        progress.content = f"Evaluating A and B on {len(cases)} held-out recipes: {done['n']}/{done['total']} answers"
+        await progress.update()
 
-    ticker = asyncio.create_task(show_progress())
     try:
-        summary, rows = await evaluate({name: c.answer for name, c in systems.items()}, cases,
-                                       lambda n, total: done.update(n=n))
-    except TutorError as exc:
+        async with refreshing(1.0, show_progress):
+            summary, rows = await evaluate({name: c.answer for name, c in systems.items()}, cases,
+                                           lambda n, total: done.update(n=n))
+        out_dir = await asyncio.to_thread(write_results, get_settings().data_dir / "evals" / new_id("eval"), summary,
+                                          rows, {"A": systems["A"].label, "B": systems["B"].label, "data": ab["heldout"]})
+    except (TutorError, OSError) as exc:
         progress.content = f"⚠️ The evaluation stopped: {exc}"
         await progress.update()
         return
-    finally:
-        ticker.cancel()
-    settings = get_settings()
-    out_dir = await asyncio.to_thread(write_results, settings.data_dir / "evals" / new_id("eval"), summary, rows,
-                                      {"A": systems["A"].label, "B": systems["B"].label, "data": ab["heldout"]})
+    except Exception:  # a background task: nobody else would report it
+        log.exception("The evaluation failed")
+        progress.content = "⚠️ The evaluation failed unexpectedly (details in the server log)."
+        await progress.update()
+        return
     progress.content = markdown_table(summary, {n: c.label for n, c in systems.items()})
     progress.elements = [cl.Plotly(name="evaluation", figure=eval_chart(summary), display="inline"),
                          cl.File(name="results.jsonl", path=str(out_dir / "results.jsonl")),

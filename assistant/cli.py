@@ -336,10 +336,10 @@ def evaluate_model(
         systems = {"fine-tuned": tuned, baseline.value: base}
         progress = None if as_json else lambda n, total: typer.echo(f"\r{n}/{total} answers", nl=False, err=True)
         summary, rows = asyncio.run(evaluate({name: c.answer for name, c in systems.items()}, cases, progress))
-    except TutorError as exc:
+        out_dir = write_results(settings.data_dir / "evals" / new_id("eval"), summary, rows,
+                                {"model": model, "baseline": baseline.value, "data": str(data)})
+    except (TutorError, ValueError, OSError) as exc:  # ValueError: a CSV without RecipeNLG's columns, say
         fail(str(exc), as_json)
-    out_dir = write_results(settings.data_dir / "evals" / new_id("eval"), summary, rows,
-                            {"model": model, "baseline": baseline.value, "data": str(data)})
     if as_json:
         print(json.dumps({"systems": [{"system": name, "label": systems[name].label, **values}
                                       for name, values in summary.items()], "results": str(out_dir)}, indent=2))

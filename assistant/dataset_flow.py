@@ -16,6 +16,7 @@ from pathlib import Path
 import chainlit as cl
 
 from assistant.errors import TutorError
+from assistant.refresh import refreshing
 from assistant.settings import get_settings
 from assistant.training_flow import training_actions
 from training.charts import token_histogram
@@ -83,16 +84,14 @@ async def run_prepare(payload: dict) -> None:
         seen.update(rows=rows, fraction=done / max(total, 1))
 
     async def show_progress():
-        while True:
-            await asyncio.sleep(0.3)
-            reading.title = f"Read, clean and deduplicate recipes: {seen['rows']:,} rows ({seen['fraction']:.0%})"
-            await tasks.send()
+        reading.title = f"Read, clean and deduplicate recipes: {seen['rows']:,} rows ({seen['fraction']:.0%})"
+        await tasks.send()
 
-    ticker = asyncio.create_task(show_progress())
     try:
-        report = await asyncio.to_thread(prepare, source, out_dir, train=options["train"],
-                                         validation=options["validation"], test=options["test"], seed=options["seed"],
-                                         progress=progress)
+        async with refreshing(0.3, show_progress):
+            report = await asyncio.to_thread(prepare, source, out_dir, train=options["train"],
+                                             validation=options["validation"], test=options["test"],
+                                             seed=options["seed"], progress=progress)
         reading.title, reading.status, checking.status = (f"Read {report.rows_read:,} rows", cl.TaskStatus.DONE,
                                                           cl.TaskStatus.RUNNING)
         await tasks.send()
@@ -106,8 +105,6 @@ async def run_prepare(payload: dict) -> None:
         await fail(tasks, "⚠️ Preparing the dataset failed unexpectedly (details in the server log). Your input file "
                           "was not changed.")
         return
-    finally:
-        ticker.cancel()
     checking.status, tasks.status = cl.TaskStatus.DONE, "Done"
     await tasks.send()
     elements = [cl.Plotly(name="token lengths", figure=token_histogram(validation.example_lengths,

@@ -49,11 +49,6 @@ class Usage:
     ttft_s: float | None = None  # from the request to its first text, queueing included
     latency_s: float = 0.0
 
-    @property
-    def tokens_per_s(self) -> float | None:
-        decode = self.latency_s - (self.ttft_s or 0.0)
-        return (self.completion_tokens - 1) / decode if self.completion_tokens > 1 and decode > 0 else None
-
 
 @dataclass
 class _Call:
@@ -81,6 +76,7 @@ class _Request:
     cache: object = None
     history: object = None  # prompt + generated ids, for the repetition penalty
     processors: object = None
+    stop_ids: set[int] = field(default_factory=set)
 
 
 class Engine:
@@ -90,6 +86,7 @@ class Engine:
         self._start_lock = threading.Lock()
         self._peft: dict[str, object] = {}  # base source -> PeftModel wrapping the shared base
         self._adapters: dict[str, str] = {}  # adapter folder -> its name inside that PeftModel
+        self._routing: dict[str, str | None] = {}  # base source -> the adapter its layers use now
         self._threads = ThreadTuner(usable_cpus())
 
     # --- public API ---------------------------------------------------------------------------
@@ -204,6 +201,7 @@ class Engine:
             request.history = inputs["input_ids"].to(model.device)
             request.usage.prompt_tokens = request.history.shape[1]
             request.processors = _processors(request.temperature)
+            request.stop_ids = _stop_ids(model, tokenizer)
             step_input = request.history
         else:
             step_input = request.history[:, -1:]
@@ -216,7 +214,7 @@ class Engine:
         else:
             token = scores.argmax(dim=-1, keepdim=True)
         token_id = int(token)
-        if token_id in _stop_ids(model, tokenizer):
+        if token_id in request.stop_ids:
             return True
         request.history = torch.cat([request.history, token], dim=1)
         request.ids.append(token_id)
@@ -249,19 +247,21 @@ class Engine:
         return load_model(source, "cuda" if torch.cuda.is_available() else "cpu")  # cached after the first call
 
     def _activate(self, source: str, adapter: str | None) -> None:
-        """Route the shared base through `adapter` (attached on first use) or through no adapter."""
+        """Route the shared base through `adapter` (attached on first use) or through no adapter.
+
+        Switching walks every LoRA layer, so it happens only when the routing changes, not every step."""
+        if self._routing.get(source, None) == adapter:
+            return
+        if adapter is not None and adapter not in self._adapters:
+            self._attach(source, adapter)
         peft_model = self._peft.get(source)
         if adapter is None:
             if peft_model is not None:
                 peft_model.base_model.disable_adapter_layers()
-            return
-        if adapter not in self._adapters:
-            self._attach(source, adapter)
-            peft_model = self._peft[source]
-        peft_model.base_model.enable_adapter_layers()
-        name = self._adapters[adapter]
-        if peft_model.active_adapter != name:
-            peft_model.base_model.set_adapter(name)
+        else:
+            peft_model.base_model.enable_adapter_layers()
+            peft_model.base_model.set_adapter(self._adapters[adapter])
+        self._routing[source] = adapter
 
     def _attach(self, source: str, adapter: str) -> None:
         from peft import PeftModel

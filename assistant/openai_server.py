@@ -53,6 +53,15 @@ def error(status: int, message: str, code: str, param: str | None = None) -> JSO
                                    "code": code}}, status)
 
 
+async def json_body(request: Request) -> dict | None:
+    """The request's JSON object, or None when it is not one (the caller answers 400)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
 class FineTuningServer:
     def __init__(self, settings: Settings, api_key: str | None = None):
         self.settings = settings
@@ -134,7 +143,8 @@ class FineTuningServer:
         return run if run and run["status"] == "succeeded" else None
 
     async def create_job(self, request: Request):
-        body = await request.json()
+        if (body := await json_body(request)) is None:
+            return error(400, "The request body must be a JSON object.", "invalid_request")
         files = {key: self._file_meta(body[key]) if body.get(key) else None
                  for key in ("training_file", "validation_file")}
         for key in ("training_file", "validation_file"):
@@ -244,7 +254,10 @@ class FineTuningServer:
                                                          "owned_by": "fine-tuning-tutor"} for i in ids]})
 
     async def chat(self, request: Request):
-        body = await request.json()
+        body = await json_body(request)
+        if body is None or not isinstance(body.get("messages"), list):
+            return error(400, "The request body must be a JSON object with a `messages` list.", "invalid_request",
+                         "messages")
         model = body.get("model", "")
         if model == self.base_id:
             base, adapter = self.settings.base_model, None

@@ -14,6 +14,7 @@ import pytest
 
 from assistant.backends import create_backend
 from assistant.errors import TutorError
+from assistant.generation import Usage
 from assistant.openai_server import FineTuningServer
 from tests.conftest import make_settings
 from tests.http_server import ServerThread
@@ -99,12 +100,11 @@ async def test_the_fine_tuned_model_streams_through_the_openai_backend(tmp_path,
     follow_all(run, settings)
     model = registry_for(settings).models()[0]["location"]
     backend = create_backend("openai", settings, model=model)
-    from assistant.generation import Usage
-
     usage = Usage()
     pieces = [p async for p in backend.stream([{"role": "user", "content": "Title: Soup"}], temperature=0,
                                               max_tokens=6, usage=usage)]
-    assert pieces and usage.completion_tokens == len("".join(pieces)) or usage.completion_tokens > 0
+    assert pieces and "".join(pieces)  # a tiny random model: any text, newlines included
+    assert 0 < usage.completion_tokens <= 6, "the server's usage reaches the caller"
     assert usage.prompt_tokens > 0 and usage.ttft_s is not None
 
 

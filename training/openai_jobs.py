@@ -190,9 +190,10 @@ def follow(run: dict, registry: Registry, settings: Settings, poll: float = 2.0)
             yield {"type": "checkpoint", "step": checkpoint.step_number, "model": checkpoint.fine_tuned_model_checkpoint}
         if job.status != status:
             status = job.status
+            if status in RUNNING:
+                registry.update_run(run["id"], status=RUNNING[status])
             yield {"type": "status", "status": status}
         if job.status in RUNNING:
-            registry.update_run(run["id"], status=RUNNING[job.status])
             time.sleep(poll)
             continue
         yield _finish(run, job, registry, last)
