@@ -60,7 +60,9 @@ def app_url(tmp_path_factory, embedded_model_dir):
     port = free_port()
     data_dir = tmp_path_factory.mktemp("app-data")
     seed_a_fine_tuned_model(data_dir, embedded_model_dir)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHROMA_", "TUTOR_"))}
+    # Embedded defaults whatever the caller's shell holds. CI too: `chainlit run` with CI set exports a fake
+    # OPENAI_API_KEY, which would switch the tutor to api.openai.com.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHROMA_", "TUTOR_")) and k != "CI"}
     env.update(TUTOR_DATA_DIR=str(data_dir), TUTOR_CACHE_DIR=str(MODEL_CACHE))
     log = tmp_path_factory.mktemp("logs") / "chainlit.log"
     with log.open("w") as out:

@@ -52,13 +52,22 @@ def test_prepare_the_recipe_dataset_from_the_sample(page):
     assert page.get_by_text("validation.jsonl").count() >= 1  # the downloads
 
 
-def test_ab_chat_shows_two_answers_side_by_side(page):
+def open_ab_chat(page):
     page.locator("#chat-input").fill("/compare")
     page.locator("#chat-submit").click()
     page.get_by_role("button", name="run-browser (local-adapter)").click()
     page.get_by_role("button", name="RAG baseline (base model + 3 retrieved examples)").click()
-    page.get_by_role("button", name="Try a held-out recipe").click(timeout=120_000)
-    compare = page.locator("#ab-compare").last
+    page.get_by_role("button", name="Try a held-out recipe").wait_for(timeout=120_000)
+
+
+def try_a_held_out_recipe(page):
+    page.get_by_role("button", name="Try a held-out recipe").click()
+    return page.locator("#ab-compare").last
+
+
+def test_ab_chat_shows_two_answers_side_by_side(page):
+    open_ab_chat(page)
+    compare = try_a_held_out_recipe(page)
     compare.wait_for(timeout=60_000)
     stats = compare.locator(".ab-stats")
     stats.nth(1).wait_for(timeout=120_000)  # both sides finished
@@ -69,3 +78,34 @@ def test_ab_chat_shows_two_answers_side_by_side(page):
     assert "F1" in a_stats and "F1" in b_stats and "prompt" in a_stats
     page.get_by_role("button", name="A is better").click()
     page.get_by_text("Vote recorded").wait_for(timeout=30_000)
+
+
+def streaming_sides(compare) -> int:
+    """Sides that have shown some text and are still going (the cursor ▍ is there until a side is done)."""
+    return sum(text.strip() not in ("", "▍") and "▍" in text for text in compare.locator(".ab-answer").all_inner_texts())
+
+
+def test_two_sessions_ab_at_the_same_time(browser, app_url):
+    """Two learners share one engine, queued fairly: both sessions stream at the same time."""
+    contexts = [browser.new_context(viewport={"width": 1280, "height": 900}) for _ in range(2)]
+    try:
+        pages = [context.new_page() for context in contexts]
+        for page in pages:
+            page.goto(app_url)
+            open_ab_chat(page)
+        first, second = (try_a_held_out_recipe(page) for page in pages)
+        # A side's display lags by at most one refresh (0.25 s): served one after the other, both
+        # sessions would look busy at most around a hand-over, not for many polls in a row.
+        both_streaming = polls = 0
+        deadline = time.time() + 240
+        while time.time() < deadline and sum(c.locator(".ab-stats").count() for c in (first, second)) < 4:
+            both_streaming += streaming_sides(first) > 0 and streaming_sides(second) > 0
+            polls += 1
+            time.sleep(0.1)
+        for compare in (first, second):
+            assert compare.locator(".ab-stats").count() == 2
+            assert all(a.strip() for a in compare.locator(".ab-answer").all_inner_texts())
+        assert both_streaming >= 10, f"both sessions streamed together in only {both_streaming} of {polls} polls"
+    finally:
+        for context in contexts:
+            context.close()
