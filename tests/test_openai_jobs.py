@@ -2,7 +2,7 @@
 server (assistant/openai_server.py) on 127.0.0.1, which trains with the local LoRA trainer (tiny model).
 
 Covers: the happy path to a fine_tuned_model (events, metrics, checkpoints, registry, chat with it),
-429 then success, 500s while following, an invalid file, a job that fails server-side, cancel, a server
+429 then success, 500s while following, timeouts, an invalid file, a job that fails server-side, cancel, a server
 restart while the job runs, and the key in no log line, message or registry byte."""
 
 import json
@@ -166,6 +166,25 @@ def test_cancel_and_a_server_restart_while_running(tmp_path, server_settings, da
         assert [e["type"] for e in following][-1] == "cancelled"
         assert follow_all(short_run, settings)[-1]["type"] == "done"
     assert registry.run(short_run["id"])["status"] == "succeeded"
+
+
+def test_timeouts_are_retried_then_waited_out(tmp_path, server, dataset, tiny_model_dir, caplog):
+    """A server that hangs: the client gives up after request_timeout and retries; when the retries are
+    spent too, the follower says so and waits longer itself. The job and the registry carry on."""
+    caplog.set_level(logging.DEBUG)
+    settings = make_settings(tmp_path / "app", openai_api_key=KEY, openai_base_url=server.base_url,
+                             request_timeout=1, request_retries=1)
+    server.stall_next = [4]  # the first upload hangs: timed out, retried, uploaded
+    run = openai_jobs.start(job_config(dataset, tiny_model_dir), settings, registry_for(settings))
+    assert server.paths.count("POST /v1/files") == 3 and run["status"] in ("queued", "running")
+
+    server.stall_next = [4, 4]  # the follower's first call hangs twice: more than the client's one retry
+    events = follow_all(run, settings)
+    [waited] = [e for e in events if "did not answer within 1 s" in e.get("message", "")]
+    assert waited["type"] == "message" and "Retrying in" in waited["message"]
+    assert events[-1]["type"] == "done"
+    assert registry_for(settings).run(run["id"])["status"] == "succeeded"
+    assert KEY not in caplog.text and all(KEY not in json.dumps(e) for e in events)
 
 
 @pytest.fixture

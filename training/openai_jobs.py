@@ -89,7 +89,8 @@ def client(settings: Settings):
                          "server, e.g. `tutor serve`) in a .env file next to the app or in the environment.")
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
     return openai.OpenAI(api_key=key, base_url=settings.openai_base_url, organization=settings.openai_organization,
-                         project=settings.openai_project, timeout=settings.request_timeout, max_retries=5)
+                         project=settings.openai_project, timeout=settings.request_timeout,
+                         max_retries=settings.request_retries)
 
 
 def _explained(exc: Exception, settings: Settings, model: str) -> TutorError:
