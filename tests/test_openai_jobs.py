@@ -3,7 +3,7 @@ server (assistant/openai_server.py) on 127.0.0.1, which trains with the local Lo
 
 Covers: the happy path to a fine_tuned_model (events, metrics, checkpoints, registry, chat with it),
 429 then success, 500s while following, timeouts, an invalid file, a job that fails server-side, cancel, a server
-restart while the job runs, and the key in no log line, message or registry byte."""
+restart while the job runs, an app restart (the next chat follows the job), and the key in no log line, message or registry byte."""
 
 import json
 import logging
@@ -239,6 +239,29 @@ async def test_the_whole_flow_in_chat(chat_env, tiny_model_dir, caplog):
     reply = chat.messages[-1]
     assert reply["name"].startswith("fine-tuned run-") and chat.tokens[reply["id"]]
     assert KEY not in caplog.text and all(KEY not in m["output"] for m in chat.messages)
+
+
+async def test_a_chat_opened_after_a_restart_follows_a_running_openai_job(chat_env, dataset, tiny_model_dir):
+    """The app restarted while the provider trained: the next chat picks the job up and follows it to the end."""
+    import asyncio
+
+    import chainlit as cl
+
+    import assistant.app as app
+    from assistant.settings import get_settings
+    from tests.chainlit_harness import open_chat
+
+    settings = get_settings()
+    run = openai_jobs.start(job_config(dataset, tiny_model_dir, suffix="restart"), settings, registry_for(settings))
+    chat = open_chat()  # a new app process: nothing in memory but the registry
+    await app.on_chat_start()
+    [watching] = cl.user_session.get("watching")
+    await asyncio.wait_for(watching, 240)
+    assert any("picked up after a restart" in m["output"] for m in chat.messages)
+    summary = chat.messages[-1]
+    assert summary["output"].startswith("### ✅ Fine-tuned") and "with OpenAI" in summary["output"]
+    [model] = registry_for(settings).models()
+    assert model["run_id"] == run["id"] and model["location"].startswith(f"ft:{tiny_model_dir.name}:restart:")
 
 
 async def test_without_configuration_the_chat_says_how_to_configure(monkeypatch, tmp_path):
