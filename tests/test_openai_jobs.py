@@ -2,8 +2,9 @@
 server (assistant/openai_server.py) on 127.0.0.1, which trains with the local LoRA trainer (tiny model).
 
 Covers: the happy path to a fine_tuned_model (events, metrics, checkpoints, registry, chat with it),
-429 then success, 500s while following, timeouts, an invalid file, a job that fails server-side, cancel, a server
-restart while the job runs, an app restart (the next chat follows the job), and the key in no log line, message or registry byte."""
+429 then success, 500s while following, timeouts, an invalid file, a job that fails server-side, cancel,
+a server restart while the job runs, an app restart (the next chat follows the job), and the key in no
+log line, message or registry byte."""
 
 import json
 import logging
