@@ -17,7 +17,7 @@ from pathlib import Path
 
 import chainlit as cl
 
-from assistant.contenders import Contender, model_for_run, pair_for_run
+from assistant.contenders import Contender, model_for_run, pair_for_run, too_long
 from assistant.errors import TutorError
 from assistant.generation import Usage
 from assistant.refresh import refreshing
@@ -31,7 +31,6 @@ from training.registry import new_id, registry_for
 log = logging.getLogger(__name__)
 
 UPDATE_EVERY = 0.25  # seconds between element updates: smooth, without a websocket message per token
-MAX_PROMPT_CHARS = 8000  # a recipe prompt is a few hundred characters; the models' context is 2048 tokens
 EVAL_LIMIT = 20
 EXAMPLE = user_message("Pancakes", ["1 c. flour", "2 eggs", "1 c. milk", "2 Tbsp. sugar"])
 
@@ -51,9 +50,8 @@ def check_prompt(text: str) -> tuple[str | None, str]:
     text = text.strip()
     if not text:
         return "Send a recipe to compare the two models on, or press **Try a held-out recipe**.", text
-    if len(text) > MAX_PROMPT_CHARS:
-        return (f"That message is {len(text):,} characters; a recipe prompt is a few hundred and the models read "
-                f"at most about {MAX_PROMPT_CHARS:,}. Send one recipe."), text
+    if problem := too_long(text):
+        return problem, text
     if "ingredient" not in text.lower():
         return ("This A/B chat compares the models on the recipe task: send a recipe with its ingredients, like\n\n"
                 f"```\n{EXAMPLE}\n```\n\nor press **Try a held-out recipe**. Type `/tutor` to go back to the tutor."), text
@@ -198,7 +196,11 @@ async def compare(text: str, gold: list[str] | None = None) -> None:
 
 @cl.action_callback("ab_vote")
 async def on_vote(action: cl.Action):
-    tally = await asyncio.to_thread(registry_for(get_settings()).vote, action.payload["id"], action.payload["vote"])
+    try:
+        tally = await asyncio.to_thread(registry_for(get_settings()).vote, action.payload["id"], action.payload["vote"])
+    except ValueError as exc:  # a comparison from another data dir, say
+        await cl.Message(content=f"⚠️ {exc}").send()
+        return
     await action.remove()
     total = sum(tally.values())
     await cl.Message(content=f"Vote recorded. For this pair so far: A better **{tally['a']}**, B better "
@@ -211,7 +213,12 @@ async def on_vote(action: cl.Action):
 async def on_eval(action: cl.Action):
     if (ab := await open_comparison()) is None:
         return
-    asyncio.create_task(run_eval(ab))  # an action callback must return: the evaluation takes minutes
+    running = cl.user_session.get("eval_job")
+    if running is not None and not running.done():
+        await cl.Message(content="An evaluation is already running in this chat; its table appears when it ends.").send()
+        return
+    # An action callback must return (the evaluation takes minutes); the task is kept in the session.
+    cl.user_session.set("eval_job", asyncio.create_task(run_eval(ab)))
 
 
 async def run_eval(ab: dict) -> None:

@@ -132,6 +132,9 @@ def explain_api_error(exc: Exception, settings: Settings, model: str | None = No
     for name, template in _API_ERRORS:
         if isinstance(exc, getattr(openai, name)):
             return template.format(**details)
+    if isinstance(exc, openai.APIError) and exc.message:  # e.g. an error the server sent inside a stream
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        return f"{details['server']} reported an error: {redact(exc.message, key)}"
     return "The request to {server} failed ({kind}).".format(kind=type(exc).__name__, **details)
 
 

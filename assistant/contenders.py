@@ -26,6 +26,7 @@ from training.evaluation import Case, chat_triples
 
 BASELINES = ("rag", "base")
 MAX_ANSWER_TOKENS = 160
+MAX_PROMPT_CHARS = 8000  # a recipe prompt is a few hundred characters; the models' context is 2048 tokens
 _index_lock = threading.Lock()
 
 
@@ -91,6 +92,14 @@ class Contender:
         text = "".join([piece async for piece in self.stream(case, usage)])
         return text, {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                       "latency_s": usage.latency_s, "ttft_s": usage.ttft_s}
+
+
+def too_long(text: str) -> str | None:
+    """Why a message is too long to send to a recipe model, or None."""
+    if len(text) <= MAX_PROMPT_CHARS:
+        return None
+    return (f"That message is {len(text):,} characters; a recipe prompt is a few hundred and the models read at most "
+            f"about {MAX_PROMPT_CHARS:,}. Send one recipe.")
 
 
 def model_for_run(registry, run_id: str) -> dict:

@@ -168,12 +168,18 @@ class Engine:
                     finished = request.stop.is_set() or self._step(request)
                 if decode:
                     self._threads.record(time.perf_counter() - started)
+            except TutorError as exc:  # an explained failure (a missing adapter, say): no trace needed
+                log.warning("Local generation failed: %s", exc)
+                request.finish(exc)
+                continue
             except Exception as exc:  # noqa: BLE001 - reported to the caller, the worker serves on
                 log.exception("Local generation failed")
-                request.finish(_explain(exc))
+                request.finish(TutorError(f"The local model failed while answering ({type(exc).__name__}). "
+                                          "Try a shorter message, or see the server log."))
                 continue
             if finished:
-                self._flush(request, final=True)
+                if not request.stop.is_set():  # nobody reads a stopped request's tail
+                    self._flush(request, final=True)
                 request.usage.latency_s = time.perf_counter() - request.started
                 request.finish(None)
             else:
@@ -335,13 +341,6 @@ def _stop_ids(model, tokenizer) -> set[int]:
     ids = model.generation_config.eos_token_id
     ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
     return ids | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
-
-
-def _explain(exc: Exception) -> Exception:
-    if isinstance(exc, TutorError):
-        return exc
-    return TutorError(f"The local model failed while answering ({type(exc).__name__}). "
-                      "Try a shorter message, or see the server log.")
 
 
 engine = Engine()

@@ -62,6 +62,12 @@ async def json_body(request: Request) -> dict | None:
     return body if isinstance(body, dict) else None
 
 
+def page_limit(request: Request) -> int | None:
+    """The `limit` query parameter of a list call (default 20), or None when it is not a positive integer."""
+    value = request.query_params.get("limit", "20")
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
 class FineTuningServer:
     def __init__(self, settings: Settings, api_key: str | None = None):
         self.settings = settings
@@ -159,13 +165,17 @@ class FineTuningServer:
                               "one of this server's ft: models.", "model_not_available", "model")
         hyper = body.get("hyperparameters") or (body.get("method") or {}).get("supervised", {}).get("hyperparameters") or {}
         pick = lambda key, default: default if hyper.get(key) in (None, "auto") else hyper[key]  # noqa: E731
-        config = TrainConfig(train_file=str(self.files_dir / f"{body['training_file']}.jsonl"),
-                             validation_file=(str(self.files_dir / f"{body['validation_file']}.jsonl")
-                                              if body.get("validation_file") else None),
-                             base_model=base, init_adapter=init_adapter, epochs=float(pick("n_epochs", 3)),
-                             batch_size=int(pick("batch_size", 4)),
-                             learning_rate=DEFAULT_LR * float(pick("learning_rate_multiplier", 1.0)),
-                             seed=int(body.get("seed") or 42))
+        try:
+            config = TrainConfig(train_file=str(self.files_dir / f"{body['training_file']}.jsonl"),
+                                 validation_file=(str(self.files_dir / f"{body['validation_file']}.jsonl")
+                                                  if body.get("validation_file") else None),
+                                 base_model=base, init_adapter=init_adapter, epochs=float(pick("n_epochs", 3)),
+                                 batch_size=int(pick("batch_size", 4)),
+                                 learning_rate=DEFAULT_LR * float(pick("learning_rate_multiplier", 1.0)),
+                                 seed=int(body.get("seed") or 42))
+        except (TypeError, ValueError):
+            return error(400, "n_epochs, batch_size, learning_rate_multiplier and seed must be numbers or 'auto'.",
+                         "invalid_hyperparameters", "hyperparameters")
         try:
             run = await asyncio.to_thread(jobs.start_local, config, self.root, self.registry)
         except ConfigError as exc:
@@ -201,7 +211,8 @@ class FineTuningServer:
 
     async def list_jobs(self, request: Request):
         runs = [r for r in self.registry.runs() if (Path(r["run_dir"]) / "openai.json").is_file()]
-        limit = int(request.query_params.get("limit", 20))
+        if (limit := page_limit(request)) is None:
+            return error(400, "limit must be a positive whole number.", "invalid_request", "limit")
         return JSONResponse({"object": "list", "data": [self._job(r) for r in runs[:limit]],
                              "has_more": len(runs) > limit})
 
@@ -228,7 +239,8 @@ class FineTuningServer:
         if after:
             ids = [e["id"] for e in events]
             events = events[ids.index(after) + 1:] if after in ids else []
-        limit = int(request.query_params.get("limit", 20))
+        if (limit := page_limit(request)) is None:
+            return error(400, "limit must be a positive whole number.", "invalid_request", "limit")
         return JSONResponse({"object": "list", "data": events[:limit], "has_more": len(events) > limit})
 
     async def job_checkpoints(self, request: Request):
@@ -259,18 +271,19 @@ class FineTuningServer:
             return error(400, "The request body must be a JSON object with a `messages` list.", "invalid_request",
                          "messages")
         model = body.get("model", "")
-        if model == self.base_id:
-            base, adapter = self.settings.base_model, None
-        elif run := self._run_of_model(model):
-            base, adapter = run["config"]["base_model"], run["adapter_path"]
-        else:
+        try:
+            base, adapter = self._base_of(model)
+        except KeyError:
             return error(404, f"The model `{model}` does not exist", "model_not_found", "model")
+        usage = Usage()
+        try:
+            options = {"adapter": adapter, "temperature": float(body.get("temperature") or 0.0),
+                       "max_tokens": int(body.get("max_tokens") or body.get("max_completion_tokens") or 256),
+                       "usage": usage}
+        except (TypeError, ValueError):
+            return error(400, "temperature and max_tokens must be numbers.", "invalid_request")
         source = await asyncio.to_thread(engine.call, resolve_base_model,
                                          self.settings.model_copy(update={"base_model": base}))
-        usage = Usage()
-        options = {"adapter": adapter, "temperature": float(body.get("temperature") or 0.0),
-                   "max_tokens": int(body.get("max_tokens") or body.get("max_completion_tokens") or 256),
-                   "usage": usage}
         stream = engine.stream(source, body["messages"], **options)
         head = {"id": f"chatcmpl-{secrets.token_hex(8)}", "created": int(time.time()), "model": model}
         counts = lambda: {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,  # noqa: E731
@@ -287,8 +300,12 @@ class FineTuningServer:
             chunk = lambda delta, finish=None: {**head, "object": "chat.completion.chunk",  # noqa: E731
                                                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
             yield f"data: {json.dumps(chunk({'role': 'assistant', 'content': ''}))}\n\n"
-            async for piece in stream:
-                yield f"data: {json.dumps(chunk({'content': piece}))}\n\n"
+            try:
+                async for piece in stream:
+                    yield f"data: {json.dumps(chunk({'content': piece}))}\n\n"
+            except TutorError as exc:  # the status line is sent: report it as the API does, in the stream
+                yield f"data: {json.dumps({'error': {'message': str(exc), 'type': 'server_error'}})}\n\n"
+                return
             yield f"data: {json.dumps(chunk({}, 'stop'))}\n\n"
             if (body.get("stream_options") or {}).get("include_usage"):
                 yield f"data: {json.dumps({**head, 'object': 'chat.completion.chunk', 'choices': [], 'usage': counts()})}\n\n"

@@ -16,7 +16,7 @@ from pathlib import Path
 import chainlit as cl
 
 from assistant.backends import server_label
-from assistant.contenders import fine_tuned, model_for_run
+from assistant.contenders import fine_tuned, model_for_run, too_long
 from assistant.errors import TutorError
 from assistant.generation import Usage
 from assistant.settings import get_settings
@@ -332,10 +332,13 @@ async def answer_with_model(text: str) -> None:
     from training.recipes import SYSTEM_PROMPT
 
     run = cl.user_session.get("chat_model")
+    if problem := too_long(text):
+        await cl.Message(content=problem).send()
+        return
     message = cl.Message(content="", author=f"fine-tuned {run['id']}")
     contender = fine_tuned(run["model"], get_settings())
     try:
-        async for piece in contender.stream(Case(prompt=text[:8000], gold=[]), Usage()):
+        async for piece in contender.stream(Case(prompt=text, gold=[]), Usage()):
             await message.stream_token(piece)
     except TutorError as exc:
         await message.stream_token(f"⚠️ {exc}")

@@ -100,10 +100,14 @@ async def test_ab_chat_streams_both_sides_records_a_vote_and_explains_bad_messag
 async def test_evaluation_from_chat_shows_a_table_a_chart_and_results(local_run, chat_env):
     chat = open_chat()
     await ab_flow.start_compare("run-ab", "base")
-    await ab_flow.run_eval(cl.user_session.get("ab"))
-    report = chat.messages[-1]["output"]
+    await ab_flow.on_eval(cl.Action(name="ab_eval", payload={}))
+    await ab_flow.on_eval(cl.Action(name="ab_eval", payload={}))  # pressed again while it runs
+    await cl.user_session.get("eval_job")
+    assert sum("already running" in m["output"] for m in chat.messages) == 1
+    message = next(m for m in chat.messages if m["output"].startswith("### Held-out evaluation"))
+    report = message["output"]
     assert report.startswith("### Held-out evaluation (6 recipes)") and "| F1 |" in report and "p95 latency" in report
-    names = {e["name"] for e in chat.elements if e.get("forId") == chat.messages[-1]["id"]}
+    names = {e["name"] for e in chat.elements if e.get("forId") == message["id"]}
     assert {"evaluation", "results.jsonl", "summary.json"} <= names
 
 

@@ -9,6 +9,7 @@ log line, message or registry byte."""
 import json
 import logging
 import shutil
+from pathlib import Path
 
 import openai
 import pytest
@@ -23,7 +24,7 @@ from training import jobs, openai_jobs
 from training.openai_jobs import OpenAIJobConfig
 from training.prepare import prepare
 from training.recipes import SAMPLE_CSV
-from training.registry import registry_for
+from training.registry import Registry, registry_for
 
 KEY = "sk-tutor-test-0123456789abcdef"
 
@@ -95,12 +96,27 @@ def test_happy_path_to_a_fine_tuned_model_then_chat_with_it(tmp_path, server, da
     assert all(KEY not in json.dumps(e) for e in events)
 
 
-async def test_the_fine_tuned_model_streams_through_the_openai_backend(tmp_path, server, dataset, tiny_model_dir):
+async def test_the_fine_tuned_model_streams_through_the_openai_backend(tmp_path, server, server_settings, dataset,
+                                                                       tiny_model_dir):
     settings = app_settings(tmp_path, server)
     run = openai_jobs.start(job_config(dataset, tiny_model_dir, n_epochs=1), settings, registry_for(settings))
     follow_all(run, settings)
     model = registry_for(settings).models()[0]["location"]
     backend = create_backend("openai", settings, model=model)
+
+    # A failure after the stream has begun reaches the client as the API's in-stream error, in words.
+    served = Registry(server_settings.data_dir / "openai-server" / "registry.sqlite").run(model.rsplit(":", 1)[1])
+    adapter = Path(served["adapter_path"])
+    adapter.rename(adapter.with_name("moved"))
+    with pytest.raises(TutorError, match="reported an error: The adapter folder .* is missing"):
+        [p async for p in backend.stream([{"role": "user", "content": "Title: Soup"}], temperature=0, max_tokens=6)]
+    adapter.with_name("moved").rename(adapter)
+    api = openai_jobs.client(settings)
+    with pytest.raises(openai.BadRequestError, match="must be numbers"):
+        api.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens="lots")
+    with pytest.raises(openai.BadRequestError, match="limit must be a positive"):
+        api.fine_tuning.jobs.list(limit=0)
+
     usage = Usage()
     pieces = [p async for p in backend.stream([{"role": "user", "content": "Title: Soup"}], temperature=0,
                                               max_tokens=6, usage=usage)]

@@ -70,6 +70,8 @@ async def test_prepare_then_fine_tune_shows_progress_a_chart_and_a_summary(data_
     await app.on_message(user_says('Title: Toast\n\nIngredients: ["2 slices bread"]\n\nGeneric ingredients: '))
     reply = chat.messages[-1]
     assert reply["name"] == f"fine-tuned {run['id']}" and chat.tokens[reply["id"]], "the model's answer was not streamed"
+    await app.on_message(user_says("Title: Soup\n\nIngredients: " + "water " * 20_000))
+    assert "120,025 characters" in chat.messages[-1]["output"], "a 100 KB message gets a clear reply, not a cut"
     await app.on_message(user_says("/tutor"))
     assert cl.user_session.get("chat_model") is None and "Back to the tutor" in chat.messages[-1]["output"]
 

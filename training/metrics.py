@@ -61,15 +61,11 @@ def score_answer(answer: str, gold: list[str]) -> dict:
             "exact_match": exact}
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolated percentile (q in 0..100), as numpy's default."""
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+def percentile(values: list[float], q: int) -> float:
+    """Linear-interpolated percentile (q in 1..99), as numpy's default."""
+    if len(values) == 1:
+        return float(values[0])
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def summarize(rows: list[dict]) -> dict:

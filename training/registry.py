@@ -119,7 +119,6 @@ class Registry:
     def models(self) -> list[dict]:
         return self._read("SELECT * FROM models ORDER BY created_at DESC")
 
-
     # A/B comparisons and the learner's votes
     def add_comparison(self, a_label: str, b_label: str, prompt: str, a_answer: str, b_answer: str,
                        stats: dict) -> str:
@@ -132,9 +131,11 @@ class Registry:
         """Record (or change) the vote of one comparison; returns the tally for its pair of systems."""
         if vote not in VOTES:
             raise ValueError(f"vote must be one of {VOTES}")
-        self._write("UPDATE comparisons SET vote = ? WHERE id = ?", (vote, comparison_id))
         found = self._read("SELECT a_label, b_label FROM comparisons WHERE id = ?", (comparison_id,))
-        return self.tally(found[0]["a_label"], found[0]["b_label"]) if found else {}
+        if not found:
+            raise ValueError(f"No comparison '{comparison_id}' in this registry: the vote was not recorded.")
+        self._write("UPDATE comparisons SET vote = ? WHERE id = ?", (vote, comparison_id))
+        return self.tally(found[0]["a_label"], found[0]["b_label"])
 
     def tally(self, a_label: str, b_label: str) -> dict:
         rows = self._read("SELECT vote, COUNT(*) AS n FROM comparisons WHERE a_label = ? AND b_label = ? "
