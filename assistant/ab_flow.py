@@ -17,6 +17,8 @@ from pathlib import Path
 
 import chainlit as cl
 
+from assistant.accounts import Learner
+from assistant.actions import BaselineChoice, NoPayload, RunRef, VoteRequest, action, current_learner
 from assistant.contenders import Contender, model_for_run, pair_for_run, too_long
 from assistant.errors import TutorError
 from assistant.generation import Usage
@@ -63,7 +65,8 @@ def check_prompt(text: str) -> tuple[str | None, str]:
 # --- choosing A and B ---------------------------------------------------------------------------
 
 async def offer_compare() -> None:
-    models = registry_for(get_settings()).models()[:6]
+    learner = await current_learner()
+    models = (await asyncio.to_thread(registry_for(get_settings()).models, learner.scope))[:6]
     if not models:
         await cl.Message(content="There is no fine-tuned model yet to compare. Prepare data (`/prepare`), "
                                  "fine-tune it (`/train`), then come back with `/compare`.").send()
@@ -73,43 +76,41 @@ async def offer_compare() -> None:
         for m in models]).send()
 
 
-@cl.action_callback("ab_pick")
-async def on_pick(action: cl.Action):
-    run_id = action.payload["run_id"]
-    await cl.Message(content=f"A is `{run_id}`. Pick **B**, the baseline:", actions=[
-        cl.Action(name="ab_start", payload={"run_id": run_id, "baseline": "rag"},
+@action("ab_pick", RunRef)
+async def on_pick(request: RunRef, learner: Learner, _sent):
+    await asyncio.to_thread(model_for_run, registry_for(get_settings()), request.run_id, learner.scope)
+    await cl.Message(content=f"A is `{request.run_id}`. Pick **B**, the baseline:", actions=[
+        cl.Action(name="ab_start", payload={"run_id": request.run_id, "baseline": "rag"},
                   label="RAG baseline (base model + 3 retrieved examples)"),
-        cl.Action(name="ab_start", payload={"run_id": run_id, "baseline": "base"}, label="Base model, no examples"),
+        cl.Action(name="ab_start", payload={"run_id": request.run_id, "baseline": "base"},
+                  label="Base model, no examples"),
     ]).send()
 
 
-@cl.action_callback("ab_start")
-async def on_start(action: cl.Action):
-    await start_compare(action.payload["run_id"], action.payload.get("baseline", "rag"))
+@action("ab_start", BaselineChoice)
+async def on_start(request: BaselineChoice, learner: Learner, _sent):
+    await start_compare(request.run_id, request.baseline, learner)
 
 
-@cl.action_callback("compare_model")
-async def on_compare_model(action: cl.Action):
-    await start_compare(action.payload["run_id"], "rag")
+@action("compare_model", RunRef)
+async def on_compare_model(request: RunRef, learner: Learner, _sent):
+    await start_compare(request.run_id, "rag", learner)
 
 
-async def start_compare(run_id: str, baseline_kind: str) -> None:
+async def start_compare(run_id: str, baseline_kind: str, learner: Learner) -> None:
     settings = get_settings()
     registry = registry_for(settings)
-    try:
-        a, b = await asyncio.to_thread(pair_for_run, registry, settings, run_id, baseline_kind)
-        if b.index is not None:
-            async with cl.Step(name="Indexing the training examples for retrieval") as step:
-                await asyncio.to_thread(b.index.build)
-                step.output = f"Chroma collection `{b.index.name}`, k = {b.index.k}"
-        run = await asyncio.to_thread(lambda: registry.run(model_for_run(registry, run_id)["run_id"]))
-        heldout = heldout_file(run or {})
-        cases = await asyncio.to_thread(load_cases, heldout) if heldout else []
-    except TutorError as exc:
-        await cl.Message(content=f"⚠️ {exc}").send()
-        return
+    a, b = await asyncio.to_thread(pair_for_run, registry, settings, run_id, baseline_kind, 3, learner.scope)
+    if b.index is not None:
+        async with cl.Step(name="Indexing the training examples for retrieval") as step:
+            await asyncio.to_thread(b.index.build)
+            step.output = f"Chroma collection `{b.index.name}`, k = {b.index.k}"
+    run = await asyncio.to_thread(lambda: registry.run(model_for_run(registry, run_id, learner.scope)["run_id"]))
+    heldout = heldout_file(run or {})
+    cases = await asyncio.to_thread(load_cases, heldout) if heldout else []
     cl.user_session.set("chat_model", None)
-    cl.user_session.set("ab", {"a": a, "b": b, "cases": cases, "heldout": str(heldout) if heldout else None})
+    cl.user_session.set("ab", {"a": a, "b": b, "cases": cases, "heldout": str(heldout) if heldout else None,
+                               "run_id": run["id"]})
     actions = [cl.Action(name="ab_heldout", payload={}, label="Try a held-out recipe"),
                cl.Action(name="ab_eval", payload={}, label=f"Evaluate on {EVAL_LIMIT} held-out recipes")] if cases else []
     source = f"{len(cases)} held-out recipes from `{heldout.name}`" if cases else "no held-out split found for this run"
@@ -129,8 +130,8 @@ async def open_comparison() -> dict | None:
     return ab
 
 
-@cl.action_callback("ab_heldout")
-async def on_heldout(action: cl.Action):
+@action("ab_heldout", NoPayload)
+async def on_heldout(_request, _learner, _sent):
     if (ab := await open_comparison()) is None:
         return
     case = random.choice(ab["cases"])
@@ -186,22 +187,20 @@ async def compare(text: str, gold: list[str] | None = None) -> None:
         if len(finished) == len(tasks):
             break
     registry = registry_for(get_settings())
+    learner = await current_learner()
     comparison_id = await asyncio.to_thread(
         registry.add_comparison, sides["a"].label, sides["b"].label, prompt, states["a"]["text"], states["b"]["text"],
-        {n: states[n]["stats"] for n in sides})
+        {n: states[n]["stats"] for n in sides}, learner.name)
     await cl.Message(content="Which answer is better?", actions=[
         cl.Action(name="ab_vote", payload={"id": comparison_id, "vote": vote}, label=label)
         for vote, label in (("a", "A is better"), ("b", "B is better"), ("tie", "Tie"))]).send()
 
 
-@cl.action_callback("ab_vote")
-async def on_vote(action: cl.Action):
-    try:
-        tally = await asyncio.to_thread(registry_for(get_settings()).vote, action.payload["id"], action.payload["vote"])
-    except ValueError as exc:  # a comparison from another data dir, say
-        await cl.Message(content=f"⚠️ {exc}").send()
-        return
-    await action.remove()
+@action("ab_vote", VoteRequest)
+async def on_vote(request: VoteRequest, learner: Learner, sent: cl.Action):
+    # Only the learner's own comparisons: ValueError (shown) for anyone else's or an unknown id.
+    tally = await asyncio.to_thread(registry_for(get_settings()).vote, request.id, request.vote, learner.scope)
+    await sent.remove()
     total = sum(tally.values())
     await cl.Message(content=f"Vote recorded. For this pair so far: A better **{tally['a']}**, B better "
                              f"**{tally['b']}**, tie **{tally['tie']}** ({total} votes).").send()
@@ -209,8 +208,8 @@ async def on_vote(action: cl.Action):
 
 # --- held-out evaluation ---------------------------------------------------------------------------
 
-@cl.action_callback("ab_eval")
-async def on_eval(action: cl.Action):
+@action("ab_eval", NoPayload)
+async def on_eval(_request, learner: Learner, _sent):
     if (ab := await open_comparison()) is None:
         return
     running = cl.user_session.get("eval_job")
@@ -218,10 +217,10 @@ async def on_eval(action: cl.Action):
         await cl.Message(content="An evaluation is already running in this chat; its table appears when it ends.").send()
         return
     # An action callback must return (the evaluation takes minutes); the task is kept in the session.
-    cl.user_session.set("eval_job", asyncio.create_task(run_eval(ab)))
+    cl.user_session.set("eval_job", asyncio.create_task(run_eval(ab, learner)))
 
 
-async def run_eval(ab: dict) -> None:
+async def run_eval(ab: dict, learner: Learner) -> None:
     cases = random.Random(0).sample(ab["cases"], min(EVAL_LIMIT, len(ab["cases"])))
     systems = {"A": ab["a"], "B": ab["b"]}
     progress = cl.Message(content=f"Evaluating A and B on {len(cases)} held-out recipes...")
@@ -237,9 +236,12 @@ async def run_eval(ab: dict) -> None:
             summary, rows = await evaluate({name: c.answer for name, c in systems.items()}, cases,
                                            lambda n, total: done.update(n=n))
         out_dir = await asyncio.to_thread(write_results, get_settings().data_dir / "evals" / new_id("eval"), summary,
-                                          rows, {"A": systems["A"].label, "B": systems["B"].label, "data": ab["heldout"]})
-    except (TutorError, OSError) as exc:
-        progress.content = f"⚠️ The evaluation stopped: {exc}"
+                                          rows, {"A": systems["A"].label, "B": systems["B"].label,
+                                                 "data": Path(ab["heldout"]).name})
+        await asyncio.to_thread(registry_for(get_settings()).add_evaluation, learner.name, ab["run_id"], summary,
+                                out_dir)
+    except (TutorError, OSError) as exc:  # an OSError's own text would name server paths
+        progress.content = f"⚠️ The evaluation stopped: {exc.strerror if isinstance(exc, OSError) else exc}"
         await progress.update()
         return
     except Exception:  # a background task: nobody else would report it

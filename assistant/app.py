@@ -3,23 +3,35 @@
 Run it with `make run` (http://127.0.0.1:8000), or `chainlit run assistant/app.py` from the repo root.
 Everything slow (knowledge indexing, model loading, generation) runs off the event loop; errors reach
 the learner as one clear sentence, details go to the server log (with secrets redacted).
+
+Local by default: on 127.0.0.1 nobody logs in and the one learner owns everything. For a class, set
+TUTOR_AUTH (password, header or oauth): each learner then owns their work, and the app refuses to listen
+beyond loopback without it. Pages from other origins are refused (assistant.origins); chat history is
+kept by Chainlit's data layer (assistant.history); uploads are size-limited before they are read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 import chainlit as cl
 from chainlit.input_widget import Select, Slider
 
-from assistant import ab_flow, dataset_flow, decision, training_flow
+from assistant import ab_flow, dataset_flow, decision, history, training_flow
+from assistant.accounts import authenticate, auth_secret, learner_for
+from assistant.actions import CheckAnswer, action, current_learner, guarded
 from assistant.backends import backend_names, create_backend
 from assistant.errors import TutorError
+from assistant.limits import BodyLimit
+from assistant.origins import OriginPolicy, is_loopback, protect_chainlit
 from assistant.service import get_tutor, warm_up
-from assistant.settings import get_settings
+from assistant.settings import Settings, get_settings
 from assistant.tutor import Tutor, format_sources
+from training import queue
+from training.registry import registry_for
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +71,8 @@ COMMANDS = [
 ]
 
 _warmup: asyncio.Task | None = None
+_background: list[asyncio.Task] = []
+SESSION_KEYS = ("backend", "temperature")  # what a resumed chat keeps; buttons and jobs of the old one are gone
 
 
 def start_warmup() -> asyncio.Task:
@@ -74,9 +88,92 @@ async def ready_tutor() -> Tutor:
     return await asyncio.to_thread(get_tutor)
 
 
+# --- serving safely: logins, origins, uploads, history ---------------------------------------------------
+
+def configure_server(settings: Settings, host: str, port: int) -> None:
+    """Wire logins, the origin policy, the upload limit and chat history into Chainlit's server (at import,
+    before it starts). Refuses a non-loopback address without logins, saying how to turn them on."""
+    if settings.auth == "none" and not is_loopback(host):
+        raise SystemExit(f"Refusing to serve on {host}: other machines could use the app without logging in. "
+                         "Set TUTOR_AUTH=password and add accounts with `tutor users add NAME` (or TUTOR_AUTH=header "
+                         "behind a proxy that logs users in), or serve on 127.0.0.1. See SECURITY.md.")
+    registry = registry_for(settings)
+    if settings.auth != "none":
+        os.environ["CHAINLIT_AUTH_SECRET"] = auth_secret(settings.data_dir)
+    if settings.auth == "password":
+        @cl.password_auth_callback
+        async def password_login(username: str, password: str):
+            return _user(await asyncio.to_thread(authenticate, registry, username, password))
+    elif settings.auth == "header":
+        @cl.header_auth_callback
+        async def header_login(headers):
+            name = headers.get(settings.auth_header)
+            return _user(await _vouched(registry, name)) if name else None
+    elif settings.auth == "oauth":
+        try:
+            @cl.oauth_callback
+            async def oauth_login(provider_id, token, raw_user_data, default_user, id_token=None):
+                return _user(await _vouched(registry, default_user.identifier))
+        except ValueError:
+            raise SystemExit("TUTOR_AUTH=oauth needs an OAuth provider: set its OAUTH_* variables as Chainlit's "
+                             "authentication docs describe.") from None
+    protect_chainlit(OriginPolicy(host, port, settings.allowed_origins))
+    from chainlit.config import config
+    from chainlit.server import app as server
+
+    if config.features.spontaneous_file_upload:
+        config.features.spontaneous_file_upload.max_size_mb = settings.max_upload_mb
+    # Chainlit reads an upload whole before checking its size: refuse an oversized one before that.
+    server.add_middleware(BodyLimit, max_bytes=settings.max_upload_mb * 2**20 + 2**20, paths=("/project/file",))
+    cl.data_layer(lambda: history.data_layer(get_settings()))
+    history.serve_files(settings)
+
+
+def _user(learner) -> cl.User | None:
+    return cl.User(identifier=learner.name, metadata={"role": "admin" if learner.admin else "user"}) if learner else None
+
+
+async def _vouched(registry, name: str):
+    """The account of a user a proxy or an OAuth provider vouches for (made on first sight); None for a name
+    that can't be an account name."""
+    try:
+        return await asyncio.to_thread(learner_for, registry, name)
+    except TutorError:
+        log.warning("Refused a login: the name is not a valid account name")
+        return None
+
+
+def _configure_from_environment() -> None:
+    try:
+        settings = get_settings()
+    except TutorError as exc:  # a bad .env: chats explain it; a non-loopback start is refused with it
+        if not is_loopback(os.environ.get("CHAINLIT_HOST", "127.0.0.1")):
+            raise SystemExit(str(exc)) from None
+        log.error("%s", exc)
+        return
+    configure_server(settings, os.environ.get("CHAINLIT_HOST", "127.0.0.1"), int(os.environ.get("CHAINLIT_PORT", 8000)))
+
+
+_configure_from_environment()
+
+
 @cl.on_app_startup
 async def on_startup():
     start_warmup()
+    try:
+        settings = get_settings()
+    except TutorError:
+        return  # already logged; each chat explains it
+    _background.append(asyncio.create_task(queue.keep_moving(registry_for(settings), settings.max_training_jobs)))
+    from chainlit.data import get_data_layer
+
+    if isinstance(layer := get_data_layer(), history.HistoryLayer):
+        try:
+            await layer.create_schema()
+            log.info("Chat history in %s", history.describe(settings))
+        except Exception as exc:  # noqa: BLE001 - the chat works without history; say why once
+            log.error("Chat history is off: the database at %s can't be used (%s).", history.describe(settings),
+                      type(exc).__name__)
 
 
 @cl.set_chat_profiles
@@ -99,35 +196,58 @@ async def starters(user=None, language=None):
 
 @cl.on_chat_start
 async def on_chat_start():
+    await open_session({})
+
+
+@cl.on_chat_resume
+async def on_chat_resume(thread: dict):
+    """A past chat reopened from the sidebar: its messages are back; its model and temperature are kept, while
+    its buttons, A/B pairing and running watchers belonged to the old session and start afresh."""
+    metadata = thread.get("metadata") or {}
+    await open_session({key: metadata[key] for key in SESSION_KEYS if key in metadata})
+
+
+async def open_session(kept: dict) -> None:
     start_warmup()
     try:
         settings = get_settings()
     except TutorError as exc:  # a bad .env: say so where the learner looks
         await cl.Message(content=f"⚠️ {exc}").send()
         return
+    learner = await guarded(current_learner(), "Opening the chat")
+    if learner is None:
+        return
     backends = {name: create_backend(name, settings) for name in backend_names() if name in ("local", "openai")}
-    chosen = settings.effective_backend
+    chosen = kept.get("backend") if kept.get("backend") in backends else settings.effective_backend
+    temperature = kept.get("temperature", settings.temperature)
+    for key in ("chat_model", "ab", "check_answers", "check_message"):
+        cl.user_session.set(key, None)
     cl.user_session.set("backend", chosen)
-    cl.user_session.set("temperature", settings.temperature)
+    cl.user_session.set("temperature", temperature)
     await cl.ChatSettings([
         Select(id="backend", label="Tutor model", items={b.label: name for name, b in backends.items()},
                initial_value=chosen, description="The offline model runs in this process; OpenAI-compatible needs "
                                                  "OPENAI_API_KEY or OPENAI_BASE_URL."),
-        Slider(id="temperature", label="Temperature", initial=settings.temperature, min=0, max=1.5, step=0.1),
+        Slider(id="temperature", label="Temperature", initial=temperature, min=0, max=1.5, step=0.1),
     ]).send()
     await cl.context.emitter.set_commands(COMMANDS)
-    await training_flow.resume_watching()
+    await training_flow.resume_watching(learner)
 
 
 @cl.on_settings_update
 async def on_settings_update(values: dict):
     backend = values.get("backend", cl.user_session.get("backend"))
+    if backend not in ("local", "openai"):
+        await cl.Message(content="⚠️ That model choice is not one this app offers.").send()
+        return
     reason = create_backend(backend, get_settings()).unavailable_reason()
     if reason:
         await cl.Message(content=f"⚠️ {reason}\n\nI keep using the current model until then.").send()
     else:
         cl.user_session.set("backend", backend)
-    cl.user_session.set("temperature", float(values.get("temperature", cl.user_session.get("temperature"))))
+    temperature = values.get("temperature", cl.user_session.get("temperature"))
+    if isinstance(temperature, (int, float)) and 0 <= temperature <= 2:
+        cl.user_session.set("temperature", float(temperature))
 
 
 @cl.on_message
@@ -139,11 +259,11 @@ async def on_message(message: cl.Message):
     elif message.command == "check" or text.lower() in {"/check", "should i fine-tune?"}:
         await start_check()
     elif message.command == "prepare" or text.lower().startswith("/prepare"):
-        await dataset_flow.offer_prepare(text)
+        await guarded(dataset_flow.offer_prepare(text), "Offering to prepare")
     elif message.command == "train" or text.lower().startswith("/train"):
-        await training_flow.offer_training(text)
+        await guarded(training_flow.offer_training(text), "Offering to train")
     elif message.command == "compare" or text.lower().startswith("/compare"):
-        await ab_flow.offer_compare()
+        await guarded(ab_flow.offer_compare(), "Offering a comparison")
     elif text.lower() == "/tutor":
         cl.user_session.set("chat_model", None)
         cl.user_session.set("ab", None)
@@ -204,16 +324,19 @@ async def ask_check_question(question: decision.Question) -> None:
     cl.user_session.set("check_message", msg)
 
 
-@cl.action_callback("check_answer")
-async def on_check_answer(action: cl.Action):
+@action("check_answer", CheckAnswer)
+async def on_check_answer(request: CheckAnswer, _learner, _sent):
     answers = cl.user_session.get("check_answers")
     if answers is None:
         await cl.Message(content="That check was started in an earlier session. Type `/check` to start again.").send()
         return
-    question = next((q for q in decision.QUESTIONS if q.key == action.payload.get("question")), None)
+    question = next((q for q in decision.QUESTIONS if q.key == request.question), None)
     if question is None or question.key in answers:
         return  # a stale or repeated click: the question was already answered
-    option = question.option(action.payload["option"])
+    try:
+        option = question.option(request.option)
+    except KeyError:
+        raise TutorError("That is not one of this question's answers; press one of its buttons.") from None
     answers[question.key] = option.key
     if asked := cl.user_session.get("check_message"):
         await asked.remove_actions()

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from assistant.errors import TutorError, redact
 from assistant.generation import Messages, Usage, adapter_base, engine
+from assistant.models import display_name, resolve_base_model
 from assistant.settings import EMBEDDED, Settings
 
 log = logging.getLogger(__name__)
@@ -87,13 +88,12 @@ class LocalBackend(ChatBackend):
     @property
     def label(self) -> str:
         if self.model:
-            return f"fine-tuned {Path(self.model).parent.name} (LoRA on {adapter_base(self.model)})"
-        model = "SmolLM2-135M-Instruct (embedded)" if self.settings.base_model == EMBEDDED else self.settings.base_model
+            return f"fine-tuned {Path(self.model).parent.name} (LoRA on {display_name(adapter_base(self.model))})"
+        model = ("SmolLM2-135M-Instruct (embedded)" if self.settings.base_model == EMBEDDED
+                 else display_name(self.settings.base_model))
         return f"{model}, offline in this process"
 
     async def stream(self, messages, *, temperature, max_tokens, usage=None):
-        from assistant.models import resolve_base_model
-
         settings = self.settings
         if self.model:
             settings = settings.model_copy(update={"base_model": adapter_base(self.model)})

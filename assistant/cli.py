@@ -8,6 +8,7 @@
     tutor train --backend local --train train.jsonl --val validation.jsonl [--epochs 3 --lr 2e-4 --r 8 ...]
     tutor train --backend openai --train train.jsonl --val validation.jsonl [--model ft:... --suffix recipes --auto]
     tutor serve [--port 8100]            # this project's OpenAI-compatible fine-tuning + chat server
+    tutor users add NAME [--admin] | list | remove NAME     # accounts for a shared instance
     tutor jobs list | show RUN | cancel RUN | resume RUN | export RUN
     tutor eval --model RUN --data test.jsonl [--baseline rag|base] [--k 3] [--limit 20] [--json]
     tutor index                          # (re)index knowledge/ incrementally
@@ -26,6 +27,7 @@ from typing import Optional
 import typer
 
 from assistant.errors import TutorError
+from training.registry import LOCAL_USER, RegistryError
 
 # Tracebacks never show local variables: one of them could hold an API key.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -72,30 +74,39 @@ def ask(
 @app.command()
 def prepare(
     source: str = typer.Option("sample", help="'sample' (bundled recipes), a RecipeNLG CSV, or a chat JSONL."),
-    out: Optional[Path] = typer.Option(None, help="Output folder (default: DATA_DIR/datasets/<source>-seed<seed>)."),
+    out: Optional[Path] = typer.Option(None, help="A new output folder (default: DATA_DIR/datasets/<dataset id>)."),
     train: int = typer.Option(150, min=1, help="Training examples."),
     validation: int = typer.Option(40, min=0, help="Validation examples."),
     test: int = typer.Option(40, min=0, help="Held-out test examples."),
     seed: int = typer.Option(42, help="Seed: the same seed and input give the same files."),
     dedupe: bool = typer.Option(True, help="Drop recipes with the same title and ingredients."),
+    owner: str = typer.Option(LOCAL_USER, help="The account that owns the dataset (chat shows it to them)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ):
-    """Build the recipe-assistant dataset: train/validation/test chat JSONL, deduplicated and seeded."""
+    """Build the recipe-assistant dataset: train/validation/test chat JSONL in a fresh folder, deduplicated and
+    seeded. An earlier dataset's files are never overwritten."""
     from assistant.settings import get_settings
     from training.prepare import prepare as build
     from training.recipes import SourceError
+    from training.registry import new_id
 
     def progress(rows: int, done: int, total: int) -> None:
         if not as_json:
             typer.echo(f"\r{rows:,} rows read ({done / max(total, 1):.0%})", err=True, nl=False)
 
+    registry = _registry()
+    dataset_id = new_id("ds")
     try:
-        folder = out or get_settings().data_dir / "datasets" / f"{Path(source).stem}-seed{seed}"
+        folder = out or get_settings().data_dir / "datasets" / dataset_id
+        if folder.exists() and any(folder.iterdir()):
+            raise TutorError(f"{folder} already holds files; `tutor prepare` never overwrites a dataset. "
+                             "Choose a new --out folder, or leave --out out for a fresh one.")
         report = build(source, folder, train=train, validation=validation, test=test, seed=seed, dedupe=dedupe,
                        progress=progress)
-    except (SourceError, ValueError, OSError, TutorError) as exc:
+        name = f"{Path(source).stem}-seed{seed}"
+        registry.add_dataset(name, report.files, report.to_dict(), owner, dataset_id)  # /train in chat offers it
+    except (SourceError, ValueError, OSError, TutorError, RegistryError) as exc:
         fail(str(exc), as_json)
-    _registry().add_dataset(folder.name, report.files, report.to_dict())  # so /train in chat offers it too
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -128,40 +139,56 @@ class Backend(str, Enum):
 
 
 def _registry():
+    """The data dir's registry, with runs whose trainer died marked as interrupted; a damaged or locked
+    registry is one line and exit 1."""
     from assistant.settings import get_settings
-    from training import jobs
+    from training import queue
     from training.registry import registry_for
 
-    registry = registry_for(get_settings())
-    jobs.reconcile(registry)
+    try:
+        registry = registry_for(get_settings())
+        queue.reconcile(registry)
+    except (TutorError, RegistryError) as exc:
+        fail(str(exc), False)
     return registry
 
 
 def _follow(run: dict, registry, as_json: bool) -> dict:
     """Print a run's progress until it ends; Ctrl-C leaves it running."""
+    from assistant.settings import get_settings
     from training import jobs
 
+    settings = get_settings()
+
+    async def follow() -> None:
+        async for event in jobs.follow(run, registry, settings=settings, limit=settings.max_training_jobs):
+            if not as_json:
+                _print_event(event)
+
     try:
-        for event in jobs.follow(run, registry):
-            if as_json:
-                continue
-            if event["type"] == "step" and "eta_seconds" in event:
-                typer.echo(f"\rstep {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  "
-                           f"{event['tokens_per_second']:,.0f} tok/s  ETA {event['eta_seconds']:.0f} s   ", nl=False, err=True)
-            elif event["type"] == "step":  # a hosted job reports step and loss only
-                typer.echo(f"\rstep {event['step']}/{event.get('total_steps') or '?'}  loss {event['loss']:.4f}   ",
-                           nl=False, err=True)
-            elif event["type"] == "eval":
-                typer.echo(f"\n  validation loss {event['val_loss']:.4f}, token accuracy {event['val_token_accuracy']:.1%}",
-                           err=True)
-            elif event["type"] in ("error", "cancelled", "resumed", "status", "message", "checkpoint"):
-                detail = event.get("message") or event.get("status") or event.get("model") or event.get("step", "")
-                typer.echo(f"\n{event['type']}: {detail}", err=True)
+        asyncio.run(follow())
     except KeyboardInterrupt:
         typer.echo(f"\nStill training in the background: `tutor jobs show {run['id']}`, `tutor jobs cancel {run['id']}`.",
                    err=True)
         raise typer.Exit(130)
     return registry.run(run["id"])
+
+
+def _print_event(event: dict) -> None:
+    if event["type"] == "step" and "eta_seconds" in event:
+        typer.echo(f"\rstep {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  "
+                   f"{event['tokens_per_second']:,.0f} tok/s  ETA {event['eta_seconds']:.0f} s   ", nl=False, err=True)
+    elif event["type"] == "step":  # a hosted job reports step and loss only
+        typer.echo(f"\rstep {event['step']}/{event.get('total_steps') or '?'}  loss {event['loss']:.4f}   ",
+                   nl=False, err=True)
+    elif event["type"] == "eval":
+        typer.echo(f"\n  validation loss {event['val_loss']:.4f}, token accuracy {event['val_token_accuracy']:.1%}",
+                   err=True)
+    elif event["type"] == "status" and event.get("position"):
+        typer.echo(f"\nqueued: position {event['position']} of {event['queue_length']}", err=True)
+    elif event["type"] in ("error", "cancelled", "resumed", "status", "message", "checkpoint"):
+        detail = event.get("message") or event.get("status") or event.get("model") or event.get("step", "")
+        typer.echo(f"\n{event['type']}: {detail}", err=True)
 
 
 def _show(run: dict, as_json: bool) -> None:
@@ -193,37 +220,34 @@ def train(
     gradient_accumulation: int = typer.Option(1, "--grad-accum"), seed: int = typer.Option(42),
     save_every: int = typer.Option(20, help="Steps between checkpoints."),
     eval_generate: int = typer.Option(20, help="Validation examples the model answers for the F1 score."),
+    owner: str = typer.Option(LOCAL_USER, help="The account that owns the run (chat shows it to them)."),
     detach: bool = typer.Option(False, help="Start and return; follow later with `tutor jobs show`."),
     as_json: bool = typer.Option(False, "--json", help="Print the final run record as JSON."),
 ):
-    """Fine-tune (local LoRA in a background process, or an OpenAI job), following it until it ends."""
+    """Fine-tune (local LoRA in a background process, or an OpenAI job), following it until it ends.
+    Local runs join the training queue: at most TUTOR_MAX_TRAINING_JOBS train at once."""
     from assistant.settings import get_settings
     from training import jobs, openai_jobs
     from training.config import ConfigError, TrainConfig
 
-    if backend is Backend.openai:
-        hosted = openai_jobs.OpenAIJobConfig(
-            train_file=str(train_file), validation_file=str(val_file) if val_file else None, model=model,
-            suffix=suffix, n_epochs="auto" if auto else int(epochs), batch_size="auto" if auto else batch_size,
-            learning_rate_multiplier=lr_multiplier or "auto", seed=seed)
-        try:
-            registry = _registry()
-            run = openai_jobs.start(hosted, get_settings(), registry)
-        except (TutorError, OSError) as exc:
-            fail(str(exc), as_json)
-        _finish_train(run, registry, detach, as_json)
-        return
-
-    modules = target_modules if target_modules == "all-linear" else [m.strip() for m in target_modules.split(",")]
-    config = TrainConfig(train_file=str(train_file), validation_file=str(val_file) if val_file else None,
-                         base_model=base_model, epochs=epochs, learning_rate=learning_rate, lora_r=lora_r,
-                         lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=modules,
-                         max_length=max_length, batch_size=batch_size, gradient_accumulation=gradient_accumulation,
-                         seed=seed, save_every=save_every, eval_generate_limit=eval_generate)
+    registry = _registry()
     try:
-        registry = _registry()
-        run = jobs.start_local(config, get_settings().data_dir, registry)
-    except (ConfigError, TutorError, OSError) as exc:
+        settings = get_settings()
+        if backend is Backend.openai:
+            hosted = openai_jobs.OpenAIJobConfig(
+                train_file=str(train_file), validation_file=str(val_file) if val_file else None, model=model,
+                suffix=suffix, n_epochs="auto" if auto else int(epochs), batch_size="auto" if auto else batch_size,
+                learning_rate_multiplier=lr_multiplier or "auto", seed=seed)
+            run = openai_jobs.start(hosted, settings, registry, owner)
+        else:
+            config = TrainConfig(train_file=str(train_file), validation_file=str(val_file) if val_file else None,
+                                 base_model=base_model, epochs=epochs, learning_rate=learning_rate, lora_r=lora_r,
+                                 lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules,
+                                 max_length=max_length, batch_size=batch_size,
+                                 gradient_accumulation=gradient_accumulation, seed=seed, save_every=save_every,
+                                 eval_generate_limit=eval_generate)
+            run = jobs.start_local(config, settings.data_dir, registry, owner, settings.max_training_jobs)
+    except (ConfigError, TutorError, RegistryError, OSError) as exc:
         fail(str(exc), as_json)
     _finish_train(run, registry, detach, as_json)
 
@@ -250,14 +274,25 @@ def _find(run_id: str, as_json: bool):
 
 
 @jobs_app.command("list")
-def jobs_list(as_json: bool = typer.Option(False, "--json")):
-    """Every run, newest first."""
-    runs = _registry().runs()
+def jobs_list(owner: Optional[str] = typer.Option(None, help="Only this account's runs."),
+              as_json: bool = typer.Option(False, "--json")):
+    """Every run (or one account's), newest first, with its owner and its place in the training queue."""
+    from training import queue
+
+    registry = _registry()
+    try:
+        runs, places = registry.runs(owner), queue.positions(registry)
+    except RegistryError as exc:
+        fail(str(exc), as_json)
+    for run in runs:
+        run["queue_position"] = places.get(run["id"], (None,))[0]
     if as_json:
         print(json.dumps(runs, indent=2))
     for run in [] if as_json else runs:
         f1 = (run.get("metrics") or {}).get("val_f1")
-        print(f"{run['id']}  {run['status']:<11} {run['backend']:<6} " + (f"val F1 {f1:.3f}" if f1 is not None else ""))
+        place = f"queue #{run['queue_position']}" if run["queue_position"] else ""
+        print(f"{run['id']}  {run['owner']:<12} {run['status']:<11} {run['backend']:<6} {place}"
+              + (f"val F1 {f1:.3f}" if f1 is not None else ""))
 
 
 @jobs_app.command("show")
@@ -284,10 +319,12 @@ def jobs_resume(run_id: str, as_json: bool = typer.Option(False, "--json"),
     """Continue an interrupted, cancelled or failed run from its last checkpoint."""
     from training import jobs
 
+    from assistant.settings import get_settings
+
     run, registry = _find(run_id, as_json)
     try:
-        run = jobs.resume(run, registry)
-    except ValueError as exc:
+        run = jobs.resume(run, registry, get_settings().max_training_jobs)
+    except (ValueError, RegistryError) as exc:
         fail(str(exc), as_json)
     _show(run if detach else _follow(run, registry, as_json), as_json)
 
@@ -317,6 +354,7 @@ def evaluate_model(
                                                           "base: base model alone."),
     k: int = typer.Option(3, min=1, max=20, help="Retrieved examples for the RAG baseline."),
     limit: Optional[int] = typer.Option(None, min=1, help="Evaluate a seeded sample of this many recipes."),
+    owner: str = typer.Option(LOCAL_USER, help="The account the evaluation is recorded for."),
     as_json: bool = typer.Option(False, "--json", help="Print one object per system."),
 ):
     """Score a fine-tuned model and a baseline on held-out recipes: P/R/F1, exact match, tokens, latency."""
@@ -332,13 +370,15 @@ def evaluate_model(
         cases = load_cases(data, limit)
         if not cases:
             raise TutorError(f"{data} has no recipe with a valid gold ingredient list.")
-        tuned, base = pair_for_run(_registry(), settings, model, baseline.value, k)
+        registry = _registry()
+        tuned, base = pair_for_run(registry, settings, model, baseline.value, k)
         systems = {"fine-tuned": tuned, baseline.value: base}
         progress = None if as_json else lambda n, total: typer.echo(f"\r{n}/{total} answers", nl=False, err=True)
         summary, rows = asyncio.run(evaluate({name: c.answer for name, c in systems.items()}, cases, progress))
         out_dir = write_results(settings.data_dir / "evals" / new_id("eval"), summary, rows,
                                 {"model": model, "baseline": baseline.value, "data": str(data)})
-    except (TutorError, ValueError, OSError) as exc:  # ValueError: a CSV without RecipeNLG's columns, say
+        registry.add_evaluation(owner, model if model.startswith("run-") else None, summary, out_dir)
+    except (TutorError, ValueError, OSError, RegistryError) as exc:  # ValueError: a CSV without RecipeNLG's columns
         fail(str(exc), as_json)
     if as_json:
         print(json.dumps({"systems": [{"system": name, "label": systems[name].label, **values}
@@ -353,14 +393,70 @@ def evaluate_model(
 def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8100, min=1, max=65535)):
     """Serve the OpenAI fine-tuning API (files, jobs, events, checkpoints) and chat on the local trainer and models.
 
-    Point OPENAI_BASE_URL at http://HOST:PORT/v1. Set TUTOR_SERVE_API_KEY to require a bearer key."""
-    import os
-
+    Point OPENAI_BASE_URL at http://HOST:PORT/v1. TUTOR_SERVE_API_KEY (environment or .env) sets the bearer key
+    it requires; beyond 127.0.0.1 it refuses to start without one."""
     from assistant.openai_server import serve as run_server
     from assistant.settings import get_settings
 
-    typer.echo(f"OpenAI-compatible server at http://{host}:{port}/v1 (Ctrl-C stops it; jobs keep training)", err=True)
-    run_server(get_settings(), host, port, api_key=os.environ.get("TUTOR_SERVE_API_KEY"))
+    try:
+        settings = get_settings()
+        typer.echo(f"OpenAI-compatible server at http://{host}:{port}/v1 (Ctrl-C stops it; jobs keep training)",
+                   err=True)
+        run_server(settings, host, port)
+    except (TutorError, RegistryError) as exc:
+        fail(str(exc), False)
+
+
+users_app = typer.Typer(help="Accounts for a shared instance (TUTOR_AUTH=password).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(name: str, admin: bool = typer.Option(False, help="An admin sees and manages everyone's work."),
+              password_stdin: bool = typer.Option(False, help="Read the password from standard input."),
+              no_password: bool = typer.Option(False, help="An account that logs in through a proxy header or OAuth.")):
+    """Add an account; the password comes from a prompt (typed twice) or from stdin."""
+    import sys
+
+    from assistant.accounts import add_user
+
+    if no_password:
+        password = None
+    elif password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        add_user(_registry(), name, password, admin=admin)
+    except (TutorError, RegistryError) as exc:
+        fail(str(exc), False)
+    typer.echo(f"Added {'admin' if admin else 'user'} {name}.")
+
+
+@users_app.command("list")
+def users_list(as_json: bool = typer.Option(False, "--json")):
+    """Accounts and their roles (never a password or its hash)."""
+    try:
+        accounts = [{"name": u["name"], "role": u["role"], "password": bool(u["password_hash"])}
+                    for u in _registry().users()]
+    except RegistryError as exc:
+        fail(str(exc), as_json)
+    if as_json:
+        print(json.dumps(accounts, indent=2))
+    for account in [] if as_json else accounts:
+        print(f"{account['name']:<24} {account['role']:<6} {'password' if account['password'] else 'no password'}")
+
+
+@users_app.command("remove")
+def users_remove(name: str):
+    """Remove an account: it can't log in or use an open chat any more; its datasets and runs stay."""
+    try:
+        removed = _registry().remove_user(name)
+    except RegistryError as exc:
+        fail(str(exc), False)
+    if not removed:
+        fail(f"No account named {name}.", False)
+    typer.echo(f"Removed {name}.")
 
 
 @app.command()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from assistant.backends import ChatBackend, Usage, create_backend
 from assistant.errors import TutorError
+from assistant.models import display_name
 from assistant.settings import Settings
 from assistant.vectorstore import chroma_client, langchain_store, open_collection
 from training.evaluation import Case, chat_triples
@@ -102,14 +103,14 @@ def too_long(text: str) -> str | None:
             f"about {MAX_PROMPT_CHARS:,}. Send one recipe.")
 
 
-def model_for_run(registry, run_id: str) -> dict:
-    """The registry's model row of a finished run (the adapter or the OpenAI fine-tune it produced)."""
-    for model in registry.models():
+def model_for_run(registry, run_id: str, owner: str | None = None) -> dict:
+    """The registry's model row of a finished run of `owner` (None: anyone's): the adapter or OpenAI fine-tune."""
+    for model in registry.models(owner):
         if run_id in (model["run_id"], model["id"]):
             return model
-    run = registry.run(run_id)
+    run = registry.run(run_id, owner)
     if run is None:
-        raise TutorError(f"No run or model named '{run_id}'. `tutor jobs list` shows them.")
+        raise TutorError(f"No run or model named '{run_id}' among yours. `tutor jobs list` shows them.")
     raise TutorError(f"Run '{run_id}' has no model yet (it is {run['status']}).")
 
 
@@ -130,17 +131,19 @@ def baseline(model: dict, settings: Settings, kind: str = "rag", k: int = 3, tra
         backend = create_backend("openai", settings, model=model["base_model"])
     else:
         backend = create_backend("local", settings.model_copy(update={"base_model": model["base_model"]}))
+    base = display_name(model["base_model"])
     if kind == "base":
-        return Contender(label=f"base {model['base_model']}, no examples", kind="base", backend=backend)
+        return Contender(label=f"base {base}, no examples", kind="base", backend=backend)
     if not train_file:
         raise TutorError("The RAG baseline needs the run's training file, and this run does not record one.")
-    return Contender(label=f"RAG baseline: base {model['base_model']} + {k} retrieved examples", kind="rag",
+    return Contender(label=f"RAG baseline: base {base} + {k} retrieved examples", kind="rag",
                      backend=backend, index=ExampleIndex(settings, train_file, k))
 
 
-def pair_for_run(registry, settings: Settings, run_id: str, kind: str = "rag", k: int = 3) -> tuple[Contender, Contender]:
-    """(fine-tuned, baseline) for a run id or model id."""
-    model = model_for_run(registry, run_id)
+def pair_for_run(registry, settings: Settings, run_id: str, kind: str = "rag", k: int = 3,
+                 owner: str | None = None) -> tuple[Contender, Contender]:
+    """(fine-tuned, baseline) for a run id or model id of `owner` (None: anyone's)."""
+    model = model_for_run(registry, run_id, owner)
     run = registry.run(model["run_id"]) or {}
     return fine_tuned(model, settings), baseline(model, settings, kind, k, (run.get("config") or {}).get("train_file"))
 

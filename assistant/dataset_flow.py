@@ -1,43 +1,50 @@
-"""Chat handlers for the dataset step: prepare the recipe dataset, validate uploaded files.
+"""Chat handlers for the dataset step: prepare the recipe dataset, validate and keep uploaded files.
 
 Thin: the work is training.prepare / training.validate / training.charts, run off the event loop.
 A long preparation (a 2 GB RecipeNLG CSV takes minutes) runs as a background task started from the
-action callback, reporting progress in a task list a few times a second.
+action callback, reporting progress in a task list a few times a second. Buttons carry only the source
+("sample" or an upload's id), the split sizes and the seed; each dataset gets a fresh folder named by
+its id and belongs to the learner who made it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
-import time
+import shutil
 from pathlib import Path
 
 import chainlit as cl
+from pydantic import ValidationError
 
+from assistant import uploads
+from assistant.accounts import Learner
+from assistant.actions import PrepareRequest, action, current_learner, guarded
 from assistant.errors import TutorError
 from assistant.refresh import refreshing
 from assistant.settings import get_settings
 from assistant.training_flow import training_actions
 from training.charts import token_histogram
+from training.config import explain
 from training.prepare import prepare
-from training.recipes import SAMPLE_CSV, SourceError
-from training.registry import registry_for
+from training.recipes import SAMPLE_CSV
+from training.registry import new_id, registry_for
 from training.validate import validate_file
 
-log = logging.getLogger(__name__)
-
 DEFAULTS = {"train": 150, "validation": 40, "test": 40, "seed": 42}
-_OPTION = re.compile(r"\b(train|validation|val|test|seed)\s*=\s*(\d+)", re.IGNORECASE)
-ACCEPTED = (".csv", ".jsonl")
+_OPTION = re.compile(r"\b(train|validation|val|test|seed)\s*=\s*(\S+)", re.IGNORECASE)
 
 
-def parse_options(text: str) -> dict[str, int]:
-    """Sizes and seed from '/prepare train=200 val=50 test=50 seed=7' (missing ones keep defaults)."""
-    options = dict(DEFAULTS)
+def parse_options(text: str) -> PrepareRequest:
+    """Sizes and seed from '/prepare train=200 val=50 test=50 seed=7' (missing ones keep defaults); a value
+    that is not a whole number in range is a TutorError naming it."""
+    options: dict[str, object] = dict(DEFAULTS)
     for key, value in _OPTION.findall(text or ""):
-        options["validation" if key.lower() == "val" else key.lower()] = int(value)
-    return options
+        options["validation" if key.lower() == "val" else key.lower()] = int(value) if value.isdigit() else value
+    try:
+        return PrepareRequest(source="sample", **options)
+    except ValidationError as exc:
+        raise TutorError(explain("Those sizes can't be used", exc) + " Sizes and seed are whole numbers.") from None
 
 
 def sample_size() -> int:
@@ -47,31 +54,39 @@ def sample_size() -> int:
 
 async def offer_prepare(text: str = "") -> None:
     options = parse_options(text)
-    sizes = f"{options['train']} / {options['validation']} / {options['test']}"
+    sizes = f"{options.train} / {options.validation} / {options.test}"
     await cl.Message(
         content=("**Prepare the recipe dataset** (the OpenAI cookbook's recipe assistant: extract the generic "
-                 f"ingredients of a recipe).\n\nSplits train / validation / test: **{sizes}**, seed **{options['seed']}**. "
+                 f"ingredients of a recipe).\n\nSplits train / validation / test: **{sizes}**, seed **{options.seed}**. "
                  "Change them with `/prepare train=200 validation=50 test=50 seed=7`.\n\n"
                  "Use the bundled sample, or attach your own file with the paperclip: a RecipeNLG-format `.csv` "
-                 "(any size, it is streamed) or a chat `.jsonl` to validate and split."),
-        actions=[cl.Action(name="prepare_dataset", payload={"source": "sample", **options},
+                 "or a chat `.jsonl` to validate and split."),
+        actions=[cl.Action(name="prepare_dataset", payload=options.model_dump(),
                            label=f"Use the bundled sample ({sample_size()} recipes)")],
     ).send()
 
 
-@cl.action_callback("prepare_dataset")
-async def on_prepare_dataset(action: cl.Action):
+@action("prepare_dataset", PrepareRequest)
+async def on_prepare_dataset(request: PrepareRequest, learner: Learner, _sent):
     # Action callbacks run inside an HTTP request: start the work and return at once.
     # The task is kept in the session (tests await it); Chainlit serialises what a callback returns.
-    cl.user_session.set("dataset_job", asyncio.create_task(run_prepare(dict(action.payload))))
+    cl.user_session.set("dataset_job", asyncio.create_task(guarded(run_prepare(request, learner), "Preparing")))
 
 
-async def run_prepare(payload: dict) -> None:
+async def run_prepare(request: PrepareRequest, learner: Learner) -> None:
     """Prepare, validate and report, with live progress; every failure becomes one clear message."""
-    source = payload.get("source", "sample")
-    options = {key: int(payload.get(key, value)) for key, value in DEFAULTS.items()}
-    stem = "sample" if source == "sample" else Path(source).stem
-    out_dir = get_settings().data_dir / "datasets" / f"{stem}-seed{options['seed']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    settings = get_settings()
+    registry = registry_for(settings)
+    if request.source == "sample":
+        source, label = "sample", "the bundled sample"
+    else:
+        upload = await asyncio.to_thread(registry.file, request.source, learner.scope)
+        if upload is None:
+            raise TutorError("That upload is not among your files: attach it again.")
+        source, label = upload["path"], upload["name"]
+    dataset_id = new_id("ds")
+    out_dir = settings.data_dir / "datasets" / dataset_id
+    name = f"{'sample' if source == 'sample' else Path(label).stem}-seed{request.seed}"
     seen = {"rows": 0, "fraction": 0.0}
     tasks = cl.TaskList(status="Preparing...")
     reading = cl.Task(title="Read, clean and deduplicate recipes", status=cl.TaskStatus.RUNNING)
@@ -89,58 +104,51 @@ async def run_prepare(payload: dict) -> None:
 
     try:
         async with refreshing(0.3, show_progress):
-            report = await asyncio.to_thread(prepare, source, out_dir, train=options["train"],
-                                             validation=options["validation"], test=options["test"],
-                                             seed=options["seed"], progress=progress)
+            report = await asyncio.to_thread(prepare, source, out_dir, train=request.train,
+                                             validation=request.validation, test=request.test, seed=request.seed,
+                                             progress=progress, label=label)
         reading.title, reading.status, checking.status = (f"Read {report.rows_read:,} rows", cl.TaskStatus.DONE,
                                                           cl.TaskStatus.RUNNING)
         await tasks.send()
         validation = await asyncio.to_thread(validate_file, Path(report.files["train"]))
-        await asyncio.to_thread(registry_for(get_settings()).add_dataset, out_dir.name, report.files, report.to_dict())
-    except (SourceError, ValueError, OSError, TutorError) as exc:
-        await fail(tasks, f"⚠️ {exc}")
-        return
-    except Exception:
-        log.exception("Preparing the dataset failed")
-        await fail(tasks, "⚠️ Preparing the dataset failed unexpectedly (details in the server log). Your input file "
-                          "was not changed.")
-        return
+        await asyncio.to_thread(registry.add_dataset, name, report.files, report.to_dict(), learner.name, dataset_id)
+    except BaseException:
+        tasks.status = "Failed"
+        await tasks.send()
+        shutil.rmtree(out_dir, ignore_errors=True)  # a fresh folder of this run only: no half dataset stays
+        raise
     checking.status, tasks.status = cl.TaskStatus.DONE, "Done"
     await tasks.send()
     elements = [cl.Plotly(name="token lengths", figure=token_histogram(validation.example_lengths,
                                                                        validation.context_limit), display="inline")]
     elements += [cl.File(name=Path(path).name, path=path, display="inline") for path in report.files.values()]
-    actions, note = training_actions(report.files["train"],
-                                     report.files["validation"] if report.written["validation"] else None)
-    await cl.Message(content=f"### Dataset ready\n\n{report.as_markdown()}\n\n### Training file check\n\n"
+    actions, note = training_actions(dataset_id)
+    await cl.Message(content=f"### Dataset ready: `{name}`\n\n{report.as_markdown()}\n\n### Training file check\n\n"
                              f"{validation.as_markdown()}\n\nDownload the files below, or fine-tune on them now."
                              + (f" {note}" if note else ""), elements=elements, actions=actions).send()
 
 
-async def fail(tasks: cl.TaskList, message: str) -> None:
-    tasks.status = "Failed"
-    await tasks.send()
-    await cl.Message(content=message).send()
-
-
 async def handle_uploads(files: list) -> None:
-    """A .jsonl is validated (and can then be split); a .csv is prepared directly."""
+    """Each file is kept for its learner; a .jsonl is validated (and can then be split), a .csv is prepared."""
+    learner = await guarded(current_learner(), "Reading an upload")
+    if learner is None:
+        return
+    settings = get_settings()
+    registry = registry_for(settings)
     for file in files:
-        name, path = getattr(file, "name", "file"), getattr(file, "path", None)
-        if not path or not name.lower().endswith(ACCEPTED):
-            await cl.Message(content=f"⚠️ I can read RecipeNLG `.csv` files and chat `.jsonl` files; `{name}` is neither.").send()
+        kept = await guarded(asyncio.to_thread(uploads.keep, registry, settings, learner, getattr(file, "name", ""),
+                                               file.path), "Keeping an upload")
+        if kept is None:
             continue
-        if name.lower().endswith(".csv"):
-            await run_prepare({"source": path, **DEFAULTS})
+        if kept["path"].endswith(".csv"):
+            await guarded(run_prepare(PrepareRequest(source=kept["id"], **DEFAULTS), learner), "Preparing")
             continue
-        try:
-            report = await asyncio.to_thread(validate_file, Path(path))
-        except OSError as exc:
-            await cl.Message(content=f"⚠️ Could not read `{name}`: {exc.strerror or exc}.").send()
+        report = await guarded(asyncio.to_thread(validate_file, Path(kept["path"])), "Validating an upload")
+        if report is None:
             continue
-        report.path = name  # show the learner's file name, not the upload's storage path
+        report.path = kept["name"]  # the learner's file name, not the storage path
         elements = [cl.Plotly(name="token lengths", figure=token_histogram(report.example_lengths, report.context_limit),
                               display="inline")] if report.example_lengths else []
-        actions = [cl.Action(name="prepare_dataset", payload={"source": path, **DEFAULTS},
+        actions = [cl.Action(name="prepare_dataset", payload={"source": kept["id"], **DEFAULTS},
                              label="Split it into train / validation / test")] if report.valid_examples else []
         await cl.Message(content=report.as_markdown(), elements=elements, actions=actions).send()

@@ -77,6 +77,12 @@ def convert_embedded(settings: Settings) -> Path:
     return target
 
 
+def display_name(model: str) -> str:
+    """How a base model is named to learners: "embedded", an HF id, or a folder's name (never its path)."""
+    path = Path(model)
+    return path.name if model != EMBEDDED and (path.is_absolute() or len(path.parts) > 1) else model
+
+
 def resolve_base_model(settings: Settings) -> str:
     """The folder or HF id transformers should load for the configured base model."""
     if settings.base_model == EMBEDDED:

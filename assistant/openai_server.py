@@ -1,17 +1,23 @@
-"""The project's own OpenAI-compatible server: fine-tuning jobs on the local LoRA trainer, chat on the engine.
+"""`tutor serve`: the project's own OpenAI-compatible server, fine-tuning on the local trainer, chat on the engine.
 
 Point the OpenAI SDK, LangChain's ChatOpenAI or the tutor itself (OPENAI_BASE_URL) at it and run the
-hosted-fine-tuning lesson offline: upload files, create a job, follow its events and metrics, list
-its checkpoints, cancel it, then chat with `ft:...` models. It implements the part of the API the
-lesson uses: files, fine_tuning.jobs (create, retrieve, list, cancel, list_events, checkpoints),
-models, and chat.completions with and without streaming.
+hosted-fine-tuning lesson offline: upload files, create a job, follow its events and metrics, list its
+checkpoints, cancel it, then chat with `ft:...` models. FastAPI routers, pydantic request models (a wrong
+type or value is a 400 with a sentence, by construction), responses built from the `openai` package's own
+types, and EventSourceResponse for streams, so the `openai` client reads it as it reads OpenAI.
 
     tutor serve --port 8100          # then OPENAI_BASE_URL=http://127.0.0.1:8100/v1
     python -m assistant.openai_server
 
-Jobs are local runs in the server's own registry (DATA_DIR/openai-server), so they outlive the server:
-one started before a restart keeps training, one killed with the server resumes from its checkpoint
-when the server starts again. With TUTOR_SERVE_API_KEY set, requests need it as their bearer token.
+Safe by default:
+- TUTOR_SERVE_API_KEY (environment or .env) is the bearer key; beyond loopback it refuses to start without one.
+- POSTs must be application/json or multipart/form-data (415 otherwise): no web page can post to it with a
+  plain form, and a Host outside the bind address (or TUTOR_SERVE_ALLOWED_HOSTS) is refused.
+- Bodies are limited before they are read (uploads TUTOR_MAX_UPLOAD_MB, JSON 4 MB); uploads stream to disk.
+- max_tokens and the prompt must fit the model's context; file ids are looked up, never made into paths.
+- Jobs are local runs in the app's registry and training queue, owned by API_OWNER; they outlive the server.
+  A job killed with the server resumes from its checkpoint at the next start; a trainer that dies while the
+  server runs is reported as failed.
 """
 
 from __future__ import annotations
@@ -22,296 +28,438 @@ import json
 import logging
 import re
 import secrets
+import shutil
+import sqlite3
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Annotated, Literal
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
-from starlette.routing import Route
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from openai.types import FileObject, Model
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.fine_tuning import FineTuningJob, FineTuningJobEvent
+from openai.types.fine_tuning.jobs import FineTuningJobCheckpoint
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sse_starlette.sse import EventSourceResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from assistant.errors import TutorError
 from assistant.generation import Usage, engine
-from assistant.models import resolve_base_model
+from assistant.limits import BodyLimit
+from assistant.models import display_name, load_model, resolve_base_model
+from assistant.origins import WILDCARDS, is_loopback
 from assistant.settings import EMBEDDED, Settings
-from training import jobs
-from training.config import ConfigError, TrainConfig
+from training import events as run_events
+from training import jobs, queue
+from training.config import ConfigError, TrainConfig, explain
 from training.lora import checkpoints
-from training.registry import Registry
+from training.openai_jobs import BatchSize, Epochs, LearningRateMultiplier
+from training.registry import FINISHED, Registry, registry_for
 from training.validate import validate_file
 
 log = logging.getLogger(__name__)
 
 BASE_MODEL_ID = "smollm2-135m-instruct"  # how the embedded base model is named to API clients
-STATUS = {"queued": "queued", "running": "running", "succeeded": "succeeded", "failed": "failed",
-          "cancelled": "cancelled", "interrupted": "running"}  # interrupted jobs are resumed at start-up
+API_OWNER = "api"  # the registry owner of the jobs, files and models made through this API
 DEFAULT_LR = 2e-4  # learning_rate_multiplier multiplies this
+JSON_LIMIT = 4 * 2**20
+FileId = Annotated[str, StringConstraints(pattern=r"^file-[A-Za-z0-9-]{1,64}$")]
+Text = Annotated[str, StringConstraints(max_length=200_000)]
 
 
-def error(status: int, message: str, code: str, param: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "param": param,
-                                   "code": code}}, status)
+class APIError(Exception):
+    """An error the API reports in OpenAI's shape: {"error": {"message", "type", "param", "code"}}."""
+
+    def __init__(self, status: int, message: str, code: str, param: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+
+    def response(self) -> JSONResponse:
+        kind = "invalid_request_error" if self.status < 500 else "server_error"
+        return JSONResponse({"error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}},
+                            self.status)
 
 
-async def json_body(request: Request) -> dict | None:
-    """The request's JSON object, or None when it is not one (the caller answers 400)."""
-    try:
-        body = await request.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
+# --- request models ----------------------------------------------------------------------------------
+
+class APIModel(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)  # clients send fields this server ignores
 
 
-def page_limit(request: Request) -> int | None:
-    """The `limit` query parameter of a list call (default 20), or None when it is not a positive integer."""
-    value = request.query_params.get("limit", "20")
-    return int(value) if value.isdigit() and int(value) > 0 else None
+class Hyperparameters(APIModel):
+    n_epochs: Epochs = "auto"
+    batch_size: BatchSize = "auto"
+    learning_rate_multiplier: LearningRateMultiplier = "auto"
 
+
+class Supervised(APIModel):
+    hyperparameters: Hyperparameters | None = None
+
+
+class Method(APIModel):
+    type: Literal["supervised"] = "supervised"
+    supervised: Supervised | None = None
+
+
+class JobCreate(APIModel):
+    model: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    training_file: FileId
+    validation_file: FileId | None = None
+    hyperparameters: Hyperparameters | None = None
+    method: Method | None = None
+    suffix: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
+
+    def chosen(self) -> Hyperparameters:
+        supervised = self.method.supervised if self.method and self.method.supervised else None
+        return self.hyperparameters or (supervised.hyperparameters if supervised else None) or Hyperparameters()
+
+
+class Message(APIModel):
+    role: Literal["system", "user", "assistant", "developer"]
+    content: Text
+
+
+class StreamOptions(APIModel):
+    include_usage: bool = False
+
+
+class ChatRequest(APIModel):
+    model: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    messages: Annotated[list[Message], Field(min_length=1, max_length=512)]
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+# --- the server ----------------------------------------------------------------------------------------
 
 class FineTuningServer:
-    def __init__(self, settings: Settings, api_key: str | None = None):
+    """The API's state (settings, registry, folders) and its FastAPI app, `.app`, ready to serve."""
+
+    def __init__(self, settings: Settings, allowed_hosts: list[str] | None = None):
         self.settings = settings
         self.root = settings.data_dir / "openai-server"
         self.files_dir = self.root / "files"
         self.files_dir.mkdir(parents=True, exist_ok=True)
-        self.registry = Registry(self.root / "registry.sqlite")
-        self.api_key = api_key
+        self.registry = registry_for(settings)
+        self.api_key = settings.serve_api_key.get_secret_value() if settings.serve_api_key else None
         # The base model jobs train and chat serves: the embedded one unless TUTOR_BASE_MODEL says otherwise.
-        self.base_id = BASE_MODEL_ID if settings.base_model == EMBEDDED else Path(settings.base_model).name
-        for run_id in jobs.reconcile(self.registry):  # killed with the previous server: carry on
-            run = self.registry.run(run_id)
+        self.base_id = BASE_MODEL_ID if settings.base_model == EMBEDDED else display_name(settings.base_model)
+        adopt_legacy_registry(self.root, self.registry)
+        queue.reconcile(self.registry)
+        for run in self.registry.runs(API_OWNER, ("interrupted",)):  # killed with the previous server: carry on
             try:
-                jobs.resume(run, self.registry)
+                jobs.resume(run, self.registry, settings.max_training_jobs)
             except ValueError as exc:  # no checkpoint yet: the job fails with the reason
-                self.registry.update_run(run_id, status="failed", error=str(exc))
-        self.app = Starlette(routes=[
-            Route("/v1/files", self.upload, methods=["POST"]),
-            Route("/v1/files/{file_id}", self.file, methods=["GET"]),
-            Route("/v1/fine_tuning/jobs", self.create_job, methods=["POST"]),
-            Route("/v1/fine_tuning/jobs", self.list_jobs, methods=["GET"]),
-            Route("/v1/fine_tuning/jobs/{job_id}", self.retrieve_job, methods=["GET"]),
-            Route("/v1/fine_tuning/jobs/{job_id}/cancel", self.cancel_job, methods=["POST"]),
-            Route("/v1/fine_tuning/jobs/{job_id}/events", self.job_events, methods=["GET"]),
-            Route("/v1/fine_tuning/jobs/{job_id}/checkpoints", self.job_checkpoints, methods=["GET"]),
-            Route("/v1/models", self.models, methods=["GET"]),
-            Route("/v1/chat/completions", self.chat, methods=["POST"]),
-        ])
-        self.app.add_middleware(_Auth, server=self)
+                self.registry.update_run(run["id"], status="failed", error=str(exc))
+        self.app = self._build(allowed_hosts)
 
-    # --- files -----------------------------------------------------------------------------------
+    def _build(self, allowed_hosts: list[str] | None):
+        @asynccontextmanager
+        async def lifespan(_app):
+            keeper = asyncio.create_task(queue.keep_moving(self.registry, self.settings.max_training_jobs))
+            yield
+            keeper.cancel()
 
-    def _file_meta(self, file_id: str) -> dict | None:
-        meta = self.files_dir / f"{file_id}.json"
-        return json.loads(meta.read_text()) if meta.is_file() else None
+        api = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+        api.add_exception_handler(APIError, lambda request, exc: exc.response())
+        api.add_exception_handler(RequestValidationError, _invalid_request)
+        api.add_exception_handler(Exception, _internal_error)
+        guards = [Depends(self.require_key), Depends(_json_or_multipart)]
+        for router in (self._files(), self._jobs(), self._models_and_chat()):
+            api.include_router(router, prefix="/v1", dependencies=guards)
+        if allowed_hosts is not None:
+            api.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+        app = BodyLimit(api, JSON_LIMIT, paths=("/v1/fine_tuning", "/v1/chat"),
+                        body=_error_body("The request body is over the 4 MB limit.", "request_too_large"))
+        return BodyLimit(app, self.settings.max_upload_mb * 2**20 + 2**20, paths=("/v1/files",),
+                         body=_error_body(f"Files up to {self.settings.max_upload_mb} MB can be uploaded here.",
+                                          "file_too_large"))
 
-    async def upload(self, request: Request):
-        form = await request.form()
-        upload, purpose = form.get("file"), form.get("purpose")
-        if upload is None or purpose != "fine-tune":
-            return error(400, "Upload a `file` with purpose 'fine-tune'.", "invalid_request", "purpose")
-        file_id = f"file-{secrets.token_hex(12)}"
-        path = self.files_dir / f"{file_id}.jsonl"
-        staging = path.with_suffix(".tmp")
-        staging.write_bytes(await upload.read())
-        try:
-            report = await asyncio.to_thread(validate_file, staging)  # format checks (tiktoken counts suffice)
-        except (TutorError, ValueError, OSError) as exc:
-            staging.unlink(missing_ok=True)
-            return error(400, f"Invalid file for fine-tuning: {exc}", "invalid_file", "file")
-        if not report.ok:
-            staging.unlink()
-            problems = "; ".join(f"{key} on line(s) {', '.join(map(str, lines[:5]))}"
-                                 for key, lines in report.errors.items())
-            return error(400, f"Invalid file format for fine-tuning: {problems}.", "invalid_file_format", "file")
-        staging.replace(path)
-        meta = {"id": file_id, "object": "file", "bytes": path.stat().st_size, "created_at": int(time.time()),
-                "filename": upload.filename, "purpose": "fine-tune", "status": "processed", "status_details": None}
-        (self.files_dir / f"{file_id}.json").write_text(json.dumps(meta))
-        return JSONResponse(meta)
+    async def require_key(self, request: Request) -> None:
+        """The bearer key, compared in constant time and never logged, when the server has one."""
+        if self.api_key is None:
+            return
+        sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(sent.encode(), self.api_key.encode()):
+            raise APIError(401, "Incorrect API key provided.", "invalid_api_key")
 
-    async def file(self, request: Request):
-        meta = self._file_meta(request.path_params["file_id"])
-        return JSONResponse(meta) if meta else error(404, "No such file.", "not_found", "file_id")
+    # --- files ---------------------------------------------------------------------------------------
 
-    # --- jobs ------------------------------------------------------------------------------------
+    def _files(self) -> APIRouter:
+        router = APIRouter()
+
+        @router.post("/files")
+        async def upload(file: Annotated[UploadFile, File()], purpose: Annotated[str, Form()]):
+            if purpose != "fine-tune":
+                raise APIError(400, "Upload a `file` with purpose 'fine-tune'.", "invalid_request", "purpose")
+            file_id = f"file-{secrets.token_hex(12)}"
+            path = self.files_dir / f"{file_id}.jsonl"
+            staging = path.with_suffix(".tmp")
+            try:
+                await asyncio.to_thread(_copy, file.file, staging)
+                report = await asyncio.to_thread(validate_file, staging)  # format checks (tiktoken counts suffice)
+                if not report.ok:
+                    problems = "; ".join(f"{key} on line(s) {found.shown()}" for key, found in report.errors.items())
+                    raise APIError(400, f"Invalid file format for fine-tuning: {problems or 'no examples'}.",
+                                   "invalid_file_format", "file")
+                staging.replace(path)
+            finally:
+                staging.unlink(missing_ok=True)
+            row = await asyncio.to_thread(self.registry.add_file, API_OWNER, file.filename or "upload.jsonl", path,
+                                          "fine-tune", file_id)
+            return _file_object(row)
+
+        @router.get("/files/{file_id}")
+        async def retrieve(file_id: str):
+            return _file_object(await self._file(file_id, "file_id"))
+
+        return router
+
+    async def _file(self, file_id: str | None, param: str) -> dict:
+        row = await asyncio.to_thread(self.registry.file, file_id, API_OWNER) if file_id else None
+        if row is None:
+            raise APIError(404 if param == "file_id" else 400, f"No such file: {file_id}.", "invalid_file", param)
+        return row
+
+    # --- jobs ----------------------------------------------------------------------------------------
+
+    def _jobs(self) -> APIRouter:
+        router = APIRouter(prefix="/fine_tuning/jobs")
+
+        @router.post("")
+        async def create(body: JobCreate):
+            training = await self._file(body.training_file, "training_file")
+            validation = await self._file(body.validation_file, "validation_file") if body.validation_file else None
+            base, init_adapter = await asyncio.to_thread(self._base_of, body.model)
+            chosen = body.chosen()
+            pick = lambda value, default: default if value == "auto" else value  # noqa: E731
+            try:
+                config = TrainConfig(train_file=training["path"], validation_file=validation["path"] if validation
+                                     else None, base_model=base, init_adapter=init_adapter,
+                                     epochs=float(pick(chosen.n_epochs, 3)), batch_size=pick(chosen.batch_size, 4),
+                                     learning_rate=DEFAULT_LR * pick(chosen.learning_rate_multiplier, 1.0),
+                                     seed=42 if body.seed is None else body.seed)
+                run = await asyncio.to_thread(jobs.start_local, config, self.root, self.registry, API_OWNER,
+                                              self.settings.max_training_jobs)
+            except ConfigError as exc:
+                raise APIError(400, str(exc), "invalid_hyperparameters", "hyperparameters") from None
+            meta = {"suffix": body.suffix or "tutor", "model": body.model, "training_file": body.training_file,
+                    "validation_file": body.validation_file,
+                    "hyperparameters": {"n_epochs": config.epochs, "batch_size": config.batch_size,
+                                        "learning_rate_multiplier": config.learning_rate / DEFAULT_LR}}
+            (Path(run["run_dir"]) / "openai.json").write_text(json.dumps(meta))
+            return self._job(run)
+
+        @router.get("")
+        async def list_jobs(limit: Limit = 20):
+            runs = [r for r in await asyncio.to_thread(self._runs) if (Path(r["run_dir"]) / "openai.json").is_file()]
+            return {"object": "list", "data": [self._job(r) for r in runs[:limit]], "has_more": len(runs) > limit}
+
+        @router.get("/{job_id}")
+        async def retrieve(job_id: str):
+            return self._job(await self._find(job_id))
+
+        @router.post("/{job_id}/cancel")
+        async def cancel(job_id: str):
+            run = await self._find(job_id)
+            if run["status"] in FINISHED:
+                raise APIError(400, f"The job is already {run['status']}.", "invalid_request", "job_id")
+            return self._job(await asyncio.to_thread(jobs.cancel, run, self.registry))
+
+        @router.get("/{job_id}/events")
+        async def list_events(job_id: str, limit: Limit = 20, after: str | None = None):
+            """Newest first, as OpenAI lists them; `after` pages towards older events."""
+            run = await self._find(job_id)
+            seen, _ = await asyncio.to_thread(run_events.read, Path(run["run_dir"]))
+            found = [_api_event(run["id"], index, event) for index, event in enumerate(seen)]
+            found.insert(0, {"id": f"ftevent-{run['id']}-created", "object": "fine_tuning.job.event",
+                             "created_at": int(run["created_at"]), "level": "info", "type": "message",
+                             "message": "Validated training file; fine-tuning job created", "data": {}})
+            found.reverse()
+            if after:
+                ids = [e["id"] for e in found]
+                found = found[ids.index(after) + 1:] if after in ids else []
+            data = [FineTuningJobEvent.model_validate(e).model_dump(mode="json") for e in found[:limit]]
+            return {"object": "list", "data": data, "has_more": len(found) > limit}
+
+        @router.get("/{job_id}/checkpoints")
+        async def list_checkpoints(job_id: str):
+            run = await self._find(job_id)
+            data = []
+            for folder in reversed(checkpoints(Path(run["run_dir"]))):
+                step = int(folder.name.split("-")[-1])
+                data.append(FineTuningJobCheckpoint.model_validate({
+                    "id": f"ftckpt-{run['id']}-{step}", "object": "fine_tuning.job.checkpoint",
+                    "created_at": int(folder.stat().st_mtime), "fine_tuning_job_id": f"ftjob-{run['id']}",
+                    "fine_tuned_model_checkpoint": f"ft:{self.base_id}:ckpt:{run['id']}:step-{step}",
+                    "step_number": step, "metrics": {"step": step}}).model_dump(mode="json"))
+            return {"object": "list", "data": data, "has_more": False,
+                    "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}
+
+        return router
+
+    def _runs(self) -> list[dict]:
+        """The API's runs, with any whose trainer died while this server ran reported as failed (the API has no
+        "interrupted"; a job killed together with the server resumes at its next start instead)."""
+        queue.reconcile(self.registry)
+        for run in self.registry.runs(API_OWNER, ("interrupted",)):
+            self.registry.update_run(run["id"], status="failed", error="The trainer stopped unexpectedly (killed, or "
+                                     "out of memory). Start a new job; its checkpoints are kept on the server.")
+        return self.registry.runs(API_OWNER)
+
+    async def _find(self, job_id: str) -> dict:
+        run_id = job_id.removeprefix("ftjob-")
+        run = next((r for r in await asyncio.to_thread(self._runs) if r["id"] == run_id), None)
+        if run is None or not (Path(run["run_dir"]) / "openai.json").is_file():
+            raise APIError(404, "No such fine-tuning job.", "not_found", "job_id")
+        return run
 
     def _base_of(self, model: str) -> tuple[str, str | None]:
         """(trainer base model, adapter to continue from) for a requested model id."""
         if model == self.base_id:
             return self.settings.base_model, None
-        if run := self._run_of_model(model):
-            return run["config"]["base_model"], run["adapter_path"]
-        raise KeyError(model)
-
-    def _run_of_model(self, model: str) -> dict | None:
         match = re.fullmatch(r"ft:[^:]+:[^:]*:(run-[\w-]+)", model)
-        run = self.registry.run(match.group(1)) if match else None
-        return run if run and run["status"] == "succeeded" else None
-
-    async def create_job(self, request: Request):
-        if (body := await json_body(request)) is None:
-            return error(400, "The request body must be a JSON object.", "invalid_request")
-        files = {key: self._file_meta(body[key]) if body.get(key) else None
-                 for key in ("training_file", "validation_file")}
-        for key in ("training_file", "validation_file"):
-            if body.get(key) and files[key] is None:
-                return error(400, f"File '{body[key]}' does not exist.", "invalid_file", key)
-        if files["training_file"] is None:
-            return error(400, "training_file is required.", "invalid_request", "training_file")
-        try:
-            base, init_adapter = self._base_of(body.get("model", ""))
-        except KeyError:
-            return error(400, f"Model '{body.get('model')}' can't be fine-tuned here; use '{self.base_id}' or "
-                              "one of this server's ft: models.", "model_not_available", "model")
-        hyper = body.get("hyperparameters") or (body.get("method") or {}).get("supervised", {}).get("hyperparameters") or {}
-        pick = lambda key, default: default if hyper.get(key) in (None, "auto") else hyper[key]  # noqa: E731
-        try:
-            config = TrainConfig(train_file=str(self.files_dir / f"{body['training_file']}.jsonl"),
-                                 validation_file=(str(self.files_dir / f"{body['validation_file']}.jsonl")
-                                                  if body.get("validation_file") else None),
-                                 base_model=base, init_adapter=init_adapter, epochs=float(pick("n_epochs", 3)),
-                                 batch_size=int(pick("batch_size", 4)),
-                                 learning_rate=DEFAULT_LR * float(pick("learning_rate_multiplier", 1.0)),
-                                 seed=int(body.get("seed") or 42))
-        except (TypeError, ValueError):
-            return error(400, "n_epochs, batch_size, learning_rate_multiplier and seed must be numbers or 'auto'.",
-                         "invalid_hyperparameters", "hyperparameters")
-        try:
-            run = await asyncio.to_thread(jobs.start_local, config, self.root, self.registry)
-        except ConfigError as exc:
-            return error(400, str(exc), "invalid_hyperparameters", "hyperparameters")
-        meta = {"suffix": body.get("suffix") or "tutor", "model": body.get("model"),
-                "training_file": body["training_file"], "validation_file": body.get("validation_file"),
-                "hyperparameters": {"n_epochs": config.epochs, "batch_size": config.batch_size,
-                                    "learning_rate_multiplier": config.learning_rate / DEFAULT_LR}}
-        (Path(run["run_dir"]) / "openai.json").write_text(json.dumps(meta))
-        return JSONResponse(self._job(run))
+        run = self.registry.run(match.group(1), API_OWNER) if match else None
+        if run is None or run["status"] != "succeeded":
+            raise APIError(404, f"The model `{model}` does not exist or you do not have access to it.",
+                           "model_not_found", "model")
+        return run["config"]["base_model"], run["adapter_path"]
 
     def _job(self, run: dict) -> dict:
         meta = json.loads((Path(run["run_dir"]) / "openai.json").read_text())
         succeeded = run["status"] == "succeeded"
-        return {"id": f"ftjob-{run['id']}", "object": "fine_tuning.job", "created_at": int(run["created_at"]),
-                "model": meta["model"], "status": STATUS[run["status"]], "training_file": meta["training_file"],
-                "validation_file": meta["validation_file"], "hyperparameters": meta["hyperparameters"],
-                "fine_tuned_model": (f"ft:{self.base_id}:{meta['suffix']}:{run['id']}" if succeeded else None),
-                "finished_at": int(run["updated_at"]) if run["status"] in ("succeeded", "failed", "cancelled") else None,
-                "trained_tokens": run["metrics"].get("tokens_trained") if succeeded else None,
-                "error": ({"code": "training_failed", "message": run["error"] or "Training failed.", "param": None}
-                          if run["status"] == "failed" else None),
-                "organization_id": "org-local", "result_files": [], "seed": run["config"].get("seed", 42),
-                "method": {"type": "supervised"}}
+        status = {"interrupted": "running"}.get(run["status"], run["status"])
+        return FineTuningJob.model_validate({
+            "id": f"ftjob-{run['id']}", "object": "fine_tuning.job", "created_at": int(run["created_at"]),
+            "model": meta["model"], "status": status, "training_file": meta["training_file"],
+            "validation_file": meta["validation_file"], "hyperparameters": meta["hyperparameters"],
+            "fine_tuned_model": f"ft:{self.base_id}:{meta['suffix']}:{run['id']}" if succeeded else None,
+            "finished_at": int(run["updated_at"]) if run["status"] in FINISHED else None,
+            "trained_tokens": run["metrics"].get("tokens_trained") if succeeded else None,
+            "error": ({"code": "training_failed", "message": run["error"] or "Training failed.", "param": None}
+                      if run["status"] == "failed" else None),
+            "organization_id": "org-local", "result_files": [], "seed": run["config"].get("seed", 42),
+            "method": {"type": "supervised"}}).model_dump(mode="json")
 
-    def _find(self, request: Request) -> dict | None:
-        run = self.registry.run(request.path_params["job_id"].removeprefix("ftjob-"))
-        return run if run and (Path(run["run_dir"]) / "openai.json").is_file() else None
+    # --- models and chat -----------------------------------------------------------------------------
 
-    async def retrieve_job(self, request: Request):
-        run = self._find(request)
-        return JSONResponse(self._job(run)) if run else error(404, "No such fine-tuning job.", "not_found", "job_id")
+    def _models_and_chat(self) -> APIRouter:
+        router = APIRouter()
 
-    async def list_jobs(self, request: Request):
-        runs = [r for r in self.registry.runs() if (Path(r["run_dir"]) / "openai.json").is_file()]
-        if (limit := page_limit(request)) is None:
-            return error(400, "limit must be a positive whole number.", "invalid_request", "limit")
-        return JSONResponse({"object": "list", "data": [self._job(r) for r in runs[:limit]],
-                             "has_more": len(runs) > limit})
+        @router.get("/models")
+        async def models():
+            runs = await asyncio.to_thread(self.registry.runs, API_OWNER, ("succeeded",))
+            ids = [self.base_id] + [self._job(r)["fine_tuned_model"] for r in runs
+                                    if (Path(r["run_dir"]) / "openai.json").is_file()]
+            return {"object": "list", "data": [Model(id=i, object="model", created=0,
+                                                     owned_by="fine-tuning-tutor").model_dump() for i in ids]}
 
-    async def cancel_job(self, request: Request):
-        run = self._find(request)
-        if run is None:
-            return error(404, "No such fine-tuning job.", "not_found", "job_id")
-        if run["status"] in ("succeeded", "failed", "cancelled"):
-            return error(400, f"The job is already {run['status']}.", "invalid_request", "job_id")
-        return JSONResponse(self._job(await asyncio.to_thread(jobs.cancel, run, self.registry)))
+        @router.post("/chat/completions")
+        async def chat(body: ChatRequest):
+            base, adapter = await asyncio.to_thread(self._base_of, body.model)
+            source = await asyncio.to_thread(engine.call, resolve_base_model,
+                                             self.settings.model_copy(update={"base_model": base}))
+            messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.content}
+                        for m in body.messages]
+            prompt_tokens, context = await asyncio.to_thread(engine.call, _prompt_size, source, messages)
+            requested = body.max_tokens or body.max_completion_tokens
+            if prompt_tokens + (requested or 1) > context:
+                raise APIError(400, f"This model's maximum context length is {context} tokens. However, you requested "
+                                    f"{prompt_tokens + (requested or 1)} tokens ({prompt_tokens} in the messages, "
+                                    f"{requested or 1} in the completion).", "context_length_exceeded", "messages")
+            usage = Usage()
+            stream = engine.stream(source, messages, adapter=adapter, temperature=body.temperature or 0.0,
+                                   max_tokens=requested or min(256, context - prompt_tokens), usage=usage)
+            head = {"id": f"chatcmpl-{secrets.token_hex(8)}", "created": int(time.time()), "model": body.model}
+            counts = lambda: {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,  # noqa: E731
+                              "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+            if not body.stream:
+                try:
+                    text = "".join([piece async for piece in stream])
+                except TutorError as exc:
+                    raise APIError(500, str(exc), "generation_failed") from None
+                return ChatCompletion.model_validate({**head, "object": "chat.completion", "usage": counts(), "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]}
+                ).model_dump(mode="json", exclude_none=True)
+            return EventSourceResponse(_chunks(stream, head, counts, body.stream_options))
 
-    async def job_events(self, request: Request):
-        """Newest first, as OpenAI lists them; `after` pages towards older events."""
-        run = self._find(request)
-        if run is None:
-            return error(404, "No such fine-tuning job.", "not_found", "job_id")
-        seen, _ = jobs.events(Path(run["run_dir"]))
-        events = [_api_event(run["id"], index, event) for index, event in enumerate(seen)]
-        events.insert(0, {"id": f"ftevent-{run['id']}-created", "object": "fine_tuning.job.event",
-                          "created_at": int(run["created_at"]), "level": "info", "type": "message",
-                          "message": "Validated training file; fine-tuning job created", "data": {}})
-        events.reverse()
-        after = request.query_params.get("after")
-        if after:
-            ids = [e["id"] for e in events]
-            events = events[ids.index(after) + 1:] if after in ids else []
-        if (limit := page_limit(request)) is None:
-            return error(400, "limit must be a positive whole number.", "invalid_request", "limit")
-        return JSONResponse({"object": "list", "data": events[:limit], "has_more": len(events) > limit})
+        return router
 
-    async def job_checkpoints(self, request: Request):
-        run = self._find(request)
-        if run is None:
-            return error(404, "No such fine-tuning job.", "not_found", "job_id")
-        data = []
-        for folder in reversed(checkpoints(Path(run["run_dir"]))):
-            step = int(folder.name.split("-")[-1])
-            data.append({"id": f"ftckpt-{run['id']}-{step}", "object": "fine_tuning.job.checkpoint",
-                         "created_at": int(folder.stat().st_mtime), "fine_tuning_job_id": f"ftjob-{run['id']}",
-                         "fine_tuned_model_checkpoint": f"ft:{self.base_id}:ckpt:{run['id']}:step-{step}",
-                         "step_number": step, "metrics": {"step": step}})
-        return JSONResponse({"object": "list", "data": data, "has_more": False,
-                             "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
 
-    # --- models and chat -------------------------------------------------------------------------
+async def _chunks(stream, head: dict, counts, options: StreamOptions | None):
+    """The stream as OpenAI sends it: a role chunk, content chunks, a stop chunk, usage if asked, [DONE]."""
+    def chunk(delta: dict, finish: str | None = None) -> dict:
+        return {"data": ChatCompletionChunk.model_validate({**head, "object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": delta, "finish_reason": finish}]}).model_dump_json(exclude_none=True)}
 
-    async def models(self, request: Request):
-        ids = [self.base_id] + [self._job(r)["fine_tuned_model"] for r in self.registry.runs()
-                                 if r["status"] == "succeeded" and (Path(r["run_dir"]) / "openai.json").is_file()]
-        return JSONResponse({"object": "list", "data": [{"id": i, "object": "model", "created": 0,
-                                                         "owned_by": "fine-tuning-tutor"} for i in ids]})
+    yield chunk({"role": "assistant", "content": ""})
+    try:
+        async for piece in stream:
+            yield chunk({"content": piece})
+    except TutorError as exc:  # the status line is sent: report it as the API does, in the stream
+        yield {"data": json.dumps({"error": {"message": str(exc), "type": "server_error"}})}
+        return
+    yield chunk({}, "stop")
+    if options and options.include_usage:
+        yield {"data": ChatCompletionChunk.model_validate({**head, "object": "chat.completion.chunk", "choices": [],
+                                                           "usage": counts()}).model_dump_json(exclude_none=True)}
+    yield {"data": "[DONE]"}
 
-    async def chat(self, request: Request):
-        body = await json_body(request)
-        if body is None or not isinstance(body.get("messages"), list):
-            return error(400, "The request body must be a JSON object with a `messages` list.", "invalid_request",
-                         "messages")
-        model = body.get("model", "")
-        try:
-            base, adapter = self._base_of(model)
-        except KeyError:
-            return error(404, f"The model `{model}` does not exist", "model_not_found", "model")
-        usage = Usage()
-        try:
-            options = {"adapter": adapter, "temperature": float(body.get("temperature") or 0.0),
-                       "max_tokens": int(body.get("max_tokens") or body.get("max_completion_tokens") or 256),
-                       "usage": usage}
-        except (TypeError, ValueError):
-            return error(400, "temperature and max_tokens must be numbers.", "invalid_request")
-        source = await asyncio.to_thread(engine.call, resolve_base_model,
-                                         self.settings.model_copy(update={"base_model": base}))
-        stream = engine.stream(source, body["messages"], **options)
-        head = {"id": f"chatcmpl-{secrets.token_hex(8)}", "created": int(time.time()), "model": model}
-        counts = lambda: {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,  # noqa: E731
-                          "total_tokens": usage.prompt_tokens + usage.completion_tokens}
-        if not body.get("stream"):
-            try:
-                text = "".join([piece async for piece in stream])
-            except TutorError as exc:
-                return error(500, str(exc), "generation_failed")
-            return JSONResponse({**head, "object": "chat.completion", "usage": counts(), "choices": [
-                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]})
 
-        async def events():
-            chunk = lambda delta, finish=None: {**head, "object": "chat.completion.chunk",  # noqa: E731
-                                                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-            yield f"data: {json.dumps(chunk({'role': 'assistant', 'content': ''}))}\n\n"
-            try:
-                async for piece in stream:
-                    yield f"data: {json.dumps(chunk({'content': piece}))}\n\n"
-            except TutorError as exc:  # the status line is sent: report it as the API does, in the stream
-                yield f"data: {json.dumps({'error': {'message': str(exc), 'type': 'server_error'}})}\n\n"
-                return
-            yield f"data: {json.dumps(chunk({}, 'stop'))}\n\n"
-            if (body.get("stream_options") or {}).get("include_usage"):
-                yield f"data: {json.dumps({**head, 'object': 'chat.completion.chunk', 'choices': [], 'usage': counts()})}\n\n"
-            yield "data: [DONE]\n\n"
+def _prompt_size(source: str, messages: list[dict]) -> tuple[int, int]:
+    """(prompt tokens after the chat template, the model's context length); runs on the engine thread."""
+    import torch
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+    model, tokenizer = load_model(source, "cuda" if torch.cuda.is_available() else "cpu")
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+    return len(ids), int(getattr(model.config, "max_position_embeddings", 2048))
+
+
+def _copy(source, target: Path) -> None:
+    with open(target, "wb") as out:
+        shutil.copyfileobj(source, out, 1 << 20)
+
+
+def _file_object(row: dict) -> dict:
+    return FileObject.model_validate({"id": row["id"], "object": "file", "bytes": row["bytes"],
+                                      "created_at": int(row["created_at"]), "filename": row["name"],
+                                      "purpose": "fine-tune", "status": "processed"}).model_dump(mode="json")
+
+
+def _error_body(message: str, code: str) -> dict:
+    return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+
+
+async def _json_or_multipart(request: Request) -> None:
+    """Only the content types the API uses: a web page's plain-text or form POST never gets in."""
+    if request.method == "POST":
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind not in ("application/json", "multipart/form-data"):
+            raise APIError(415, "Send application/json (or multipart/form-data for file uploads).",
+                           "unsupported_media_type")
+
+
+async def _invalid_request(_request, exc: RequestValidationError) -> JSONResponse:
+    """Pydantic's report as one 400 sentence naming the fields (never a 422 or a 500)."""
+    errors = [{**e, "loc": tuple(p for p in e["loc"] if p not in ("body", "query", "path"))} for e in exc.errors()]
+    param = ".".join(str(p) for p in errors[0]["loc"] if isinstance(p, str)) if errors else None
+    return APIError(400, explain("Invalid request", errors), "invalid_request", param or None).response()
+
+
+async def _internal_error(_request, exc: Exception) -> JSONResponse:
+    log.exception("tutor serve failed on a request", exc_info=exc)
+    return APIError(500, "The server failed on this request; its log has the details.", "server_error").response()
 
 
 def _api_event(run_id: str, index: int, event: dict) -> dict:
@@ -332,39 +480,63 @@ def _api_event(run_id: str, index: int, event: dict) -> dict:
         message, level = f"The job failed: {event.get('message')}", "error"
     elif kind == "cancelled":
         message = "The job was cancelled"
+    elif kind == "message":
+        message, level = event["message"], "warn"
     else:
         message = {"start": "Fine-tuning job started", "resumed": "Fine-tuning job resumed"}.get(kind, kind)
     return {"id": f"ftevent-{run_id}-{index}", "object": "fine_tuning.job.event", "created_at": int(event["time"]),
             "level": level, "message": message, "type": "metrics" if data else "message", "data": data}
 
 
-class _Auth:
-    """Bearer-key check when the server has a key; the key is compared in constant time, never logged."""
+def adopt_legacy_registry(root: Path, registry: Registry) -> None:
+    """Before accounts, the server kept its own registry in its folder: its runs, models and files join the
+    app's registry (owned by API_OWNER), once; the old file is renamed, nothing is deleted."""
+    legacy = root / "registry.sqlite"
+    if not legacy.is_file():
+        return
+    with sqlite3.connect(legacy) as old:
+        old.row_factory = sqlite3.Row
+        runs = [dict(r) for r in old.execute("SELECT * FROM runs")]
+        models = [dict(r) for r in old.execute("SELECT * FROM models")]
+    for run in runs:
+        if registry.run(run["id"]) is None:
+            registry.create_run(run["backend"], json.loads(run["config"]), Path(run["run_dir"]), run["status"],
+                                run["id"], API_OWNER)
+            registry.update_run(run["id"], metrics=json.loads(run["metrics"]), adapter_path=run["adapter_path"],
+                                error=run["error"], handle=str(run["pid"]) if run["pid"] else None)
+    known = {m["run_id"] for m in registry.models(API_OWNER)}
+    for model in models:
+        if model["run_id"] not in known:
+            registry.add_model(model["run_id"], model["kind"], model["location"], model["base_model"], API_OWNER)
+    for meta in (root / "files").glob("file-*.json"):
+        info = json.loads(meta.read_text())
+        if (path := meta.with_suffix(".jsonl")).is_file() and registry.file(info["id"]) is None:
+            registry.add_file(API_OWNER, info.get("filename") or path.name, path, "fine-tune", info["id"])
+    legacy.rename(legacy.with_name("registry.sqlite.adopted"))
 
-    def __init__(self, app, server: FineTuningServer):
-        self.app, self.server = app, server
 
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and self.server.api_key:
-            headers = dict(scope["headers"])
-            sent = headers.get(b"authorization", b"").decode(errors="replace").removeprefix("Bearer ")
-            if not hmac.compare_digest(sent.encode(), self.server.api_key.encode()):
-                await error(401, "Incorrect API key provided.", "invalid_api_key")(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+def allowed_hosts(host: str, extra: list[str]) -> list[str] | None:
+    """The Host headers to answer: loopback names on loopback, the bind address elsewhere, plus the extras;
+    None (any) only on a wildcard bind without extras, where the required key protects the server."""
+    if is_loopback(host):
+        return ["127.0.0.1", "localhost", "::1", "[::1]", *extra]
+    if host in WILDCARDS:
+        return [*extra] or None
+    return [host, *extra]
 
 
-def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8100, api_key: str | None = None) -> None:
+def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8100) -> None:
     import uvicorn
 
-    server = FineTuningServer(settings, api_key)
+    if not is_loopback(host) and settings.serve_api_key is None:
+        raise TutorError(f"Refusing to serve on {host} without a key: set TUTOR_SERVE_API_KEY (in the environment or "
+                         ".env), or serve on 127.0.0.1.")
+    server = FineTuningServer(settings, allowed_hosts(host, settings.serve_allowed_hosts))
     log.info("OpenAI-compatible fine-tuning server at http://%s:%d/v1", host, port)
     uvicorn.run(server.app, host=host, port=port, log_level="warning")
 
 
 if __name__ == "__main__":
-    import os
-
     from assistant.settings import get_settings
 
-    serve(get_settings(), api_key=os.environ.get("TUTOR_SERVE_API_KEY"))
+    serve(get_settings())

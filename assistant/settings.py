@@ -16,10 +16,11 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from assistant.errors import TutorError
 
@@ -74,8 +75,25 @@ class Settings(BaseSettings):
         top_k: passages retrieved per question.
 
     Storage:
-        data_dir: vector store, caches and (later) datasets, runs and the registry.
+        data_dir: vector store, caches, datasets, uploads, runs, the registry and the chat history.
         cache_dir: converted model weights; defaults to data_dir/cache.
+        database_url: where Chainlit keeps chat history (threads, messages, elements, feedback): unset means
+            SQLite in data_dir; `postgresql+asyncpg://user:password@host/db` for PostgreSQL.
+
+    Sharing one instance:
+        auth: "none" (one learner on 127.0.0.1), "password" (accounts made with `tutor users add`),
+            "header" (a trusted reverse proxy names the user in auth_header) or "oauth" (Chainlit's OAuth
+            providers, configured with their OAUTH_* variables).
+        allowed_origins: origins besides the app's own address that may use it (e.g. the public
+            https:// address behind a reverse proxy).
+        max_training_jobs: local trainers at once (default: one per CUDA GPU, else 1); the rest queue.
+        max_upload_mb: the largest file a learner can attach in chat.
+        train_base_models: base models (HF ids or folders) a learner may pick with `/train base=NAME`,
+            besides the configured base_model.
+
+    `tutor serve`:
+        serve_api_key: the bearer key it requires; it refuses to listen beyond loopback without one.
+        serve_allowed_hosts: Host headers it answers besides its bind address (names behind a proxy).
     """
 
     model_config = SettingsConfigDict(
@@ -101,11 +119,37 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(".tutor-data")
     cache_dir: Path | None = None
+    database_url: SecretStr | None = Field(None, validation_alias=AliasChoices("DATABASE_URL", "database_url"))
 
-    @field_validator("openai_base_url", "chroma_host", "openai_organization", "openai_project", mode="before")
+    auth: Literal["none", "password", "header", "oauth"] = "none"
+    auth_header: str = Field("X-Forwarded-User", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    allowed_origins: Annotated[list[str], NoDecode] = []
+    max_training_jobs: int | None = Field(None, ge=1, le=64)
+    max_upload_mb: int = Field(200, ge=1, le=100_000)
+    train_base_models: Annotated[list[str], NoDecode] = []
+
+    serve_api_key: SecretStr | None = None
+    serve_allowed_hosts: Annotated[list[str], NoDecode] = []
+
+    @field_validator("openai_base_url", "chroma_host", "openai_organization", "openai_project", "database_url",
+                     "serve_api_key", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("allowed_origins", "train_base_models", "serve_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_list(cls, value):
+        return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+                raise ValueError("each origin must look like https://tutor.example.edu (scheme, host, optional port)")
+        return [origin.rstrip("/") for origin in value]
 
     @property
     def model_cache_dir(self) -> Path:
@@ -120,7 +164,8 @@ class Settings(BaseSettings):
     def describe(self) -> dict[str, object]:
         """The settings as shown to a user: secrets masked, paths as strings."""
         shown = self.model_dump(mode="json")
-        shown["openai_api_key"] = "set (hidden)" if self.openai_api_key else "not set"
+        for secret in ("openai_api_key", "serve_api_key", "database_url"):
+            shown[secret] = "set (hidden)" if getattr(self, secret) else "not set"
         shown["effective_backend"] = self.effective_backend
         return shown
 

@@ -1,64 +1,98 @@
 """Chat handlers for fine-tuning: start a local LoRA or an OpenAI job, watch it live, cancel it, see its summary.
 
-Thin: jobs run in their own process (training.jobs); this module follows their events in a thread
-and updates one message and one loss chart a few times a second. Runs still training when a chat
-opens (the app restarted, say) are picked up and followed again.
+Thin: local jobs queue and run in their own process (training.jobs, training.queue); a chat watches a run
+through the shared follower (assistant.run_feed) and updates one message and one loss chart a few times a
+second. Buttons carry a dataset or run id and typed settings only; each id is looked up for the learner.
+Runs still active when a chat opens (the app restarted, say) are picked up and followed again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import time
 from pathlib import Path
 
 import chainlit as cl
 
+from assistant.accounts import Learner
+from assistant.actions import (HOSTED_SETTINGS, LOCAL_SETTINGS, HostedTrainRequest, LocalTrainRequest, RunRef, action,
+                               current_learner)
 from assistant.backends import server_label
 from assistant.contenders import fine_tuned, model_for_run, too_long
 from assistant.errors import TutorError
 from assistant.generation import Usage
-from assistant.settings import get_settings
+from assistant.models import display_name
+from assistant.run_feed import feed
+from assistant.settings import Settings, get_settings
 from training import jobs, openai_jobs
 from training.charts import loss_chart
-from training.config import ConfigError, TrainConfig
+from training.config import TrainConfig
 from training.evaluation import Case
 from training.openai_jobs import OpenAIJobConfig
-from training.registry import registry_for
+from training.registry import ACTIVE, registry_for
 
-log = logging.getLogger(__name__)
 UPDATE_EVERY = 0.4  # seconds between screen updates: a few a second, not one per event
-_SETTING = re.compile(r"\b(epochs|lr|learning_rate|r|alpha|dropout|max_length|batch_size|grad_accum|seed|base|modules)"
-                      r"\s*=\s*(\S+)")
-_FIELDS = {"lr": "learning_rate", "r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout",
-           "grad_accum": "gradient_accumulation", "base": "base_model", "modules": "target_modules"}
+_SETTING = re.compile(r"\b([a-z_]+)\s*=\s*(\S+)")
+LOCAL_ALIASES = {"lr": "learning_rate", "r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout",
+                 "grad_accum": "gradient_accumulation", "modules": "target_modules"}
+HOSTED_ALIASES = {"epochs": "n_epochs", "lr_multiplier": "learning_rate_multiplier"}
 
 
-def parse_settings(text: str) -> dict:
-    """Overrides from '/train epochs=2 lr=1e-3 r=16'; unknown words are ignored."""
+def _typed(value: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            continue
+    return value
+
+
+def parse_settings(text: str, hosted: bool = False) -> dict:
+    """Typed overrides from '/train epochs=2 lr=1e-3 r=16' (or '/train openai epochs=3 lr_multiplier=2');
+    an unknown name is a TutorError that lists the known ones. Values are checked by the config."""
+    aliases, known = (HOSTED_ALIASES, HOSTED_SETTINGS) if hosted else (LOCAL_ALIASES, LOCAL_SETTINGS)
     settings = {}
     for key, value in _SETTING.findall(text or ""):
-        name = _FIELDS.get(key, key)
-        try:
-            if name in ("base_model", "target_modules"):
-                settings[name] = value if name == "base_model" or value == "all-linear" else value.split(",")
-            else:
-                settings[name] = float(value) if name in ("learning_rate", "lora_dropout", "epochs") else int(float(value))
-        except ValueError:
-            continue  # a typo like lr=fast: keep the default; the settings line shows what is used
+        name = aliases.get(key, key)
+        if name not in known:
+            raise TutorError(f"I don't know the setting `{key}`. You can set: "
+                             f"{', '.join(sorted(set(aliases) | known - set(aliases.values())))}.")
+        settings[name] = _typed(value) if name not in ("model", "suffix", "base") else value
     return settings
 
 
+def base_choices(settings: Settings) -> dict[str, str]:
+    """The base models a learner may pick by name (`base=NAME`): the configured one and TUTOR_TRAIN_BASE_MODELS.
+    A name is all a client ever sends; the server maps it to the model's id or folder."""
+    return {display_name(model): model for model in [settings.base_model, *settings.train_base_models]}
+
+
+def local_config(dataset: dict, overrides: dict, settings: Settings) -> TrainConfig:
+    values = dict(overrides)
+    choices = base_choices(settings)
+    base = values.pop("base", None)
+    if base is not None and base not in choices:
+        raise TutorError(f"`{base}` is not a base model here; choose one of: {', '.join(choices)}.")
+    return TrainConfig(train_file=dataset["files"].get("train", ""), validation_file=dataset["files"].get("validation"),
+                       base_model=choices[base] if base else settings.base_model, **values)
+
+
+def hosted_config(dataset: dict, overrides: dict) -> OpenAIJobConfig:
+    return OpenAIJobConfig(train_file=dataset["files"].get("train", ""),
+                           validation_file=dataset["files"].get("validation"), **overrides)
+
+
 def describe(config: TrainConfig) -> str:
-    return (f"base **{config.base_model}**, {config.epochs:g} epochs, lr {config.learning_rate:g}, LoRA r {config.lora_r} / "
-            f"alpha {config.lora_alpha} / dropout {config.lora_dropout:g} on {config.target_modules}, max length "
+    modules = config.target_modules if isinstance(config.target_modules, str) else ",".join(config.target_modules)
+    return (f"base **{display_name(config.base_model)}**, {config.epochs:g} epochs, lr {config.learning_rate:g}, LoRA r {config.lora_r} / "
+            f"alpha {config.lora_alpha} / dropout {config.lora_dropout:g} on {modules}, max length "
             f"{config.max_length}, batch {config.batch_size} x {config.gradient_accumulation}, seed {config.seed}")
 
 
-def finetune_action(train_file: str, validation_file: str | None, label: str = "Fine-tune locally", **overrides) -> cl.Action:
-    return cl.Action(name="finetune_local", label=label,
-                     payload={"train_file": train_file, "validation_file": validation_file, **overrides})
+def describe_openai(config: OpenAIJobConfig) -> str:
+    return (f"base **{config.model}**, suffix {config.suffix or '(none)'}, epochs {config.n_epochs}, batch size "
+            f"{config.batch_size}, learning-rate multiplier {config.learning_rate_multiplier}")
 
 
 def openai_ready() -> str | None:
@@ -70,167 +104,140 @@ def openai_ready() -> str | None:
             "this project's own `tutor serve`) in a `.env` file next to the app, then restart it.")
 
 
-def training_actions(train_file: str, validation_file: str | None) -> tuple[list[cl.Action], str]:
+def training_actions(dataset_id: str) -> tuple[list[cl.Action], str]:
     """The buttons under a prepared dataset, and a note when OpenAI is not configured."""
-    actions = [finetune_action(train_file, validation_file)]
+    actions = [cl.Action(name="finetune_local", label="Fine-tune locally", payload={"dataset_id": dataset_id})]
     if (reason := openai_ready()) is None:
         actions.append(cl.Action(name="finetune_openai", label="Fine-tune with OpenAI",
-                                 payload={"train_file": train_file, "validation_file": validation_file}))
+                                 payload={"dataset_id": dataset_id}))
     return actions, reason or ""
 
 
-_OPENAI_SETTING = re.compile(r"\b(model|suffix|epochs|batch_size|lr_multiplier|seed)\s*=\s*(\S+)")
-
-
-def parse_openai_settings(text: str) -> dict:
-    """Overrides from '/train openai model=ft:... epochs=3 batch_size=auto lr_multiplier=2 suffix=recipes'."""
-    names = {"epochs": "n_epochs", "lr_multiplier": "learning_rate_multiplier"}
-    settings = {}
-    for key, value in _OPENAI_SETTING.findall(text or ""):
-        name = names.get(key, key)
-        if name in ("model", "suffix") or value == "auto":
-            settings[name] = value
-            continue
-        try:
-            settings[name] = float(value) if name == "learning_rate_multiplier" else int(value)
-        except ValueError:
-            continue
-    return settings
-
-
-def describe_openai(config: OpenAIJobConfig) -> str:
-    return (f"base **{config.model}**, suffix {config.suffix or '(none)'}, epochs {config.n_epochs}, batch size "
-            f"{config.batch_size}, learning-rate multiplier {config.learning_rate_multiplier}")
+async def _dataset(dataset_id: str, learner: Learner) -> dict:
+    dataset = await asyncio.to_thread(registry_for(get_settings()).dataset, dataset_id, learner.scope)
+    if dataset is None:
+        raise TutorError("That dataset is not among yours (it may have been made in another account). "
+                         "Type `/train` to pick one of yours.")
+    return dataset
 
 
 async def offer_training(text: str = "") -> None:
-    """/train [settings]: pick one of the prepared datasets."""
-    registry = registry_for(get_settings())
-    datasets = [d for d in registry.datasets() if Path(d["files"].get("train", "")).is_file()][:5]
+    """/train [settings]: check the settings, then pick one of the learner's prepared datasets."""
+    learner = await current_learner()
+    settings = get_settings()
+    registry = registry_for(settings)
+    hosted = re.match(r"/train\s+openai\b", text or "", flags=re.I) is not None
+    if hosted and (reason := openai_ready()):
+        raise TutorError(reason)
+    overrides = parse_settings(text.split("openai", 1)[1] if hosted else text, hosted)
+    datasets = [d for d in await asyncio.to_thread(registry.datasets, learner.scope)
+                if Path(d["files"].get("train", "")).is_file()][:5]
     if not datasets:
         await cl.Message(content="No prepared dataset yet. Type `/prepare` first, then come back with `/train`.").send()
         return
-    hosted = re.match(r"/train\s+openai\b", text or "", flags=re.I) is not None
-    if hosted and (reason := openai_ready()):
-        await cl.Message(content=f"⚠️ {reason}").send()
-        return
     if hosted:
-        overrides = parse_openai_settings(text)
-        intro = ("**Fine-tune with OpenAI.** Settings: " + describe_openai(OpenAIJobConfig(**overrides)) +
+        intro = ("**Fine-tune with OpenAI.** Settings: " + describe_openai(hosted_config(datasets[0], overrides)) +
                  ". Change them like `/train openai model=gpt-4o-mini-2024-07-18 suffix=recipes epochs=3 "
                  "batch_size=auto lr_multiplier=auto` (or `model=ft:...` to continue a fine-tune). Pick a dataset:")
     else:
-        overrides = parse_settings(text)
-        intro = ("**Fine-tune locally with LoRA.** Settings: " + describe(TrainConfig(**overrides)) +
-                 ". Change them like `/train epochs=2 lr=1e-3 r=16 alpha=32 dropout=0.1 modules=q_proj,v_proj "
-                 "max_length=256 batch_size=4 grad_accum=2 seed=7 base=embedded`. Pick a dataset:")
+        intro = ("**Fine-tune locally with LoRA.** Settings: " + describe(local_config(datasets[0], overrides, settings))
+                 + ". Change them like `/train epochs=2 lr=1e-3 r=16 alpha=32 dropout=0.1 modules=q_proj,v_proj "
+                 f"max_length=256 batch_size=4 grad_accum=2 seed=7 base={next(iter(base_choices(settings)))}`. "
+                 "Pick a dataset:")
     await cl.Message(content=intro, actions=[
         cl.Action(name="finetune_openai" if hosted else "finetune_local",
                   label=f"{d['name']} ({d['report'].get('written', {}).get('train', '?')} examples)",
-                  payload={"train_file": d["files"]["train"], "validation_file": d["files"].get("validation"),
-                           **overrides}) for d in datasets]).send()
+                  payload={"dataset_id": d["id"], "settings": overrides}) for d in datasets]).send()
 
 
-@cl.action_callback("finetune_local")
-async def on_finetune_local(action: cl.Action):
-    payload = dict(action.payload)
-    try:
-        config = TrainConfig.from_dict(payload).check()
-        settings = get_settings()
-        run = await asyncio.to_thread(jobs.start_local, config, settings.data_dir, registry_for(settings))
-    except (ConfigError, TutorError, OSError) as exc:
-        await cl.Message(content=f"⚠️ {exc}").send()
-        return
+@action("finetune_local", LocalTrainRequest)
+async def on_finetune_local(request, learner: Learner, _sent):
+    settings = get_settings()
+    config = local_config(await _dataset(request.dataset_id, learner), request.settings, settings).check()
+    run = await asyncio.to_thread(jobs.start_local, config, settings.data_dir, registry_for(settings), learner.name,
+                                  settings.max_training_jobs)
     cl.user_session.set("training_job", asyncio.create_task(watch(run, describe(config))))
 
 
-@cl.action_callback("finetune_openai")
-async def on_finetune_openai(action: cl.Action):
+@action("finetune_openai", HostedTrainRequest)
+async def on_finetune_openai(request, learner: Learner, _sent):
     """Show the settings and the cost estimate; the job starts only on "Start"."""
     from training.validate import validate_file
 
     if reason := openai_ready():
-        await cl.Message(content=f"⚠️ {reason}").send()
-        return
-    try:
-        config = OpenAIJobConfig(**action.payload)
-        await asyncio.to_thread(config.check)
-        report = await asyncio.to_thread(validate_file, Path(config.train_file), model="gpt-4o-mini")
-    except (TutorError, TypeError, OSError) as exc:
-        await cl.Message(content=f"⚠️ {exc}").send()
-        return
+        raise TutorError(reason)
+    config = hosted_config(await _dataset(request.dataset_id, learner), request.settings)
+    await asyncio.to_thread(config.check)
+    report = await asyncio.to_thread(validate_file, Path(config.train_file), model="gpt-4o-mini")
     await cl.Message(
         content=(f"**Fine-tune with OpenAI** at {server_label(get_settings())}: {describe_openai(config)}.\n\n"
                  f"Estimate from the dataset report: {report.tokens_in_dataset:,} tokens x {report.epochs} epochs = "
                  f"**{report.billed_tokens:,} billed tokens, about ${report.estimated_cost:.2f}** at "
                  f"${report.price_per_million:g} per 1M training tokens. Start?"),
-        actions=[cl.Action(name="start_openai", label="Start", payload=action.payload)]).send()
+        actions=[cl.Action(name="start_openai", label="Start", payload=request.model_dump())]).send()
 
 
-@cl.action_callback("start_openai")
-async def on_start_openai(action: cl.Action):
-    await action.remove()
+@action("start_openai", HostedTrainRequest)
+async def on_start_openai(request, learner: Learner, sent: cl.Action):
+    await sent.remove()
     settings = get_settings()
-    config = OpenAIJobConfig(**action.payload)
-    try:
-        run = await asyncio.to_thread(openai_jobs.start, config, settings, registry_for(settings))
-    except (TutorError, OSError) as exc:
-        await cl.Message(content=f"⚠️ {exc}").send()
-        return
+    config = hosted_config(await _dataset(request.dataset_id, learner), request.settings)
+    run = await asyncio.to_thread(openai_jobs.start, config, settings, registry_for(settings), learner.name)
     cl.user_session.set("training_job", asyncio.create_task(watch(run, describe_openai(config))))
 
 
-@cl.action_callback("cancel_run")
-async def on_cancel_run(action: cl.Action):
+@action("cancel_run", RunRef)
+async def on_cancel_run(request: RunRef, learner: Learner, _sent):
     registry = registry_for(get_settings())
-    run = registry.run(action.payload["run_id"])
-    if run is None or run["status"] not in ("running", "queued"):
+    run = await asyncio.to_thread(registry.run, request.run_id, learner.scope)
+    if run is None:
+        raise TutorError("That run is not among yours, so it was left alone.")
+    if run["status"] not in ACTIVE:
         return
     await cl.Message(content=f"Stopping `{run['id']}`" + (" (it saves a checkpoint first)..."
-                                                         if run["backend"] == "local" else "...")).send()
-    try:
-        await asyncio.to_thread(jobs.cancel, run, registry)
-    except TutorError as exc:
-        await cl.Message(content=f"⚠️ {exc}").send()
+                                                         if run["status"] == "running" and run["backend"] == "local"
+                                                         else "...")).send()
+    await asyncio.to_thread(jobs.cancel, run, registry, settings=get_settings())
 
 
-async def resume_watching() -> None:
-    """Follow, in this chat, every run still training (e.g. started before the app restarted)."""
+async def resume_watching(learner: Learner) -> None:
+    """Follow, in this chat, every run of the learner still queued or training (e.g. after a restart)."""
     registry = registry_for(get_settings())
-    await asyncio.to_thread(jobs.reconcile, registry)
-    watching = [asyncio.create_task(watch(run, "picked up after a restart"))
-                for run in registry.runs() if run["status"] in ("running", "queued")]
-    cl.user_session.set("watching", watching)
+    active = await asyncio.to_thread(registry.runs, learner.scope, ACTIVE)
+    cl.user_session.set("watching", [asyncio.create_task(watch(run, "picked up after a restart")) for run in active])
 
 
 async def watch(run: dict, what: str) -> None:
-    """Follow a run's events in a thread; show progress, chart and summary in one message."""
-    registry = registry_for(get_settings())
+    """Show a run's progress, chart and summary in one message, from the run's shared follower."""
+    settings = get_settings()
+    registry = registry_for(settings)
     message = cl.Message(content=f"**Training `{run['id']}`**: {what}. Starting...",
                          actions=[cl.Action(name="cancel_run", payload={"run_id": run["id"]}, label="Cancel")])
     await message.send()
-    chart_id = f"loss-{run['id']}"
-    state = {"steps": [], "evals": [], "last": None, "total": None, "final": None, "status": None, "log": [],
-             "checkpoints": []}
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-
-    def pump():
-        for event in jobs.follow(run, registry, poll=0.3):
-            loop.call_soon_threadsafe(queue.put_nowait, event)
-        loop.call_soon_threadsafe(queue.put_nowait, None)
-
-    follower = loop.run_in_executor(None, pump)
-    shown_at = 0.0
-    while (event := await queue.get()) is not None:
-        record(state, event)
-        if time.monotonic() - shown_at >= UPDATE_EVERY and queue.empty():
-            await show(message, state, run, chart_id, what)
-            shown_at = time.monotonic()
-    await follower
-    await show(message, state, run, chart_id, what)
+    state = {"steps": [], "evals": [], "last": None, "total": None, "status": None, "log": [], "checkpoints": []}
+    events = feed.subscribe(run, registry, settings)
+    shown_at, pending = 0.0, False
+    try:
+        while True:
+            wait = max(0.0, UPDATE_EVERY - (time.monotonic() - shown_at)) if pending else None
+            try:
+                event = await asyncio.wait_for(events.get(), timeout=wait)
+            except TimeoutError:
+                event = ...  # nothing new for a while: show what has arrived
+            if event is None:
+                break
+            if event is not ...:
+                record(state, event)
+                pending = True
+                if time.monotonic() - shown_at < UPDATE_EVERY or not events.empty():
+                    continue
+            await show(message, state, run, what)
+            shown_at, pending = time.monotonic(), False
+    finally:
+        feed.unsubscribe(run["id"], events)
+    await show(message, state, run, what)
     await message.remove_actions()
-    finished = registry.run(run["id"])
+    finished = await asyncio.to_thread(registry.run, run["id"])
     actions = ([cl.Action(name="chat_with_model", payload={"run_id": run["id"]}, label="Chat with it"),
                 cl.Action(name="compare_model", payload={"run_id": run["id"]}, label="Compare with RAG baseline")]
                if finished["status"] == "succeeded" else [])
@@ -248,20 +255,26 @@ def record(state: dict, event: dict) -> None:
         state["evals"].append((event["step"], event["val_loss"]))
         state["eval"] = event
     elif kind == "status":
-        state["status"] = event["status"]
+        state["status"] = event
     elif kind == "message":
         state["log"] = (state["log"] + [event["message"]])[-5:]
     elif kind == "checkpoint":
         state["checkpoints"].append(event.get("model") or f"step {event['step']}")
-    elif kind in ("done", "cancelled", "error"):
-        state["final"] = event
 
 
-async def show(message: cl.Message, state: dict, run: dict, chart_id: str, what: str) -> None:
+def status_line(event: dict) -> str:
+    if event["status"] == "queued" and event.get("position"):
+        ahead = event["position"] - 1
+        return (f"status **queued**: position **{event['position']} of {event['queue_length']}** "
+                f"({'next' if not ahead else f'{ahead} ahead'}); it starts when a trainer is free")
+    return f"status **{event['status']}**"
+
+
+async def show(message: cl.Message, state: dict, run: dict, what: str) -> None:
     last, evaluation = state["last"], state.get("eval")
     lines = [f"**Training `{run['id']}`**: {what}."]
     if state["status"]:
-        lines.append(f"status **{state['status']}**")
+        lines.append(status_line(state["status"]))
     if last and "eta_seconds" in last:
         lines.append(f"step **{last['step']}/{last['total_steps']}** · training loss **{last['loss']:.4f}** · "
                      f"{last['tokens_per_second']:,.0f} tokens/s · ETA {last['eta_seconds']:.0f} s")
@@ -278,7 +291,7 @@ async def show(message: cl.Message, state: dict, run: dict, chart_id: str, what:
     await message.update()
     if state["steps"]:
         chart = cl.Plotly(name="loss", figure=loss_chart(state["steps"], state["evals"], state["total"]),
-                          display="inline", id=chart_id)
+                          display="inline", id=f"loss-{run['id']}")
         chart.updatable = True  # same id: the chart is replaced in place as it grows
         await chart.send(for_id=message.id)
 
@@ -304,7 +317,8 @@ def summary(run: dict) -> str:
                 f"| final training loss | {m.get('final_loss', 0):.4f} |\n| validation loss | {m.get('val_loss', float('nan')):.4f} |\n"
                 f"| validation token accuracy | {accuracy} |\n| validation F1 (ingredient lists) | {f1} |\n"
                 f"| time | {m['train_seconds']:.0f} s |\n| tokens trained | {m['tokens_trained']:,} |\n\n"
-                f"Adapter (PEFT: loads with peft or vLLM): `{run['adapter_path']}`")
+                f"The adapter is saved in the standard PEFT format (it loads with peft or vLLM); "
+                f"`tutor jobs export {run['id']}` on the server merges it into its base model.")
     if run["status"] == "cancelled":
         return f"⏹️ `{run['id']}` was cancelled. It kept a checkpoint: `tutor jobs resume {run['id']}` continues it."
     return f"⚠️ `{run['id']}` {run['status']}: {run.get('error') or 'see its train.log'}"
@@ -312,25 +326,18 @@ def summary(run: dict) -> str:
 
 # --- "Chat with it" -----------------------------------------------------------------------------
 
-@cl.action_callback("chat_with_model")
-async def on_chat_with_model(action: cl.Action):
-    try:
-        model = model_for_run(registry_for(get_settings()), action.payload["run_id"])
-    except TutorError:
-        await cl.Message(content="That model is not available any more.").send()
-        return
-    run = {"id": model["run_id"], "model": model}
-    cl.user_session.set("chat_model", run)
+@action("chat_with_model", RunRef)
+async def on_chat_with_model(request: RunRef, learner: Learner, _sent):
+    model = await asyncio.to_thread(model_for_run, registry_for(get_settings()), request.run_id, learner.scope)
+    cl.user_session.set("chat_model", {"id": model["run_id"], "model": model})
     cl.user_session.set("ab", None)
-    await cl.Message(content=(f"You are now chatting with the fine-tuned `{run['id']}`, a recipe assistant. Send a "
-                              "recipe as it was trained, e.g.\n\n`Title: Pancakes\n\nIngredients: [\"1 c. flour\", "
+    await cl.Message(content=(f"You are now chatting with the fine-tuned `{model['run_id']}`, a recipe assistant. Send "
+                              "a recipe as it was trained, e.g.\n\n`Title: Pancakes\n\nIngredients: [\"1 c. flour\", "
                               "\"2 eggs\", \"1 c. milk\"]\n\nGeneric ingredients: `\n\nType `/tutor` to go back to the tutor.")).send()
 
 
 async def answer_with_model(text: str) -> None:
     """Stream the fine-tuned model's answer to one message (the recipe task's system prompt)."""
-    from training.recipes import SYSTEM_PROMPT
-
     run = cl.user_session.get("chat_model")
     if problem := too_long(text):
         await cl.Message(content=problem).send()

@@ -18,10 +18,15 @@ KNOWLEDGE = PROJECT_ROOT / "knowledge"
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    """No developer's OpenAI/Chroma/TUTOR variables leak into a test."""
+    """No developer's OpenAI/Chroma/TUTOR/DATABASE variables leak into a test, and Chainlit's chat history is
+    off unless a test turns it on (tests/test_history.py): handlers run without a database by default."""
+    import chainlit.data
+
     for name in list(os.environ):
-        if name.startswith(("OPENAI_", "CHROMA_", "TUTOR_")):
+        if name.startswith(("OPENAI_", "CHROMA_", "TUTOR_", "DATABASE_URL", "CHAINLIT_AUTH")):
             monkeypatch.delenv(name)
+    monkeypatch.setattr(chainlit.data, "_data_layer", None)
+    monkeypatch.setattr(chainlit.data, "_data_layer_initialized", True)
 
 
 def make_settings(data_dir: Path, **overrides):

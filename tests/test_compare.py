@@ -8,6 +8,7 @@ import pytest
 
 import assistant.app as app
 from assistant import ab_flow
+from assistant.accounts import LOCAL_LEARNER
 from assistant.contenders import ExampleIndex, pair_for_run
 from assistant.settings import get_settings
 from tests.chainlit_harness import open_chat, user_says
@@ -99,7 +100,7 @@ async def test_ab_chat_streams_both_sides_records_a_vote_and_explains_bad_messag
 
 async def test_evaluation_from_chat_shows_a_table_a_chart_and_results(local_run, chat_env):
     chat = open_chat()
-    await ab_flow.start_compare("run-ab", "base")
+    await ab_flow.start_compare("run-ab", "base", LOCAL_LEARNER)
     await ab_flow.on_eval(cl.Action(name="ab_eval", payload={}))
     await ab_flow.on_eval(cl.Action(name="ab_eval", payload={}))  # pressed again while it runs
     await cl.user_session.get("eval_job")

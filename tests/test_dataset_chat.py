@@ -7,6 +7,7 @@ import pytest
 
 import assistant.app as app
 from assistant import dataset_flow
+from assistant.errors import TutorError
 from assistant.settings import get_settings
 from tests.chainlit_harness import open_chat, user_says
 
@@ -21,9 +22,13 @@ def data_dir(monkeypatch, tmp_path):
 
 
 def test_options_parse_from_the_command():
-    assert dataset_flow.parse_options("/prepare train=200 val=50 test=5 seed=7") == {
-        "train": 200, "validation": 50, "test": 5, "seed": 7}
-    assert dataset_flow.parse_options("/prepare") == dataset_flow.DEFAULTS
+    assert dataset_flow.parse_options("/prepare train=200 val=50 test=5 seed=7").model_dump() == {
+        "source": "sample", "train": 200, "validation": 50, "test": 5, "seed": 7}
+    assert dataset_flow.parse_options("/prepare").model_dump() == {"source": "sample", **dataset_flow.DEFAULTS}
+    with pytest.raises(TutorError, match="train must be greater than or equal to 1"):
+        dataset_flow.parse_options("/prepare train=0")
+    with pytest.raises(TutorError, match="seed must be a valid integer"):
+        dataset_flow.parse_options("/prepare seed=lucky")
 
 
 async def test_prepare_from_the_sample_reports_progress_files_and_a_chart(data_dir):
@@ -43,7 +48,7 @@ async def test_prepare_from_the_sample_reports_progress_files_and_a_chart(data_d
     kinds = sorted(e["type"] for e in chat.elements if e.get("forId") == done["id"])
     assert kinds == ["file", "file", "file", "plotly"]
     [folder] = (data_dir / "datasets").iterdir()
-    assert folder.name.startswith("sample-seed3-")
+    assert folder.name.startswith("ds-") and "`sample-seed3`" in done["output"]
     assert len((folder / "validation.jsonl").read_text().splitlines()) == 10
     tasklists = [e for e in chat.elements if e["type"] == "tasklist"]
     assert tasklists, "no progress was shown"

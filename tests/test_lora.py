@@ -1,5 +1,6 @@
 """The local LoRA trainer on a tiny model: only LoRA weights learn, runs resume, cancel, and fail clearly."""
 
+import asyncio
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from training import jobs
+from training import events, jobs, queue
 from training.config import ConfigError, TrainConfig
 from training.lora import collate, latest_checkpoint, length_grouped_batches, load_adapter_model, load_base, train
 from training.registry import Registry
@@ -82,10 +83,11 @@ def test_batches_group_lengths_and_padding_stays_small(data, tiny_model_dir):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"learning_rate": 0}, "learning rate must be above 0"),
-    ({"learning_rate": -1e-4}, "learning rate must be above 0"),
-    ({"lora_r": 0}, "LoRA r must be at least 1"),
-    ({"train_file": "/nope.jsonl"}, "does not exist"),
+    ({"learning_rate": 0}, "learning_rate must be greater than 0"),
+    ({"learning_rate": -1e-4}, "learning_rate must be greater than 0"),
+    ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
+    ({"lora_r": 0}, "lora_r must be greater than or equal to 1"),
+    ({"train_file": "/nope.jsonl"}, "training file does not exist"),
 ])
 def test_bad_settings_are_refused_before_starting(tmp_path, data, tiny_model_dir, overrides, message):
     with pytest.raises(ConfigError, match=message):
@@ -112,7 +114,7 @@ def test_a_dataset_without_assistant_answers_fails_clearly(tmp_path, data, tiny_
 
 
 def test_two_trainers_cannot_share_a_run_directory(tmp_path, data, tiny_model_dir):
-    from training.lora import RunLock
+    from training.lora import RunBusy, RunLock
 
     run_dir = make_run(tmp_path, data, tiny_model_dir)
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from training.lora import RunLock; "
@@ -120,7 +122,7 @@ def test_two_trainers_cannot_share_a_run_directory(tmp_path, data, tiny_model_di
                                "print('locked', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(ConfigError, match=f"in use by process {holder.pid}"):
+        with pytest.raises(RunBusy, match=f"in use by process {holder.pid}"):
             RunLock(run_dir).__enter__()
     finally:
         holder.kill()
@@ -138,6 +140,13 @@ def wait_for(predicate, timeout=120.0):
     raise AssertionError("timed out")
 
 
+def follow_all(run, registry) -> list[dict]:
+    async def collect():
+        return [event async for event in jobs.follow(run, registry, poll=0.2)]
+
+    return asyncio.run(collect())
+
+
 def started_job(tmp_path, data, tiny_model_dir, **overrides):
     registry = Registry(tmp_path / "data" / "registry.sqlite")
     config = TrainConfig(train_file=str(data[0]), validation_file=str(data[1]), base_model=str(tiny_model_dir),
@@ -150,14 +159,14 @@ def test_a_killed_job_is_marked_interrupted_and_resumes_from_its_checkpoint(tmp_
     run, registry = started_job(tmp_path, data, tiny_model_dir)
     run_dir = Path(run["run_dir"])
     wait_for(lambda: latest_checkpoint(run_dir) and int(latest_checkpoint(run_dir).name[5:]) >= 4)
-    os.killpg(run["pid"], signal.SIGKILL)
-    wait_for(lambda: not jobs.process_alive(run["pid"]))
-    assert jobs.reconcile(registry) == [run["id"]]
+    os.killpg(int(run["handle"]), signal.SIGKILL)
+    wait_for(lambda: not queue.process_alive(run["handle"]))
+    assert queue.reconcile(registry) == [run["id"]]
     assert registry.run(run["id"])["status"] == "interrupted"
     saved_step = int(latest_checkpoint(run_dir).name[5:])
 
     resumed = jobs.resume(registry.run(run["id"]), registry)
-    seen = list(jobs.follow(resumed, registry, poll=0.2))
+    seen = follow_all(resumed, registry)
     resumed_at = next(e for e in seen if e["type"] == "resumed")
     assert resumed_at["step"] == saved_step
     steps = [e["step"] for e in seen if e["type"] == "step"]
@@ -169,10 +178,10 @@ def test_a_killed_job_is_marked_interrupted_and_resumes_from_its_checkpoint(tmp_
 def test_cancel_stops_the_process_and_keeps_a_checkpoint(tmp_path, data, tiny_model_dir):
     run, registry = started_job(tmp_path, data, tiny_model_dir, epochs=20)
     run_dir = Path(run["run_dir"])
-    wait_for(lambda: any(e["type"] == "step" for e in jobs.events(run_dir)[0]))
+    wait_for(lambda: any(e["type"] == "step" for e in events.read(run_dir)[0]))
     cancelled = jobs.cancel(registry.run(run["id"]), registry)
-    assert cancelled["status"] == "cancelled" and not jobs.process_alive(run["pid"])
-    assert any(e["type"] == "cancelled" for e in jobs.events(run_dir)[0])
+    assert cancelled["status"] == "cancelled" and not queue.process_alive(run["handle"])
+    assert any(e["type"] == "cancelled" for e in events.read(run_dir)[0])
     assert latest_checkpoint(run_dir) is not None
 
 

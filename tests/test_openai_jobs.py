@@ -6,6 +6,7 @@ Covers: the happy path to a fine_tuned_model (events, metrics, checkpoints, regi
 a server restart while the job runs, an app restart (the next chat follows the job), and the key in no
 log line, message or registry byte."""
 
+import asyncio
 import json
 import logging
 import shutil
@@ -14,6 +15,8 @@ from pathlib import Path
 import openai
 import pytest
 
+from assistant.accounts import LOCAL_LEARNER
+from assistant.actions import PrepareRequest
 from assistant.backends import create_backend
 from assistant.errors import TutorError
 from assistant.generation import Usage
@@ -24,7 +27,7 @@ from training import jobs, openai_jobs
 from training.openai_jobs import OpenAIJobConfig
 from training.prepare import prepare
 from training.recipes import SAMPLE_CSV
-from training.registry import Registry, registry_for
+from training.registry import registry_for
 
 KEY = "sk-tutor-test-0123456789abcdef"
 
@@ -36,12 +39,12 @@ def dataset(tmp_path):
 
 @pytest.fixture
 def server_settings(tmp_path, tiny_model_dir):
-    return make_settings(tmp_path / "server", base_model=str(tiny_model_dir))
+    return make_settings(tmp_path / "server", base_model=str(tiny_model_dir), serve_api_key=KEY)
 
 
 @pytest.fixture
 def server(server_settings):
-    with ServerThread(FineTuningServer(server_settings, api_key=KEY).app) as http:
+    with ServerThread(FineTuningServer(server_settings).app) as http:
         yield http
 
 
@@ -57,7 +60,19 @@ def job_config(dataset, tiny_model_dir, **overrides):
 
 def follow_all(run, settings, poll=0.2):
     registry = registry_for(settings)
-    return list(openai_jobs.follow(registry.run(run["id"]), registry, settings, poll=poll))
+
+    async def collect():
+        return [e async for e in openai_jobs.follow(registry.run(run["id"]), registry, settings, poll=poll)]
+
+    return asyncio.run(collect())
+
+
+async def first(events, wanted):
+    """The next event the follower yields that `wanted` accepts."""
+    async for event in events:
+        if wanted(event):
+            return event
+    raise AssertionError("the follower ended first")
 
 
 def test_happy_path_to_a_fine_tuned_model_then_chat_with_it(tmp_path, server, dataset, tiny_model_dir, caplog):
@@ -100,21 +115,21 @@ async def test_the_fine_tuned_model_streams_through_the_openai_backend(tmp_path,
                                                                        tiny_model_dir):
     settings = app_settings(tmp_path, server)
     run = openai_jobs.start(job_config(dataset, tiny_model_dir, n_epochs=1), settings, registry_for(settings))
-    follow_all(run, settings)
+    await asyncio.to_thread(follow_all, run, settings)
     model = registry_for(settings).models()[0]["location"]
     backend = create_backend("openai", settings, model=model)
 
     # A failure after the stream has begun reaches the client as the API's in-stream error, in words.
-    served = Registry(server_settings.data_dir / "openai-server" / "registry.sqlite").run(model.rsplit(":", 1)[1])
+    served = registry_for(server_settings).run(model.rsplit(":", 1)[1])
     adapter = Path(served["adapter_path"])
     adapter.rename(adapter.with_name("moved"))
     with pytest.raises(TutorError, match="reported an error: The adapter folder .* is missing"):
         [p async for p in backend.stream([{"role": "user", "content": "Title: Soup"}], temperature=0, max_tokens=6)]
     adapter.with_name("moved").rename(adapter)
     api = openai_jobs.client(settings)
-    with pytest.raises(openai.BadRequestError, match="must be numbers"):
+    with pytest.raises(openai.BadRequestError, match="max_tokens must be a valid integer"):
         api.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens="lots")
-    with pytest.raises(openai.BadRequestError, match="limit must be a positive"):
+    with pytest.raises(openai.BadRequestError, match="limit must be greater than or equal to 1"):
         api.fine_tuning.jobs.list(limit=0)
 
     usage = Usage()
@@ -151,8 +166,8 @@ def test_a_wrong_key_is_a_clear_message_without_the_key(tmp_path, server, datase
 def test_a_job_that_fails_server_side_shows_its_error(tmp_path, dataset, tiny_model_dir):
     broken_base = tmp_path / "broken-base"
     shutil.copytree(tiny_model_dir, broken_base)
-    with ServerThread(FineTuningServer(make_settings(tmp_path / "server", base_model=str(broken_base)),
-                                       api_key=KEY).app) as server:
+    with ServerThread(FineTuningServer(make_settings(tmp_path / "server", base_model=str(broken_base),
+                                                     serve_api_key=KEY)).app) as server:
         settings = app_settings(tmp_path, server)
         (broken_base / "model.safetensors").write_bytes(b"not weights")  # the trainer will fail to load it
         run = openai_jobs.start(job_config(dataset, broken_base), settings, registry_for(settings))
@@ -162,26 +177,26 @@ def test_a_job_that_fails_server_side_shows_its_error(tmp_path, dataset, tiny_mo
     assert finished["status"] == "failed" and finished["error"]
 
 
-def test_cancel_and_a_server_restart_while_running(tmp_path, server_settings, dataset, tiny_model_dir):
-    http = ServerThread(FineTuningServer(server_settings, api_key=KEY).app).__enter__()
+async def test_cancel_and_a_server_restart_while_running(tmp_path, server_settings, dataset, tiny_model_dir):
+    http = ServerThread(FineTuningServer(server_settings).app).__enter__()
     settings = app_settings(tmp_path, http)
     registry = registry_for(settings)
-    long_run = openai_jobs.start(job_config(dataset, tiny_model_dir, n_epochs=400), settings, registry)
+    long_run = openai_jobs.start(job_config(dataset, tiny_model_dir, n_epochs=40), settings, registry)
     short_run = openai_jobs.start(job_config(dataset, tiny_model_dir, n_epochs=2), settings, registry)
     following = openai_jobs.follow(registry.run(long_run["id"]), registry, settings, poll=0.2)
-    assert next(e for e in following if e["type"] == "step")  # training
+    assert await first(following, lambda e: e["type"] == "step")  # training
 
     port = http.port
-    http.__exit__(None, None, None)  # the server goes away while both jobs train...
-    outage = next(following)
+    http.__exit__(None, None, None)  # the server goes away while the jobs train and wait...
+    outage = await anext(following)
     assert outage["type"] == "message" and "Can't reach" in outage["message"] and "Retrying" in outage["message"]
-    with ServerThread(FineTuningServer(server_settings, api_key=KEY).app, port=port) as http:  # ...and comes back
+    with ServerThread(FineTuningServer(server_settings).app, port=port) as http:  # ...and comes back
         http.fail_next = [500, 500, 500, 500, 500, 500, 500]  # then errors for a while: retried, nothing lost
-        assert next(e for e in following if e["type"] == "step")
-        cancelled = jobs.cancel(registry.run(long_run["id"]), registry, settings=settings)
+        assert await first(following, lambda e: e["type"] == "step")
+        cancelled = await asyncio.to_thread(jobs.cancel, registry.run(long_run["id"]), registry, settings=settings)
         assert cancelled["status"] == "cancelled"
-        assert [e["type"] for e in following][-1] == "cancelled"
-        assert follow_all(short_run, settings)[-1]["type"] == "done"
+        assert [e["type"] async for e in following][-1] == "cancelled"
+        assert (await asyncio.to_thread(follow_all, short_run, settings))[-1]["type"] == "done"
     assert registry.run(short_run["id"])["status"] == "succeeded"
 
 
@@ -232,7 +247,7 @@ async def test_the_whole_flow_in_chat(chat_env, tiny_model_dir, caplog):
 
     caplog.set_level(logging.DEBUG)
     chat = open_chat()
-    await dataset_flow.run_prepare({"source": "sample", "train": 12, "validation": 4, "test": 4, "seed": 1})
+    await dataset_flow.run_prepare(PrepareRequest(source="sample", train=12, validation=4, test=4, seed=1), LOCAL_LEARNER)
     assert [a["label"] for a in chat.actions_for(chat.messages[-1]["id"])] == ["Fine-tune locally", "Fine-tune with OpenAI"]
 
     await app.on_message(user_says(f"/train openai model={tiny_model_dir.name} epochs=2 batch_size=4 suffix=chat",
@@ -293,13 +308,15 @@ async def test_without_configuration_the_chat_says_how_to_configure(monkeypatch,
     get_settings.cache_clear()
     try:
         chat = open_chat()
-        await dataset_flow.run_prepare({"source": "sample", "train": 12, "validation": 4, "test": 4, "seed": 1})
+        await dataset_flow.run_prepare(PrepareRequest(source="sample", train=12, validation=4, test=4, seed=1),
+                                       LOCAL_LEARNER)
         ready = chat.messages[-1]
-        assert [a["label"] for a in chat.actions_for(ready["id"])] == ["Fine-tune locally"]
+        [local] = chat.actions_for(ready["id"])
+        assert local["label"] == "Fine-tune locally"
         assert "OPENAI_API_KEY" in ready["output"] and "OPENAI_BASE_URL" in ready["output"]
         from assistant import training_flow
 
-        await training_flow.on_finetune_openai(cl.Action(name="finetune_openai", payload={}))
+        await training_flow.on_finetune_openai(cl.Action(name="finetune_openai", payload=local["payload"]))
         assert "To fine-tune with OpenAI, set OPENAI_API_KEY" in chat.messages[-1]["output"]
     finally:
         get_settings.cache_clear()

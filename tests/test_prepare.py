@@ -145,7 +145,7 @@ def test_cli_prepare_and_validate(tmp_path):
     from training.registry import Registry
 
     [dataset] = Registry(tmp_path / "data" / "registry.sqlite").datasets()  # offered by /train in chat
-    assert dataset["name"] == "ds" and dataset["files"]["train"] == str(out / "train.jsonl")
+    assert dataset["name"] == "sample-seed42" and dataset["files"]["train"] == str(out / "train.jsonl")
     checked = subprocess.run([sys.executable, "-m", "assistant.cli", "validate", str(out / "train.jsonl"), "--json"],
                              capture_output=True, text=True, env=env, timeout=120)
     report = json.loads(checked.stdout)
@@ -155,8 +155,23 @@ def test_cli_prepare_and_validate(tmp_path):
                          capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 1 and "missing_messages_list" in bad.stdout and "Traceback" not in bad.stderr
     missing = subprocess.run([sys.executable, "-m", "assistant.cli", "prepare", "--source", str(tmp_path / "no.csv"),
-                              "--out", str(out)], capture_output=True, text=True, env=env, timeout=120)
+                              "--out", str(tmp_path / "fresh")], capture_output=True, text=True, env=env, timeout=120)
     assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_cli_prepare_never_overwrites_an_earlier_dataset(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TUTOR_"))}
+    env["TUTOR_DATA_DIR"] = str(tmp_path / "data")
+    command = [sys.executable, "-m", "assistant.cli", "prepare", "--train", "20", "--validation", "5", "--test", "5"]
+    for seed in ("1", "2"):  # the same command twice, different seeds: two folders, both kept
+        assert subprocess.run([*command, "--seed", seed], capture_output=True, env=env, timeout=120).returncode == 0
+    folders = sorted((tmp_path / "data" / "datasets").iterdir())
+    assert len(folders) == 2 and all((f / "train.jsonl").is_file() for f in folders)
+    before = (folders[0] / "train.jsonl").read_bytes()
+    again = subprocess.run([*command, "--seed", "3", "--out", str(folders[0])], capture_output=True, text=True, env=env,
+                           timeout=120)
+    assert again.returncode == 1 and "never overwrites" in again.stderr
+    assert (folders[0] / "train.jsonl").read_bytes() == before
 
 
 def test_a_500_mb_csv_streams_in_bounded_memory(tmp_path):

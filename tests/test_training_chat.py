@@ -8,7 +8,12 @@ import pytest
 import assistant.app as app
 from assistant import dataset_flow, training_flow
 from assistant.settings import get_settings
+from assistant.accounts import LOCAL_LEARNER
+from assistant.actions import PrepareRequest
+from assistant.errors import TutorError
 from tests.chainlit_harness import open_chat, user_says
+from tests.conftest import make_settings
+from training.config import ConfigError
 from training.registry import registry_for
 
 
@@ -29,18 +34,32 @@ async def data_dir(monkeypatch, tmp_path, tiny_model_dir):
     get_settings.cache_clear()
 
 
-def test_settings_parse_from_the_command():
+def test_settings_parse_from_the_command(tmp_path):
     assert training_flow.parse_settings("/train epochs=2 lr=1e-3 r=16 batch_size=4 dropout=0.1") == {
         "epochs": 2.0, "learning_rate": 1e-3, "lora_r": 16, "batch_size": 4, "lora_dropout": 0.1}
-    assert training_flow.parse_settings("/train base=/models/smol modules=q_proj,v_proj lr=fast grad_accum=4") == {
-        "base_model": "/models/smol", "target_modules": ["q_proj", "v_proj"], "gradient_accumulation": 4}
+    typed = training_flow.parse_settings("/train base=/models/smol modules=q_proj,v_proj lr=fast grad_accum=4")
+    assert typed == {"base": "/models/smol", "target_modules": "q_proj,v_proj", "learning_rate": "fast",
+                     "gradient_accumulation": 4}
+    dataset = {"files": {"train": "t.jsonl"}}
+    settings = make_settings(tmp_path)
+    # A typed value is checked by the config, and a base model is a name from the server's list, never a path.
+    with pytest.raises(TutorError, match="`/models/smol` is not a base model here; choose one of: embedded"):
+        training_flow.local_config(dataset, typed, settings)
+    with pytest.raises(ConfigError, match="learning_rate must be a valid number"):
+        training_flow.local_config(dataset, {**typed, "base": "embedded"}, settings)
+    config = training_flow.local_config(dataset, {"target_modules": "q_proj,v_proj", "gradient_accumulation": 4}, settings)
+    assert config.target_modules == ["q_proj", "v_proj"] and config.gradient_accumulation == 4
+    with pytest.raises(TutorError, match="I don't know the setting `learnin_rate`"):
+        training_flow.parse_settings("/train learnin_rate=1e-3")
 
 
 async def prepared(chat) -> dict:
-    await dataset_flow.run_prepare({"source": "sample", "train": 16, "validation": 4, "test": 4, "seed": 1})
+    await dataset_flow.run_prepare(PrepareRequest(source="sample", train=16, validation=4, test=4, seed=1),
+                                   LOCAL_LEARNER)
     ready = chat.messages[-1]
     [button] = chat.actions_for(ready["id"])
     assert button["name"] == "finetune_local" and button["label"] == "Fine-tune locally"
+    assert set(button["payload"]) == {"dataset_id"}, "a button carries an id, never a path"
     return button
 
 
@@ -50,8 +69,7 @@ async def test_prepare_then_fine_tune_shows_progress_a_chart_and_a_summary(data_
     assert "No prepared dataset yet" in chat.messages[-1]["output"]
 
     button = await prepared(chat)
-    payload = {**button["payload"], "base_model": str(tiny_model_dir), "epochs": 2, "batch_size": 4,
-               "learning_rate": 1e-3, "eval_generate_limit": 1}
+    payload = {**button["payload"], "settings": {"epochs": 2, "batch_size": 4, "learning_rate": 1e-3}}
     await training_flow.on_finetune_local(cl.Action(name="finetune_local", payload=payload))
     await asyncio.wait_for(cl.user_session.get("training_job"), 180)
 
@@ -77,13 +95,13 @@ async def test_prepare_then_fine_tune_shows_progress_a_chart_and_a_summary(data_
 
     await app.on_message(user_says("/train epochs=1", command="train"))
     [choice] = chat.actions_for(chat.messages[-1]["id"])
-    assert choice["payload"]["epochs"] == 1.0 and "16 examples" in choice["label"]
+    assert choice["payload"]["settings"] == {"epochs": 1} and "16 examples" in choice["label"]
 
 
 async def test_cancel_from_chat(data_dir, tiny_model_dir):
     chat = open_chat()
     button = await prepared(chat)
-    payload = {**button["payload"], "base_model": str(tiny_model_dir), "epochs": 200, "batch_size": 2}
+    payload = {**button["payload"], "settings": {"epochs": 200, "batch_size": 2}}
     await training_flow.on_finetune_local(cl.Action(name="finetune_local", payload=payload))
     watching = cl.user_session.get("training_job")
     for _ in range(600):
@@ -100,10 +118,10 @@ async def test_cancel_from_chat(data_dir, tiny_model_dir):
 async def test_bad_settings_are_explained(data_dir, tiny_model_dir):
     chat = open_chat()
     button = await prepared(chat)
-    await training_flow.on_finetune_local(cl.Action(name="finetune_local",
-                                                    payload={**button["payload"], "learning_rate": 0, "lora_r": 0}))
+    await training_flow.on_finetune_local(cl.Action(name="finetune_local", payload={
+        **button["payload"], "settings": {"learning_rate": 0, "lora_r": 0}}))
     shown = chat.messages[-1]["output"]
-    assert "learning rate must be above 0" in shown and "LoRA r must be at least 1" in shown
+    assert "learning_rate must be greater than 0" in shown and "lora_r must be greater than or equal to 1" in shown
 
 
 async def test_a_chat_opened_later_follows_a_job_still_running(data_dir, tiny_model_dir):
@@ -113,8 +131,10 @@ async def test_a_chat_opened_later_follows_a_job_still_running(data_dir, tiny_mo
 
     chat = open_chat()
     button = await prepared(chat)
-    config = TrainConfig.from_dict({**button["payload"], "base_model": str(tiny_model_dir), "epochs": 3,
-                                    "batch_size": 2, "eval_generate_limit": 0})
+    [dataset] = registry_for(get_settings()).datasets()
+    assert dataset["id"] == button["payload"]["dataset_id"]
+    config = TrainConfig(train_file=dataset["files"]["train"], validation_file=dataset["files"]["validation"],
+                         base_model=str(tiny_model_dir), epochs=3, batch_size=2, eval_generate_limit=0)
     run = jobs.start_local(config, data_dir, registry_for(get_settings()))  # as if started by the previous app
     later = open_chat()
     await app.on_chat_start()

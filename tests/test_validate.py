@@ -40,7 +40,7 @@ def test_every_error_key_is_reported_with_its_lines(tmp_path):
         b"",                                                                               # 11 empty line
     ]
     report = validate_examples(read_jsonl(jsonl(tmp_path, lines)), words, path="data.jsonl", tokenizer="words")
-    assert report.errors == {
+    assert {key: found.lines for key, found in report.errors.items()} == {
         "invalid_json": [9, 10, 11], "data_type": [2], "missing_messages_list": [3], "message_missing_key": [4],
         "message_unrecognized_key": [5], "unrecognized_role": [6], "missing_content": [4, 7],
         "example_missing_assistant_message": [8]}
@@ -57,8 +57,8 @@ def test_warnings_and_token_statistics_by_hand(tmp_path):
     long_one = {"messages": [{"role": "user", "content": "word " * 30}, {"role": "assistant", "content": "a b c d"}]}
     report = validate_examples(read_jsonl(jsonl(tmp_path, [GOOD, no_system, no_user, long_one])), words,
                                path="data.jsonl", tokenizer="words", context_limit=20, price_per_million=2.0)
-    assert report.ok and report.missing_system == [2, 4] and report.missing_user == [3]
-    assert report.over_context_limit == [4]
+    assert report.ok and report.missing_system.lines == [2, 4] and report.missing_user.lines == [3]
+    assert report.over_context_limit.lines == [4] and report.over_context_limit.count == 1
     # totals: 4, 3, 2, 34 words; assistant: 1, 1, 1, 4
     assert report.total_tokens == Distribution(min=2, max=34, mean=10.8, median=3.5, p10=2.3, p90=25.0)  # linear interpolation, like numpy.percentile
     assert report.assistant_tokens.max == 4 and report.assistant_tokens.median == 1

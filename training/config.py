@@ -1,4 +1,8 @@
-"""The local LoRA fine-tuning configuration, checked before any work starts.
+"""The local LoRA fine-tuning configuration: a pydantic model whose fields carry their own limits.
+
+A value out of range, of the wrong type, NaN or infinite is refused when the config is built, with a
+sentence per problem naming the field; `check()` adds what needs the disk or the model (files exist,
+max_length fits the context). Chat buttons, the CLI and `tutor serve` all build configs through here.
 
     from training.config import TrainConfig
     config = TrainConfig(train_file="train.jsonl", validation_file="validation.jsonl", epochs=3)
@@ -8,16 +12,37 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+import re
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$")
+MAX_LEARNING_RATE = 1e-2
 
 
 class ConfigError(ValueError):
     """A setting the trainer cannot use; the message says which and why."""
 
 
-@dataclass
-class TrainConfig:
+def explain(prefix: str, errors: ValidationError | list[dict]) -> str:
+    """One sentence per problem, each naming its field (never echoing a long value)."""
+    problems = []
+    for error in errors.errors() if isinstance(errors, ValidationError) else errors:
+        field = ".".join(str(part) for part in error["loc"] if not _union_tag(part)) or "value"
+        message = error["msg"].replace("Input should be", "must be").replace("Value error, ", "")
+        problems.append(f"{field} {message}" if not message.startswith(field) else message)
+    return f"{prefix}: " + "; ".join(dict.fromkeys(problems)) + "."
+
+
+def _union_tag(part) -> bool:
+    """Pydantic names the branch of a union in an error's location ("str", "list[str]"): not a field."""
+    return isinstance(part, int) or "[" in str(part) or str(part) in ("str", "int", "float", "bool", "none") \
+        or str(part).startswith(("constrained", "function"))
+
+
+class TrainConfig(BaseModel):
     """Local LoRA fine-tuning settings (defaults suit the embedded SmolLM2-135M on a laptop CPU).
 
     Data:
@@ -36,75 +61,79 @@ class TrainConfig:
         epochs, learning_rate, batch_size, gradient_accumulation, warmup_ratio, weight_decay, seed.
 
     Bookkeeping:
-        eval_every, save_every: steps between validation passes and between checkpoints (0 = per epoch).
+        eval_every, save_every: steps between validation passes (0 = per epoch) and between checkpoints.
         eval_generate_limit: validation examples answered by the model for the F1 of ingredient lists.
         bf16: "auto" uses bfloat16 autocast where the CPU/GPU supports it, "yes"/"no" to force.
     """
 
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
     train_file: str = ""
     validation_file: str | None = None
-    max_length: int = 512
+    max_length: int = Field(512, ge=16, le=131_072)
     base_model: str = "embedded"
     init_adapter: str | None = None
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
+    lora_r: int = Field(8, ge=1, le=1024)
+    lora_alpha: int = Field(16, ge=1, le=8192)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: str | list[str] = "all-linear"
-    epochs: float = 3.0
-    learning_rate: float = 2e-4
-    batch_size: int = 8
-    gradient_accumulation: int = 1
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    seed: int = 42
-    eval_every: int = 0
-    save_every: int = 20
-    eval_generate_limit: int = 20
-    bf16: str = "auto"
+    epochs: float = Field(3.0, gt=0, le=1000)
+    learning_rate: float = Field(2e-4, gt=0)
+    batch_size: int = Field(8, ge=1, le=4096)
+    gradient_accumulation: int = Field(1, ge=1, le=4096)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    seed: int = Field(42, ge=0, le=2**32 - 1)
+    eval_every: int = Field(0, ge=0)
+    save_every: int = Field(20, ge=1)
+    eval_generate_limit: int = Field(20, ge=0, le=100_000)
+    bf16: Literal["auto", "yes", "no"] = "auto"
+
+    def __init__(self, **values):
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(explain("Invalid training settings", exc)) from None
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _sane_learning_rate(cls, value: float) -> float:
+        if value > MAX_LEARNING_RATE:
+            raise ValueError(f"learning_rate {value:g} is far too high for LoRA (try 1e-4 to 5e-4)")
+        return value
+
+    @field_validator("target_modules")
+    @classmethod
+    def _module_names(cls, value: str | list[str]) -> str | list[str]:
+        """"all-linear", or layer names (a list, or "q_proj,v_proj" as typed in chat)."""
+        if value == "all-linear":
+            return value
+        names = [name.strip() for name in value.split(",")] if isinstance(value, str) else value
+        if not 1 <= len(names) <= 64 or not all(MODULE_NAME.match(name) for name in names):
+            raise ValueError('target_modules must be "all-linear" or layer names like q_proj,v_proj')
+        return names
 
     def check(self, context_length: int | None = None) -> "TrainConfig":
+        """What the fields alone can't tell: the files exist, and max_length fits the model's context."""
         problems = []
         if not self.train_file or not Path(self.train_file).is_file():
-            problems.append(f"training file '{self.train_file}' does not exist")
+            problems.append("the training file does not exist")
         if self.validation_file and not Path(self.validation_file).is_file():
-            problems.append(f"validation file '{self.validation_file}' does not exist")
+            problems.append("the validation file does not exist")
         if self.init_adapter and not (Path(self.init_adapter) / "adapter_config.json").is_file():
-            problems.append(f"adapter to continue from '{self.init_adapter}' is missing")
-        if not self.learning_rate > 0:
-            problems.append(f"learning rate must be above 0 (got {self.learning_rate})")
-        elif self.learning_rate > 1e-2:
-            problems.append(f"learning rate {self.learning_rate} is far too high for LoRA (try 1e-4 to 5e-4)")
-        if self.lora_r < 1:
-            problems.append(f"LoRA r must be at least 1 (got {self.lora_r})")
-        if self.lora_alpha <= 0:
-            problems.append(f"LoRA alpha must be above 0 (got {self.lora_alpha})")
-        if not 0 <= self.lora_dropout < 1:
-            problems.append(f"LoRA dropout must be in [0, 1) (got {self.lora_dropout})")
-        if not self.epochs > 0:
-            problems.append(f"epochs must be above 0 (got {self.epochs})")
-        if self.batch_size < 1 or self.gradient_accumulation < 1:
-            problems.append("batch size and gradient accumulation must be at least 1")
-        if self.max_length < 16:
-            problems.append(f"max length must be at least 16 tokens (got {self.max_length})")
-        elif context_length and self.max_length > context_length:
-            problems.append(f"max length {self.max_length} is above the model's context of {context_length} tokens")
-        if self.bf16 not in ("auto", "yes", "no"):
-            problems.append(f"bf16 must be auto, yes or no (got {self.bf16})")
+            problems.append("the adapter to continue from is missing")
+        if context_length and self.max_length > context_length:
+            problems.append(f"max_length {self.max_length} is above the model's context of {context_length} tokens")
         if problems:
             raise ConfigError("Invalid training settings: " + "; ".join(problems) + ".")
         return self
 
     def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return self.model_dump()
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def load(cls, path: Path) -> "TrainConfig":
-        return cls.from_dict(json.loads(path.read_text()))
+        return cls(**json.loads(path.read_text()))

@@ -1,9 +1,11 @@
-"""Fine-tuning jobs: each local run is its own process, recorded in the registry, followed through its events.
+"""Fine-tuning jobs: start, follow, cancel and resume, for local LoRA runs and hosted (OpenAI) jobs alike.
 
-A job outlives the app that started it (its own session): an app or CLI restarted later finds it in
-the registry and keeps following events.jsonl. A job whose process died without a final event is
-marked "interrupted" and can resume from its last checkpoint. OpenAI runs (training/openai_jobs.py)
-go through the same follow/cancel/resume calls.
+A local run joins the training queue (training/queue.py) and, when its turn comes, trains in its own
+process, recorded in the registry and followed through its events.jsonl. It outlives the app that
+started it: an app or CLI restarted later finds it in the registry and follows it again. A run whose
+process died without a final event is marked "interrupted" and resumes from its last checkpoint.
+Following is asynchronous and holds no thread while it waits: each poll reads the new events off the
+loop and returns.
 
     tutor train --backend local --train train.jsonl --val validation.jsonl
     tutor jobs list | show RUN | cancel RUN | resume RUN
@@ -11,132 +13,104 @@ go through the same follow/cancel/resume calls.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-from assistant.settings import get_settings
-from training import openai_jobs
+from training import events, openai_jobs, queue
 from training.config import TrainConfig
-from training.lora import latest_checkpoint, process_alive
-from training.registry import FINISHED, Registry, new_id
-
-FINAL_EVENTS = ("done", "cancelled", "error")
+from training.lora import latest_checkpoint
+from training.registry import ACTIVE, LOCAL_USER, Registry, new_id
 
 
-def launch(run_dir: Path, registry: Registry, resume: bool = False) -> subprocess.Popen:
-    """Start the trainer process for a run directory; it survives its parent (own session)."""
-    command = [sys.executable, "-m", "training.lora", str(run_dir), "--registry", str(registry.path)]
-    if resume:
-        command.append("--resume")
-    log = open(run_dir / "train.log", "ab")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               start_new_session=True, cwd=Path(__file__).resolve().parent.parent)
-    log.close()
-    threading.Thread(target=process.wait, daemon=True).start()  # reap it when it ends: no zombie trainers
-    registry.update_run(run_dir.name, status="running", pid=process.pid, error=None)
-    deadline = time.time() + 10  # until the child has exec'd, it does not look like a trainer yet
-    while not process_alive(process.pid) and process.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    return process
-
-
-def start_local(config: TrainConfig, data_dir: Path, registry: Registry) -> dict:
-    """Check the settings, create the run, start its process. Raises ConfigError on bad settings."""
+def start_local(config: TrainConfig, data_dir: Path, registry: Registry, owner: str = LOCAL_USER,
+                limit: int | None = None) -> dict:
+    """Check the settings, create the run and queue it (it starts at once when a slot is free).
+    Raises ConfigError on bad settings."""
     config.check()
     run_id = new_id("run")
     run_dir = data_dir / "runs" / run_id
     run_dir.mkdir(parents=True)
     config.save(run_dir / "config.json")
-    registry.create_run("local", config.to_dict(), run_dir, status="queued", run_id=run_id)  # id = folder name
-    launch(run_dir, registry)
+    registry.create_run("local", config.to_dict(), run_dir, status="queued", run_id=run_id, owner=owner)
+    queue.dispatch(registry, limit)
     return registry.run(run_id)
 
 
-def events(run_dir: Path, offset: int = 0) -> tuple[list[dict], int]:
-    """Events written since byte `offset`, and the new offset (only whole lines are consumed)."""
-    path = Path(run_dir) / "events.jsonl"
-    if not path.exists():
-        return [], offset
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        data = handle.read()
-    complete = data[:data.rfind(b"\n") + 1]
-    return [json.loads(line) for line in complete.splitlines() if line.strip()], offset + len(complete)
-
-
-def reconcile(registry: Registry) -> list[str]:
-    """Mark local runs whose process is gone without a final event as interrupted; returns their ids."""
-    interrupted = []
-    for run in registry.runs():
-        if run["backend"] == "local" and run["status"] in ("running", "queued") and not process_alive(run["pid"]):
-            seen, _ = events(Path(run["run_dir"]))
-            if not any(e["type"] in FINAL_EVENTS for e in seen):
-                registry.update_run(run["id"], status="interrupted", pid=None,
-                                    error="The training process stopped unexpectedly; resume it from its last checkpoint.")
-                interrupted.append(run["id"])
-    return interrupted
-
-
-def follow(run: dict, registry: Registry, poll: float = 0.5, offset: int = 0, settings=None) -> Iterator[dict]:
-    """Yield a run's events until it finishes (blocking; the app runs this in a thread)."""
+async def follow(run: dict, registry: Registry, poll: float = 0.5, settings=None,
+                 limit: int | None = None) -> AsyncIterator[dict]:
+    """Yield a run's events until it finishes; a queued run reports its place in the queue as it changes."""
     if run["backend"] == "openai":
-        yield from openai_jobs.follow(run, registry, settings or get_settings(), poll=max(poll, 1.0))
+        async for event in openai_jobs.follow(run, registry, settings, poll=max(poll, 1.0)):
+            yield event
         return
-    run_dir = Path(run["run_dir"])
+    run_dir, offset, place = Path(run["run_dir"]), 0, None
     while True:
-        batch, offset = events(run_dir, offset)
-        yield from batch
-        if any(e["type"] in FINAL_EVENTS for e in batch):
+        batch, offset = await asyncio.to_thread(events.read, run_dir, offset)
+        for event in batch:
+            yield event
+        if any(e["type"] in events.FINAL for e in batch):
             return
-        current = registry.run(run["id"])
-        if current["status"] in FINISHED or not process_alive(current["pid"]):
-            batch, offset = events(run_dir, offset)
-            yield from batch
-            reconcile(registry)
+        current = await asyncio.to_thread(_refresh, registry, run["id"], limit)
+        if current["status"] == "queued":
+            if (found := current.get("position")) != place:
+                place = found
+                yield {"type": "status", "status": "queued", "position": found[0] if found else None,
+                       "queue_length": found[1] if found else None}
+        elif current["status"] != "running":  # finished, cancelled or interrupted without a final event
+            batch, offset = await asyncio.to_thread(events.read, run_dir, offset)
+            for event in batch:
+                yield event
+            if not any(e["type"] in events.FINAL for e in batch):
+                yield {"type": "status", "status": current["status"], "message": current.get("error")}
             return
-        time.sleep(poll)
+        await asyncio.sleep(poll)
 
 
-def cancel(run: dict, registry: Registry, grace: float = 30.0, settings=None) -> dict:
-    """Ask the trainer to stop (it checkpoints first); kill it if it does not stop within `grace` seconds."""
-    if run["backend"] == "openai":
-        return openai_jobs.cancel(run, registry, settings or get_settings())
-    run_dir = Path(run["run_dir"])
-    (run_dir / "cancel").touch()
-    pid = run["pid"]
-    if process_alive(pid):
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.time() + grace
-        while process_alive(pid) and time.time() < deadline:
-            time.sleep(0.2)
-        if process_alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-    current = registry.run(run["id"])
-    if current["status"] not in FINISHED:
-        current = registry.update_run(run["id"], status="cancelled", pid=None)
+def _refresh(registry: Registry, run_id: str, limit: int | None) -> dict:
+    """The run's record now; a queued run gets its place in line, and the queue is moved along (a trainer
+    killed without a word frees its slot here)."""
+    current = registry.run(run_id)
+    if current["status"] in ACTIVE:
+        queue.dispatch(registry, limit)
+        current = registry.run(run_id)
+    if current["status"] == "queued":
+        current["position"] = queue.positions(registry).get(run_id)
     return current
 
 
-def resume(run: dict, registry: Registry) -> dict:
+def cancel(run: dict, registry: Registry, grace: float = 30.0, settings=None) -> dict:
+    """A queued run leaves the queue; a running one checkpoints and stops (killed after `grace` seconds)."""
+    if run["backend"] == "openai":
+        return openai_jobs.cancel(run, registry, settings)
+    if queue.cancel_queued(registry, run["id"]):
+        return registry.run(run["id"])
+    (Path(run["run_dir"]) / "cancel").touch()
+    current = registry.run(run["id"])
+    if current["handle"]:
+        queue.launcher.stop(current["handle"], grace)
+    return registry.update_run(run["id"], only_if=("queued", "running"), status="cancelled", handle=None) \
+        or registry.run(run["id"])
+
+
+def resume(run: dict, registry: Registry, limit: int | None = None) -> dict:
+    """Queue an interrupted, cancelled or failed local run again; it continues from its last checkpoint."""
     if run["backend"] == "openai":  # a hosted job can't be restarted; one still running is simply followed again
-        if run["status"] in ("running", "queued"):
+        if run["status"] in ACTIVE:
             return run
         raise ValueError(f"Run {run['id']} is {run['status']}: a hosted job can't be resumed. Start a new one, "
                          "continuing from a fine-tuned model with --model ft:... if you have one.")
-    run_dir = Path(run["run_dir"])
-    if run["status"] in ("running", "queued") and process_alive(run["pid"]):
-        raise ValueError(f"Run {run['id']} is still running.")
+    queue.reconcile(registry)
+    run = registry.run(run["id"])
+    if run["status"] in ACTIVE:
+        raise ValueError(f"Run {run['id']} is {run['status']} already.")
     if run["status"] == "succeeded":
         raise ValueError(f"Run {run['id']} already finished.")
+    run_dir = Path(run["run_dir"])
     if latest_checkpoint(run_dir) is None:
         raise ValueError(f"Run {run['id']} has no checkpoint yet; start a new run instead.")
     (run_dir / "cancel").unlink(missing_ok=True)
-    launch(run_dir, registry, resume=True)
+    queue.enqueue(registry, run["id"])
+    queue.dispatch(registry, limit)
     return registry.run(run["id"])
+

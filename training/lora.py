@@ -32,22 +32,18 @@ import torch
 
 import assistant.settings  # noqa: F401  (sets the offline defaults before transformers is imported)
 from training.config import ConfigError, TrainConfig
+from training.events import FILE as EVENTS_FILE
+from training.events import EventLog
+from training.events import read as read_events
 from training.metrics import parse_list, set_scores
+from training.queue import process_alive
 
 IGNORE = -100
 KEEP_CHECKPOINTS = 2
 
 
-class EventLog:
-    """Append-only JSON lines, flushed per event so followers see them at once."""
-
-    def __init__(self, path: Path, enabled: bool = True):
-        self.path, self.enabled = path, enabled
-
-    def write(self, kind: str, **data) -> None:
-        if self.enabled:
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps({"type": kind, "time": time.time(), **data}) + "\n")
+class RunBusy(Exception):
+    """Another live trainer holds this run directory."""
 
 
 class RunLock:
@@ -62,7 +58,7 @@ class RunLock:
         except FileExistsError:
             owner = int(self.path.read_text() or 0)
             if owner and process_alive(owner):
-                raise ConfigError(f"Run directory {self.path.parent} is in use by process {owner}.") from None
+                raise RunBusy(f"Run directory {self.path.parent} is in use by process {owner}.") from None
             self.path.unlink(missing_ok=True)  # left by a killed trainer
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         os.write(fd, str(os.getpid()).encode())
@@ -71,25 +67,6 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.path.unlink(missing_ok=True)
-
-
-def process_alive(pid: int | None) -> bool:
-    """True while `pid` is a live trainer (not a zombie, not a reused pid running something else)."""
-    if not pid:
-        return False
-    proc = Path(f"/proc/{pid}")
-    if not Path("/proc/self").exists():  # no procfs (macOS): existence is all we can check
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        command = (proc / "cmdline").read_bytes()
-    except OSError:
-        return False
-    return state not in ("Z", "X") and b"training.lora" in command
 
 
 def bf16_is_faster(device: str) -> bool:
@@ -321,7 +298,7 @@ def train(run_dir: Path, resume: bool = False, registry=None, handle_signals: bo
     use_bf16 = config.bf16 == "yes" or (config.bf16 == "auto" and bf16_is_faster(device))
     accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=device == "cpu")
     main = accelerator.is_main_process
-    events = EventLog(run_dir / "events.jsonl", enabled=main)
+    events = EventLog(run_dir / EVENTS_FILE, enabled=main)
     torch.manual_seed(config.seed)
 
     model, tokenizer = load_base(config.base_model)
@@ -355,7 +332,7 @@ def train(run_dir: Path, resume: bool = False, registry=None, handle_signals: bo
         progress = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler)
         events.write("resumed", step=progress["step"], checkpoint=checkpoint.name)
     if registry and main:
-        registry.update_run(run_dir.name, status="running", pid=os.getpid(), error=None)
+        registry.update_run(run_dir.name, status="running", handle=str(os.getpid()), error=None)
     events.write("start", total_steps=total_steps, train_examples=len(train_set), val_examples=len(val_set),
                  processes=world, bf16=use_bf16, trainable_parameters=sum(p.numel() for p in trainable),
                  step=progress["step"])
@@ -412,7 +389,7 @@ def train(run_dir: Path, resume: bool = False, registry=None, handle_signals: bo
             if cancel:
                 events.write("cancelled", step=step)
                 if registry and main:
-                    registry.update_run(run_dir.name, status="cancelled", pid=None)
+                    registry.update_run(run_dir.name, status="cancelled", handle=None)
                 return {"status": "cancelled", "step": step}
     return finish(run_dir, accelerator, model, tokenizer, config, val_set, val_raw, progress, events, registry)
 
@@ -430,14 +407,13 @@ def finish(run_dir, accelerator, model, tokenizer, config, val_set, val_raw, pro
     adapter_config.write_text(json.dumps(saved, indent=2))
     summary = {"status": "succeeded", "steps": progress["step"], "tokens_trained": progress["tokens"],
                "train_seconds": round(progress["seconds"], 1), "adapter": str(adapter_dir)}
-    last = [json.loads(l) for l in (run_dir / "events.jsonl").read_text().splitlines()]
-    summary["final_loss"] = next((e["loss"] for e in reversed(last) if e["type"] == "step"), None)
+    summary["final_loss"] = next((e["loss"] for e in reversed(read_events(run_dir)[0]) if e["type"] == "step"), None)
     if val_set:
         summary.update(evaluate(model, val_set, tokenizer.pad_token_id, config.batch_size))
         summary["val_f1"] = generation_f1(model, tokenizer, val_raw, config.eval_generate_limit)
     events.write("done", **summary)
     if registry:
-        registry.update_run(run_dir.name, status="succeeded", metrics=summary, adapter_path=str(adapter_dir), pid=None)
+        registry.update_run(run_dir.name, status="succeeded", metrics=summary, adapter_path=str(adapter_dir), handle=None)
         registry.add_model(run_dir.name, "local-adapter", str(adapter_dir), config.base_model)
     return summary
 
@@ -451,21 +427,53 @@ def main(argv: list[str] | None = None) -> int:
     from training.registry import Registry
 
     registry = Registry(args.registry) if args.registry else None
-    events = EventLog(args.run_dir / "events.jsonl", enabled=int(os.environ.get("RANK", "0")) == 0)
+    lead = int(os.environ.get("RANK", "0")) == 0
     try:
         # Under accelerate every rank shares the run directory: the first one holds the lock for all.
         with RunLock(args.run_dir) if int(os.environ.get("LOCAL_RANK", "0")) == 0 else contextlib.nullcontext():
-            train(args.run_dir, resume=args.resume, registry=registry, handle_signals=True)
-        return 0
-    except Exception as exc:  # the run's record says why, in words; the log keeps the traceback
-        message = explain_failure(exc)
-        events.write("error", message=message)
-        if registry and int(os.environ.get("RANK", "0")) == 0:
-            registry.update_run(args.run_dir.name, status="failed", error=message, pid=None)
-        if not isinstance(exc, ConfigError):
-            raise
-        print(message, file=sys.stderr)
-        return 2
+            try:
+                train(args.run_dir, resume=args.resume, registry=registry, handle_signals=True)
+                return 0
+            except Exception as exc:  # the run's record says why, in words; the log keeps the traceback
+                message = record_failure(args.run_dir, registry if lead else None, exc, lead)
+                if not isinstance(exc, ConfigError):
+                    raise
+                print(message, file=sys.stderr)
+                return 2
+    except RunBusy as exc:  # another trainer owns this run: its events and record are left alone
+        print(exc, file=sys.stderr)
+        return 3
+    finally:
+        if registry is not None and lead:
+            start_next(registry)
+
+
+def record_failure(run_dir: Path, registry, exc: Exception, lead: bool) -> str:
+    """Write the failure's explanation to the events and the registry, each on its own: on a full disk the
+    half-written checkpoint is removed first, so there is room to say so."""
+    message = explain_failure(exc)
+    for staging in (run_dir / "checkpoints").glob(".step-*.tmp"):
+        shutil.rmtree(staging, ignore_errors=True)
+    try:
+        EventLog(run_dir / EVENTS_FILE, enabled=lead).write("error", message=message)
+    except OSError as problem:
+        print(f"Could not write the error event: {problem}", file=sys.stderr)
+    if registry is not None:
+        try:
+            registry.update_run(run_dir.name, status="failed", error=message, handle=None)
+        except Exception as problem:  # noqa: BLE001 - the registry's own failure must not hide the run's
+            print(f"Could not record the failure in the registry: {problem}", file=sys.stderr)
+    return message
+
+
+def start_next(registry) -> None:
+    """This trainer's slot is free: start the next queued run (a failure here never fails this run)."""
+    from training.queue import dispatch
+
+    try:
+        dispatch(registry)
+    except Exception as problem:  # noqa: BLE001
+        print(f"Could not start the next queued run: {problem}", file=sys.stderr)
 
 
 def explain_failure(exc: Exception) -> str:
@@ -475,7 +483,8 @@ def explain_failure(exc: Exception) -> str:
         return str(exc)
     if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
         return "Out of memory: lower the batch size or max length, or use gradient accumulation."
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+    # torch.save reports a full disk as a RuntimeError naming it; plain writes as OSError(ENOSPC).
+    if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "no space left on device" in str(exc).lower():
         return "The disk is full: free some space, then resume the run from its last checkpoint."
     return f"Training failed: {type(exc).__name__}: {exc}"
 

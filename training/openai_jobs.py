@@ -15,17 +15,19 @@ job. The API key lives only in the client: never in the registry, the events, a 
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import re
-import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from assistant.backends import explain_api_error
 from assistant.errors import TutorError, redact
 from assistant.settings import Settings
-from training.registry import Registry, new_id
+from training.config import explain
+from training.registry import LOCAL_USER, Registry, new_id
 from training.validate import validate_file
 
 log = logging.getLogger(__name__)
@@ -35,44 +37,52 @@ RUNNING = {"validating_files": "queued", "queued": "queued", "running": "running
 MAX_PAUSE = 60.0
 
 
-@dataclass
-class OpenAIJobConfig:
-    """An OpenAI fine-tuning job's settings.
+# The API's hyperparameters: "auto" lets the provider choose. Shared with `tutor serve`'s request models.
+Epochs = Literal["auto"] | Annotated[int, Field(ge=1, le=50)]
+BatchSize = Literal["auto"] | Annotated[int, Field(ge=1, le=256)]
+LearningRateMultiplier = Literal["auto"] | Annotated[float, Field(gt=0, le=10)]
+
+
+class OpenAIJobConfig(BaseModel):
+    """An OpenAI fine-tuning job's settings; a value out of range is refused with the field's name.
 
     Data:
         train_file, validation_file: chat JSONL, checked locally before anything is uploaded.
     Model:
         model: the base model, or an earlier `ft:` model to continue fine-tuning it.
-        suffix: up to 64 characters added to the fine-tuned model's name.
+        suffix: up to 64 letters, digits, '-' or '_' added to the fine-tuned model's name.
     Hyperparameters ("auto" lets the provider choose):
         n_epochs, batch_size, learning_rate_multiplier, seed.
     """
 
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
     train_file: str = ""
     validation_file: str | None = None
-    model: str = DEFAULT_MODEL
-    suffix: str | None = None
-    n_epochs: int | str = "auto"
-    batch_size: int | str = "auto"
-    learning_rate_multiplier: float | str = "auto"
-    seed: int | None = None
+    model: str = Field(DEFAULT_MODEL, pattern=r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")
+    suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    n_epochs: Epochs = "auto"
+    batch_size: BatchSize = "auto"
+    learning_rate_multiplier: LearningRateMultiplier = "auto"
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+
+    def __init__(self, **values):
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise TutorError(explain("Invalid OpenAI fine-tuning settings", exc)) from None
 
     def check(self) -> "OpenAIJobConfig":
+        """The files exist and pass the cookbook's format checks (nothing is uploaded or billed otherwise)."""
         problems = []
         for name, path in (("training", self.train_file), ("validation", self.validation_file)):
             if path is None and name == "validation":
                 continue
             if not path or not Path(path).is_file():
-                problems.append(f"{name} file '{path}' does not exist")
+                problems.append(f"the {name} file does not exist")
             elif not (report := validate_file(Path(path))).ok:
-                keys = ", ".join(f"{key} (line {lines[0]})" for key, lines in report.errors.items())
+                keys = ", ".join(f"{key} (line {found.lines[0]})" for key, found in report.errors.items())
                 problems.append(f"{name} file {Path(path).name} has format errors: {keys}; `tutor validate` shows them all")
-        if self.suffix and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", self.suffix):
-            problems.append("suffix must be 1 to 64 letters, digits, '-' or '_'")
-        for name in ("n_epochs", "batch_size", "learning_rate_multiplier"):
-            value = getattr(self, name)
-            if value != "auto" and not (isinstance(value, (int, float)) and value > 0):
-                problems.append(f"{name} must be 'auto' or above 0 (got {value})")
         if problems:
             raise TutorError("Invalid OpenAI fine-tuning settings: " + "; ".join(problems) + ".")
         return self
@@ -81,14 +91,14 @@ class OpenAIJobConfig:
         return {name: getattr(self, name) for name in ("n_epochs", "batch_size", "learning_rate_multiplier")}
 
 
-def client(settings: Settings):
+def client(settings: Settings, asynchronous: bool = False):
     import openai
 
     if not (settings.openai_api_key or settings.openai_base_url):
         raise TutorError("OpenAI fine-tuning needs OPENAI_API_KEY (for OpenAI) or OPENAI_BASE_URL (for a compatible "
                          "server, e.g. `tutor serve`) in a .env file next to the app or in the environment.")
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
-    return openai.OpenAI(api_key=key, base_url=settings.openai_base_url, organization=settings.openai_organization,
+    return (openai.AsyncOpenAI if asynchronous else openai.OpenAI)(api_key=key, base_url=settings.openai_base_url, organization=settings.openai_organization,
                          project=settings.openai_project, timeout=settings.request_timeout,
                          max_retries=settings.request_retries)
 
@@ -104,7 +114,7 @@ def _explained(exc: Exception, settings: Settings, model: str) -> TutorError:
     return TutorError(message)
 
 
-def start(config: OpenAIJobConfig, settings: Settings, registry: Registry) -> dict:
+def start(config: OpenAIJobConfig, settings: Settings, registry: Registry, owner: str = LOCAL_USER) -> dict:
     """Check the files, upload them, create the job and its run; raises TutorError with the reason."""
     import openai
 
@@ -113,7 +123,7 @@ def start(config: OpenAIJobConfig, settings: Settings, registry: Registry) -> di
     run_id = new_id("run")
     run_dir = settings.data_dir / "runs" / run_id
     run_dir.mkdir(parents=True)
-    run = registry.create_run("openai", asdict(config), run_dir, status="queued", run_id=run_id)
+    run = registry.create_run("openai", config.model_dump(), run_dir, status="queued", run_id=run_id, owner=owner)
     try:
         files = {}
         for role, path in (("training_file", config.train_file), ("validation_file", config.validation_file)):
@@ -126,14 +136,14 @@ def start(config: OpenAIJobConfig, settings: Settings, registry: Registry) -> di
         error = _explained(exc, settings, config.model)
         registry.update_run(run_id, status="failed", error=str(error))
         raise error from None
-    return registry.update_run(run["id"], config={**asdict(config), **files, "job_id": job.id},
+    return registry.update_run(run["id"], config={**config.model_dump(), **files, "job_id": job.id},
                                status=RUNNING.get(job.status, "queued"))
 
 
-def _new_events(api, job_id: str, seen: set[str]) -> list:
+async def _new_events(api, job_id: str, seen: set[str]) -> list:
     """Events not seen yet, oldest first (the API lists newest first)."""
     fresh = []
-    for event in api.fine_tuning.jobs.list_events(job_id, limit=100):  # pages on until a seen event
+    async for event in api.fine_tuning.jobs.list_events(job_id, limit=100):  # pages on until a seen event
         if event.id in seen:
             break
         fresh.append(event)
@@ -156,49 +166,55 @@ def _as_events(event) -> list[dict]:
     return [{"type": "message", "level": event.level, "message": event.message, "time": event.created_at}]
 
 
-def follow(run: dict, registry: Registry, settings: Settings, poll: float = 2.0) -> Iterator[dict]:
-    """Yield the job's progress until it finishes, keeping the registry in step (blocking: run in a thread)."""
+async def follow(run: dict, registry: Registry, settings: Settings, poll: float = 2.0) -> AsyncIterator[dict]:
+    """Yield the job's progress until it finishes, keeping the registry in step. Asynchronous: waiting on the
+    provider holds no thread, so many followers cost nothing while they wait."""
     import openai
 
-    api, job_id = client(settings), run["config"]["job_id"]
+    api, job_id = client(settings, asynchronous=True), run["config"]["job_id"]
     seen: set[str] = set()
     checkpoints: set[str] = set()
     status, pause, last = None, poll, {}
-    while True:
-        try:
-            job = api.fine_tuning.jobs.retrieve(job_id)
-            events = [e for event in _new_events(api, job_id, seen) for e in _as_events(event)]
-            fresh_checkpoints = [c for c in api.fine_tuning.jobs.checkpoints.list(job_id) if c.id not in checkpoints]
-        except (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError,
-                openai.InternalServerError) as exc:  # the client already retried: wait longer, keep the job
-            yield {"type": "message", "level": "warning",
-                   "message": f"{_explained(exc, settings, run['config']['model'])} Retrying in {pause:.0f} s."}
-            time.sleep(pause)
-            pause = min(pause * 2, MAX_PAUSE)
-            continue
-        except openai.OpenAIError as exc:  # a rejected key, say: stop following, the job itself carries on
-            error = _explained(exc, settings, run["config"]["model"])
-            registry.update_run(run["id"], error=f"Lost track of the job: {error}")
-            yield {"type": "error", "message": f"{error} The job itself may still be running: fix this and open "
-                                               f"the chat again, or run `tutor jobs show {run['id']}`."}
+    try:
+        while True:
+            try:
+                job = await api.fine_tuning.jobs.retrieve(job_id)
+                events = [e for event in await _new_events(api, job_id, seen) for e in _as_events(event)]
+                fresh_checkpoints = [c async for c in api.fine_tuning.jobs.checkpoints.list(job_id)
+                                     if c.id not in checkpoints]
+            except (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError,
+                    openai.InternalServerError) as exc:  # the client already retried: wait longer, keep the job
+                yield {"type": "message", "level": "warning",
+                       "message": f"{_explained(exc, settings, run['config']['model'])} Retrying in {pause:.0f} s."}
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, MAX_PAUSE)
+                continue
+            except openai.OpenAIError as exc:  # a rejected key, say: stop following, the job itself carries on
+                error = _explained(exc, settings, run["config"]["model"])
+                await asyncio.to_thread(registry.update_run, run["id"], error=f"Lost track of the job: {error}")
+                yield {"type": "error", "message": f"{error} The job itself may still be running: fix this and open "
+                                                   f"the chat again, or run `tutor jobs show {run['id']}`."}
+                return
+            pause = poll
+            for event in events:
+                last[event["type"]] = event
+                yield event
+            for checkpoint in sorted(fresh_checkpoints, key=lambda c: c.step_number):
+                checkpoints.add(checkpoint.id)
+                yield {"type": "checkpoint", "step": checkpoint.step_number,
+                       "model": checkpoint.fine_tuned_model_checkpoint}
+            if job.status != status:
+                status = job.status
+                if status in RUNNING:
+                    await asyncio.to_thread(registry.update_run, run["id"], status=RUNNING[status])
+                yield {"type": "status", "status": status}
+            if job.status in RUNNING:
+                await asyncio.sleep(poll)
+                continue
+            yield await asyncio.to_thread(_finish, run, job, registry, last)
             return
-        pause = poll
-        for event in events:
-            last[event["type"]] = event
-            yield event
-        for checkpoint in sorted(fresh_checkpoints, key=lambda c: c.step_number):
-            checkpoints.add(checkpoint.id)
-            yield {"type": "checkpoint", "step": checkpoint.step_number, "model": checkpoint.fine_tuned_model_checkpoint}
-        if job.status != status:
-            status = job.status
-            if status in RUNNING:
-                registry.update_run(run["id"], status=RUNNING[status])
-            yield {"type": "status", "status": status}
-        if job.status in RUNNING:
-            time.sleep(poll)
-            continue
-        yield _finish(run, job, registry, last)
-        return
+    finally:
+        await api.close()
 
 
 def _finish(run: dict, job, registry: Registry, last: dict) -> dict:

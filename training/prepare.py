@@ -50,7 +50,7 @@ class PrepareReport:
         out = [f"Read **{self.rows_read:,}** rows from `{self.source}`: {self.usable:,} usable, "
                f"{self.duplicates:,} duplicates removed, {self.skipped:,} skipped as malformed.", "",
                "| split | examples | file |", "| --- | --- | --- |"]
-        out += [f"| {split} | {self.written[split]} | `{self.files[split]}` |" for split in SPLITS]
+        out += [f"| {split} | {self.written[split]} | `{Path(self.files[split]).name}` |" for split in SPLITS]
         out += [f"- {note}" for note in self.notes]
         if self.problems:
             shown = self.problems[:10]
@@ -91,8 +91,9 @@ def _chat_jsonl_examples(path: Path, report: PrepareReport) -> Iterator[tuple[in
         yield fingerprint(user, ""), example
 
 
-def _recipe_examples(path: Path, report: PrepareReport, progress: Progress | None) -> Iterator[tuple[int, Recipe]]:
-    for item in read_recipenlg_csv(path, progress=progress):
+def _recipe_examples(path: Path, report: PrepareReport, progress: Progress | None,
+                     label: str | None) -> Iterator[tuple[int, Recipe]]:
+    for item in read_recipenlg_csv(path, progress=progress, label=label):
         report.rows_read += 1
         if isinstance(item, RowProblem):
             report.skipped += 1
@@ -140,28 +141,31 @@ def split_sizes(requested: dict[str, int], available: int) -> dict[str, int]:
 
 
 def prepare(source: str | Path, out_dir: Path, *, train: int = 150, validation: int = 40, test: int = 40,
-            seed: int = 42, dedupe: bool = True, progress: Progress | None = None) -> PrepareReport:
-    """Build train/validation/test chat JSONL files from a source; see the module docstring."""
+            seed: int = 42, dedupe: bool = True, progress: Progress | None = None,
+            label: str | None = None) -> PrepareReport:
+    """Build train/validation/test chat JSONL files from a source; see the module docstring. `label` names the
+    source in the report and in errors (the learner's name for an upload, never a server path)."""
     for name, value in (("train", train), ("validation", validation), ("test", test)):
         if value < 0:
             raise ValueError(f"{name} size must be 0 or more (got {value}).")
     if train < 1:
         raise ValueError("The training split needs at least 1 example (OpenAI requires at least 10).")
     path = SAMPLE_CSV if str(source) == "sample" else Path(source)
+    label = label or ("the bundled sample" if str(source) == "sample" else path.name)
     requested = {"train": train, "validation": validation, "test": test}
-    report = PrepareReport(source=str(source), seed=seed, requested=requested)
+    report = PrepareReport(source=label, seed=seed, requested=requested)
     rng = random.Random(seed)
     if path.suffix.lower() == ".jsonl":
         if not path.is_file():
-            raise SourceError(f"{path} does not exist or is not a file.")
+            raise SourceError(f"{label} does not exist or is not a file.")
         pool = reservoir(_chat_jsonl_examples(path, report), sum(requested.values()), rng, report, dedupe)
         examples = pool
     else:
-        pool = reservoir(_recipe_examples(path, report, progress), sum(requested.values()), rng, report, dedupe)
+        pool = reservoir(_recipe_examples(path, report, progress, label), sum(requested.values()), rng, report, dedupe)
         pool.sort(key=lambda recipe: recipe.line)  # a fixed order before the seeded shuffle
         examples = [to_chat_example(recipe) for recipe in pool]
     if not examples:
-        raise SourceError(f"No usable examples in {path.name}: {report.skipped:,} rows skipped"
+        raise SourceError(f"No usable examples in {label}: {report.skipped:,} rows skipped"
                           + (f", e.g. {report.problems[0]}" if report.problems else "") + ".")
     rng.shuffle(examples)
     sizes = split_sizes(requested, len(examples))

@@ -98,22 +98,25 @@ def _open_text(path: Path) -> io.TextIOWrapper:
     return open(path, encoding="utf-8", errors="surrogateescape", newline="")
 
 
-def read_recipenlg_csv(path: Path, progress: Progress | None = None) -> Iterator[Recipe | RowProblem]:
-    """Stream a RecipeNLG-format CSV row by row, in constant memory, reporting progress every 20k rows."""
+def read_recipenlg_csv(path: Path, progress: Progress | None = None, label: str | None = None
+                       ) -> Iterator[Recipe | RowProblem]:
+    """Stream a RecipeNLG-format CSV row by row, in constant memory, reporting progress every 20k rows.
+    Problems name the file by `label` (the learner's name for an upload), else by its file name."""
     path = Path(path)
+    name = label or path.name
     if not path.is_file():
-        raise SourceError(f"{path} does not exist or is not a file.")
+        raise SourceError(f"{name} does not exist or is not a file.")
     if path.stat().st_size == 0:
-        raise SourceError(f"{path.name} is empty.")
+        raise SourceError(f"{name} is empty.")
     with _open_text(path) as handle:
         reader = csv.reader(handle)
         try:
             header = next(reader)
         except (StopIteration, csv.Error) as exc:
-            raise SourceError(f"{path.name} has no readable header line ({exc}).") from None
+            raise SourceError(f"{name} has no readable header line ({exc}).") from None
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
-            raise SourceError(f"{path.name} is not a RecipeNLG CSV: missing column(s) {', '.join(missing)} "
+            raise SourceError(f"{name} is not a RecipeNLG CSV: missing column(s) {', '.join(missing)} "
                               f"(found: {', '.join(h[:30] for h in header[:10]) or 'nothing'}).")
         title_at, ingredients_at, ner_at = (header.index(c) for c in REQUIRED_COLUMNS)
         width, total, rows = len(header), path.stat().st_size, 0

@@ -1,58 +1,179 @@
-"""The registry: one SQLite file in the data dir recording datasets, runs and models.
+"""The registry: one SQLite file in the data dir recording who owns what, and how every run stands.
 
-It survives restarts (the app re-reads it and keeps following running jobs) and never holds secrets:
-what is stored is the run's settings, status, metrics, paths and error message.
+Tables: users (accounts and roles), files (uploads, by opaque id), datasets, runs (the training
+queue included), models, comparisons (A/B answers and votes) and evaluations. Every row but a user's
+carries its owner; a query with `owner=None` spans every owner (admins, the operator's CLI). It
+survives restarts and never holds secrets: settings, statuses, metrics, paths and error messages only.
+
+Schema versions live in `PRAGMA user_version`; opening an older file migrates it in place and loses
+nothing (rows from before accounts existed belong to the local user, LOCAL_USER).
 
     python -m training.registry            # lists runs
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sqlite3
+import threading
 import time
-from contextlib import closing
+from collections.abc import Iterator
 from pathlib import Path
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 FINISHED = ("succeeded", "failed", "cancelled")
+ACTIVE = ("queued", "running")
+ROLES = ("user", "admin")
+VOTES = ("a", "b", "tie")
+LOCAL_USER = "local"  # the learner of a single-user install (no login), owner of rows from before accounts
+SCHEMA_VERSION = 2
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY, password_hash TEXT, role TEXT NOT NULL DEFAULT 'user', created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, path TEXT NOT NULL, bytes INTEGER NOT NULL,
+    purpose TEXT NOT NULL, created_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS datasets (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, files TEXT NOT NULL, report TEXT NOT NULL, created_at REAL NOT NULL);
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, files TEXT NOT NULL, report TEXT NOT NULL, created_at REAL NOT NULL,
+    owner TEXT NOT NULL DEFAULT 'local');
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, backend TEXT NOT NULL, status TEXT NOT NULL, config TEXT NOT NULL,
-    metrics TEXT NOT NULL DEFAULT '{}', run_dir TEXT NOT NULL UNIQUE, adapter_path TEXT, error TEXT, pid INTEGER,
-    created_at REAL NOT NULL, updated_at REAL NOT NULL);
+    metrics TEXT NOT NULL DEFAULT '{}', run_dir TEXT NOT NULL UNIQUE, adapter_path TEXT, error TEXT, handle TEXT,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, owner TEXT NOT NULL DEFAULT 'local', queued_at REAL,
+    started_at REAL);
 CREATE TABLE IF NOT EXISTS models (
     id TEXT PRIMARY KEY, run_id TEXT REFERENCES runs(id), kind TEXT NOT NULL, location TEXT NOT NULL,
-    base_model TEXT NOT NULL, created_at REAL NOT NULL);
+    base_model TEXT NOT NULL, created_at REAL NOT NULL, owner TEXT NOT NULL DEFAULT 'local');
 CREATE TABLE IF NOT EXISTS comparisons (
     id TEXT PRIMARY KEY, a_label TEXT NOT NULL, b_label TEXT NOT NULL, prompt TEXT NOT NULL, a_answer TEXT NOT NULL,
-    b_answer TEXT NOT NULL, stats TEXT NOT NULL DEFAULT '{}', vote TEXT, created_at REAL NOT NULL);
+    b_answer TEXT NOT NULL, stats TEXT NOT NULL DEFAULT '{}', vote TEXT, created_at REAL NOT NULL,
+    owner TEXT NOT NULL DEFAULT 'local');
+CREATE TABLE IF NOT EXISTS evaluations (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, run_id TEXT, summary TEXT NOT NULL, results_dir TEXT NOT NULL,
+    created_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_queue ON runs (status, queued_at);
 """
-_JSON_COLUMNS = ("files", "report", "config", "metrics", "stats")
-VOTES = ("a", "b", "tie")
+# Version 1 (before accounts) had no owners, users, files, evaluations or queue times.
+_MIGRATE_1_TO_2 = [
+    *(f"ALTER TABLE {table} ADD COLUMN owner TEXT NOT NULL DEFAULT 'local'"
+      for table in ("datasets", "runs", "models", "comparisons")),
+    "ALTER TABLE runs RENAME COLUMN pid TO handle",  # what the launcher knows a trainer by (a pid, locally)
+    "ALTER TABLE runs ADD COLUMN queued_at REAL",
+    "ALTER TABLE runs ADD COLUMN started_at REAL",
+    "UPDATE runs SET queued_at = created_at, started_at = CASE WHEN status = 'queued' THEN NULL ELSE created_at END",
+]
+_JSON_COLUMNS = ("files", "report", "config", "metrics", "stats", "summary")
+
+
+class RegistryError(Exception):
+    """The registry cannot be read or written; the message says why and what to do, for the learner."""
 
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
-class Registry:
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db, db:
-            db.executescript(SCHEMA)
+def _owned(owner: str | None) -> tuple[str, tuple]:
+    """A WHERE clause for "rows of this owner", or for every row when owner is None."""
+    return ("owner = ?", (owner,)) if owner is not None else ("1 = 1", ())
 
-    def _connect(self) -> sqlite3.Connection:
-        # A short-lived connection per call: safe from any thread or process, WAL for concurrent readers.
-        db = sqlite3.connect(self.path, timeout=30)
+
+class Registry:
+    def __init__(self, path: Path, timeout: float = 30.0):
+        self.path = Path(path)
+        self.timeout = timeout
+        self._local = threading.local()  # the connection of an open `locked()` block, per thread
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connection() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if version < SCHEMA_VERSION and "runs" in tables:  # a file from before accounts: migrate in place
+                for statement in _MIGRATE_1_TO_2:
+                    db.execute(statement)
+            for statement in SCHEMA.split(";"):  # executescript would commit our transaction
+                db.execute(statement)
+            if version < SCHEMA_VERSION and "runs" in tables:
+                self._adopt_evaluations(db)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # --- connections --------------------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)  # explicit transactions
         db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA journal_mode=WAL")  # concurrent readers while a trainer writes
         return db
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """The open `locked()` transaction's connection, or a short-lived one (safe from any thread or
+        process). SQLite's failures become one RegistryError sentence."""
+        held = getattr(self._local, "db", None)
+        try:
+            if held is not None:
+                yield held
+                return
+            with contextlib.closing(self._open()) as db:
+                db.execute("BEGIN")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:  # locked, damaged, unwritable
+            raise self._explain(exc) from None
+
+    def _adopt_evaluations(self, db: sqlite3.Connection) -> None:
+        """Evaluations written before the registry listed them (DATA_DIR/evals/*/summary.json) join it."""
+        for summary in sorted((self.path.parent / "evals").glob("*/summary.json")):
+            try:
+                systems = json.loads(summary.read_text()).get("systems", {})
+            except (OSError, ValueError):
+                continue  # unreadable: it stays on disk, unlisted
+            db.execute("INSERT OR IGNORE INTO evaluations VALUES (?, ?, NULL, ?, ?, ?)",
+                       (summary.parent.name, LOCAL_USER, json.dumps(systems), str(summary.parent),
+                        summary.stat().st_mtime))
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator["Registry"]:
+        """One write transaction for a block of calls on this thread: no other process writes meanwhile
+        (the training queue takes it to count running jobs and start the next ones atomically)."""
+        if getattr(self._local, "db", None) is not None:  # already inside: one transaction
+            yield self
+            return
+        try:
+            db = self._open()
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            raise self._explain(exc) from None
+        self._local.db = db
+        try:
+            yield self
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            db.execute("COMMIT")
+        finally:
+            self._local.db = None
+            db.close()
+
+    def _explain(self, exc: sqlite3.DatabaseError) -> RegistryError:
+        text = str(exc).lower()
+        if "locked" in text or "busy" in text:
+            return RegistryError(f"The registry is busy: another process held it for over {self.timeout:.0f} s. "
+                                 "Try again in a moment.")
+        if "not a database" in text or "malformed" in text or "corrupt" in text:
+            return RegistryError("The registry file (registry.sqlite in the data dir) is damaged. Move it aside and "
+                                 "restart to begin a new one; datasets and runs on disk are kept.")
+        if "readonly" in text or "unable to open" in text or "disk" in text:
+            return RegistryError("The registry file (registry.sqlite in the data dir) can't be written: check the "
+                                 "data dir's permissions and free space.")
+        return RegistryError(f"The registry failed ({exc}).")
 
     @staticmethod
     def _row(row: sqlite3.Row | None) -> dict | None:
@@ -64,34 +185,86 @@ class Registry:
                 data[column] = json.loads(data[column])
         return data
 
-    def _write(self, sql: str, params: tuple) -> None:
-        with closing(self._connect()) as db, db:
-            db.execute(sql, params)
+    def _write(self, sql: str, params: tuple = ()) -> int:
+        with self._connection() as db:
+            return db.execute(sql, params).rowcount
 
     def _read(self, sql: str, params: tuple = ()) -> list[dict]:
-        with closing(self._connect()) as db:
+        with self._connection() as db:
             return [self._row(r) for r in db.execute(sql, params).fetchall()]
 
-    # datasets
-    def add_dataset(self, name: str, files: dict[str, str], report: dict) -> str:
-        dataset_id = new_id("ds")
-        self._write("INSERT INTO datasets VALUES (?, ?, ?, ?, ?)",
-                    (dataset_id, name, json.dumps(files), json.dumps(report), time.time()))
+    def _one(self, sql: str, params: tuple = ()) -> dict | None:
+        found = self._read(sql, params)
+        return found[0] if found else None
+
+    # --- users --------------------------------------------------------------------------------------
+
+    def add_user(self, name: str, password_hash: str | None, role: str = "user") -> dict:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}")
+        with self._connection() as db:
+            if db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+                raise ValueError(f"User '{name}' exists already.")
+            db.execute("INSERT INTO users VALUES (?, ?, ?, ?)", (name, password_hash, role, time.time()))
+        return self.user(name)
+
+    def user(self, name: str) -> dict | None:
+        return self._one("SELECT * FROM users WHERE name = ?", (name,))
+
+    def users(self) -> list[dict]:
+        return self._read("SELECT * FROM users ORDER BY name")
+
+    def remove_user(self, name: str) -> bool:
+        return self._write("DELETE FROM users WHERE name = ?", (name,)) > 0
+
+    # --- uploaded files -----------------------------------------------------------------------------
+
+    def add_file(self, owner: str, name: str, path: Path, purpose: str, file_id: str | None = None) -> dict:
+        file_id = file_id or new_id("file")
+        self._write("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (file_id, owner, name, str(path), Path(path).stat().st_size, purpose, time.time()))
+        return self.file(file_id)
+
+    def file(self, file_id: str, owner: str | None = None) -> dict | None:
+        where, params = _owned(owner)
+        return self._one(f"SELECT * FROM files WHERE id = ? AND {where}", (file_id, *params))
+
+    def files(self, owner: str | None = None, purpose: str | None = None) -> list[dict]:
+        where, params = _owned(owner)
+        if purpose is not None:
+            where, params = f"{where} AND purpose = ?", (*params, purpose)
+        return self._read(f"SELECT * FROM files WHERE {where} ORDER BY created_at DESC", params)
+
+    # --- datasets -----------------------------------------------------------------------------------
+
+    def add_dataset(self, name: str, files: dict[str, str], report: dict, owner: str = LOCAL_USER,
+                    dataset_id: str | None = None) -> str:
+        dataset_id = dataset_id or new_id("ds")
+        self._write("INSERT INTO datasets (id, name, files, report, created_at, owner) VALUES (?, ?, ?, ?, ?, ?)",
+                    (dataset_id, name, json.dumps(files), json.dumps(report), time.time(), owner))
         return dataset_id
 
-    def datasets(self) -> list[dict]:
-        return self._read("SELECT * FROM datasets ORDER BY created_at DESC")
+    def dataset(self, dataset_id: str, owner: str | None = None) -> dict | None:
+        where, params = _owned(owner)
+        return self._one(f"SELECT * FROM datasets WHERE id = ? AND {where}", (dataset_id, *params))
 
-    # runs
+    def datasets(self, owner: str | None = None) -> list[dict]:
+        where, params = _owned(owner)
+        return self._read(f"SELECT * FROM datasets WHERE {where} ORDER BY created_at DESC", params)
+
+    # --- runs ---------------------------------------------------------------------------------------
+
     def create_run(self, backend: str, config: dict, run_dir: Path, status: str = "queued",
-                   run_id: str | None = None) -> dict:
+                   run_id: str | None = None, owner: str = LOCAL_USER) -> dict:
         run_id = run_id or new_id("run")
         now = time.time()
-        self._write("INSERT INTO runs (id, backend, status, config, run_dir, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)", (run_id, backend, status, json.dumps(config), str(run_dir), now, now))
+        self._write("INSERT INTO runs (id, backend, status, config, run_dir, created_at, updated_at, owner, queued_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, backend, status, json.dumps(config), str(run_dir), now, now, owner, now))
         return self.run(run_id)
 
-    def update_run(self, run_id: str, **fields) -> dict:
+    def update_run(self, run_id: str, *, only_if: tuple[str, ...] | None = None, **fields) -> dict | None:
+        """Set fields of a run; with `only_if`, only while its status is one of those (then None if it was not)."""
         if "status" in fields and fields["status"] not in STATUSES:
             raise ValueError(f"unknown status {fields['status']}")
         for column in _JSON_COLUMNS:
@@ -99,48 +272,81 @@ class Registry:
                 fields[column] = json.dumps(fields[column])
         fields["updated_at"] = time.time()
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        self._write(f"UPDATE runs SET {assignments} WHERE id = ?", (*fields.values(), run_id))
-        return self.run(run_id)
+        condition, params = "", ()
+        if only_if is not None:
+            condition, params = f" AND status IN ({', '.join('?' * len(only_if))})", only_if
+        changed = self._write(f"UPDATE runs SET {assignments} WHERE id = ?{condition}",
+                              (*fields.values(), run_id, *params))
+        return self.run(run_id) if changed or only_if is None else None
 
-    def run(self, run_id: str) -> dict | None:
-        found = self._read("SELECT * FROM runs WHERE id = ?", (run_id,))
-        return found[0] if found else None
+    def run(self, run_id: str, owner: str | None = None) -> dict | None:
+        where, params = _owned(owner)
+        return self._one(f"SELECT * FROM runs WHERE id = ? AND {where}", (run_id, *params))
 
-    def runs(self) -> list[dict]:
-        return self._read("SELECT * FROM runs ORDER BY created_at DESC")
+    def runs(self, owner: str | None = None, status: tuple[str, ...] | None = None,
+             backend: str | None = None) -> list[dict]:
+        where, params = _owned(owner)
+        if status is not None:
+            where, params = f"{where} AND status IN ({', '.join('?' * len(status))})", (*params, *status)
+        if backend is not None:
+            where, params = f"{where} AND backend = ?", (*params, backend)
+        return self._read(f"SELECT * FROM runs WHERE {where} ORDER BY created_at DESC", params)
 
-    # models
-    def add_model(self, run_id: str, kind: str, location: str, base_model: str) -> str:
+    # --- models -------------------------------------------------------------------------------------
+
+    def add_model(self, run_id: str, kind: str, location: str, base_model: str, owner: str | None = None) -> str:
+        """The run's result; it belongs to the run's owner unless told otherwise."""
+        if owner is None:
+            owner = (self.run(run_id) or {}).get("owner", LOCAL_USER)
         model_id = new_id("model")
-        self._write("INSERT INTO models VALUES (?, ?, ?, ?, ?, ?)",
-                    (model_id, run_id, kind, location, base_model, time.time()))
+        self._write("INSERT INTO models (id, run_id, kind, location, base_model, created_at, owner) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", (model_id, run_id, kind, location, base_model, time.time(), owner))
         return model_id
 
-    def models(self) -> list[dict]:
-        return self._read("SELECT * FROM models ORDER BY created_at DESC")
+    def models(self, owner: str | None = None) -> list[dict]:
+        where, params = _owned(owner)
+        return self._read(f"SELECT * FROM models WHERE {where} ORDER BY created_at DESC", params)
 
-    # A/B comparisons and the learner's votes
+    # --- A/B comparisons and the learner's votes ----------------------------------------------------
+
     def add_comparison(self, a_label: str, b_label: str, prompt: str, a_answer: str, b_answer: str,
-                       stats: dict) -> str:
+                       stats: dict, owner: str = LOCAL_USER) -> str:
         comparison_id = new_id("ab")
-        self._write("INSERT INTO comparisons VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
-                    (comparison_id, a_label, b_label, prompt, a_answer, b_answer, json.dumps(stats), time.time()))
+        self._write("INSERT INTO comparisons (id, a_label, b_label, prompt, a_answer, b_answer, stats, vote, created_at, "
+                    "owner) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                    (comparison_id, a_label, b_label, prompt, a_answer, b_answer, json.dumps(stats), time.time(), owner))
         return comparison_id
 
-    def vote(self, comparison_id: str, vote: str) -> dict:
-        """Record (or change) the vote of one comparison; returns the tally for its pair of systems."""
+    def vote(self, comparison_id: str, vote: str, owner: str | None = None) -> dict:
+        """Record (or change) the vote of one of the owner's comparisons; returns the owner's tally for its pair."""
         if vote not in VOTES:
             raise ValueError(f"vote must be one of {VOTES}")
-        found = self._read("SELECT a_label, b_label FROM comparisons WHERE id = ?", (comparison_id,))
-        if not found:
-            raise ValueError(f"No comparison '{comparison_id}' in this registry: the vote was not recorded.")
-        self._write("UPDATE comparisons SET vote = ? WHERE id = ?", (vote, comparison_id))
-        return self.tally(found[0]["a_label"], found[0]["b_label"])
+        where, params = _owned(owner)
+        with self._connection() as db:
+            found = db.execute(f"SELECT a_label, b_label, owner FROM comparisons WHERE id = ? AND {where}",
+                               (comparison_id, *params)).fetchone()
+            if found is None:
+                raise ValueError(f"No comparison '{comparison_id}' of yours: the vote was not recorded.")
+            db.execute("UPDATE comparisons SET vote = ? WHERE id = ?", (vote, comparison_id))
+        return self.tally(found["a_label"], found["b_label"], found["owner"])
 
-    def tally(self, a_label: str, b_label: str) -> dict:
-        rows = self._read("SELECT vote, COUNT(*) AS n FROM comparisons WHERE a_label = ? AND b_label = ? "
-                          "AND vote IS NOT NULL GROUP BY vote", (a_label, b_label))
+    def tally(self, a_label: str, b_label: str, owner: str | None = None) -> dict:
+        where, params = _owned(owner)
+        rows = self._read(f"SELECT vote, COUNT(*) AS n FROM comparisons WHERE a_label = ? AND b_label = ? "
+                          f"AND vote IS NOT NULL AND {where} GROUP BY vote", (a_label, b_label, *params))
         return {vote: next((r["n"] for r in rows if r["vote"] == vote), 0) for vote in VOTES}
+
+    # --- evaluations --------------------------------------------------------------------------------
+
+    def add_evaluation(self, owner: str, run_id: str | None, summary: dict, results_dir: Path) -> str:
+        evaluation_id = new_id("eval")
+        self._write("INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?)",
+                    (evaluation_id, owner, run_id, json.dumps(summary), str(results_dir), time.time()))
+        return evaluation_id
+
+    def evaluations(self, owner: str | None = None) -> list[dict]:
+        where, params = _owned(owner)
+        return self._read(f"SELECT * FROM evaluations WHERE {where} ORDER BY created_at DESC", params)
 
 
 def registry_for(settings) -> Registry:
@@ -148,7 +354,7 @@ def registry_for(settings) -> Registry:
 
 
 if __name__ == "__main__":
-    from assistant.settings import get_settings
+    import sys
 
-    for run in registry_for(get_settings()).runs():
-        print(run["id"], run["status"], run["backend"], run["metrics"])
+    for run in Registry(Path(sys.argv[1] if len(sys.argv) > 1 else ".tutor-data/registry.sqlite")).runs():
+        print(run["id"], run["owner"], run["status"], run["backend"], run["metrics"])

@@ -3,11 +3,15 @@
 The report has:
 - format errors by the cookbook's keys (data_type, missing_messages_list, message_missing_key,
   message_unrecognized_key, unrecognized_role, missing_content, example_missing_assistant_message)
-  plus invalid_json, each with the line numbers where it happened;
+  plus invalid_json, each with how many examples had it and the first line numbers;
 - warnings: examples without a system or user message, examples over the context limit;
 - token statistics per example (total and assistant tokens: min, max, mean, median, p10, p90),
   counted with tiktoken for OpenAI models or the local model's tokenizer and chat template;
 - the cookbook's epoch heuristic and billed-token estimate, priced per 1M training tokens.
+
+The file is streamed and memory stays bounded whatever its size: counts are exact, line numbers are kept
+for the first KEPT_LINES of each kind, and percentiles come from a seeded sample of SAMPLE_SIZE examples
+(exact below that size).
 
     tutor validate FILE.jsonl [--json] [--model gpt-4o-mini|local] [--price 3.0]
 """
@@ -15,6 +19,7 @@ The report has:
 from __future__ import annotations
 
 import json
+import random
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -32,7 +37,9 @@ TARGET_EPOCHS, MIN_TARGET_EXAMPLES, MAX_TARGET_EXAMPLES, MIN_DEFAULT_EPOCHS, MAX
 DEFAULT_CONTEXT_LIMIT = 16_385
 CONTEXT_LIMITS = {"gpt-4o-mini": 65_536, "gpt-4o": 65_536, "gpt-4.1": 65_536, "gpt-3.5-turbo": 16_385}
 DEFAULT_PRICE_PER_MILLION = 3.00  # gpt-4o-mini training, USD per 1M tokens at the time of writing: check the pricing page
-MAX_SHOWN_LINES = 20
+KEPT_LINES = 20  # line numbers kept (and shown) per error or warning kind
+KEPT_DETAILS = 20  # lines whose JSON/UTF-8 problem is described
+SAMPLE_SIZE = 100_000  # token lengths kept for percentiles and the histogram
 
 
 def example_errors(example) -> list[str]:
@@ -88,14 +95,50 @@ class Distribution:
     p10: float
     p90: float
 
-    @classmethod
-    def of(cls, values: list[int]) -> "Distribution | None":
-        if not values:
+
+@dataclass
+class Found:
+    """How many examples had one kind of problem, and the first KEPT_LINES of their line numbers."""
+
+    count: int = 0
+    lines: list[int] = field(default_factory=list)
+
+    def add(self, line: int) -> None:
+        self.count += 1
+        if len(self.lines) < KEPT_LINES:
+            self.lines.append(line)
+
+    def shown(self) -> str:
+        more = self.count - len(self.lines)
+        return ", ".join(map(str, self.lines)) + (f" and {more:,} more" if more else "")
+
+
+class LengthStats:
+    """Exact count, sum, min, max and mean of a stream of lengths, with a seeded sample for percentiles."""
+
+    def __init__(self, seed: int = 0):
+        self.count = self.total = 0
+        self.low, self.high = None, None
+        self.sample: list[int] = []
+        self._rng = random.Random(seed)
+
+    def add(self, value: int) -> None:
+        self.count += 1
+        self.total += value
+        self.low = value if self.low is None else min(self.low, value)
+        self.high = value if self.high is None else max(self.high, value)
+        if len(self.sample) < SAMPLE_SIZE:
+            self.sample.append(value)
+        elif (slot := self._rng.randrange(self.count)) < SAMPLE_SIZE:
+            self.sample[slot] = value
+
+    def distribution(self) -> "Distribution | None":
+        if not self.count:
             return None
-        ordered = sorted(values)
+        ordered = sorted(self.sample)
         deciles = statistics.quantiles(ordered, n=10, method="inclusive") if len(ordered) > 1 else [ordered[0]] * 9
-        return cls(ordered[0], ordered[-1], round(statistics.fmean(ordered), 1), statistics.median(ordered),
-                   round(deciles[0], 1), round(deciles[-1], 1))
+        return Distribution(self.low, self.high, round(self.total / self.count, 1), statistics.median(ordered),
+                            round(deciles[0], 1), round(deciles[-1], 1))
 
 
 @dataclass
@@ -104,11 +147,11 @@ class ValidationReport:
     tokenizer: str
     examples: int = 0
     valid_examples: int = 0
-    errors: dict[str, list[int]] = field(default_factory=dict)
+    errors: dict[str, Found] = field(default_factory=dict)
     error_details: dict[int, str] = field(default_factory=dict)
-    missing_system: list[int] = field(default_factory=list)
-    missing_user: list[int] = field(default_factory=list)
-    over_context_limit: list[int] = field(default_factory=list)
+    missing_system: Found = field(default_factory=Found)
+    missing_user: Found = field(default_factory=Found)
+    over_context_limit: Found = field(default_factory=Found)
     context_limit: int = DEFAULT_CONTEXT_LIMIT
     total_tokens: Distribution | None = None
     assistant_tokens: Distribution | None = None
@@ -117,7 +160,7 @@ class ValidationReport:
     billed_tokens: int = 0
     price_per_million: float = DEFAULT_PRICE_PER_MILLION
     estimated_cost: float = 0.0
-    example_lengths: list[int] = field(default_factory=list, repr=False)
+    example_lengths: list[int] = field(default_factory=list, repr=False)  # all, or a seeded sample of SAMPLE_SIZE
 
     @property
     def ok(self) -> bool:
@@ -131,22 +174,18 @@ class ValidationReport:
         return data
 
     def as_markdown(self) -> str:
-        def lines(numbers: list[int]) -> str:
-            shown = ", ".join(map(str, numbers[:MAX_SHOWN_LINES]))
-            return shown + (f" and {len(numbers) - MAX_SHOWN_LINES} more" if len(numbers) > MAX_SHOWN_LINES else "")
-
         out = [f"**{Path(self.path).name}**: {self.examples} examples, {self.valid_examples} well-formed "
                f"(tokens counted with {self.tokenizer}).", ""]
         if self.errors:
             out += ["| format error | examples | lines |", "| --- | --- | --- |"]
-            out += [f"| {key} | {len(found)} | {lines(found)} |" for key, found in self.errors.items()]
+            out += [f"| {key} | {found.count:,} | {found.shown()} |" for key, found in self.errors.items()]
             detailed = list(self.error_details.items())[:5]
             out += [""] + [f"- line {line}: {detail}" for line, detail in detailed] + [""]
         else:
             out += ["No format errors found.", ""]
         warnings = [("missing a system message", self.missing_system), ("missing a user message", self.missing_user),
                     (f"over the {self.context_limit:,}-token context limit (will be truncated)", self.over_context_limit)]
-        out += [f"- ⚠️ {len(found)} example(s) {what}: lines {lines(found)}" for what, found in warnings if found]
+        out += [f"- ⚠️ {found.count:,} example(s) {what}: lines {found.shown()}" for what, found in warnings if found.count]
         if self.total_tokens:
             out += ["", "| tokens per example | min | p10 | median | mean | p90 | max |", "| --- | --- | --- | --- | --- | --- | --- |"]
             for label, dist in (("total", self.total_tokens), ("assistant", self.assistant_tokens)):
@@ -174,34 +213,35 @@ def validate_examples(lines: Iterable[tuple[int, object | None, str | None]], co
                       price_per_million: float = DEFAULT_PRICE_PER_MILLION) -> ValidationReport:
     report = ValidationReport(path=path, tokenizer=tokenizer, context_limit=context_limit,
                               price_per_million=price_per_million)
-    errors: dict[str, list[int]] = defaultdict(list)
-    totals, assistants = [], []
+    errors: dict[str, Found] = defaultdict(Found)
+    totals, assistants = LengthStats(), LengthStats()
     for number, example, problem in lines:
         report.examples += 1
         if problem:
-            errors["invalid_json"].append(number)
-            report.error_details[number] = problem
+            errors["invalid_json"].add(number)
+            if len(report.error_details) < KEPT_DETAILS:
+                report.error_details[number] = problem
             continue
         found = example_errors(example)
         for key in found:
-            errors[key].append(number)
+            errors[key].add(number)
         if found:
             continue
         report.valid_examples += 1
         roles = {m.get("role") for m in example["messages"]}
         if "system" not in roles:
-            report.missing_system.append(number)
+            report.missing_system.add(number)
         if "user" not in roles:
-            report.missing_user.append(number)
+            report.missing_user.add(number)
         total, assistant = counter(example["messages"])
         if total > context_limit:
-            report.over_context_limit.append(number)
-        totals.append(total)
-        assistants.append(assistant)
+            report.over_context_limit.add(number)
+        totals.add(total)
+        assistants.add(assistant)
+        report.tokens_in_dataset += min(context_limit, total)
     report.errors = {key: errors[key] for key in ERROR_KEYS if key in errors}
-    report.total_tokens, report.assistant_tokens = Distribution.of(totals), Distribution.of(assistants)
-    report.example_lengths = totals
-    report.tokens_in_dataset = sum(min(context_limit, t) for t in totals)
+    report.total_tokens, report.assistant_tokens = totals.distribution(), assistants.distribution()
+    report.example_lengths = totals.sample
     report.epochs = default_epochs(report.valid_examples)
     report.billed_tokens = report.epochs * report.tokens_in_dataset
     report.estimated_cost = report.billed_tokens / 1e6 * price_per_million

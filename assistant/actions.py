@@ -1,0 +1,153 @@
+"""Action buttons the server can trust: every payload is checked before any work, every id resolved for its learner.
+
+A browser can call any action name with any payload (Chainlit builds the action from the client's JSON),
+so each callback declares its payload as a pydantic model: opaque ids and simple values, each with its
+type and range, nothing else (strict: no "5" for 5, no NaN or Infinity, no unknown keys). Ids are then
+looked up in the registry for the chat's learner only; the payload never names a path, a URL or a
+command. A payload that does not fit gets one refusal message and changes nothing.
+
+    @action("cancel_run", RunRef)
+    async def on_cancel_run(request: RunRef, learner: Learner): ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal
+
+import chainlit as cl
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+from assistant.accounts import LOCAL_LEARNER, Learner
+from assistant.errors import TutorError
+from assistant.settings import get_settings
+from training.config import ConfigError
+from training.registry import RegistryError, registry_for
+
+log = logging.getLogger(__name__)
+
+REFUSED = "⚠️ That button's data was not what this app sent, so I did nothing."
+UNEXPECTED = "⚠️ Something went wrong on my side (the details are in the server log). Nothing was lost."
+
+
+def _id(prefix: str):
+    return Annotated[str, StringConstraints(pattern=rf"^{prefix}-[A-Za-z0-9-]{{1,64}}$")]
+
+
+RunId, DatasetId, FileId, ComparisonId = _id("run"), _id("ds"), _id("file"), _id("ab")
+Size = Annotated[int, Field(ge=0, le=1_000_000)]
+Setting = int | float | Annotated[str, StringConstraints(max_length=128)] | Annotated[
+    list[Annotated[str, StringConstraints(max_length=64)]], Field(max_length=64)]
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+class NoPayload(Payload):
+    pass
+
+
+class RunRef(Payload):
+    run_id: RunId
+
+
+class PrepareRequest(Payload):
+    source: Literal["sample"] | FileId
+    train: Annotated[int, Field(ge=1, le=1_000_000)]
+    validation: Size
+    test: Size
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
+def _settings_of(allowed: frozenset[str]):
+    class TrainRequest(Payload):
+        dataset_id: DatasetId
+        settings: Annotated[dict[str, Setting], Field(max_length=len(allowed))] = {}
+
+        @field_validator("settings")
+        @classmethod
+        def _known(cls, value: dict) -> dict:
+            if unknown := set(value) - allowed:
+                raise ValueError(f"unknown settings {sorted(unknown)[:3]}")
+            return value
+
+    return TrainRequest
+
+
+LOCAL_SETTINGS = frozenset({"epochs", "learning_rate", "lora_r", "lora_alpha", "lora_dropout", "target_modules",
+                            "max_length", "batch_size", "gradient_accumulation", "seed", "base"})
+HOSTED_SETTINGS = frozenset({"model", "suffix", "n_epochs", "batch_size", "learning_rate_multiplier", "seed"})
+LocalTrainRequest = _settings_of(LOCAL_SETTINGS)
+HostedTrainRequest = _settings_of(HOSTED_SETTINGS)
+
+
+class CheckAnswer(Payload):
+    question: Annotated[str, StringConstraints(max_length=64)]
+    option: Annotated[str, StringConstraints(max_length=64)]
+
+
+class BaselineChoice(Payload):
+    run_id: RunId
+    baseline: Literal["rag", "base"]
+
+
+class VoteRequest(Payload):
+    id: ComparisonId
+    vote: Literal["a", "b", "tie"]
+
+
+async def current_learner() -> Learner:
+    """The chat's learner: the logged-in account (checked against the registry, so a removed account stops
+    at once), or the local learner when the app runs without logins."""
+    user = cl.user_session.get("user")
+    if user is None:
+        return LOCAL_LEARNER
+    account = await asyncio.to_thread(registry_for(get_settings()).user, user.identifier)
+    if account is None:
+        raise TutorError("Your account no longer exists on this server: ask your instructor.")
+    return Learner(account["name"], admin=account["role"] == "admin")
+
+
+async def guarded(work: Awaitable, what: str):
+    """Run chat work; an explained failure becomes its sentence in chat, anything else a log entry and a
+    generic sentence (never a stack trace in chat)."""
+    try:
+        return await work
+    except (TutorError, ConfigError, RegistryError, ValueError) as exc:
+        await cl.Message(content=f"⚠️ {exc}").send()
+    except OSError as exc:  # its text would name a server path: say what happened, not where
+        log.warning("%s failed: %s", what, exc)
+        await cl.Message(content=f"⚠️ The server could not read or write a file ({exc.strerror or 'I/O error'}). "
+                                 "Nothing was lost; try again, or tell your instructor.").send()
+    except Exception:
+        log.exception("%s failed", what)
+        await cl.Message(content=UNEXPECTED).send()
+    return None
+
+
+def action(name: str, model: type[Payload]) -> Callable:
+    """Register a Chainlit action callback whose payload must fit `model`; the handler gets
+    (request, learner, action) and runs guarded."""
+
+    def register(handler: Callable[..., Awaitable]) -> Callable:
+        @functools.wraps(handler)
+        async def callback(sent: cl.Action):
+            try:
+                request = model.model_validate(sent.payload)
+            except ValidationError as exc:
+                log.warning("Refused a forged or stale %s payload: %s", name, exc.errors()[0]["type"])
+                await cl.Message(content=REFUSED).send()
+                return None
+            learner = await guarded(current_learner(), name)
+            if learner is None:
+                return None
+            return await guarded(handler(request, learner, sent), name)
+
+        cl.action_callback(name)(callback)
+        return callback
+
+    return register

@@ -1,0 +1,190 @@
+"""Chat history: Chainlit's SQLAlchemy data layer keeps threads, messages, elements and feedback.
+
+SQLite (aiosqlite) in the data dir by default; PostgreSQL (asyncpg) when DATABASE_URL is set. The
+tables are Chainlit's documented schema, created on the first start. With logins on, a returning learner
+finds their past chats in the sidebar and can resume one; thumbs up/down land in `feedbacks`.
+
+Elements (charts, the dataset files a learner downloads) are copied into DATA_DIR/history-files by a small
+storage client and served back at /history/files/... only to the learner whose thread holds them. Object
+keys never become paths: a file's name on disk is the hash of its key.
+
+    python -m assistant.history          # create the tables and print where the history lives
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit
+
+from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
+from chainlit.data.storage_clients.base import BaseStorageClient
+
+from assistant.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FILES_ROUTE = "/history/files"
+# Thread ids come from the browser when it resumes one; in SQLite a CHECK keeps anything but a UUID out,
+# since Chainlit builds one of its queries by pasting thread ids into the SQL text.
+_UUID_SQLITE = "TEXT CHECK (length({0}) = 36 AND {0} NOT GLOB '*[^0-9a-f-]*')"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    "id" {uuid} PRIMARY KEY, "identifier" TEXT NOT NULL UNIQUE, "metadata" {json} NOT NULL, "createdAt" TEXT);
+CREATE TABLE IF NOT EXISTS threads (
+    "id" {thread_id} PRIMARY KEY, "createdAt" TEXT, "name" TEXT, "userId" {uuid}, "userIdentifier" TEXT,
+    "tags" {array}, "metadata" {json}, FOREIGN KEY ("userId") REFERENCES users("id") ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS steps (
+    "id" {uuid} PRIMARY KEY, "name" TEXT NOT NULL, "type" TEXT NOT NULL, "threadId" {uuid} NOT NULL,
+    "parentId" {uuid}, "streaming" BOOLEAN NOT NULL, "waitForAnswer" BOOLEAN, "isError" BOOLEAN, "metadata" {json},
+    "tags" {array}, "input" TEXT, "output" TEXT, "createdAt" TEXT, "command" TEXT, "start" TEXT, "end" TEXT,
+    "generation" {json}, "showInput" TEXT, "language" TEXT, "indent" INT, "defaultOpen" BOOLEAN, "autoCollapse" BOOLEAN,
+    "modes" {json},
+    FOREIGN KEY ("threadId") REFERENCES threads("id") ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS elements (
+    "id" {uuid} PRIMARY KEY, "threadId" {uuid}, "type" TEXT, "url" TEXT, "chainlitKey" TEXT, "name" TEXT NOT NULL,
+    "display" TEXT, "objectKey" TEXT, "size" TEXT, "page" INT, "language" TEXT, "forId" {uuid}, "mime" TEXT,
+    "props" {json}, "autoPlay" BOOLEAN, "playerConfig" {json},
+    FOREIGN KEY ("threadId") REFERENCES threads("id") ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS feedbacks (
+    "id" {uuid} PRIMARY KEY, "forId" {uuid} NOT NULL, "threadId" {uuid} NOT NULL, "value" INT NOT NULL,
+    "comment" TEXT, FOREIGN KEY ("threadId") REFERENCES threads("id") ON DELETE CASCADE)
+"""
+_TYPES = {
+    "sqlite": {"uuid": "TEXT", "json": "TEXT", "array": "TEXT", "thread_id": _UUID_SQLITE.format('"id"')},
+    "postgresql": {"uuid": "UUID", "json": "JSONB", "array": "TEXT[]", "thread_id": "UUID"},
+}
+# SQLite has no arrays or JSON: Chainlit's tag lists and option dicts are stored as JSON text (read back below).
+sqlite3.register_adapter(list, json.dumps)
+sqlite3.register_adapter(dict, json.dumps)
+
+
+def database_url(settings: Settings) -> str:
+    """An async SQLAlchemy URL: DATABASE_URL (a plain postgres:// one gets the asyncpg driver), else SQLite."""
+    if settings.database_url is None:
+        path = (settings.data_dir / "history.sqlite").resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{path}"
+    url = settings.database_url.get_secret_value()
+    scheme, rest = url.split("://", 1) if "://" in url else ("", url)
+    if scheme in ("postgres", "postgresql"):
+        return f"postgresql+asyncpg://{rest}"
+    return url
+
+
+class LocalFiles(BaseStorageClient):
+    """Element files in a folder of the data dir, named by the hash of their key, served by `serve_file`."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path(self, object_key: str) -> Path:
+        digest = hashlib.sha256(object_key.encode()).hexdigest()
+        return self.root / digest[:2] / digest
+
+    async def upload_file(self, object_key, data, mime="application/octet-stream", overwrite=True,
+                          content_disposition=None):
+        import asyncio
+
+        def write() -> None:
+            target = self.path(object_key)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = target.with_suffix(".tmp")
+            staging.write_bytes(data.encode() if isinstance(data, str) else data)
+            target.with_suffix(".json").write_text(json.dumps({"mime": mime, "name": object_key.rsplit("/", 1)[-1]}))
+            staging.replace(target)
+
+        await asyncio.to_thread(write)
+        return {"object_key": object_key, "url": await self.get_read_url(object_key)}
+
+    async def delete_file(self, object_key: str) -> bool:
+        target = self.path(object_key)
+        for path in (target, target.with_suffix(".json")):
+            path.unlink(missing_ok=True)
+        return True
+
+    async def get_read_url(self, object_key: str) -> str:
+        return f"{FILES_ROUTE}/{quote(object_key, safe='')}"
+
+    async def close(self) -> None:
+        return None
+
+
+class HistoryLayer(SQLAlchemyDataLayer):
+    """Chainlit's SQLAlchemy layer, reading SQLite's JSON text back into the lists and dicts it stored."""
+
+    async def get_all_user_threads(self, user_id=None, thread_id=None):
+        threads = await super().get_all_user_threads(user_id=user_id, thread_id=thread_id)
+        if threads and self.engine.dialect.name == "sqlite":
+            for thread in threads:
+                _decode(thread, "tags", "metadata")
+                for step in thread["steps"]:
+                    _decode(step, "tags", "metadata", "generation", "modes")
+                for element in thread["elements"]:
+                    _decode(element, "props")
+        return threads
+
+    async def create_schema(self) -> None:
+        from sqlalchemy import text
+
+        types = _TYPES["sqlite" if self.engine.dialect.name == "sqlite" else "postgresql"]
+        async with self.engine.begin() as connection:
+            for statement in _SCHEMA.format(**types).split(";"):
+                await connection.execute(text(statement))
+
+
+def _decode(row: dict, *keys: str) -> None:
+    for key in keys:
+        if isinstance(row.get(key), str):
+            try:
+                row[key] = json.loads(row[key])
+            except ValueError:
+                pass
+
+
+def data_layer(settings: Settings) -> HistoryLayer:
+    return HistoryLayer(conninfo=database_url(settings), storage_provider=LocalFiles(settings.data_dir / "history-files"))
+
+
+def describe(settings: Settings) -> str:
+    """Where the history lives, for logs: never the URL's credentials."""
+    parts = urlsplit(database_url(settings))
+    return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
+
+
+def serve_files(settings: Settings) -> None:
+    """Add the element-file route to Chainlit's server, ahead of its catch-all page route."""
+    from chainlit.auth import get_current_user
+    from chainlit.server import app
+    from fastapi import Depends, HTTPException
+    from fastapi.responses import FileResponse
+
+    files = LocalFiles(settings.data_dir / "history-files")
+
+    async def serve_file(key: str, user=Depends(get_current_user)):
+        object_key = unquote(key)
+        # Keys begin with the id of the thread owner's history user (Chainlit's create_element).
+        owner = object_key.split("/", 1)[0]
+        if user is not None and owner != getattr(user, "id", None):
+            raise HTTPException(status_code=404, detail="Not found")
+        target = files.path(object_key)
+        if not target.is_file():
+            raise HTTPException(status_code=404, detail="Not found")
+        meta = json.loads(target.with_suffix(".json").read_text())
+        return FileResponse(target, media_type=meta["mime"], filename=meta["name"])
+
+    app.add_api_route(f"{FILES_ROUTE}/{{key:path}}", serve_file, methods=["GET"])
+    app.router.routes.insert(0, app.router.routes.pop())  # before Chainlit's catch-all route
+
+
+if __name__ == "__main__":
+    import asyncio
+
+    from assistant.settings import get_settings
+
+    current = get_settings()
+    asyncio.run(data_layer(current).create_schema())
+    print(describe(current))

@@ -1,0 +1,58 @@
+"""Files a learner attaches in chat: checked, kept under an opaque id with their real suffix, owned.
+
+Chainlit keeps an upload in the session's temporary folder. Here it is checked (a .csv or .jsonl, at most
+TUTOR_MAX_UPLOAD_MB), copied in chunks to DATA_DIR/uploads/<id><suffix> and recorded in the registry for
+its learner. From then on only the id travels in buttons; the learner's file name is shown, never a path.
+
+    python -m assistant.uploads FILE      # how a file name is shown
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from assistant.accounts import Learner
+from assistant.errors import TutorError
+from assistant.settings import Settings
+from training.registry import Registry, new_id
+
+ACCEPTED = (".csv", ".jsonl")
+
+
+def shown_name(name: str) -> str:
+    """A client's file name made safe to show: its last part, without control or markdown characters."""
+    base = re.split(r"[\\/]", name or "")[-1]
+    cleaned = re.sub(r"[^\w .,()+-]", "_", base).strip(" .") or "file"
+    return cleaned[:80]
+
+
+def keep(registry: Registry, settings: Settings, learner: Learner, name: str, path: str) -> dict:
+    """Check and keep one upload (blocking: call it off the loop); returns its registry row."""
+    shown = shown_name(name)
+    suffix = Path(shown).suffix.lower()
+    if suffix not in ACCEPTED:
+        raise TutorError(f"I can read RecipeNLG `.csv` files and chat `.jsonl` files; `{shown}` is neither.")
+    size = Path(path).stat().st_size
+    if size > settings.max_upload_mb * 2**20:
+        raise TutorError(f"`{shown}` is {size / 2**20:,.0f} MB; files up to {settings.max_upload_mb:,} MB can be "
+                         "attached here. Prepare bigger ones on the server with `tutor prepare`.")
+    file_id = new_id("file")
+    folder = settings.data_dir / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{file_id}{suffix}"
+    staging = target.with_name(f".{target.name}.tmp")
+    try:
+        with open(path, "rb") as source, open(staging, "wb") as copy:
+            shutil.copyfileobj(source, copy, 1 << 20)
+        staging.replace(target)
+    finally:
+        staging.unlink(missing_ok=True)
+    return registry.add_file(learner.name, shown, target, purpose="dataset", file_id=file_id)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(shown_name(sys.argv[1]))
