@@ -13,7 +13,6 @@ command. A payload that does not fit gets one refusal message and changes nothin
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
@@ -134,8 +133,9 @@ def action(name: str, model: type[Payload]) -> Callable:
     (request, learner, action) and runs guarded."""
 
     def register(handler: Callable[..., Awaitable]) -> Callable:
-        @functools.wraps(handler)
-        async def callback(sent: cl.Action):
+        # Not functools.wraps: Chainlit passes arguments by the signature it finds, which must stay (action).
+        async def callback(action: cl.Action):
+            sent = action
             try:
                 request = model.model_validate(sent.payload)
             except ValidationError as exc:
@@ -147,6 +147,7 @@ def action(name: str, model: type[Payload]) -> Callable:
                 return None
             return await guarded(handler(request, learner, sent), name)
 
+        callback.__name__, callback.__doc__ = handler.__name__, handler.__doc__
         cl.action_callback(name)(callback)
         return callback
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sqlite3
+import tempfile
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
@@ -90,12 +92,16 @@ class LocalFiles(BaseStorageClient):
         import asyncio
 
         def write() -> None:
+            # A chart that grows is stored again under the same key while its previous copy may still be on its
+            # way: each write has its own staging file, and the last rename wins.
             target = self.path(object_key)
             target.parent.mkdir(parents=True, exist_ok=True)
-            staging = target.with_suffix(".tmp")
-            staging.write_bytes(data.encode() if isinstance(data, str) else data)
-            target.with_suffix(".json").write_text(json.dumps({"mime": mime, "name": object_key.rsplit("/", 1)[-1]}))
-            staging.replace(target)
+            meta = json.dumps({"mime": mime, "name": object_key.rsplit("/", 1)[-1]}).encode()
+            for final, content in ((target.with_suffix(".json"), meta),
+                                   (target, data.encode() if isinstance(data, str) else data)):
+                with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as staging:
+                    staging.write(content)
+                os.replace(staging.name, final)
 
         await asyncio.to_thread(write)
         return {"object_key": object_key, "url": await self.get_read_url(object_key)}

@@ -12,10 +12,6 @@ from __future__ import annotations
 import json
 
 
-class TooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """ASGI middleware: 413 for request bodies over `max_bytes` on paths starting with one of `paths`."""
 
@@ -31,27 +27,36 @@ class BodyLimit:
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             await self._refuse(send)
             return
-        seen, started = 0, False
+        seen, started, refused = 0, False, False
 
         async def counted_receive():
-            nonlocal seen
+            # Past the limit: answer 413 now and tell the app the client left, so it stops reading (the app may
+            # catch an error raised here and answer on its own; a disconnect it can only give up on).
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise TooLarge
+                    refused = True
+                    if not started:
+                        await self._refuse(send)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracked_send(message):
             nonlocal started
+            if refused:  # the 413 went out: whatever the app says after it is dropped
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, counted_receive, tracked_send)
-        except TooLarge:
-            if not started:
-                await self._refuse(send)
+        except Exception:
+            if not refused:
+                raise
 
     async def _refuse(self, send) -> None:
         await send({"type": "http.response.start", "status": 413,

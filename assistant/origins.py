@@ -60,7 +60,9 @@ class OriginPolicy:
             self.hosts |= {origin.split("://", 1)[1] for origin in self.extra}
             self.hosts |= {origin.split("://", 1)[1].rsplit(":", 1)[0] for origin in self.extra}  # default ports
 
-    def allows_origin(self, origin: str, host: str) -> bool:
+    def allows_origin(self, origin: str | None, host: str) -> bool:
+        if not origin:  # engineio also asks without one, to build CORS headers: none are due then
+            return False
         origin = origin.lower()
         if self.origins is None:
             return origin in (f"http://{host}", f"https://{host}")

@@ -1,6 +1,6 @@
 """Drive Chainlit handlers without a browser: a recording emitter in Chainlit's own context.
 
-    chat = open_chat()                      # inside an async test
+    chat = open_chat()                      # inside an async test; open_chat("alice") as a logged-in user
     await app.on_message(user_says("What is LoRA?"))
     chat.messages[-1]["output"]             # what the learner sees
 """
@@ -71,8 +71,10 @@ class RecordingEmitter(BaseChainlitEmitter):
         return [a for a in self.actions if a["forId"] == message_id and a["id"] not in self.removed_actions]
 
 
-def open_chat() -> RecordingEmitter:
-    session = HTTPSession(id=str(uuid.uuid4()), client_type="webapp")
+def open_chat(user: str | None = None) -> RecordingEmitter:
+    """A new chat session in this task's context: the local learner's, or a logged-in user's."""
+    session = HTTPSession(id=str(uuid.uuid4()), client_type="webapp",
+                          user=cl.User(identifier=user) if user else None)
     emitter = RecordingEmitter(session)
     context_var.set(ChainlitContext(session, emitter))
     return emitter

@@ -440,12 +440,12 @@ def main(argv: list[str] | None = None) -> int:
                     raise
                 print(message, file=sys.stderr)
                 return 2
+            finally:
+                if registry is not None and lead:
+                    start_next(registry)
     except RunBusy as exc:  # another trainer owns this run: its events and record are left alone
         print(exc, file=sys.stderr)
         return 3
-    finally:
-        if registry is not None and lead:
-            start_next(registry)
 
 
 def record_failure(run_dir: Path, registry, exc: Exception, lead: bool) -> str:

@@ -7,30 +7,22 @@ event loop, which clashes with the async tests of the main suite.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from assistant.settings import PROJECT_ROOT
-from tests.conftest import MODEL_CACHE
+from assistant.accounts import add_user
+from tests.app_process import AppProcess
+from training.registry import Registry
 
+USERS = ("alice", "bob")
+PASSWORD = "correct horse battery"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Without these, Chromium keeps trying to reach Google's services on this offline machine.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def seed_a_fine_tuned_model(data_dir: Path, embedded_model_dir: Path) -> None:
@@ -51,43 +43,32 @@ def seed_a_fine_tuned_model(data_dir: Path, embedded_model_dir: Path) -> None:
     (adapter / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "embedded"}))
     registry = Registry(data_dir / "registry.sqlite")
     registry.create_run("local", {"train_file": files["train"], "validation_file": files["validation"],
-                                  "base_model": "embedded"}, adapter.parent, status="succeeded", run_id="run-browser")
+                                  "base_model": "embedded"}, adapter.parent, status="succeeded", run_id="run-browser",
+                        owner="alice")
     registry.add_model("run-browser", "local-adapter", str(adapter), "embedded")
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory, embedded_model_dir):
-    port = free_port()
+def app(tmp_path_factory, embedded_model_dir, tiny_model_dir):
+    """The app as an instructor runs it for a class: password logins for alice and bob, chat history, and the tiny
+    model offered as a base a learner can train quickly (`/train base=tiny-llama0`)."""
     data_dir = tmp_path_factory.mktemp("app-data")
     seed_a_fine_tuned_model(data_dir, embedded_model_dir)
-    # Embedded defaults whatever the caller's shell holds. CI too: `chainlit run` with CI set exports a fake
-    # OPENAI_API_KEY, which would switch the tutor to api.openai.com.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHROMA_", "TUTOR_")) and k != "CI"}
-    env.update(TUTOR_DATA_DIR=str(data_dir), TUTOR_CACHE_DIR=str(MODEL_CACHE))
+    registry = Registry(data_dir / "registry.sqlite")
+    for name in USERS:
+        add_user(registry, name, PASSWORD)
     log = tmp_path_factory.mktemp("logs") / "chainlit.log"
-    with log.open("w") as out:
-        process = subprocess.Popen([str(Path(sys.executable).parent / "chainlit"), "run", "assistant/app.py", "--host",
-                                    "127.0.0.1", "--port", str(port), "--headless"],
-                                   cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     _APP_LOG.append(log)
-    # Up and warmed up (knowledge indexed, model loaded): answers are then bounded by generation only.
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            if "Tutor ready" in log.read_text():
-                break
-        except OSError:
-            pass
-        time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail(f"the app did not start and warm up within 300 s:\n{log.read_text()[-3000:]}")
-    yield url
-    process.terminate()
-    process.wait(timeout=20)
-    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    with AppProcess(data_dir, log=log, TUTOR_AUTH="password", TUTOR_TRAIN_BASE_MODELS=str(tiny_model_dir)) as running:
+        running.wait_until_warm()
+        running.data_dir = data_dir
+        yield running
+    assert "Traceback" not in running.log_text(), running.log_text()[-3000:]
+
+
+@pytest.fixture(scope="session")
+def app_url(app):
+    return app.url
 
 
 _APP_LOG: list[Path] = []
@@ -119,10 +100,34 @@ def browser():
         instance.close()
 
 
-@pytest.fixture
-def page(browser, app_url):
+def logged_in(browser, url: str, name: str):
+    """A browser context (its own cookies: another person's browser) logged in as `name`."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    page.goto(app_url)
+    page.goto(url)
+    page.locator("#email").fill(name)
+    page.locator("#password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign In").click()
+    page.locator("#chat-input").wait_for(timeout=60_000)
+    return context, page
+
+
+def say(page, text: str) -> None:
+    """Type and send; the first message of a chat moves the page to the thread's address, which re-renders the
+    composer and can clear what was typed just then: type again until it can be sent."""
+    deadline = time.time() + 30
+    while True:
+        page.locator("#chat-input").fill(text)
+        try:
+            page.locator("#chat-submit").click(timeout=1_000)
+            return
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: not enabled yet
+            if time.time() > deadline:
+                raise
+
+
+@pytest.fixture
+def page(browser, app_url):
+    context, page = logged_in(browser, app_url, "alice")
     yield page
     context.close()

@@ -4,6 +4,8 @@ import time
 
 import pytest
 
+from tests.browser.conftest import logged_in, say
+
 pytestmark = pytest.mark.browser
 
 
@@ -35,8 +37,7 @@ def test_the_check_starter_asks_questions_with_buttons(page):
 
 
 def test_typing_a_question_in_the_composer(page):
-    page.locator("#chat-input").fill("What is catastrophic forgetting?")
-    page.locator("#chat-submit").click()
+    say(page, "What is catastrophic forgetting?")
     answer = page.locator(".step").filter(has_text="Sources").last
     answer.wait_for(timeout=120_000)
     assert "knowledge/overfitting-and-forgetting.md" in answer.inner_text()
@@ -53,8 +54,7 @@ def test_prepare_the_recipe_dataset_from_the_sample(page):
 
 
 def open_ab_chat(page):
-    page.locator("#chat-input").fill("/compare")
-    page.locator("#chat-submit").click()
+    say(page, "/compare")
     page.get_by_role("button", name="run-browser (local-adapter)").click()
     page.get_by_role("button", name="RAG baseline (base model + 3 retrieved examples)").click()
     page.get_by_role("button", name="Try a held-out recipe").wait_for(timeout=120_000)
@@ -87,11 +87,9 @@ def streaming_sides(compare) -> int:
 
 def test_two_sessions_ab_at_the_same_time(browser, app_url):
     """Two learners share one engine, queued fairly: both sessions stream at the same time."""
-    contexts = [browser.new_context(viewport={"width": 1280, "height": 900}) for _ in range(2)]
+    contexts, pages = zip(*(logged_in(browser, app_url, "alice") for _ in range(2)))
     try:
-        pages = [context.new_page() for context in contexts]
         for page in pages:
-            page.goto(app_url)
             open_ab_chat(page)
         first, second = (try_a_held_out_recipe(page) for page in pages)
         # A side's display lags by at most one refresh (0.25 s): served one after the other, both

@@ -1,0 +1,79 @@
+"""The real app for a test: `chainlit run assistant/app.py` in its own process on a free 127.0.0.1 port.
+
+    with AppProcess(data_dir, TUTOR_AUTH="password") as app:   # app.url, app.log_text()
+        ...
+    AppProcess(data_dir, host="0.0.0.0").run_to_exit()           # (returncode, output) of a refused start
+
+The environment is the embedded defaults whatever the caller's shell holds, CI included: with CI set,
+`chainlit run` exports a fake OPENAI_API_KEY, which would switch the tutor to api.openai.com.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from assistant.settings import PROJECT_ROOT
+from tests.conftest import MODEL_CACHE
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class AppProcess:
+    def __init__(self, data_dir: Path, host: str = "127.0.0.1", log: Path | None = None, **env: str):
+        self.host, self.port = host, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log or Path(data_dir) / "chainlit.log"
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("OPENAI_", "CHROMA_", "TUTOR_", "DATABASE_URL", "CHAINLIT_")) and k != "CI"}
+        self.env.update(TUTOR_DATA_DIR=str(data_dir), TUTOR_CACHE_DIR=str(MODEL_CACHE), **env)
+        self.process: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        return [str(Path(sys.executable).parent / "chainlit"), "run", "assistant/app.py", "--host", self.host,
+                "--port", str(self.port), "--headless"]
+
+    def __enter__(self) -> "AppProcess":
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(self.command(), cwd=PROJECT_ROOT, env=self.env, stdout=out,
+                                            stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while time.time() < deadline and self.process.poll() is None:
+            try:
+                urllib.request.urlopen(self.url, timeout=2)
+                return self
+            except OSError:
+                time.sleep(0.3)
+        self.__exit__()
+        raise RuntimeError(f"the app did not start:\n{self.log_text()[-3000:]}")
+
+    def wait_until_warm(self, timeout: float = 300) -> None:
+        """Knowledge indexed and model loaded: answers are then bounded by generation only."""
+        deadline = time.time() + timeout
+        while "Tutor ready" not in self.log_text():
+            if time.time() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"the app did not warm up within {timeout:.0f} s:\n{self.log_text()[-3000:]}")
+            time.sleep(0.5)
+
+    def log_text(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+    def __exit__(self, *exc) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)
+
+    def run_to_exit(self, timeout: float = 120) -> tuple[int, str]:
+        result = subprocess.run(self.command(), cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True,
+                                timeout=timeout)
+        return result.returncode, result.stdout + result.stderr

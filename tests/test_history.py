@@ -1,0 +1,102 @@
+"""Chat history in a real SQLite database through Chainlit's SQLAlchemy data layer: threads, messages, elements
+and feedback persist per user; a resumed chat keeps its settings, not its stale buttons; keys never become paths."""
+
+import asyncio
+import shutil
+import uuid
+
+import chainlit as cl
+import chainlit.data
+import pytest
+from chainlit.types import Feedback, Pagination, ThreadFilter
+
+import assistant.app as app
+from assistant import history
+from assistant.accounts import add_user
+from assistant.settings import get_settings
+from tests.chainlit_harness import open_chat, user_says
+from tests.conftest import MODEL_CACHE, make_settings
+from training.registry import registry_for
+
+
+@pytest.fixture
+async def layer(monkeypatch, tmp_path, indexed_data_dir, tiny_model_dir):
+    import assistant.service as service
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(indexed_data_dir, data_dir)
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"TUTOR_DATA_DIR": str(data_dir), "TUTOR_CACHE_DIR": str(MODEL_CACHE),
+                        "TUTOR_BASE_MODEL": str(tiny_model_dir)}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    for name in ("alice", "bob"):
+        add_user(registry_for(get_settings()), name, "correct horse")
+    created = history.data_layer(get_settings())
+    await created.create_schema()
+    monkeypatch.setattr(chainlit.data, "_data_layer", created)
+    yield created
+    await created.engine.dispose()
+    if app._warmup is not None:
+        await asyncio.wait([app._warmup])
+    app._warmup, service._tutor = None, None
+    get_settings.cache_clear()
+
+
+async def test_a_chat_persists_with_its_elements_and_feedback_for_its_user_only(layer):
+    alice = await layer.create_user(cl.User(identifier="alice"))
+    bob = await layer.create_user(cl.User(identifier="bob"))
+    chat = open_chat("alice")
+    thread_id = chat.session.thread_id
+    await layer.update_thread(thread_id, user_id=alice.id, name="What is LoRA?")
+    await app.on_message(user_says("What is LoRA?"))
+    answer = chat.messages[-1]
+    await layer.upsert_feedback(Feedback(forId=answer["id"], threadId=thread_id, value=1, comment="clear"))
+
+    for _ in range(50):  # Chainlit stores elements in a background task
+        thread = await layer.get_thread(thread_id)
+        if thread["elements"]:
+            break
+        await asyncio.sleep(0.1)
+    assert thread["userIdentifier"] == "alice" and thread["name"] == "What is LoRA?"
+    [stored] = [s for s in thread["steps"] if s["id"] == answer["id"]]
+    assert "low-rank" in stored["output"].lower() and stored["feedback"]["value"] == 1
+    [element] = thread["elements"]
+    assert element["name"] == app.PASSAGES and element["url"].startswith(history.FILES_ROUTE)
+    stored_file = history.LocalFiles(get_settings().data_dir / "history-files").path(element["objectKey"])
+    assert stored_file.read_text().startswith("**[1] knowledge/lora-qlora-peft.md")
+
+    mine = await layer.list_threads(Pagination(first=10), ThreadFilter(userId=alice.id))
+    theirs = await layer.list_threads(Pagination(first=10), ThreadFilter(userId=bob.id))
+    assert [t["id"] for t in mine.data] == [thread_id] and theirs.data == []
+
+
+async def test_a_resumed_chat_keeps_its_settings_but_not_its_old_buttons(layer):
+    chat = open_chat("alice")
+    thread = {"id": str(uuid.uuid4()), "metadata": {"backend": "local", "temperature": 0.9,
+                                                     "ab": "stale A/B pairing", "chat_model": {"id": "run-x"}}}
+    cl.user_session.set("ab", "stale A/B pairing")
+    await app.on_chat_resume(thread)
+    assert cl.user_session.get("temperature") == 0.9 and cl.user_session.get("backend") == "local"
+    assert cl.user_session.get("ab") is None and cl.user_session.get("chat_model") is None
+    assert [c["id"] for c in chat.commands] == ["check", "prepare", "train", "compare"]
+
+
+async def test_a_thread_id_that_is_not_a_uuid_is_never_stored(layer):
+    """Browsers choose the thread id they resume; Chainlit pastes stored ids into one SQL text."""
+    forged = "x') OR 1=1 --"
+    await layer.update_thread(forged, name="forged")
+    assert await layer.get_thread(forged) is None
+
+
+def test_object_keys_never_become_paths(tmp_path):
+    files = history.LocalFiles(tmp_path / "files")
+    for key in ("../../etc/passwd", "/abs/olute", "user/element/name.txt"):
+        assert files.path(key).parent.parent == tmp_path / "files"
+
+
+def test_database_url_defaults_to_sqlite_and_takes_postgres(tmp_path):
+    assert history.database_url(make_settings(tmp_path)).startswith("sqlite+aiosqlite:///")
+    postgres = make_settings(tmp_path, database_url="postgres://tutor:s3cret@db.internal/tutor")
+    assert history.database_url(postgres) == "postgresql+asyncpg://tutor:s3cret@db.internal/tutor"
+    assert history.describe(postgres) == "postgresql+asyncpg://db.internal/tutor", "no credentials in logs"
