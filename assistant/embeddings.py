@@ -11,6 +11,7 @@ One encoder per process, exposed two ways over the same weights:
 from __future__ import annotations
 
 import importlib.util
+import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,9 +34,30 @@ def embedding_model_path() -> Path:
 
 @lru_cache(maxsize=1)
 def _encoder():
-    from sentence_transformers import SentenceTransformer
+    """(tokenizer, model, input limit): the package's MiniLM as its modules.json describes it (BERT, mean
+    pooling, normalisation, inputs cut at max_seq_length), run with plain transformers. The same vectors as
+    sentence-transformers, without importing it: that import alone took 7 s per process here."""
+    from transformers import AutoModel, AutoTokenizer
 
-    return SentenceTransformer(str(embedding_model_path()), device="cpu", local_files_only=True)
+    path = embedding_model_path()
+    limit = json.loads((path / "sentence_bert_config.json").read_text())["max_seq_length"]
+    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval(), limit
+
+
+def _embed(texts: list[str], batch_size: int = 32):
+    import torch
+
+    tokenizer, model, limit = _encoder()
+    vectors = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=limit,
+                          return_tensors="pt")
+        with torch.inference_mode():
+            hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)  # mean over real tokens
+        vectors.append(torch.nn.functional.normalize(pooled, dim=-1))
+    return torch.cat(vectors).tolist()
 
 
 def encode(texts: list[str]) -> list[list[float]]:
@@ -45,9 +67,7 @@ def encode(texts: list[str]) -> list[list[float]]:
     if not texts:
         return []
     # On the engine's thread, the process's one torch thread (see assistant/generation.py).
-    vectors = engine.call(lambda: _encoder().encode(texts, normalize_embeddings=True, batch_size=32,
-                                                    show_progress_bar=False))
-    return vectors.tolist()
+    return engine.call(_embed, texts)
 
 
 @register_embedding_function

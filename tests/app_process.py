@@ -5,12 +5,15 @@
     AppProcess(data_dir, host="0.0.0.0").run_to_exit()           # (returncode, output) of a refused start
 
 The environment is the embedded defaults whatever the caller's shell holds, CI included: with CI set,
-`chainlit run` exports a fake OPENAI_API_KEY, which would switch the tutor to api.openai.com.
+`chainlit run` exports a fake OPENAI_API_KEY, which would switch the tutor to api.openai.com. Each app runs in
+a folder of its own that links to the project: Chainlit keeps (and on exit deletes) its session files and
+translations beside its working directory, which must not be the checkout other tests use at the same time.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -31,6 +34,13 @@ def free_port() -> int:
 class AppProcess:
     def __init__(self, data_dir: Path, host: str = "127.0.0.1", log: Path | None = None, **env: str):
         self.host, self.port = host, free_port()
+        self.root = Path(data_dir).parent / f"app-root-{self.port}"
+        self.root.mkdir(parents=True, exist_ok=True)
+        for name in ("assistant", "public", "chainlit.md"):
+            if not (self.root / name).exists():
+                (self.root / name).symlink_to(PROJECT_ROOT / name)
+        shutil.copytree(PROJECT_ROOT / ".chainlit", self.root / ".chainlit", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("translations"))
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log or Path(data_dir) / "chainlit.log"
         self.env = {k: v for k, v in os.environ.items()
@@ -45,7 +55,7 @@ class AppProcess:
     def __enter__(self) -> "AppProcess":
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("w") as out:
-            self.process = subprocess.Popen(self.command(), cwd=PROJECT_ROOT, env=self.env, stdout=out,
+            self.process = subprocess.Popen(self.command(), cwd=self.root, env=self.env, stdout=out,
                                             stderr=subprocess.STDOUT)
         deadline = time.time() + 120
         while time.time() < deadline and self.process.poll() is None:
@@ -74,6 +84,6 @@ class AppProcess:
             self.process.wait(timeout=20)
 
     def run_to_exit(self, timeout: float = 120) -> tuple[int, str]:
-        result = subprocess.run(self.command(), cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True,
+        result = subprocess.run(self.command(), cwd=self.root, env=self.env, capture_output=True, text=True,
                                 timeout=timeout)
         return result.returncode, result.stdout + result.stderr

@@ -75,6 +75,9 @@ def open_chat(user: str | None = None) -> RecordingEmitter:
     """A new chat session in this task's context: the local learner's, or a logged-in user's."""
     session = HTTPSession(id=str(uuid.uuid4()), client_type="webapp",
                           user=cl.User(identifier=user) if user else None)
+    # Chainlit keeps session files in <repo>/.files and removes that folder when a `chainlit run` (another
+    # test's app) exits: make sure it is there again.
+    session.files_dir.parent.mkdir(parents=True, exist_ok=True)
     emitter = RecordingEmitter(session)
     context_var.set(ChainlitContext(session, emitter))
     return emitter

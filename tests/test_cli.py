@@ -2,12 +2,19 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 
 from tests.conftest import MODEL_CACHE
+
+
+@pytest.fixture
+def indexed(tmp_path, indexed_data_dir):
+    """A data dir whose knowledge index is built (as after a first run): each test pays for its own answer only."""
+    shutil.copytree(indexed_data_dir, tmp_path / "data")
 
 
 def run_tutor(*args, env_extra=None, tmp_path, timeout=300):
@@ -17,7 +24,7 @@ def run_tutor(*args, env_extra=None, tmp_path, timeout=300):
                           env=env, cwd=tmp_path, timeout=timeout)
 
 
-def test_ask_json_on_the_embedded_model_returns_sources_about_low_rank_adapters(tmp_path, embedded_model_dir):
+def test_ask_json_on_the_embedded_model_returns_sources_about_low_rank_adapters(tmp_path, embedded_model_dir, indexed):
     result = run_tutor("ask", "What is LoRA?", "--json", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
@@ -43,7 +50,7 @@ def test_ask_text_output_ends_with_sources_and_index_reports_nothing_to_do(tmp_p
     ({"OPENAI_API_KEY": "sk-cli-secret-0123456789", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"},
      "Can't reach the model server"),
 ])
-def test_failures_are_one_clear_line_without_traceback_or_key(tmp_path, env_extra, expected):
+def test_failures_are_one_clear_line_without_traceback_or_key(tmp_path, env_extra, expected, indexed):
     result = run_tutor("ask", "What is LoRA?", "--json", env_extra=env_extra, tmp_path=tmp_path)
     assert result.returncode == 1
     assert expected in json.loads(result.stdout)["error"]

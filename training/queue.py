@@ -79,6 +79,9 @@ class LocalProcessLauncher:
                                        start_new_session=True, cwd=Path(__file__).resolve().parent.parent,
                                        env={**os.environ, LIMIT_VARIABLE: str(limit)})
         _children.append(process)
+        deadline = time.time() + 10  # until the child has exec'd, it does not look like a trainer to `alive`
+        while not process_alive(process.pid) and process.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
         return str(process.pid)
 
     def alive(self, handle: str | None) -> bool:
