@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-UV := $(BIN)/uv pip install --python $(BIN)/python --no-deps
+UV := $(BIN)/uv pip install --python $(BIN)/python --no-deps --compile-bytecode
 
 .PHONY: install run test test-unit test-browser bench lock browser clean
 

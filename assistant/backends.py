@@ -52,6 +52,10 @@ class ChatBackend(ABC):
         """None when the backend can be used as configured, else how to configure it."""
         return None
 
+    def load(self) -> int:
+        """Answers this backend is producing right now, where it can tell (0 where it can't)."""
+        return 0
+
     @abstractmethod
     def stream(self, messages: Messages, *, temperature: float, max_tokens: int,
                usage: Usage | None = None) -> AsyncIterator[str]:
@@ -92,6 +96,9 @@ class LocalBackend(ChatBackend):
         model = ("SmolLM2-135M-Instruct (embedded)" if self.settings.base_model == EMBEDDED
                  else display_name(self.settings.base_model))
         return f"{model}, offline in this process"
+
+    def load(self) -> int:
+        return engine.load()
 
     async def stream(self, messages, *, temperature, max_tokens, usage=None):
         settings = self.settings

@@ -70,6 +70,28 @@ def encode(texts: list[str]) -> list[list[float]]:
     return engine.call(_embed, texts)
 
 
+class SentenceCache:
+    """Vectors of sentences seen before (the knowledge base's, compared with every answer), kept as float32:
+    a grounding check then embeds only the new sentence, not the forty it is compared with."""
+
+    def __init__(self, size: int = 8192):
+        self.size, self._vectors = size, {}
+
+    def encode(self, texts: list[str]):
+        """A (len(texts), dim) float32 array of unit vectors."""
+        import numpy as np
+
+        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        for text, vector in zip(missing, encode(missing)):
+            if len(self._vectors) >= self.size:
+                self._vectors.pop(next(iter(self._vectors)))  # the oldest: dicts keep insertion order
+            self._vectors[text] = np.asarray(vector, dtype=np.float32)
+        return np.stack([self._vectors[t] for t in texts])
+
+
+sentences = SentenceCache()
+
+
 @register_embedding_function
 class MiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
     """chromadb's interface; the collection stores only its name, so it must stay registered."""

@@ -71,12 +71,61 @@ class _Request:
     usage: Usage = field(default_factory=Usage)
     started: float = field(default_factory=time.perf_counter)
     # decoding state, owned by the worker
-    ids: list[int] = field(default_factory=list)
-    sent: int = 0
-    cache: object = None
+    ids: list[int] = field(default_factory=list)  # generated so far
+    sent: int = 0  # characters emitted
     history: object = None  # prompt + generated ids, for the repetition penalty
     processors: object = None
     stop_ids: set[int] = field(default_factory=set)
+    position: int = 0  # tokens in its cache: the position of the next input
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        return self.source, self.adapter
+
+
+class _Cohort:
+    """Requests decoding together: one base model and adapter, one left-padded KV cache, one forward per step.
+
+    A request joins after its own prefill (its cache is padded on the left to the cohort's length) and leaves
+    when it ends (its row is dropped, and padding every row shares is trimmed). The attention mask hides the
+    padding and each row keeps its own positions, so a row decodes exactly as it would alone."""
+
+    def __init__(self, first: _Request, cache):
+        self.requests, self.cache = [first], cache
+        self.mask = [[1] * first.position]
+
+    def join(self, request: _Request, cache) -> None:
+        import torch
+
+        width = max(len(self.mask[0]), request.position)
+        for mine, theirs in zip(self.cache.layers, cache.layers):
+            mine.keys, mine.values = (torch.cat([_pad_left(a, width), _pad_left(b, width)])
+                                      for a, b in ((mine.keys, theirs.keys), (mine.values, theirs.values)))
+        self.mask = [[0] * (width - len(row)) + row for row in self.mask]
+        self.mask.append([0] * (width - request.position) + [1] * request.position)
+        self.requests.append(request)
+
+    def leave(self, done: set[int]) -> None:
+        import torch
+
+        keep = [i for i in range(len(self.requests)) if i not in done]
+        self.requests = [self.requests[i] for i in keep]
+        self.mask = [self.mask[i] for i in keep]
+        if not keep:
+            return
+        self.cache.batch_select_indices(torch.tensor(keep))
+        shared = min(row.index(1) for row in self.mask)  # padding in front of every row: no longer needed
+        if shared:
+            self.mask = [row[shared:] for row in self.mask]
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, shared:], layer.values[:, :, shared:]
+
+
+def _pad_left(tensor, width: int):
+    import torch
+
+    missing = width - tensor.shape[-2]
+    return torch.nn.functional.pad(tensor, (0, 0, missing, 0)) if missing else tensor
 
 
 class Engine:
@@ -88,8 +137,13 @@ class Engine:
         self._adapters: dict[str, str] = {}  # adapter folder -> its name inside that PeftModel
         self._routing: dict[str, str | None] = {}  # base source -> the adapter its layers use now
         self._threads = ThreadTuner(usable_cpus())
+        self._load = 0  # requests submitted and not yet finished
 
     # --- public API ---------------------------------------------------------------------------
+
+    def load(self) -> int:
+        """Requests being answered or waiting their turn: how busy the shared model is right now."""
+        return self._load
 
     async def stream(self, source: str, messages: Messages, *, adapter: str | None = None, temperature: float = 0.0,
                      max_tokens: int = 256, usage: Usage | None = None) -> AsyncIterator[str]:
@@ -99,13 +153,18 @@ class Engine:
         done = object()
         failure: list[BaseException | None] = []
 
+        def deliver(item) -> None:
+            try:
+                loop.call_soon_threadsafe(pieces.put_nowait, item)
+            except RuntimeError:  # the caller's loop has closed: nobody is listening any more
+                request.stop.set()
+
         def finish(error: BaseException | None) -> None:
             failure.append(error)
-            loop.call_soon_threadsafe(pieces.put_nowait, done)
+            deliver(done)
 
-        request = _Request(source, adapter, messages, temperature, max_tokens,
-                           emit=lambda text: loop.call_soon_threadsafe(pieces.put_nowait, text),
-                           finish=finish, stop=threading.Event(), usage=usage or Usage())
+        request = _Request(source, adapter, messages, temperature, max_tokens, emit=deliver, finish=finish,
+                           stop=threading.Event(), usage=usage or Usage())
         self._submit(request)
         try:
             while (item := await pieces.get()) is not done:
@@ -144,77 +203,118 @@ class Engine:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._serve, name="generation", daemon=True)
                 self._thread.start()
+            if isinstance(request, _Request):
+                self._load += 1
+                finish = request.finish
+                request.finish = lambda error: (self._unload(), finish(error))
         self._inbox.put(request)
 
-    def _serve(self) -> None:
-        import torch
+    def _unload(self) -> None:
+        with self._start_lock:
+            self._load -= 1
 
-        active: collections.deque[_Request] = collections.deque()
+    def _serve(self) -> None:
+        """Take turns: one new request's prefill, then one step of each cohort, so a newcomer waits for one
+        batched step at most and nobody waits for someone else's whole answer."""
+        waiting: collections.deque[_Request] = collections.deque()
+        cohorts: dict[tuple, _Cohort] = {}
         while True:
-            if not active:
-                self._admit(self._inbox.get(), active)
+            if not waiting and not cohorts:
+                self._admit(self._inbox.get(), waiting)
             while not self._inbox.empty():
-                self._admit(self._inbox.get_nowait(), active)
-            if not active:
-                continue
-            request = active.popleft()
-            decode = request.cache is not None  # a one-token step: what the thread tuner compares
-            try:
-                threads = self._threads.pick() if decode else self._threads.best
-                if threads != torch.get_num_threads():
-                    torch.set_num_threads(threads)
-                started = time.perf_counter()
-                with torch.inference_mode():  # decode steps only: calls (model loading) run outside it
-                    finished = request.stop.is_set() or self._step(request)
-                if decode:
-                    self._threads.record(time.perf_counter() - started)
-            except TutorError as exc:  # an explained failure (a missing adapter, say): no trace needed
-                log.warning("Local generation failed: %s", exc)
-                request.finish(exc)
-                continue
-            except Exception as exc:  # noqa: BLE001 - reported to the caller, the worker serves on
-                log.exception("Local generation failed")
-                request.finish(TutorError(f"The local model failed while answering ({type(exc).__name__}). "
-                                          "Try a shorter message, or see the server log."))
-                continue
-            if finished:
-                if not request.stop.is_set():  # nobody reads a stopped request's tail
-                    self._flush(request, final=True)
-                request.usage.latency_s = time.perf_counter() - request.started
-                request.finish(None)
-            else:
-                active.append(request)
+                self._admit(self._inbox.get_nowait(), waiting)
+            if waiting:
+                self._guarded([request := waiting.popleft()], lambda: self._prefill(request, cohorts))
+            for key in list(cohorts):
+                cohort = cohorts[key]
+                self._guarded(cohort.requests, lambda: self._decode(cohort))
+                if not cohort.requests:
+                    del cohorts[key]
 
     @staticmethod
-    def _admit(item: _Request | _Call, active: collections.deque) -> None:
+    def _admit(item: _Request | _Call, waiting: collections.deque) -> None:
         if isinstance(item, _Request):
-            active.append(item)
+            waiting.append(item)
             return
         try:  # a call runs at once, in arrival order, between two decode steps
             item.future.set_result(item.fn())
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             item.future.set_exception(exc)
 
-    def _step(self, request: _Request) -> bool:
-        """Advance one token; True when the request is complete."""
+    def _guarded(self, requests: list[_Request], work: Callable[[], None]) -> None:
+        """Run a prefill or a step; a failure ends the requests it concerns, and the worker serves on."""
+        import torch
+
+        try:
+            with torch.inference_mode():  # model steps only: calls (model loading) run outside it
+                work()
+        except Exception as exc:  # noqa: BLE001 - reported to the callers
+            if isinstance(exc, TutorError):  # an explained failure (a missing adapter, say): no trace needed
+                log.warning("Local generation failed: %s", exc)
+                error = exc
+            else:
+                log.exception("Local generation failed")
+                error = TutorError(f"The local model failed while answering ({type(exc).__name__}). "
+                                   "Try a shorter message, or see the server log.")
+            for request in list(requests):
+                request.finish(error)
+            requests.clear()
+
+    def _prefill(self, request: _Request, cohorts: dict[tuple, _Cohort]) -> None:
+        """The prompt through the model on its own cache, the first token, then into its cohort."""
+        if request.stop.is_set():
+            request.finish(None)
+            return
         import torch
 
         model, tokenizer = self._model(request.source)
         self._activate(request.source, request.adapter)
-        if request.cache is None:  # prefill
-            inputs = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, return_tensors="pt",
-                                                   return_dict=True)
-            request.history = inputs["input_ids"].to(model.device)
-            request.usage.prompt_tokens = request.history.shape[1]
-            request.processors = _processors(request.temperature)
-            request.stop_ids = _stop_ids(model, tokenizer)
-            step_input = request.history
-        else:
-            step_input = request.history[:, -1:]
+        torch.set_num_threads(self._threads.best)
+        inputs = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, return_tensors="pt",
+                                               return_dict=True)
+        request.history = inputs["input_ids"].to(model.device)
+        request.usage.prompt_tokens = request.position = request.history.shape[1]
+        request.processors = _processors(request.temperature)
+        request.stop_ids = _stop_ids(model, tokenizer)
         # logits_to_keep: the prefill needs the last position's logits only (saves a vocab-sized matmul per token).
-        out = model(input_ids=step_input, past_key_values=request.cache, use_cache=True, logits_to_keep=1)
-        request.cache = out.past_key_values
-        scores = request.processors(request.history, out.logits[:, -1, :].float())
+        out = model(input_ids=request.history, use_cache=True, logits_to_keep=1)
+        if self._advance(request, out.logits[0, -1], tokenizer):
+            self._end(request, tokenizer)
+        elif (cohort := cohorts.get(request.key)) is None:
+            cohorts[request.key] = _Cohort(request, out.past_key_values)
+        else:
+            cohort.join(request, out.past_key_values)
+
+    def _decode(self, cohort: _Cohort) -> None:
+        """One token for every request of the cohort, in one forward pass."""
+        import torch
+
+        model, tokenizer = self._model(cohort.requests[0].source)
+        self._activate(*cohort.requests[0].key)
+        threads = self._threads.pick()
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+        started = time.perf_counter()
+        cohort.mask = [row + [1] for row in cohort.mask]
+        out = model(input_ids=torch.tensor([[r.ids[-1]] for r in cohort.requests], device=model.device),
+                    attention_mask=torch.tensor(cohort.mask, device=model.device),
+                    position_ids=torch.tensor([[r.position] for r in cohort.requests], device=model.device),
+                    past_key_values=cohort.cache, use_cache=True, logits_to_keep=1)
+        done = set()
+        for row, request in enumerate(cohort.requests):
+            request.position += 1
+            if request.stop.is_set() or self._advance(request, out.logits[row, -1], tokenizer):
+                self._end(request, tokenizer)
+                done.add(row)
+        self._threads.record(time.perf_counter() - started)
+        if done:
+            cohort.leave(done)
+
+    def _advance(self, request: _Request, logits, tokenizer) -> bool:
+        """Pick the next token from the logits; True when the request is complete."""
+        import torch
+
+        scores = request.processors(request.history, logits.float().unsqueeze(0))
         if request.temperature > 0:
             token = torch.multinomial(torch.softmax(scores, dim=-1), 1)
         else:
@@ -228,9 +328,15 @@ class Engine:
         self._flush(request, final=False, tokenizer=tokenizer)
         return request.usage.completion_tokens >= request.max_tokens
 
-    def _flush(self, request: _Request, *, final: bool, tokenizer=None) -> None:
+    def _end(self, request: _Request, tokenizer) -> None:
+        if not request.stop.is_set():  # nobody reads a stopped request's tail
+            self._flush(request, final=True, tokenizer=tokenizer)
+        request.usage.latency_s = time.perf_counter() - request.started
+        request.finish(None)
+
+    @staticmethod
+    def _flush(request: _Request, *, final: bool, tokenizer) -> None:
         """Emit the newly decoded characters (holding back half of a multi-byte character)."""
-        tokenizer = tokenizer or self._model(request.source)[1]
         text = tokenizer.decode(request.ids, skip_special_tokens=True)
         if final:
             text = text.replace("\ufffd", "")

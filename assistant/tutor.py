@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -36,7 +37,12 @@ LEAD_CHARS = 700
 
 LOCAL_SYSTEM = "You are a helpful tutor who explains how to fine-tune language models."
 LOCAL_USER = "{text}\n\nBased on the text above, answer in one or two short sentences: {question}"
-SUMMARY_TOKENS = 80
+SUMMARY_TOKENS = 60  # "one or two short sentences"
+# The summary is the one optional, slow part of a local answer: with this many answers already being generated
+# on the shared model it is left out, and it ends wherever it is once the answer has taken SUMMARY_BUDGET_S,
+# so that a class asking at once gets the grounded answer in seconds.
+SUMMARY_MAX_LOAD = 4
+SUMMARY_BUDGET_S = 8.0
 # Cosine similarity at which a model sentence counts as a paraphrase of a source sentence.
 PARAPHRASE_SIMILARITY = 0.8
 REMOTE_SYSTEM = ("You are Fine-Tuning Tutor, who teaches learners how and when to fine-tune language models. "
@@ -92,11 +98,11 @@ def sentences(text: str) -> list[str]:
 
 
 def similarities(text: str, candidates: list[str]) -> list[float]:
-    """Cosine similarity of text to each candidate (MiniLM, unit vectors)."""
-    from assistant.embeddings import encode
+    """Cosine similarity of text to each candidate (MiniLM, unit vectors; the candidates' vectors cached)."""
+    from assistant.embeddings import encode, sentences
 
-    first, *rest = encode([text, *candidates])
-    return [sum(a * b for a, b in zip(first, v)) for v in rest]
+    [first] = encode([text])
+    return (sentences.encode(candidates) @ first).tolist()
 
 
 def best_sentence(question: str, passage: Passage) -> str:
@@ -153,6 +159,7 @@ class Tutor:
     def __init__(self, settings: Settings, knowledge: KnowledgeBase):
         self.settings = settings
         self.knowledge = knowledge
+        self._summaries = 0  # local summaries being generated now (see SUMMARY_MAX_LOAD)
 
     async def ask(self, question: str, *, backend: str | None = None, temperature: float | None = None) -> TutorReply:
         question = clean_question(question)
@@ -160,11 +167,14 @@ class Tutor:
         if reason := chat.unavailable_reason():
             raise TutorError(reason)
         temperature = self.settings.temperature if temperature is None else temperature
+        started = time.monotonic()
         passages = await asyncio.to_thread(self.knowledge.search, question)
         if not passages or passages[0].score < MIN_RELEVANCE:
             return TutorReply(question, [], self._not_covered(question))
         if chat.name == "local":
-            return TutorReply(question, passages, self._grounded_local(question, passages, chat, temperature))
+            deadline = started + SUMMARY_BUDGET_S
+            return TutorReply(question, passages, self._grounded_local(question, passages, chat, temperature,
+                                                                       deadline))
         return TutorReply(question, passages, self._generated(question, passages, chat, temperature))
 
     async def answer(self, question: str, **options) -> dict:
@@ -179,7 +189,8 @@ class Tutor:
         yield ("I couldn't find that in my notes, so I won't guess. I can explain these topics: "
                + "; ".join(topics) + ". Try asking, for example, “What is LoRA?”.")
 
-    async def _grounded_local(self, question, passages, chat: ChatBackend, temperature) -> AsyncIterator[str]:
+    async def _grounded_local(self, question, passages, chat: ChatBackend, temperature,
+                              deadline: float) -> AsyncIterator[str]:
         if mostly_non_latin(question):
             yield ("_The offline model writes English only. For answers in your language, set OPENAI_API_KEY "
                    "or OPENAI_BASE_URL (see the README)._\n\n")
@@ -193,26 +204,53 @@ class Tutor:
         if related:
             picks = await asyncio.to_thread(lambda: [(i, best_sentence(question, p)) for i, p in related[:2]])
             yield "**Also in the notes:**\n" + "".join(f"- {text} [{i}]\n" for i, text in picks) + "\n"
+        # Counted here, not only by the engine: a class asking at once must not all pass the check before
+        # any of them has reached the model.
+        if self._summaries >= SUMMARY_MAX_LOAD or chat.load() >= SUMMARY_MAX_LOAD:
+            return
+        self._summaries += 1
+        try:
+            async for part in self._summary(question, lead, passages, chat, temperature, deadline):
+                yield part
+        finally:
+            self._summaries -= 1
+
+    async def _summary(self, question, lead, passages, chat: ChatBackend, temperature,
+                       deadline: float) -> AsyncIterator[str]:
+        """The model's one-or-two-sentence summary, kept sentence by sentence while the notes support it and
+        the answer is within its time budget."""
         opening = " ".join(sentences(lead)[:3])
         messages = [{"role": "system", "content": LOCAL_SYSTEM},
                     {"role": "user", "content": LOCAL_USER.format(text=opening, question=question)}]
+        # Sentence by sentence; the first one the notes don't support ends the summary, and the generation
+        # with it: what follows an invented sentence is not trusted either, and the shared model is freed.
         pending, started = "", False
-        async for piece in chat.stream(messages, temperature=temperature, max_tokens=SUMMARY_TOKENS):
-            pending += piece
-            *complete, pending = _SENTENCE_END.split(pending)
-            for sentence in complete:
-                if kept := await asyncio.to_thread(self._keep, sentence, passages, lead):
-                    yield ("**In short:** " if not started else " ") + kept
-                    started = True
+        stream = chat.stream(messages, temperature=temperature, max_tokens=SUMMARY_TOKENS)
+        try:
+            async for piece in stream:
+                if time.monotonic() > deadline:
+                    return
+                pending += piece
+                *complete, pending = _SENTENCE_END.split(pending)
+                for sentence in complete:
+                    if (kept := await asyncio.to_thread(self._keep, sentence, passages, lead)) is False:
+                        return
+                    if kept:
+                        yield ("**In short:** " if not started else " ") + kept
+                        started = True
+        finally:
+            await stream.aclose()
         if kept := await asyncio.to_thread(self._keep, pending, passages, lead):
             yield ("**In short:** " if not started else " ") + kept
 
     @staticmethod
-    def _keep(sentence: str, passages: list[Passage], lead: str) -> str | None:
+    def _keep(sentence: str, passages: list[Passage], lead: str) -> str | None | bool:
+        """The sentence to show; None to pass over it (empty, or a repeat of what the learner just read);
+        False when the notes do not support it."""
         sentence = " ".join(sentence.split())
         if not sentence or sentence in " ".join(lead.split()):
-            return None  # empty, or a repeat of what the learner just read
-        return sentence if is_grounded(sentence, passages) else None
+            return None
+        return sentence if is_grounded(sentence, passages) else False
 
     async def _generated(self, question, passages, chat: ChatBackend, temperature) -> AsyncIterator[str]:
         messages = [{"role": "system", "content": f"{REMOTE_SYSTEM}\n\nNotes:\n{notes_block(passages)}"},

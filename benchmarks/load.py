@@ -39,15 +39,20 @@ class Session:
 
     def __init__(self, url: str):
         self.url, self.client = url, socketio.AsyncClient(reconnection=False)
-        self.done: asyncio.Queue = asyncio.Queue()
-        self.outputs: dict[str, str] = {}
-        self.client.on("task_end", lambda *_: self.done.put_nowait(time.perf_counter()))
+        self.ready, self.answers = asyncio.Event(), asyncio.Queue()
+        self.answered: set[str] = set()
+        self.client.on("task_end", lambda *_: self.ready.set())
         for name in ("new_message", "update_message"):
             self.client.on(name, self._message)
 
     async def _message(self, step):
-        if step.get("type") == "assistant_message":
-            self.outputs[step["id"]] = step.get("output", "")
+        """A finished tutor answer ends with its sources (or says why there are none); progress messages of a
+        run the session watches are not answers."""
+        output = step.get("output", "")
+        if step.get("type") == "assistant_message" and step["id"] not in self.answered and (
+                "**Sources**" in output or "⚠️" in output or "couldn't find" in output):
+            self.answered.add(step["id"])
+            self.answers.put_nowait((time.perf_counter(), output))
 
     async def open(self) -> None:
         await self.client.connect(self.url, socketio_path="/ws/socket.io", transports=["websocket"],
@@ -55,17 +60,15 @@ class Session:
                                   auth={"sessionId": str(uuid.uuid4()), "clientType": "webapp", "userEnv": "{}",
                                         "chatProfile": None, "threadId": None})
         await self.client.emit("connection_successful")
-        await asyncio.wait_for(self.done.get(), ANSWER_DEADLINE)  # on_chat_start finished
+        await asyncio.wait_for(self.ready.wait(), ANSWER_DEADLINE)  # on_chat_start finished
 
     async def ask(self, question: str) -> tuple[float, str]:
         """(seconds to the whole answer, the answer) for one question."""
-        seen = set(self.outputs)
         started = time.perf_counter()
         await self.client.emit("client_message", {"message": {
             "id": str(uuid.uuid4()), "threadId": "", "name": "User", "type": "user_message", "output": question,
             "createdAt": datetime.now(timezone.utc).isoformat()}, "fileReferences": []})
-        finished = await asyncio.wait_for(self.done.get(), ANSWER_DEADLINE)
-        answer = next((self.outputs[k] for k in reversed(list(self.outputs)) if k not in seen), "")
+        finished, answer = await asyncio.wait_for(self.answers.get(), ANSWER_DEADLINE)
         return finished - started, answer
 
     async def close(self) -> None:
@@ -130,6 +133,7 @@ def run() -> dict:
     errors = len(result["problems"])
     for problem in result["problems"][:5]:
         print("problem:", problem)
+    print("answer times (s):", " ".join(f"{t:.1f}" for t in times))
     print(f"{SESSIONS} sessions x {QUESTIONS_EACH} questions while training: p50 {p50:.1f} s, p95 {p95:.1f} s, "
           f"{errors} errors, {lost} lost; one session alone: {result['alone']:.1f} s per answer")
     print(f"training: {result['training_loaded']:.0f} tokens/s under load, {result['training_alone']:.0f} alone")

@@ -102,12 +102,11 @@ def test_embeddings_and_loading_run_on_the_engine_thread_the_one_torch_thread(mo
 
     seen = []
 
-    class RecordingEncoder:
-        def encode(self, texts, **options):
-            seen.append(threading.current_thread().name)
-            return np.zeros((len(texts), 3))
+    def recording_embed(texts):
+        seen.append(threading.current_thread().name)
+        return np.zeros((len(texts), 3)).tolist()
 
-    monkeypatch.setattr(embeddings, "_encoder", lambda: RecordingEncoder())
+    monkeypatch.setattr(embeddings, "_embed", recording_embed)
     assert embeddings.encode(["flour"]) == [[0.0, 0.0, 0.0]]
     assert seen == ["generation"], "torch work on another thread slows every later decode step"
     assert engine.call(lambda: threading.current_thread().name) == "generation"
@@ -128,3 +127,26 @@ def test_the_thread_tuner_falls_back_to_one_thread_when_cores_are_busy_and_retur
         tuner.record(step_seconds[tuner.pick()])
     assert tuner.best == 2
     assert ThreadTuner(1).options == [1]
+
+
+async def test_concurrent_requests_decode_in_one_batch_exactly_as_alone(tiny_model_dir):
+    """Prompts of different lengths decode together (one forward for all), each token for token as it would
+    alone: the padding is masked and every row keeps its own positions."""
+    source = str(tiny_model_dir)
+    prompts = [MESSAGES, [{"role": "user", "content": "hi"}], [{"role": "user", "content": "word " * 60}],
+               [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Title: Soup"}]]
+    alone = [(await asyncio.to_thread(engine.complete, source, p, max_tokens=24))[0] for p in prompts]
+    batch_sizes = []
+    model = load_model(source, "cpu")[0]
+    hook = model.register_forward_hook(lambda _m, _a, kwargs, _o: batch_sizes.append(kwargs["input_ids"].shape[0]),
+                                       with_kwargs=True)
+    try:
+        together = await asyncio.gather(*(_text(source, p, 24) for p in prompts))
+    finally:
+        hook.remove()
+    assert together == alone
+    assert max(batch_sizes) == len(prompts), f"never decoded together: batch sizes {set(batch_sizes)}"
+
+
+async def _text(source, messages, max_tokens):
+    return "".join([piece async for piece in engine.stream(source, messages, max_tokens=max_tokens)])

@@ -40,6 +40,7 @@ from training.queue import process_alive
 
 IGNORE = -100
 KEEP_CHECKPOINTS = 2
+NICENESS = 10
 
 
 class RunBusy(Exception):
@@ -428,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
 
     registry = Registry(args.registry) if args.registry else None
     lead = int(os.environ.get("RANK", "0")) == 0
+    os.nice(NICENESS)  # chat answers first: training takes what the learners' questions leave
     try:
         # Under accelerate every rank shares the run directory: the first one holds the lock for all.
         with RunLock(args.run_dir) if int(os.environ.get("LOCAL_RANK", "0")) == 0 else contextlib.nullcontext():
