@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import chainlit as cl
 from chainlit.input_widget import Select, Slider
@@ -72,6 +73,10 @@ COMMANDS = [
 
 _warmup: asyncio.Task | None = None
 _background: list[asyncio.Task] = []
+# Retrieval and the grounding checks wait in `asyncio.to_thread` for the engine thread (the process's one torch
+# thread), which serves them between two model steps. Those threads only wait; the default pool's size (CPUs + 4,
+# 6 here) would queue a class's questions behind each other's waits (the `load` benchmark measured it).
+WAITING_THREADS = 64
 SESSION_KEYS = ("backend", "temperature")  # what a resumed chat keeps; buttons and jobs of the old one are gone
 
 
@@ -159,6 +164,7 @@ _configure_from_environment()
 
 @cl.on_app_startup
 async def on_startup():
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(WAITING_THREADS, thread_name_prefix="tutor"))
     start_warmup()
     try:
         settings = get_settings()
@@ -284,7 +290,9 @@ async def answer(question: str) -> None:
         tutor = await ready_tutor()
         reply = await tutor.ask(question, backend=cl.user_session.get("backend"),
                                 temperature=cl.user_session.get("temperature"))
+        first = None
         async for piece in reply:
+            first = first or time.perf_counter() - started
             await msg.stream_token(piece)
     except TutorError as exc:
         await msg.stream_token(("\n\n" if msg.content else "") + f"⚠️ {exc}")
@@ -296,7 +304,8 @@ async def answer(question: str) -> None:
                                "Please try again.")
         await msg.send()
         return
-    log.info("Answered in %.1f s with %d sources", time.perf_counter() - started, len(reply.sources))
+    log.info("Answered in %.1f s (first words after %.1f s) with %d sources", time.perf_counter() - started,
+             first or 0.0, len(reply.sources))
     await msg.stream_token(format_sources(reply.sources))
     if reply.sources:  # one side panel with every passage (its name, in the footer, links to it)
         passages = "\n\n---\n\n".join(f"**[{i}] {p.path} › {p.heading}**\n\n{p.text}"

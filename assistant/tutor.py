@@ -41,7 +41,7 @@ SUMMARY_TOKENS = 60  # "one or two short sentences"
 # The summary is the one optional, slow part of a local answer: with this many answers already being generated
 # on the shared model it is left out, and it ends wherever it is once the answer has taken SUMMARY_BUDGET_S,
 # so that a class asking at once gets the grounded answer in seconds.
-SUMMARY_MAX_LOAD = 4
+SUMMARY_MAX_LOAD = 3
 SUMMARY_BUDGET_S = 8.0
 # Cosine similarity at which a model sentence counts as a paraphrase of a source sentence.
 PARAPHRASE_SIMILARITY = 0.8
@@ -227,9 +227,14 @@ class Tutor:
         pending, started = "", False
         stream = chat.stream(messages, temperature=temperature, max_tokens=SUMMARY_TOKENS)
         try:
-            async for piece in stream:
-                if time.monotonic() > deadline:
-                    return
+            while True:
+                # The budget holds while the model is still queued or between tokens, not only per token.
+                try:
+                    piece = await asyncio.wait_for(anext(stream), deadline - time.monotonic())
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    return  # out of time: a half-written sentence is not shown
                 pending += piece
                 *complete, pending = _SENTENCE_END.split(pending)
                 for sentence in complete:

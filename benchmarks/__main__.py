@@ -11,7 +11,7 @@ import sys
 
 import torch
 
-BENCHMARKS = ["prepare_csv", "train_throughput", "model_load", "indexing", "grounding", "generation"]
+BENCHMARKS = ["prepare_csv", "train_throughput", "model_load", "indexing", "grounding", "generation", "load"]
 ROW = "BENCHMARK-ROW "
 
 

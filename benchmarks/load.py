@@ -95,8 +95,24 @@ async def learner(url: str, index: int, times: list[float], problems: list[str])
 
 
 def tokens_per_second(run_dir: Path, since: float, until: float) -> float:
-    steps = [e for e in events.read(run_dir)[0] if e["type"] == "step" and since <= e["time"] <= until]
-    return statistics.fmean(e["tokens_per_second"] for e in steps) if steps else 0.0
+    """Tokens trained per second from the last step before `since` to the first step after `until` (a step
+    can take longer than the whole load, so a window of whole steps, a little wider than asked)."""
+    steps = [e for e in events.read(run_dir)[0] if e["type"] == "step"]
+    before = [e for e in steps if e["time"] <= since]
+    after = [e for e in steps if e["time"] >= until]
+    if not before or not after:
+        return 0.0
+    first, last = before[-1], after[0]
+    return (last["tokens"] - first["tokens"]) / (last["time"] - first["time"])
+
+
+async def step_after(run_dir: Path, moment: float, timeout: float = 300.0) -> None:
+    """Wait until the trainer has logged a step after `moment`."""
+    deadline = time.monotonic() + timeout
+    while not any(e["type"] == "step" and e["time"] >= moment for e in events.read(run_dir)[0]):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the training job logged no step for 5 minutes")
+        await asyncio.sleep(1)
 
 
 async def measure(url: str, registry: Registry, data_dir: Path) -> dict:
@@ -110,11 +126,15 @@ async def measure(url: str, registry: Registry, data_dir: Path) -> dict:
         await asyncio.sleep(1)
     alone_from = time.time()
     await asyncio.sleep(TRAIN_ALONE_S)
-    training_alone = tokens_per_second(run_dir, alone_from, time.time())
+    alone_until = time.time()
+    await step_after(run_dir, alone_until)
+    training_alone = tokens_per_second(run_dir, alone_from, alone_until)
     times: list[float] = []
     loaded_from = time.time()
     answered = await asyncio.gather(*(learner(url, i, times, problems) for i in range(SESSIONS)))
-    training_loaded = tokens_per_second(run_dir, loaded_from, time.time())
+    loaded_until = time.time()
+    await step_after(run_dir, loaded_until)
+    training_loaded = tokens_per_second(run_dir, loaded_from, loaded_until)
     await asyncio.to_thread(jobs.cancel, registry.run(run["id"]), registry)
     asked = SESSIONS * QUESTIONS_EACH
     return {"alone": statistics.median(alone_times), "times": times, "answered": sum(answered), "asked": asked,

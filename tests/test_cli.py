@@ -35,7 +35,7 @@ def test_ask_json_on_the_embedded_model_returns_sources_about_low_rank_adapters(
     assert any("low-rank" in s["text"].lower() for s in payload["sources"])
 
 
-def test_ask_text_output_ends_with_sources_and_index_reports_nothing_to_do(tmp_path, embedded_model_dir):
+def test_ask_text_output_ends_with_sources_and_index_reports_nothing_to_do(tmp_path, embedded_model_dir, indexed):
     result = run_tutor("ask", "How many examples do I need?", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Sources (full passages)\n- [1] knowledge/" in result.stdout
