@@ -76,7 +76,8 @@ async def first(events, wanted):
     raise AssertionError("the follower ended first")
 
 
-def test_happy_path_to_a_fine_tuned_model_then_chat_with_it(tmp_path, server, dataset, tiny_model_dir, caplog):
+async def test_happy_path_to_a_fine_tuned_model_then_chat_with_it(tmp_path, server, server_settings, dataset,
+                                                                  tiny_model_dir, caplog):
     caplog.set_level(logging.DEBUG)
     server.fail_next = [429]  # the first upload is rate-limited: the client backs off and retries
     settings = app_settings(tmp_path, server)
@@ -84,7 +85,7 @@ def test_happy_path_to_a_fine_tuned_model_then_chat_with_it(tmp_path, server, da
     assert run["backend"] == "openai" and run["config"]["job_id"].startswith("ftjob-")
     assert server.paths.count("POST /v1/files") == 3, "one retried upload, then the validation file"
 
-    events = follow_all(run, settings)
+    events = await asyncio.to_thread(follow_all, run, settings)
     kinds = [e["type"] for e in events]
     assert "status" in kinds and "step" in kinds and "eval" in kinds and "checkpoint" in kinds
     assert kinds[-1] == "done" and events[-1]["fine_tuned_model"].startswith(f"ft:{tiny_model_dir.name}:recipes:")
@@ -106,28 +107,16 @@ def test_happy_path_to_a_fine_tuned_model_then_chat_with_it(tmp_path, server, da
                                        max_tokens=5)
     assert chat.choices[0].message.content and chat.usage.completion_tokens <= 5
 
-    # Secrets: nowhere but the client.
-    assert KEY not in caplog.text
-    assert KEY.encode() not in (settings.data_dir / "registry.sqlite").read_bytes()
-    assert all(KEY not in json.dumps(e) for e in events)
-
-
-async def test_the_fine_tuned_model_streams_through_the_openai_backend(tmp_path, server, server_settings, dataset,
-                                                                       tiny_model_dir):
-    settings = app_settings(tmp_path, server)
-    run = openai_jobs.start(job_config(dataset, tiny_model_dir, n_epochs=1), settings, registry_for(settings))
-    await asyncio.to_thread(follow_all, run, settings)
-    model = registry_for(settings).models()[0]["location"]
+    # Streamed through the app's openai backend. A failure after the stream has begun reaches the client as
+    # the API's in-stream error, in words.
+    model = model["location"]
     backend = create_backend("openai", settings, model=model)
-
-    # A failure after the stream has begun reaches the client as the API's in-stream error, in words.
     served = registry_for(server_settings).run(model.rsplit(":", 1)[1])
     adapter = Path(served["adapter_path"])
     adapter.rename(adapter.with_name("moved"))
     with pytest.raises(TutorError, match="reported an error: The adapter folder .* is missing"):
         [p async for p in backend.stream([{"role": "user", "content": "Title: Soup"}], temperature=0, max_tokens=6)]
     adapter.with_name("moved").rename(adapter)
-    api = openai_jobs.client(settings)
     with pytest.raises(openai.BadRequestError, match="max_tokens must be a valid integer"):
         api.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens="lots")
     with pytest.raises(openai.BadRequestError, match="limit must be greater than or equal to 1"):
@@ -139,6 +128,11 @@ async def test_the_fine_tuned_model_streams_through_the_openai_backend(tmp_path,
     assert pieces and "".join(pieces)  # a tiny random model: any text, newlines included
     assert 0 < usage.completion_tokens <= 6, "the server's usage reaches the caller"
     assert usage.prompt_tokens > 0 and usage.ttft_s is not None
+
+    # Secrets: nowhere but the client.
+    assert KEY not in caplog.text
+    assert KEY.encode() not in (settings.data_dir / "registry.sqlite").read_bytes()
+    assert all(KEY not in json.dumps(e) for e in events)
 
 
 def test_invalid_files_are_refused_before_and_at_upload(tmp_path, server, dataset, tiny_model_dir):
@@ -207,11 +201,11 @@ def test_timeouts_are_retried_then_waited_out(tmp_path, server, dataset, tiny_mo
     caplog.set_level(logging.DEBUG)
     settings = make_settings(tmp_path / "app", openai_api_key=KEY, openai_base_url=server.base_url,
                              request_timeout=1, request_retries=1)
-    server.stall_next = [4]  # the first upload hangs: timed out, retried, uploaded
+    server.stall_next = [2]  # the first upload hangs: timed out, retried, uploaded
     run = openai_jobs.start(job_config(dataset, tiny_model_dir), settings, registry_for(settings))
     assert server.paths.count("POST /v1/files") == 3 and run["status"] in ("queued", "running")
 
-    server.stall_next = [4, 4]  # the follower's first call hangs twice: more than the client's one retry
+    server.stall_next = [2, 2]  # the follower's first call hangs twice: more than the client's one retry
     events = follow_all(run, settings)
     [waited] = [e for e in events if "did not answer within 1 s" in e.get("message", "")]
     assert waited["type"] == "message" and "Retrying in" in waited["message"]
