@@ -161,15 +161,15 @@ def describe(settings: Settings) -> str:
     return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
 
 
-def serve_files(settings: Settings) -> None:
-    """Add the element-file route to Chainlit's server, ahead of its catch-all page route."""
+def files_router(files: LocalFiles):
+    """The element-file route: a file goes only to the learner whose thread holds it (404 for anyone else)."""
     from chainlit.auth import get_current_user
-    from chainlit.server import app
-    from fastapi import Depends, HTTPException
+    from fastapi import APIRouter, Depends, HTTPException
     from fastapi.responses import FileResponse
 
-    files = LocalFiles(settings.data_dir / "history-files")
+    router = APIRouter()
 
+    @router.get(f"{FILES_ROUTE}/{{key:path}}")
     async def serve_file(key: str, user=Depends(get_current_user)):
         object_key = unquote(key)
         # Keys begin with the id of the thread owner's history user (Chainlit's create_element).
@@ -182,9 +182,15 @@ def serve_files(settings: Settings) -> None:
         meta = json.loads(target.with_suffix(".json").read_text())
         return FileResponse(target, media_type=meta["mime"], filename=meta["name"])
 
-    app.add_api_route(f"{FILES_ROUTE}/{{key:path}}", serve_file, methods=["GET"])
-    app.router.routes.insert(0, app.router.routes.pop())  # before Chainlit's catch-all route
+    return router
 
+
+def serve_files(settings: Settings) -> None:
+    """Add the element-file route to Chainlit's server, ahead of its catch-all page route."""
+    from chainlit.server import app
+
+    app.include_router(files_router(LocalFiles(settings.data_dir / "history-files")))
+    app.router.routes.insert(0, app.router.routes.pop())  # before Chainlit's catch-all route
 
 if __name__ == "__main__":
     import asyncio

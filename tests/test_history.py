@@ -95,6 +95,30 @@ def test_object_keys_never_become_paths(tmp_path):
         assert files.path(key).parent.parent == tmp_path / "files"
 
 
+async def test_a_chats_files_are_served_to_its_owner_only(tmp_path):
+    from types import SimpleNamespace
+    from urllib.parse import quote
+
+    import httpx
+    from chainlit.auth import get_current_user
+    from fastapi import FastAPI
+
+    files = history.LocalFiles(tmp_path / "files")
+    stored = await files.upload_file("alice-id/element-1/notes.txt", b"alice's notes", mime="text/plain")
+    api = FastAPI()
+    api.include_router(history.files_router(files))
+    logged_in = {}
+    api.dependency_overrides[get_current_user] = lambda: logged_in["user"]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(api), base_url="http://127.0.0.1") as client:
+        logged_in["user"] = SimpleNamespace(id="alice-id")
+        mine = await client.get(stored["url"])
+        assert mine.status_code == 200 and mine.content == b"alice's notes"
+        logged_in["user"] = SimpleNamespace(id="bob-id")
+        assert (await client.get(stored["url"])).status_code == 404
+        for key in ("bob-id/../alice-id/element-1/notes.txt", "../../etc/passwd"):
+            assert (await client.get(f"{history.FILES_ROUTE}/{quote(key, safe='')}")).status_code == 404
+
+
 def test_database_url_defaults_to_sqlite_and_takes_postgres(tmp_path):
     assert history.database_url(make_settings(tmp_path)).startswith("sqlite+aiosqlite:///")
     postgres = make_settings(tmp_path, database_url="postgres://tutor:s3cret@db.internal/tutor")
