@@ -35,7 +35,13 @@ run: install
 browser:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
 
-test: test-unit test-browser
+# Both suites at once: most of each is single-threaded (process start-up, imports, one browser), so together
+# they take little longer than the main suite alone. The browser suite's output follows the main suite's.
+test: install browser
+	@$(BIN)/python -m pytest -m browser tests/browser > .browser-tests.log 2>&1 & browser=$$!; \
+	$(BIN)/python -m pytest; main=$$?; wait $$browser; browser_status=$$?; \
+	echo "== browser suite (tests/browser)"; cat .browser-tests.log; \
+	[ $$main -eq 0 ] && [ $$browser_status -eq 0 ]
 
 test-unit: install
 	$(BIN)/python -m pytest

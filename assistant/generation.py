@@ -21,6 +21,7 @@ with top-p 0.9 and a 1.1 repetition penalty, which keeps a small model's free te
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import concurrent.futures
 import json
@@ -138,6 +139,7 @@ class Engine:
         self._routing: dict[str, str | None] = {}  # base source -> the adapter its layers use now
         self._threads = ThreadTuner(usable_cpus())
         self._load = 0  # requests submitted and not yet finished
+        self._closing = False
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -196,11 +198,22 @@ class Engine:
         self._submit(_Call(lambda: fn(*args, **kwargs), future))
         return future.result()
 
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the worker after its current step; unfinished requests end there. Run at interpreter exit: a
+        daemon thread stopped in the middle of a torch op aborts the process ("terminate called without an
+        active exception")."""
+        with self._start_lock:
+            thread, self._closing = self._thread, True
+        if thread is not None and thread.is_alive():
+            self._inbox.put(_Call(lambda: None, concurrent.futures.Future()))  # wakes an idle worker
+            thread.join(timeout)
+
     # --- the worker ---------------------------------------------------------------------------
 
     def _submit(self, request: _Request | _Call) -> None:
         with self._start_lock:
             if self._thread is None or not self._thread.is_alive():
+                self._closing = False
                 self._thread = threading.Thread(target=self._serve, name="generation", daemon=True)
                 self._thread.start()
             if isinstance(request, _Request):
@@ -218,7 +231,7 @@ class Engine:
         batched step at most and nobody waits for someone else's whole answer."""
         waiting: collections.deque[_Request] = collections.deque()
         cohorts: dict[tuple, _Cohort] = {}
-        while True:
+        while not self._closing:
             if not waiting and not cohorts:
                 self._admit(self._inbox.get(), waiting)
             while not self._inbox.empty():
@@ -230,6 +243,8 @@ class Engine:
                 self._guarded(cohort.requests, lambda: self._decode(cohort))
                 if not cohort.requests:
                     del cohorts[key]
+        for request in [*waiting, *(r for cohort in cohorts.values() for r in cohort.requests)]:
+            request.finish(None)
 
     @staticmethod
     def _admit(item: _Request | _Call, waiting: collections.deque) -> None:
@@ -450,6 +465,7 @@ def _stop_ids(model, tokenizer) -> set[int]:
 
 
 engine = Engine()
+atexit.register(engine.close)
 
 
 def adapter_base(adapter_dir: str | Path) -> str:

@@ -103,12 +103,8 @@ async def test_happy_path_to_a_fine_tuned_model_then_chat_with_it(tmp_path, serv
     assert api.fine_tuning.jobs.retrieve(run["config"]["job_id"]).status == "succeeded"
     assert any(c.step_number > 0 for c in api.fine_tuning.jobs.checkpoints.list(run["config"]["job_id"]))
 
-    chat = api.chat.completions.create(model=model["location"], messages=[{"role": "user", "content": "Title: Toast"}],
-                                       max_tokens=5)
-    assert chat.choices[0].message.content and chat.usage.completion_tokens <= 5
-
-    # Streamed through the app's openai backend. A failure after the stream has begun reaches the client as
-    # the API's in-stream error, in words.
+    # Through the app's openai backend: a failure after the stream has begun (the adapter is loaded on first
+    # use) reaches the client as the API's in-stream error, in words.
     model = model["location"]
     backend = create_backend("openai", settings, model=model)
     served = registry_for(server_settings).run(model.rsplit(":", 1)[1])
@@ -117,6 +113,10 @@ async def test_happy_path_to_a_fine_tuned_model_then_chat_with_it(tmp_path, serv
     with pytest.raises(TutorError, match="reported an error: The adapter folder .* is missing"):
         [p async for p in backend.stream([{"role": "user", "content": "Title: Soup"}], temperature=0, max_tokens=6)]
     adapter.with_name("moved").rename(adapter)
+
+    chat = api.chat.completions.create(model=model, messages=[{"role": "user", "content": "Title: Toast"}],
+                                       max_tokens=5)
+    assert chat.choices[0].message.content and chat.usage.completion_tokens <= 5
     with pytest.raises(openai.BadRequestError, match="max_tokens must be a valid integer"):
         api.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens="lots")
     with pytest.raises(openai.BadRequestError, match="limit must be greater than or equal to 1"):
