@@ -20,15 +20,15 @@ import chainlit as cl
 from assistant.accounts import Learner
 from assistant.actions import BaselineChoice, NoPayload, RunRef, VoteRequest, action, current_learner
 from assistant.contenders import Contender, model_for_run, pair_for_run, too_long
-from assistant.errors import TutorError
 from assistant.generation import Usage
 from assistant.refresh import refreshing
-from assistant.settings import get_settings
 from training.charts import eval_chart
+from training.errors import TutorError
 from training.evaluation import Case, evaluate, load_cases, markdown_table, write_results
 from training.metrics import score_answer
 from training.recipes import user_message
 from training.registry import new_id, registry_for
+from training.settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from assistant.errors import TutorError
+from training.errors import TutorError
 from training.registry import LOCAL_USER, Registry
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")

@@ -21,10 +21,10 @@ import chainlit as cl
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from assistant.accounts import LOCAL_LEARNER, Learner
-from assistant.errors import TutorError
-from assistant.settings import get_settings
 from training.config import ConfigError
+from training.errors import TutorError
 from training.registry import RegistryError, registry_for
+from training.settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -12,27 +12,31 @@ kept by Chainlit's data layer (assistant.history); uploads are size-limited befo
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
-import time
-from concurrent.futures import ThreadPoolExecutor
+from training.common import configure_process
 
-import chainlit as cl
-from chainlit.input_widget import Select, Slider
+configure_process()  # the app's entry point: offline and sized to this machine before transformers loads
 
-from assistant import ab_flow, dataset_flow, decision, history, training_flow
-from assistant.accounts import authenticate, auth_secret, learner_for
-from assistant.actions import CheckAnswer, action, current_learner, guarded
-from assistant.backends import backend_names, create_backend
-from assistant.errors import TutorError
-from assistant.limits import BodyLimit
-from assistant.origins import OriginPolicy, is_loopback, protect_chainlit
-from assistant.service import get_tutor, warm_up
-from assistant.settings import Settings, get_settings
-from assistant.tutor import Tutor, format_sources
-from training import queue
-from training.registry import registry_for
+import asyncio  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+import chainlit as cl  # noqa: E402
+from chainlit.input_widget import Select, Slider  # noqa: E402
+
+from assistant import ab_flow, dataset_flow, decision, history, training_flow  # noqa: E402
+from assistant.accounts import auth_secret, authenticate, learner_for  # noqa: E402
+from assistant.actions import CheckAnswer, action, current_learner, guarded  # noqa: E402
+from assistant.backends import backend_names, create_backend  # noqa: E402
+from assistant.limits import BodyLimit  # noqa: E402
+from assistant.origins import OriginPolicy, is_loopback, protect_chainlit  # noqa: E402
+from assistant.service import get_tutor, warm_up  # noqa: E402
+from assistant.tutor import Tutor, format_sources  # noqa: E402
+from training import queue  # noqa: E402
+from training.errors import TutorError  # noqa: E402
+from training.registry import registry_for  # noqa: E402
+from training.settings import Settings, get_settings  # noqa: E402
 
 log = logging.getLogger(__name__)
 

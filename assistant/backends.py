@@ -24,12 +24,12 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import ClassVar
-from urllib.parse import urlsplit
 
-from assistant.errors import TutorError, redact
-from assistant.generation import Messages, Usage, adapter_base, engine
-from assistant.models import display_name, resolve_base_model
-from assistant.settings import EMBEDDED, Settings
+from assistant.generation import Messages, Usage, engine
+from training.clients import explain_api_error, openai_client, openai_configured, openai_key, server_label
+from training.errors import TutorError, redact
+from training.models import adapter_base, display_name, resolve_base_model
+from training.settings import EMBEDDED, Settings
 
 log = logging.getLogger(__name__)
 
@@ -101,48 +101,11 @@ class LocalBackend(ChatBackend):
         return engine.load()
 
     async def stream(self, messages, *, temperature, max_tokens, usage=None):
-        settings = self.settings
-        if self.model:
-            settings = settings.model_copy(update={"base_model": adapter_base(self.model)})
-        source = await asyncio.to_thread(engine.call, resolve_base_model, settings)  # may convert: torch work
+        base = adapter_base(self.model) if self.model else None
+        source = await asyncio.to_thread(engine.call, resolve_base_model, self.settings, base)  # may convert: torch work
         async for piece in engine.stream(source, messages, adapter=self.model, temperature=temperature,
                                          max_tokens=max_tokens, usage=usage):
             yield piece
-
-
-def server_label(settings: Settings) -> str:
-    """The server's host for messages: never the path, query or credentials of the URL."""
-    if not settings.openai_base_url:
-        return "api.openai.com"
-    parts = urlsplit(settings.openai_base_url)
-    return parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else "the configured server"
-
-
-# Most specific first: the openai client's exceptions subclass each other.
-_API_ERRORS = (
-    ("AuthenticationError", "{server} rejected the API key (HTTP 401). Check OPENAI_API_KEY in your .env or environment."),
-    ("PermissionDeniedError", "{server} refused access to this model or project (HTTP 403). Check the key's permissions."),
-    ("NotFoundError", "{server} has no model named '{model}'. Set TUTOR_OPENAI_MODEL to a model it serves."),
-    ("RateLimitError", "{server} is rate-limiting requests or the quota is used up (HTTP 429). Wait a moment and try again."),
-    ("APITimeoutError", "{server} did not answer within {timeout:.0f} s. Try again, or raise TUTOR_REQUEST_TIMEOUT."),
-    ("APIConnectionError", "Can't reach the model server at {server}. Is it running, and is OPENAI_BASE_URL right?"),
-    ("APIStatusError", "{server} answered with an error (HTTP {status}). Try again in a moment."),
-)
-
-
-def explain_api_error(exc: Exception, settings: Settings, model: str | None = None) -> str:
-    """A learner-facing sentence for an openai client exception."""
-    import openai
-
-    details = {"server": server_label(settings), "model": model or settings.openai_model,
-               "timeout": settings.request_timeout, "status": getattr(exc, "status_code", "?")}
-    for name, template in _API_ERRORS:
-        if isinstance(exc, getattr(openai, name)):
-            return template.format(**details)
-    if isinstance(exc, openai.APIError) and exc.message:  # e.g. an error the server sent inside a stream
-        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-        return f"{details['server']} reported an error: {redact(exc.message, key)}"
-    return "The request to {server} failed ({kind}).".format(kind=type(exc).__name__, **details)
 
 
 @register_backend
@@ -157,21 +120,14 @@ class OpenAIBackend(ChatBackend):
     def label(self) -> str:
         return f"{self.model_id} at {server_label(self.settings)}"
 
+    UNCONFIGURED = ("No OpenAI-compatible model is configured. Set OPENAI_API_KEY (for OpenAI) or OPENAI_BASE_URL "
+                    "(for vLLM, Ollama, LM Studio...) in a .env file next to the app, then restart it.")
+
     def unavailable_reason(self) -> str | None:
-        if self.settings.openai_api_key or self.settings.openai_base_url:
-            return None
-        return ("No OpenAI-compatible model is configured. Set OPENAI_API_KEY (for OpenAI) or OPENAI_BASE_URL "
-                "(for vLLM, Ollama, LM Studio...) in a .env file next to the app, then restart it.")
+        return None if openai_configured(self.settings) else self.UNCONFIGURED
 
     def client(self):
-        import openai
-
-        if reason := self.unavailable_reason():
-            raise TutorError(reason)
-        key = self.settings.openai_api_key.get_secret_value() if self.settings.openai_api_key else "not-needed"
-        return openai.AsyncOpenAI(api_key=key, base_url=self.settings.openai_base_url,
-                                  organization=self.settings.openai_organization, project=self.settings.openai_project,
-                                  timeout=self.settings.request_timeout, max_retries=2)
+        return openai_client(self.settings, asynchronous=True, max_retries=2, unconfigured=self.UNCONFIGURED)
 
     async def stream(self, messages, *, temperature, max_tokens, usage=None):
         import openai
@@ -191,8 +147,7 @@ class OpenAIBackend(ChatBackend):
                         usage.ttft_s = time.perf_counter() - started
                     yield chunk.choices[0].delta.content
         except openai.OpenAIError as exc:
-            key = self.settings.openai_api_key.get_secret_value() if self.settings.openai_api_key else None
-            log.warning("OpenAI-compatible call failed: %s", redact(repr(exc), key))
+            log.warning("OpenAI-compatible call failed: %s", redact(repr(exc), openai_key(self.settings)))
             raise TutorError(explain_api_error(exc, self.settings, self.model_id)) from None
         finally:
             usage.latency_s = time.perf_counter() - started

@@ -26,12 +26,20 @@ from typing import Optional
 
 import typer
 
-from assistant.errors import TutorError
+from training.errors import TutorError
 from training.registry import LOCAL_USER, RegistryError
 
 # Tracebacks never show local variables: one of them could hold an API key.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Fine-Tuning Tutor: learn LLM fine-tuning by doing it.")
+
+
+@app.callback()
+def configure() -> None:
+    """Every command: offline and sized to this machine before any model library loads."""
+    from training.common import configure_process
+
+    configure_process()
 
 
 def fail(message: str, as_json: bool) -> None:
@@ -85,10 +93,10 @@ def prepare(
 ):
     """Build the recipe-assistant dataset: train/validation/test chat JSONL in a fresh folder, deduplicated and
     seeded. An earlier dataset's files are never overwritten."""
-    from assistant.settings import get_settings
     from training.prepare import prepare as build
     from training.recipes import SourceError
     from training.registry import new_id
+    from training.settings import get_settings
 
     def progress(rows: int, done: int, total: int) -> None:
         if not as_json:
@@ -133,17 +141,12 @@ def validate(
         raise typer.Exit(1)
 
 
-class Backend(str, Enum):
-    local = "local"
-    openai = "openai"
-
-
 def _registry():
     """The data dir's registry, with runs whose trainer died marked as interrupted; a damaged or locked
     registry is one line and exit 1."""
-    from assistant.settings import get_settings
     from training import queue
     from training.registry import registry_for
+    from training.settings import get_settings
 
     try:
         registry = registry_for(get_settings())
@@ -155,13 +158,13 @@ def _registry():
 
 def _follow(run: dict, registry, as_json: bool) -> dict:
     """Print a run's progress until it ends; Ctrl-C leaves it running."""
-    from assistant.settings import get_settings
     from training import jobs
+    from training.settings import get_settings
 
     settings = get_settings()
 
     async def follow() -> None:
-        async for event in jobs.follow(run, registry, settings=settings, limit=settings.max_training_jobs):
+        async for event in jobs.follow(run, registry, settings=settings):
             if not as_json:
                 _print_event(event)
 
@@ -206,7 +209,8 @@ def _show(run: dict, as_json: bool) -> None:
 def train(
     train_file: Path = typer.Option(..., "--train", help="Training chat JSONL."),
     val_file: Optional[Path] = typer.Option(None, "--val", help="Validation chat JSONL."),
-    backend: Backend = typer.Option(Backend.local, help="local: LoRA here; openai: OpenAI or OPENAI_BASE_URL."),
+    backend: str = typer.Option("local", help="Where to train: local (LoRA here), openai (OpenAI or OPENAI_BASE_URL), "
+                                              "or another registered training backend."),
     base_model: str = typer.Option("embedded", help="local: 'embedded', an HF id in the local cache, or a folder."),
     model: str = typer.Option("gpt-4o-mini-2024-07-18", help="openai: base model, or an ft: model to continue."),
     suffix: Optional[str] = typer.Option(None, help="openai: added to the fine-tuned model's name."),
@@ -224,29 +228,22 @@ def train(
     detach: bool = typer.Option(False, help="Start and return; follow later with `tutor jobs show`."),
     as_json: bool = typer.Option(False, "--json", help="Print the final run record as JSON."),
 ):
-    """Fine-tune (local LoRA in a background process, or an OpenAI job), following it until it ends.
+    """Fine-tune (local LoRA in a background process, or a job on a provider), following it until it ends.
     Local runs join the training queue: at most TUTOR_MAX_TRAINING_JOBS train at once."""
-    from assistant.settings import get_settings
-    from training import jobs, openai_jobs
-    from training.config import ConfigError, TrainConfig
+    from training.backends import training_backend
+    from training.config import ConfigError
+    from training.settings import get_settings
 
     registry = _registry()
+    values = {"train_file": str(train_file), "validation_file": str(val_file) if val_file else None,
+              "base_model": base_model, "model": model, "suffix": suffix, "lr_multiplier": lr_multiplier,
+              "auto": auto, "epochs": epochs, "learning_rate": learning_rate, "lora_r": lora_r,
+              "lora_alpha": lora_alpha, "lora_dropout": lora_dropout, "target_modules": target_modules,
+              "max_length": max_length, "batch_size": batch_size, "gradient_accumulation": gradient_accumulation,
+              "seed": seed, "save_every": save_every, "eval_generate_limit": eval_generate}
     try:
-        settings = get_settings()
-        if backend is Backend.openai:
-            hosted = openai_jobs.OpenAIJobConfig(
-                train_file=str(train_file), validation_file=str(val_file) if val_file else None, model=model,
-                suffix=suffix, n_epochs="auto" if auto else int(epochs), batch_size="auto" if auto else batch_size,
-                learning_rate_multiplier=lr_multiplier or "auto", seed=seed)
-            run = openai_jobs.start(hosted, settings, registry, owner)
-        else:
-            config = TrainConfig(train_file=str(train_file), validation_file=str(val_file) if val_file else None,
-                                 base_model=base_model, epochs=epochs, learning_rate=learning_rate, lora_r=lora_r,
-                                 lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules,
-                                 max_length=max_length, batch_size=batch_size,
-                                 gradient_accumulation=gradient_accumulation, seed=seed, save_every=save_every,
-                                 eval_generate_limit=eval_generate)
-            run = jobs.start_local(config, settings.data_dir, registry, owner, settings.max_training_jobs)
+        trainer = training_backend(backend, get_settings())
+        run = trainer.start(trainer.config(values), registry, owner)
     except (ConfigError, TutorError, RegistryError, OSError) as exc:
         fail(str(exc), as_json)
     _finish_train(run, registry, detach, as_json)
@@ -305,10 +302,11 @@ def jobs_show(run_id: str, as_json: bool = typer.Option(False, "--json")):
 def jobs_cancel(run_id: str, as_json: bool = typer.Option(False, "--json")):
     """Stop a run (it saves a checkpoint first, so it can resume)."""
     from training import jobs
+    from training.settings import get_settings
 
     run, registry = _find(run_id, as_json)
     try:
-        _show(jobs.cancel(run, registry), as_json)
+        _show(jobs.cancel(run, registry, settings=get_settings()), as_json)
     except TutorError as exc:
         fail(str(exc), as_json)
 
@@ -318,13 +316,12 @@ def jobs_resume(run_id: str, as_json: bool = typer.Option(False, "--json"),
                 detach: bool = typer.Option(False, help="Start and return.")):
     """Continue an interrupted, cancelled or failed run from its last checkpoint."""
     from training import jobs
-
-    from assistant.settings import get_settings
+    from training.settings import get_settings
 
     run, registry = _find(run_id, as_json)
     try:
-        run = jobs.resume(run, registry, get_settings().max_training_jobs)
-    except (ValueError, RegistryError) as exc:
+        run = jobs.resume(run, registry, get_settings())
+    except (TutorError, RegistryError) as exc:
         fail(str(exc), as_json)
     _show(run if detach else _follow(run, registry, as_json), as_json)
 
@@ -359,9 +356,9 @@ def evaluate_model(
 ):
     """Score a fine-tuned model and a baseline on held-out recipes: P/R/F1, exact match, tokens, latency."""
     from assistant.contenders import pair_for_run
-    from assistant.settings import get_settings
     from training.evaluation import evaluate, load_cases, markdown_table, write_results
     from training.registry import new_id
+    from training.settings import get_settings
 
     settings = get_settings()
     try:
@@ -396,7 +393,7 @@ def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8100, 
     Point OPENAI_BASE_URL at http://HOST:PORT/v1. TUTOR_SERVE_API_KEY (environment or .env) sets the bearer key
     it requires; beyond 127.0.0.1 it refuses to start without one."""
     from assistant.openai_server import serve as run_server
-    from assistant.settings import get_settings
+    from training.settings import get_settings
 
     try:
         settings = get_settings()
@@ -463,7 +460,7 @@ def users_remove(name: str):
 def index():
     """Bring the knowledge index up to date, embedding only files that changed."""
     from assistant.knowledge import KnowledgeBase
-    from assistant.settings import get_settings
+    from training.settings import get_settings
 
     try:
         report = KnowledgeBase(get_settings()).sync()
@@ -475,7 +472,7 @@ def index():
 @app.command()
 def settings():
     """Show the effective settings (API keys masked)."""
-    from assistant.settings import get_settings
+    from training.settings import get_settings
 
     try:
         print(json.dumps(get_settings().describe(), indent=2))

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.backends import ChatBackend, Usage, create_backend
-from assistant.errors import TutorError
-from assistant.models import display_name
-from assistant.settings import Settings
 from assistant.vectorstore import chroma_client, langchain_store, open_collection
+from training.errors import TutorError
 from training.evaluation import Case, chat_triples
+from training.models import display_name
+from training.settings import Settings
 
 BASELINES = ("rag", "base")
 MAX_ANSWER_TOKENS = 160
@@ -151,9 +151,11 @@ def pair_for_run(registry, settings: Settings, run_id: str, kind: str = "rag", k
 if __name__ == "__main__":
     import sys
 
-    from assistant.settings import get_settings
+    from training.common import configure_process
     from training.registry import registry_for
+    from training.settings import get_settings
 
+    configure_process()
     settings = get_settings()
     case = Case(prompt=sys.argv[2], gold=[])
     for side in pair_for_run(registry_for(settings), settings, sys.argv[1]):

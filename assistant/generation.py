@@ -24,7 +24,6 @@ import asyncio
 import atexit
 import collections
 import concurrent.futures
-import json
 import logging
 import queue
 import threading
@@ -33,8 +32,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from assistant.errors import TutorError
-from assistant.settings import usable_cpus
+from training.common import device, usable_cpus
+from training.errors import TutorError
+from training.models import load_pretrained, resolve_base_model
+from training.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -367,11 +368,7 @@ class Engine:
 
     @staticmethod
     def _model(source: str):
-        import torch
-
-        from assistant.models import load_model
-
-        return load_model(source, "cuda" if torch.cuda.is_available() else "cpu")  # cached after the first call
+        return load_pretrained(source, device())  # cached after the first call
 
     def _activate(self, source: str, adapter: str | None) -> None:
         """Route the shared base through `adapter` (attached on first use) or through no adapter.
@@ -449,8 +446,12 @@ class ThreadTuner:
 
 
 def _processors(temperature: float):
-    from transformers import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
-                              TopPLogitsWarper)
+    from transformers import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopPLogitsWarper,
+    )
 
     if temperature <= 0:
         return LogitsProcessorList()
@@ -468,20 +469,24 @@ engine = Engine()
 atexit.register(engine.close)
 
 
-def adapter_base(adapter_dir: str | Path) -> str:
-    """The base model an adapter was trained on, as recorded portably ("embedded", an HF id or a folder)."""
-    try:
-        return json.loads((Path(adapter_dir) / "adapter_config.json").read_text())["base_model_name_or_path"]
-    except (OSError, ValueError, KeyError):
-        raise TutorError(f"The adapter folder {adapter_dir} is missing or incomplete; train the model again.") from None
+def load_model(source: str, on: str | None = None):
+    """(model, tokenizer) for a resolved base model, loaded once per process on the engine's thread (the
+    process's one torch thread, which also serializes loading: transformers' is not thread-safe)."""
+    return engine.call(load_pretrained, source, on or device())
+
+
+def load_chat_model(settings: Settings):
+    """(model, tokenizer) for the configured base model, converted first if needed."""
+    return engine.call(lambda: load_model(resolve_base_model(settings)))
 
 
 if __name__ == "__main__":
     import sys
 
-    from assistant.models import resolve_base_model
-    from assistant.settings import get_settings
+    from training.common import configure_process
+    from training.settings import get_settings
 
+    configure_process()
     text, usage = engine.complete(resolve_base_model(get_settings()), [{"role": "user", "content": sys.argv[1]}],
                                   max_tokens=80)
     print(text)

@@ -25,7 +25,7 @@ from urllib.parse import quote, unquote, urlsplit
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 from chainlit.data.storage_clients.base import BaseStorageClient
 
-from assistant.settings import Settings
+from training.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def serve_files(settings: Settings) -> None:
 if __name__ == "__main__":
     import asyncio
 
-    from assistant.settings import get_settings
+    from training.settings import get_settings
 
     current = get_settings()
     asyncio.run(data_layer(current).create_schema())

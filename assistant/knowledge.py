@@ -19,8 +19,8 @@ from pathlib import Path
 from langchain_core.documents import Document
 from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
 
-from assistant.settings import Settings
 from assistant.vectorstore import chroma_client, langchain_store
+from training.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +165,10 @@ if __name__ == "__main__":
     import json
     import sys
 
-    from assistant.settings import get_settings
+    from training.common import configure_process
+    from training.settings import get_settings
 
+    configure_process()
     kb = KnowledgeBase(get_settings())
     if sys.argv[1:2] == ["search"]:
         for passage in kb.search(" ".join(sys.argv[2:])):

@@ -46,18 +46,19 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sse_starlette.sse import EventSourceResponse
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from assistant.errors import TutorError
-from assistant.generation import Usage, engine
+from assistant.generation import Usage, engine, load_model
 from assistant.limits import BodyLimit
-from assistant.models import display_name, load_model, resolve_base_model
 from assistant.origins import WILDCARDS, is_loopback
-from assistant.settings import EMBEDDED, Settings
 from training import events as run_events
-from training import jobs, queue
+from training import queue
+from training.backends import training_backend
 from training.config import ConfigError, TrainConfig, explain
+from training.errors import TutorError
 from training.lora import checkpoints
+from training.models import display_name, resolve_base_model
 from training.openai_jobs import BatchSize, Epochs, LearningRateMultiplier
 from training.registry import FINISHED, Registry, registry_for
+from training.settings import EMBEDDED, Settings
 from training.validate import validate_file
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,8 @@ class FineTuningServer:
     def __init__(self, settings: Settings, allowed_hosts: list[str] | None = None):
         self.settings = settings
         self.root = settings.data_dir / "openai-server"
+        # Jobs are local LoRA runs (in the app's queue and registry, their folders under root).
+        self.trainer = training_backend("local", settings.model_copy(update={"data_dir": self.root}))
         self.files_dir = self.root / "files"
         self.files_dir.mkdir(parents=True, exist_ok=True)
         self.registry = registry_for(settings)
@@ -158,8 +161,8 @@ class FineTuningServer:
         queue.reconcile(self.registry)
         for run in self.registry.runs(API_OWNER, ("interrupted",)):  # killed with the previous server: carry on
             try:
-                jobs.resume(run, self.registry, settings.max_training_jobs)
-            except ValueError as exc:  # no checkpoint yet: the job fails with the reason
+                self.trainer.resume(run, self.registry)
+            except TutorError as exc:  # no checkpoint yet: the job fails with the reason
                 self.registry.update_run(run["id"], status="failed", error=str(exc))
         self.app = self._build(allowed_hosts)
 
@@ -249,8 +252,7 @@ class FineTuningServer:
                                      epochs=float(pick(chosen.n_epochs, 3)), batch_size=pick(chosen.batch_size, 4),
                                      learning_rate=DEFAULT_LR * pick(chosen.learning_rate_multiplier, 1.0),
                                      seed=42 if body.seed is None else body.seed)
-                run = await asyncio.to_thread(jobs.start_local, config, self.root, self.registry, API_OWNER,
-                                              self.settings.max_training_jobs)
+                run = await asyncio.to_thread(self.trainer.start, config, self.registry, API_OWNER)
             except ConfigError as exc:
                 raise APIError(400, str(exc), "invalid_hyperparameters", "hyperparameters") from None
             meta = {"suffix": body.suffix or "tutor", "model": body.model, "training_file": body.training_file,
@@ -274,7 +276,7 @@ class FineTuningServer:
             run = await self._find(job_id)
             if run["status"] in FINISHED:
                 raise APIError(400, f"The job is already {run['status']}.", "invalid_request", "job_id")
-            return self._job(await asyncio.to_thread(jobs.cancel, run, self.registry))
+            return self._job(await asyncio.to_thread(self.trainer.cancel, run, self.registry))
 
         @router.get("/{job_id}/events")
         async def list_events(job_id: str, limit: Limit = 20, after: str | None = None):
@@ -418,9 +420,7 @@ async def _chunks(stream, head: dict, counts, options: StreamOptions | None):
 
 def _prompt_size(source: str, messages: list[dict]) -> tuple[int, int]:
     """(prompt tokens after the chat template, the model's context length); runs on the engine thread."""
-    import torch
-
-    model, tokenizer = load_model(source, "cuda" if torch.cuda.is_available() else "cpu")
+    model, tokenizer = load_model(source)
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     ids = ids["input_ids"] if hasattr(ids, "keys") else ids
     return len(ids), int(getattr(model.config, "max_position_embeddings", 2048))
@@ -537,6 +537,8 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8100) -> None
 
 
 if __name__ == "__main__":
-    from assistant.settings import get_settings
+    from training.common import configure_process
+    from training.settings import get_settings
 
+    configure_process()
     serve(get_settings())

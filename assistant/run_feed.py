@@ -52,8 +52,7 @@ class RunFeed:
 
     async def _follow(self, run: dict, registry, settings, poll: float, follower: _Follower) -> None:
         try:
-            async for event in jobs.follow(run, registry, poll=poll, settings=settings,
-                                           limit=settings.max_training_jobs):
+            async for event in jobs.follow(run, registry, poll=poll, settings=settings):
                 follower.history.append(event)
                 for queue in follower.queues:
                     queue.put_nowait(event)

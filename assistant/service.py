@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 
-from assistant.errors import TutorError, install_secret_redaction
 from assistant.knowledge import KnowledgeBase
-from assistant.settings import Settings, get_settings
 from assistant.tutor import Tutor
+from training.clients import openai_key
+from training.errors import TutorError, install_secret_redaction
+from training.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -32,8 +33,7 @@ def get_tutor() -> Tutor:
     with _lock:
         if _tutor is None:
             settings = get_settings()
-            key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
-            install_secret_redaction(key)
+            install_secret_redaction(openai_key(settings))
             _tutor = build_tutor(settings)
         return _tutor
 
@@ -43,7 +43,7 @@ def warm_up() -> None:
     try:
         tutor = get_tutor()
         if tutor.settings.effective_backend == "local":
-            from assistant.models import load_chat_model
+            from assistant.generation import load_chat_model
 
             load_chat_model(tutor.settings)
     except TutorError as exc:  # the first question retries and shows this in chat; the log says it now

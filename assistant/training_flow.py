@@ -16,21 +16,29 @@ from pathlib import Path
 import chainlit as cl
 
 from assistant.accounts import Learner
-from assistant.actions import (HOSTED_SETTINGS, LOCAL_SETTINGS, HostedTrainRequest, LocalTrainRequest, RunRef, action,
-                               current_learner)
-from assistant.backends import server_label
+from assistant.actions import (
+    HOSTED_SETTINGS,
+    LOCAL_SETTINGS,
+    HostedTrainRequest,
+    LocalTrainRequest,
+    RunRef,
+    action,
+    current_learner,
+)
 from assistant.contenders import fine_tuned, model_for_run, too_long
-from assistant.errors import TutorError
 from assistant.generation import Usage
-from assistant.models import display_name
 from assistant.run_feed import feed
-from assistant.settings import Settings, get_settings
-from training import jobs, openai_jobs
+from training import jobs
+from training.backends import training_backend
 from training.charts import loss_chart
+from training.clients import server_label
 from training.config import TrainConfig
+from training.errors import TutorError
 from training.evaluation import Case
-from training.openai_jobs import OpenAIJobConfig
+from training.models import display_name
+from training.openai_jobs import WIND_DOWN, OpenAIJobConfig
 from training.registry import ACTIVE, registry_for
+from training.settings import Settings, get_settings
 
 UPDATE_EVERY = 0.4  # seconds between screen updates: a few a second, not one per event
 _SETTING = re.compile(r"\b([a-z_]+)\s*=\s*(\S+)")
@@ -97,11 +105,10 @@ def describe_openai(config: OpenAIJobConfig) -> str:
 
 def openai_ready() -> str | None:
     """None when OpenAI fine-tuning is configured, else how to configure it."""
-    settings = get_settings()
-    if settings.openai_api_key or settings.openai_base_url:
+    if (reason := training_backend("openai", get_settings()).unavailable_reason()) is None:
         return None
-    return ("To fine-tune with OpenAI, set OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server, such as "
-            "this project's own `tutor serve`) in a `.env` file next to the app, then restart it.")
+    return (f"{reason} Note: OpenAI no longer lets organisations new to fine-tuning create jobs, and new jobs stop "
+            "for everyone on 6 January 2027; local LoRA fine-tuning works without any of this.")
 
 
 def training_actions(dataset_id: str) -> tuple[list[cl.Action], str]:
@@ -154,8 +161,8 @@ async def offer_training(text: str = "") -> None:
 async def on_finetune_local(request, learner: Learner, _sent):
     settings = get_settings()
     config = local_config(await _dataset(request.dataset_id, learner), request.settings, settings).check()
-    run = await asyncio.to_thread(jobs.start_local, config, settings.data_dir, registry_for(settings), learner.name,
-                                  settings.max_training_jobs)
+    run = await asyncio.to_thread(training_backend("local", settings).start, config, registry_for(settings),
+                                  learner.name)
     cl.user_session.set("training_job", asyncio.create_task(watch(run, describe(config))))
 
 
@@ -173,7 +180,8 @@ async def on_finetune_openai(request, learner: Learner, _sent):
         content=(f"**Fine-tune with OpenAI** at {server_label(get_settings())}: {describe_openai(config)}.\n\n"
                  f"Estimate from the dataset report: {report.tokens_in_dataset:,} tokens x {report.epochs} epochs = "
                  f"**{report.billed_tokens:,} billed tokens, about ${report.estimated_cost:.2f}** at "
-                 f"${report.price_per_million:g} per 1M training tokens. Start?"),
+                 f"${report.price_per_million:g} per 1M training tokens."
+                 + ("" if get_settings().openai_base_url else f"\n\n_{WIND_DOWN}_") + "\n\nStart?"),
         actions=[cl.Action(name="start_openai", label="Start", payload=request.model_dump())]).send()
 
 
@@ -182,7 +190,8 @@ async def on_start_openai(request, learner: Learner, sent: cl.Action):
     await sent.remove()
     settings = get_settings()
     config = hosted_config(await _dataset(request.dataset_id, learner), request.settings)
-    run = await asyncio.to_thread(openai_jobs.start, config, settings, registry_for(settings), learner.name)
+    run = await asyncio.to_thread(training_backend("openai", settings).start, config, registry_for(settings),
+                                  learner.name)
     cl.user_session.set("training_job", asyncio.create_task(watch(run, describe_openai(config))))
 
 

@@ -26,9 +26,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from assistant.backends import ChatBackend, create_backend
-from assistant.errors import TutorError
 from assistant.knowledge import KnowledgeBase, Passage
-from assistant.settings import Settings
+from training.errors import TutorError
+from training.settings import Settings
 
 MAX_QUESTION_CHARS = 4000
 # Cosine similarity (MiniLM) under which the best passage is not about the question at all.

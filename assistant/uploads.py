@@ -14,9 +14,9 @@ import shutil
 from pathlib import Path
 
 from assistant.accounts import Learner
-from assistant.errors import TutorError
-from assistant.settings import Settings
+from training.errors import TutorError
 from training.registry import Registry, new_id
+from training.settings import Settings
 
 ACCEPTED = (".csv", ".jsonl")
 

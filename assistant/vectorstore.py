@@ -15,8 +15,8 @@ from chromadb.config import Settings as ChromaSettings
 from langchain_chroma import Chroma
 
 from assistant.embeddings import MiniLMEmbeddingFunction, MiniLMEmbeddings
-from assistant.errors import TutorError
-from assistant.settings import Settings
+from training.errors import TutorError
+from training.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 
 from assistant.contenders import Contender, ExampleIndex
-from assistant.generation import engine
-from assistant.models import load_model, resolve_base_model
-from assistant.settings import load_settings
+from assistant.generation import engine, load_model
 from training.evaluation import load_cases
+from training.models import resolve_base_model
 from training.prepare import prepare
 from training.recipes import SAMPLE_CSV
+from training.settings import load_settings
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PROMPTS = 12

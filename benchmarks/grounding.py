@@ -21,8 +21,8 @@ from pathlib import Path
 
 from assistant.backends import create_backend
 from assistant.knowledge import KnowledgeBase
-from assistant.settings import load_settings
 from assistant.tutor import Tutor, content_words, is_grounded, sentences
+from training.settings import load_settings
 
 CASES = [
     ("What is LoRA?", ["low-rank"]),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from assistant.embeddings import encode
 from assistant.knowledge import KnowledgeBase
-from assistant.settings import load_settings
+from training.settings import load_settings
 
 
 def run() -> dict:

@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
-from assistant.models import convert_embedded, embedded_gguf_path
-from assistant.settings import load_settings
+from training.models import convert_embedded, embedded_gguf_path
+from training.settings import load_settings
 
 
 def timed(load) -> float:

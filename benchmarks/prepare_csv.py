@@ -12,7 +12,6 @@ line, then the format checks and `num_tokens_from_messages` one message at a tim
 """
 
 import csv
-import json
 import subprocess
 import sys
 import tempfile

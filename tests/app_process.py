@@ -21,8 +21,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from assistant.settings import PROJECT_ROOT
 from tests.conftest import MODEL_CACHE
+from training.settings import PROJECT_ROOT
 
 
 def free_port() -> int:

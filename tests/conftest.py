@@ -3,13 +3,17 @@ from a config, an indexed knowledge base, and the fake OpenAI-compatible server.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from assistant.settings import PROJECT_ROOT, load_settings
+from training.common import configure_process
+from training.settings import PROJECT_ROOT, load_settings
+
+configure_process()  # the test session is an entry point like the app: offline before transformers loads
 
 # Converted embedded weights are kept between runs (and shared with the browser tests): ~20 s once.
 MODEL_CACHE = PROJECT_ROOT / ".test-data" / "cache"
@@ -41,7 +45,7 @@ def settings(tmp_path):
 @pytest.fixture(scope="session")
 def embedded_model_dir(tmp_path_factory) -> Path:
     """The real SmolLM2-135M GGUF, converted to safetensors once."""
-    from assistant.models import convert_embedded
+    from training.models import convert_embedded
 
     return convert_embedded(make_settings(tmp_path_factory.mktemp("unused")))
 
@@ -103,3 +107,25 @@ def fake_openai():
 
     with FakeOpenAI() as server:
         yield server
+
+
+@pytest.fixture
+async def app_env(monkeypatch, tmp_path, indexed_data_dir, tiny_model_dir) -> Path:
+    """The app's environment on a private copy of the indexed store, with the tiny model as its base model; the
+    process-wide tutor is reset afterwards. Yields the data dir."""
+    import assistant.app as app
+    import assistant.service as service
+    from training.settings import get_settings
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(indexed_data_dir, data_dir)
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"TUTOR_DATA_DIR": str(data_dir), "TUTOR_CACHE_DIR": str(MODEL_CACHE),
+                        "TUTOR_BASE_MODEL": str(tiny_model_dir)}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield data_dir
+    if app._warmup is not None:
+        await asyncio.wait([app._warmup])
+    app._warmup, service._tutor = None, None
+    get_settings.cache_clear()

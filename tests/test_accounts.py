@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from assistant.accounts import add_user, auth_secret, authenticate, learner_for
-from assistant.errors import TutorError
+from training.errors import TutorError
 from training.registry import Registry
 
 

@@ -10,10 +10,10 @@ import pytest
 import assistant.app as app
 import assistant.service as service
 from assistant.decision import QUESTIONS
-from assistant.settings import get_settings
 from assistant.tutor import Tutor
 from tests.chainlit_harness import open_chat, user_says
 from tests.conftest import MODEL_CACHE
+from training.settings import get_settings
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import logging
 import pytest
 
 from assistant.backends import ChatBackend, backend_names, create_backend, register_backend, unregister_backend
-from assistant.errors import TutorError
 from tests.conftest import make_settings
+from training.errors import TutorError
 
 MESSAGES = [{"role": "system", "content": "Notes:\n[1] How LoRA works (knowledge/lora.md)\nLoRA adds adapters."},
             {"role": "user", "content": "What is LoRA?"}]

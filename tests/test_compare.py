@@ -10,7 +10,6 @@ import assistant.app as app
 from assistant import ab_flow
 from assistant.accounts import LOCAL_LEARNER
 from assistant.contenders import ExampleIndex, pair_for_run
-from assistant.settings import get_settings
 from tests.chainlit_harness import open_chat, user_says
 from tests.conftest import MODEL_CACHE, make_settings
 from tests.test_cli import run_tutor
@@ -18,6 +17,7 @@ from training.evaluation import Case, chat_triples, load_cases
 from training.prepare import prepare
 from training.recipes import SAMPLE_CSV
 from training.registry import registry_for
+from training.settings import get_settings
 
 
 def finished_run(data_dir, base_model: str, location: str, kind: str = "local-adapter") -> dict:

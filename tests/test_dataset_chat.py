@@ -7,9 +7,9 @@ import pytest
 
 import assistant.app as app
 from assistant import dataset_flow
-from assistant.errors import TutorError
-from assistant.settings import get_settings
 from tests.chainlit_harness import open_chat, user_says
+from training.errors import TutorError
+from training.settings import get_settings
 
 
 @pytest.fixture

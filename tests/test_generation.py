@@ -6,9 +6,8 @@ import asyncio
 import pytest
 import torch
 
-from assistant.errors import TutorError
-from assistant.generation import Usage, engine
-from assistant.models import load_model
+from assistant.generation import Usage, engine, load_model
+from training.errors import TutorError
 
 MESSAGES = [{"role": "user", "content": "Title: Pancakes\n\nIngredients: [\"1 c. flour\", \"2 eggs\"]"}]
 

@@ -2,7 +2,6 @@
 and feedback persist per user; a resumed chat keeps its settings, not its stale buttons; keys never become paths."""
 
 import asyncio
-import shutil
 import uuid
 
 import chainlit as cl
@@ -13,23 +12,14 @@ from chainlit.types import Feedback, Pagination, ThreadFilter
 import assistant.app as app
 from assistant import history
 from assistant.accounts import add_user
-from assistant.settings import get_settings
 from tests.chainlit_harness import open_chat, user_says
-from tests.conftest import MODEL_CACHE, make_settings
+from tests.conftest import make_settings
 from training.registry import registry_for
+from training.settings import get_settings
 
 
 @pytest.fixture
-async def layer(monkeypatch, tmp_path, indexed_data_dir, tiny_model_dir):
-    import assistant.service as service
-
-    data_dir = tmp_path / "data"
-    shutil.copytree(indexed_data_dir, data_dir)
-    monkeypatch.chdir(tmp_path)
-    for name, value in {"TUTOR_DATA_DIR": str(data_dir), "TUTOR_CACHE_DIR": str(MODEL_CACHE),
-                        "TUTOR_BASE_MODEL": str(tiny_model_dir)}.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
+async def layer(app_env, monkeypatch):
     for name in ("alice", "bob"):
         add_user(registry_for(get_settings()), name, "correct horse")
     created = history.data_layer(get_settings())
@@ -37,10 +27,6 @@ async def layer(monkeypatch, tmp_path, indexed_data_dir, tiny_model_dir):
     monkeypatch.setattr(chainlit.data, "_data_layer", created)
     yield created
     await created.engine.dispose()
-    if app._warmup is not None:
-        await asyncio.wait([app._warmup])
-    app._warmup, service._tutor = None, None
-    get_settings.cache_clear()
 
 
 async def test_a_chat_persists_with_its_elements_and_feedback_for_its_user_only(layer):
@@ -53,9 +39,9 @@ async def test_a_chat_persists_with_its_elements_and_feedback_for_its_user_only(
     answer = chat.messages[-1]
     await layer.upsert_feedback(Feedback(forId=answer["id"], threadId=thread_id, value=1, comment="clear"))
 
-    for _ in range(50):  # Chainlit stores elements in a background task
+    for _ in range(50):  # Chainlit stores steps and elements in background tasks
         thread = await layer.get_thread(thread_id)
-        if thread["elements"]:
+        if thread["elements"] and any(s["id"] == answer["id"] for s in thread["steps"]):
             break
         await asyncio.sleep(0.1)
     assert thread["userIdentifier"] == "alice" and thread["name"] == "What is LoRA?"

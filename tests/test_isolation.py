@@ -16,11 +16,11 @@ import assistant.app as app
 from assistant import dataset_flow, training_flow
 from assistant.accounts import Learner, add_user
 from assistant.actions import PrepareRequest
-from assistant.settings import get_settings
 from tests.chainlit_harness import open_chat, user_says
 from tests.conftest import MODEL_CACHE
 from training import jobs, queue
 from training.registry import registry_for
+from training.settings import get_settings
 
 OPENED: list[str] = []
 _recording = [False]

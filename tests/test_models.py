@@ -4,9 +4,10 @@ import time
 
 import pytest
 
-from assistant.errors import TutorError
-from assistant.models import EMBEDDED_GGUF, embedded_gguf_path, load_chat_model
+from assistant.generation import load_chat_model
 from tests.conftest import make_settings
+from training.errors import TutorError
+from training.models import EMBEDDED_GGUF, embedded_gguf_path
 
 
 def test_the_gguf_ships_in_the_installed_package():

@@ -18,12 +18,12 @@ import pytest
 from assistant.accounts import LOCAL_LEARNER
 from assistant.actions import PrepareRequest
 from assistant.backends import create_backend
-from assistant.errors import TutorError
 from assistant.generation import Usage
 from assistant.openai_server import FineTuningServer
 from tests.conftest import make_settings
 from tests.http_server import ServerThread
 from training import jobs, openai_jobs
+from training.errors import TutorError
 from training.openai_jobs import OpenAIJobConfig
 from training.prepare import prepare
 from training.recipes import SAMPLE_CSV
@@ -158,6 +158,50 @@ def test_a_wrong_key_is_a_clear_message_without_the_key(tmp_path, server, datase
     assert run["status"] == "failed" and "rejected the API key" in run["error"]
 
 
+def test_the_cookbooks_own_calls_reach_a_fine_tuned_model_that_answers(server, dataset, tiny_model_dir):
+    """The OpenAI cookbook's fine-tuning notebook, call for call, with only base_url, api_key and the model name
+    changed: upload, create, poll retrieve, list_events, fine_tuned_model, chat.completions.create."""
+    import time
+
+    from openai import OpenAI
+
+    client = OpenAI(base_url=server.base_url, api_key=KEY)  # changed line 1 of 3 (the notebook: OpenAI())
+    training_file_id = client.files.create(file=open(dataset["train"], "rb"), purpose="fine-tune").id
+    validation_file_id = client.files.create(file=open(dataset["validation"], "rb"), purpose="fine-tune").id
+    response = client.fine_tuning.jobs.create(training_file=training_file_id, validation_file=validation_file_id,
+                                              model=tiny_model_dir.name,  # changed: the notebook's gpt-4o-mini
+                                              suffix="recipe-ner")
+    job_id = response.id
+    deadline = time.monotonic() + 240
+    while (response := client.fine_tuning.jobs.retrieve(job_id)).status not in ("succeeded", "failed", "cancelled"):
+        assert time.monotonic() < deadline, "the job did not finish"
+        time.sleep(0.5)
+    assert response.status == "succeeded"
+    events = client.fine_tuning.jobs.list_events(fine_tuning_job_id=job_id, limit=50).data
+    assert events and all(event.message for event in events)
+    fine_tuned_model_id = client.fine_tuning.jobs.retrieve(job_id).fine_tuned_model
+    assert fine_tuned_model_id.startswith(f"ft:{tiny_model_dir.name}:recipe-ner:")
+    messages = [json.loads(line)["messages"] for line in Path(dataset["validation"]).read_text().splitlines()][0][:2]
+    answer = client.chat.completions.create(model=fine_tuned_model_id, messages=messages, temperature=0,
+                                            max_tokens=20)
+    assert answer.choices[0].message.content and answer.usage.completion_tokens > 0
+
+
+def test_an_organisation_refused_fine_tuning_hears_of_the_wind_down_and_where_to_go(tmp_path, server_settings,
+                                                                                    dataset, tiny_model_dir):
+    """OpenAI refuses job creation with a 403 to organisations without fine-tuning access (2026-05-07 notice)."""
+    with ServerThread(FineTuningServer(server_settings).app, fail_paths=("/v1/fine_tuning/jobs",)) as server:
+        server.fail_next = [403]
+        settings = app_settings(tmp_path, server)
+        with pytest.raises(TutorError) as refused:
+            openai_jobs.start(job_config(dataset, tiny_model_dir), settings, registry_for(settings))
+    message = str(refused.value)
+    assert "HTTP 403" in message and "6 January 2027" in message and "Fine-tune locally" in message
+    assert "Azure OpenAI" in message
+    [run] = registry_for(settings).runs()
+    assert run["status"] == "failed" and "6 January 2027" in run["error"]
+
+
 def test_a_job_that_fails_server_side_shows_its_error(tmp_path, dataset, tiny_model_dir):
     broken_base = tmp_path / "broken-base"
     shutil.copytree(tiny_model_dir, broken_base)
@@ -217,8 +261,8 @@ def test_timeouts_are_retried_then_waited_out(tmp_path, server, dataset, tiny_mo
 @pytest.fixture
 def chat_env(monkeypatch, tmp_path, server):
     import assistant.service as service
-    from assistant.settings import get_settings
     from tests.conftest import MODEL_CACHE
+    from training.settings import get_settings
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUTOR_DATA_DIR", str(tmp_path / "app"))
@@ -275,8 +319,8 @@ async def test_a_chat_opened_after_a_restart_follows_a_running_openai_job(chat_e
     import chainlit as cl
 
     import assistant.app as app
-    from assistant.settings import get_settings
     from tests.chainlit_harness import open_chat
+    from training.settings import get_settings
 
     settings = get_settings()
     run = openai_jobs.start(job_config(dataset, tiny_model_dir, suffix="restart"), settings, registry_for(settings))
@@ -295,8 +339,8 @@ async def test_without_configuration_the_chat_says_how_to_configure(monkeypatch,
     import chainlit as cl
 
     from assistant import dataset_flow
-    from assistant.settings import get_settings
     from tests.chainlit_harness import open_chat
+    from training.settings import get_settings
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUTOR_DATA_DIR", str(tmp_path / "app"))
@@ -337,4 +381,7 @@ def test_cli_train_and_jobs_with_the_openai_backend_then_continue_the_fine_tune(
     assert json.loads(second.stdout)["config"]["model"] == fine_tuned
     listed = run_tutor("jobs", "list", "--json", env_extra=env, tmp_path=tmp_path)
     assert [r["status"] for r in json.loads(listed.stdout)] == ["succeeded", "succeeded"]
+    cancelled = run_tutor("jobs", "cancel", run["id"], "--json", env_extra=env, tmp_path=tmp_path)
+    assert "Traceback" not in cancelled.stderr, "cancelling a hosted run from the CLI reaches its provider"
+    assert json.loads(cancelled.stdout).get("status", "succeeded") == "succeeded", "a finished job stays finished"
     assert KEY not in first.stdout + first.stderr + second.stdout + second.stderr + listed.stdout

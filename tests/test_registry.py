@@ -123,8 +123,8 @@ def test_the_cli_says_one_line_on_a_damaged_registry(tmp_path):
 
 async def test_the_chat_says_one_sentence_on_a_damaged_registry(monkeypatch, tmp_path):
     from assistant import app
-    from assistant.settings import get_settings
     from tests.chainlit_harness import open_chat, user_says
+    from training.settings import get_settings
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUTOR_DATA_DIR", str(tmp_path / "data"))

@@ -16,12 +16,12 @@ import openai
 import pytest
 
 from assistant.openai_server import FineTuningServer, allowed_hosts
-from assistant.settings import load_settings
 from tests.conftest import MODEL_CACHE, make_settings
 from tests.http_server import ServerThread
 from training.prepare import prepare
 from training.recipes import SAMPLE_CSV
 from training.registry import registry_for
+from training.settings import load_settings
 
 KEY = "sk-serve-test-0123456789abcdef"
 

@@ -7,14 +7,14 @@ import pytest
 
 import assistant.app as app
 from assistant import dataset_flow, training_flow
-from assistant.settings import get_settings
 from assistant.accounts import LOCAL_LEARNER
 from assistant.actions import PrepareRequest
-from assistant.errors import TutorError
 from tests.chainlit_harness import open_chat, user_says
 from tests.conftest import make_settings
 from training.config import ConfigError
+from training.errors import TutorError
 from training.registry import registry_for
+from training.settings import get_settings
 
 
 @pytest.fixture

@@ -2,11 +2,18 @@
 
 import pytest
 
-from assistant.errors import TutorError, redact
 from assistant.knowledge import KnowledgeBase, Passage
-from assistant.tutor import (MAX_QUESTION_CHARS, Tutor, clean_question, is_grounded, is_supported, key_passage,
-                             mostly_non_latin)
+from assistant.tutor import (
+    MAX_QUESTION_CHARS,
+    Tutor,
+    clean_question,
+    is_grounded,
+    is_supported,
+    key_passage,
+    mostly_non_latin,
+)
 from tests.conftest import make_settings
+from training.errors import TutorError, redact
 
 SOURCE = ("LoRA freezes the pre-trained weights and learns a low-rank update made of two small matrices. "
           "The rank r is typically between 4 and 64.")
@@ -119,7 +126,7 @@ async def test_choosing_openai_without_configuration_is_explained(tutor):
 def test_log_records_are_redacted_whatever_the_logger(caplog):
     import logging
 
-    from assistant.errors import install_secret_redaction
+    from training.errors import install_secret_redaction
 
     install_secret_redaction("my-custom-secret-token")
     try:

@@ -2,36 +2,25 @@
 this machine), a tutor question is answered in its usual time, and chats watching one run share one follower."""
 
 import asyncio
-import shutil
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import chainlit as cl
 import pytest
 
 import assistant.app as app
 from assistant import training_flow
 from assistant.run_feed import feed
-from assistant.settings import get_settings
 from tests.chainlit_harness import open_chat, user_says
-from tests.conftest import MODEL_CACHE
 from training.registry import registry_for
+from training.settings import get_settings
 
 
 @pytest.fixture
-async def busy_app(monkeypatch, tmp_path, indexed_data_dir, tiny_model_dir):
+async def busy_app(app_env):
     """The app with 8 runs "training": each has a live process that looks like a trainer, and no final event."""
-    import assistant.service as service
-
-    data_dir = tmp_path / "data"
-    shutil.copytree(indexed_data_dir, data_dir)
-    monkeypatch.chdir(tmp_path)
-    for name, value in {"TUTOR_DATA_DIR": str(data_dir), "TUTOR_CACHE_DIR": str(MODEL_CACHE),
-                        "TUTOR_BASE_MODEL": str(tiny_model_dir)}.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
+    data_dir = app_env
     registry = registry_for(get_settings())
     trainers, runs = [], []
     for index in range(8):
@@ -46,10 +35,6 @@ async def busy_app(monkeypatch, tmp_path, indexed_data_dir, tiny_model_dir):
     for trainer in trainers:
         trainer.kill()
         trainer.wait()
-    if app._warmup is not None:
-        await asyncio.wait([app._warmup])
-    app._warmup, service._tutor = None, None
-    get_settings.cache_clear()
 
 
 async def ask(question: str) -> float:

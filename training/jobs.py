@@ -1,4 +1,5 @@
-"""Fine-tuning jobs: start, follow, cancel and resume, for local LoRA runs and hosted (OpenAI) jobs alike.
+"""Local LoRA fine-tuning jobs (the `local` training backend), and following, cancelling and resuming any run
+through its backend (training/backends.py).
 
 A local run joins the training queue (training/queue.py) and, when its turn comes, trains in its own
 process, recorded in the registry and followed through its events.jsonl. It outlives the app that
@@ -17,10 +18,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from training import events, openai_jobs, queue
+from training import events, queue
+from training.backends import TrainingBackend, backend_of, register_training_backend
 from training.config import TrainConfig
+from training.errors import TutorError
 from training.lora import latest_checkpoint
 from training.registry import ACTIVE, LOCAL_USER, Registry, new_id
+from training.settings import Settings, get_settings
 
 
 def start_local(config: TrainConfig, data_dir: Path, registry: Registry, owner: str = LOCAL_USER,
@@ -37,13 +41,43 @@ def start_local(config: TrainConfig, data_dir: Path, registry: Registry, owner: 
     return registry.run(run_id)
 
 
-async def follow(run: dict, registry: Registry, poll: float = 0.5, settings=None,
-                 limit: int | None = None) -> AsyncIterator[dict]:
-    """Yield a run's events until it finishes; a queued run reports its place in the queue as it changes."""
-    if run["backend"] == "openai":
-        async for event in openai_jobs.follow(run, registry, settings, poll=max(poll, 1.0)):
-            yield event
-        return
+async def follow(run: dict, registry: Registry, poll: float = 0.5, settings: Settings | None = None) -> AsyncIterator[dict]:
+    """Any run's events until it ends, through the backend it was started with."""
+    async for event in backend_of(run, settings or get_settings()).follow(run, registry, poll):
+        yield event
+
+
+def cancel(run: dict, registry: Registry, settings: Settings | None = None) -> dict:
+    """Stop any run, through its backend."""
+    return backend_of(run, settings or get_settings()).cancel(run, registry)
+
+
+def resume(run: dict, registry: Registry, settings: Settings | None = None) -> dict:
+    """Continue any stopped run, through its backend."""
+    return backend_of(run, settings or get_settings()).resume(run, registry)
+
+
+@register_training_backend
+class LocalLoRA(TrainingBackend):
+    """LoRA on this machine (training/lora.py in its own process), through the training queue."""
+
+    name, label, Config = "local", "local LoRA", TrainConfig
+
+    def start(self, config: TrainConfig, registry: Registry, owner: str = LOCAL_USER) -> dict:
+        return start_local(config, self.settings.data_dir, registry, owner, self.settings.max_training_jobs)
+
+    def follow(self, run: dict, registry: Registry, poll: float = 0.5) -> AsyncIterator[dict]:
+        return _follow_local(run, registry, poll, self.settings.max_training_jobs)
+
+    def cancel(self, run: dict, registry: Registry) -> dict:
+        return _cancel_local(run, registry)
+
+    def resume(self, run: dict, registry: Registry) -> dict:
+        return _resume_local(run, registry, self.settings.max_training_jobs)
+
+
+async def _follow_local(run: dict, registry: Registry, poll: float, limit: int | None) -> AsyncIterator[dict]:
+    """A local run's events until it finishes; a queued run reports its place in the queue as it changes."""
     run_dir, offset, place = Path(run["run_dir"]), 0, None
     while True:
         batch, offset = await asyncio.to_thread(events.read, run_dir, offset)
@@ -79,10 +113,8 @@ def _refresh(registry: Registry, run_id: str, limit: int | None) -> dict:
     return current
 
 
-def cancel(run: dict, registry: Registry, grace: float = 30.0, settings=None) -> dict:
+def _cancel_local(run: dict, registry: Registry, grace: float = 30.0) -> dict:
     """A queued run leaves the queue; a running one checkpoints and stops (killed after `grace` seconds)."""
-    if run["backend"] == "openai":
-        return openai_jobs.cancel(run, registry, settings)
     if queue.cancel_queued(registry, run["id"]):
         return registry.run(run["id"])
     (Path(run["run_dir"]) / "cancel").touch()
@@ -93,22 +125,17 @@ def cancel(run: dict, registry: Registry, grace: float = 30.0, settings=None) ->
         or registry.run(run["id"])
 
 
-def resume(run: dict, registry: Registry, limit: int | None = None) -> dict:
+def _resume_local(run: dict, registry: Registry, limit: int | None) -> dict:
     """Queue an interrupted, cancelled or failed local run again; it continues from its last checkpoint."""
-    if run["backend"] == "openai":  # a hosted job can't be restarted; one still running is simply followed again
-        if run["status"] in ACTIVE:
-            return run
-        raise ValueError(f"Run {run['id']} is {run['status']}: a hosted job can't be resumed. Start a new one, "
-                         "continuing from a fine-tuned model with --model ft:... if you have one.")
     queue.reconcile(registry)
     run = registry.run(run["id"])
     if run["status"] in ACTIVE:
-        raise ValueError(f"Run {run['id']} is {run['status']} already.")
+        raise TutorError(f"Run {run['id']} is {run['status']} already.")
     if run["status"] == "succeeded":
-        raise ValueError(f"Run {run['id']} already finished.")
+        raise TutorError(f"Run {run['id']} already finished.")
     run_dir = Path(run["run_dir"])
     if latest_checkpoint(run_dir) is None:
-        raise ValueError(f"Run {run['id']} has no checkpoint yet; start a new run instead.")
+        raise TutorError(f"Run {run['id']} has no checkpoint yet; start a new run instead.")
     (run_dir / "cancel").unlink(missing_ok=True)
     queue.enqueue(registry, run["id"])
     queue.dispatch(registry, limit)

@@ -30,13 +30,16 @@ from pathlib import Path
 
 import torch
 
-import assistant.settings  # noqa: F401  (sets the offline defaults before transformers is imported)
+from training.common import configure_process
+from training.common import device as pick_device
 from training.config import ConfigError, TrainConfig
 from training.events import FILE as EVENTS_FILE
 from training.events import EventLog
 from training.events import read as read_events
 from training.metrics import parse_list, set_scores
+from training.models import adapter_base, load_tokenizer, resolve_base_model
 from training.queue import process_alive
+from training.settings import get_settings
 
 IGNORE = -100
 KEEP_CHECKPOINTS = 2
@@ -149,14 +152,10 @@ def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
 
 def load_base(base_model: str):
     """(model, tokenizer) for "embedded", an HF id or a folder, fresh (not the chat app's shared copy)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    from assistant.models import resolve_base_model
-    from assistant.settings import get_settings
-
-    settings = get_settings().model_copy(update={"base_model": base_model})
-    source = resolve_base_model(settings)
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    source = resolve_base_model(get_settings(), base_model)
+    tokenizer = load_tokenizer(source)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -176,8 +175,7 @@ def load_adapter_model(adapter_dir: Path):
     ("embedded", an HF id or a folder) in adapter_config.json, never by a site-packages path."""
     from peft import PeftModel
 
-    base_model = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())["base_model_name_or_path"]
-    model, tokenizer = load_base(base_model)
+    model, tokenizer = load_base(adapter_base(adapter_dir))
     return PeftModel.from_pretrained(model, str(adapter_dir)), tokenizer
 
 
@@ -200,9 +198,10 @@ def export_merged(adapter_dir: Path, target: Path) -> Path:
 def evaluate(model, examples: list[dict], pad_id: int, batch_size: int) -> dict:
     """Validation loss per assistant token and next-token accuracy on assistant tokens."""
     model.eval()
+    device = next(model.parameters()).device
     loss_sum, correct, count = 0.0, 0, 0
     for start in range(0, len(examples), batch_size):
-        batch = collate(examples[start:start + batch_size], pad_id)
+        batch = {key: value.to(device) for key, value in collate(examples[start:start + batch_size], pad_id).items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
         targets = batch["labels"][:, 1:]
         keep = targets != IGNORE
@@ -219,10 +218,11 @@ def generation_f1(model, tokenizer, conversations: list[list[dict]], limit: int)
     if not conversations or limit <= 0:
         return None
     model.eval()
+    device = next(model.parameters()).device
     scores = []
     for messages in conversations[:limit]:
         inputs = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, return_tensors="pt",
-                                               return_dict=True)
+                                               return_dict=True).to(device)
         output = model.generate(**inputs, max_new_tokens=128, do_sample=False, pad_token_id=tokenizer.pad_token_id)
         answer = tokenizer.decode(output[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True)
         scores.append(set_scores(parse_list(answer), parse_list(messages[-1]["content"]) or [])[2])
@@ -295,7 +295,7 @@ def train(run_dir: Path, resume: bool = False, registry=None, handle_signals: bo
     from transformers import get_linear_schedule_with_warmup
 
     config = TrainConfig.load(run_dir / "config.json")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = pick_device()
     use_bf16 = config.bf16 == "yes" or (config.bf16 == "auto" and bf16_is_faster(device))
     accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=device == "cpu")
     main = accelerator.is_main_process
@@ -425,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--registry", type=Path)
     args = parser.parse_args(argv)
+    configure_process()
     from training.registry import Registry
 
     registry = Registry(args.registry) if args.registry else None

@@ -23,11 +23,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from assistant.backends import explain_api_error
-from assistant.errors import TutorError, redact
-from assistant.settings import Settings
+from training.backends import TrainingBackend, register_training_backend
+from training.clients import explain_api_error, openai_client, openai_configured, openai_key, server_label
 from training.config import explain
+from training.errors import TutorError, redact
 from training.registry import LOCAL_USER, Registry, new_id
+from training.settings import Settings
 from training.validate import validate_file
 
 log = logging.getLogger(__name__)
@@ -92,21 +93,26 @@ class OpenAIJobConfig(BaseModel):
 
 
 def client(settings: Settings, asynchronous: bool = False):
-    import openai
+    return openai_client(settings, asynchronous=asynchronous, unconfigured=(
+        "OpenAI fine-tuning needs OPENAI_API_KEY (for OpenAI) or OPENAI_BASE_URL (for a compatible server, e.g. "
+        "`tutor serve`) in a .env file next to the app or in the environment."))
 
-    if not (settings.openai_api_key or settings.openai_base_url):
-        raise TutorError("OpenAI fine-tuning needs OPENAI_API_KEY (for OpenAI) or OPENAI_BASE_URL (for a compatible "
-                         "server, e.g. `tutor serve`) in a .env file next to the app or in the environment.")
-    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "not-needed"
-    return (openai.AsyncOpenAI if asynchronous else openai.OpenAI)(api_key=key, base_url=settings.openai_base_url, organization=settings.openai_organization,
-                         project=settings.openai_project, timeout=settings.request_timeout,
-                         max_retries=settings.request_retries)
+
+# OpenAI's deprecations page, notice of 2026-05-07: what a learner refused a job should know, and where to go.
+WIND_DOWN = ("OpenAI is winding down self-serve fine-tuning: organisations new to it can't create jobs since "
+             "7 May 2026, nor those without fine-tuned-model calls in the past 60 days since 2 July 2026, and new jobs "
+             "stop for everyone on 6 January 2027. Fine-tune locally instead, with Azure OpenAI, or with an "
+             "OpenAI-compatible fine-tuning server (OPENAI_BASE_URL, e.g. this project's `tutor serve`).")
 
 
 def _explained(exc: Exception, settings: Settings, model: str) -> TutorError:
     """A learner-facing error; the server's own message when it gave one (it may say which line is bad)."""
-    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    import openai
+
+    key = openai_key(settings)
     log.warning("OpenAI fine-tuning call failed: %s", redact(repr(exc), key))
+    if isinstance(exc, openai.PermissionDeniedError):  # how the wind-down refuses an organisation
+        return TutorError(f"{server_label(settings)} refused to fine-tune for this organisation (HTTP 403). {WIND_DOWN}")
     message = explain_api_error(exc, settings, model)
     detail = getattr(exc, "body", None)
     if isinstance(detail, dict) and getattr(exc, "status_code", None) in (400, 422):
@@ -243,3 +249,33 @@ def cancel(run: dict, registry: Registry, settings: Settings) -> dict:
     except openai.OpenAIError as exc:
         raise _explained(exc, settings, run["config"]["model"]) from None
     return registry.update_run(run["id"], status="cancelled")
+
+
+@register_training_backend
+class OpenAIJobs(TrainingBackend):
+    """OpenAI, or any OpenAI-compatible fine-tuning API (OPENAI_BASE_URL: vLLM-style servers, `tutor serve`)."""
+
+    name, label, Config = "openai", "OpenAI", OpenAIJobConfig
+
+    def unavailable_reason(self) -> str | None:
+        return None if openai_configured(self.settings) else (
+            "To fine-tune with OpenAI, set OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server, such as this "
+            "project's own `tutor serve`) in a `.env` file next to the app, then restart it.")
+
+    def config(self, values: dict) -> OpenAIJobConfig:
+        """The neutral names mapped onto the API's: epochs -> n_epochs, lr_multiplier ->
+        learning_rate_multiplier; `auto` lets the provider pick epochs and batch size."""
+        auto = values.get("auto", False)
+        mapped = {**values, "n_epochs": "auto" if auto or values.get("epochs") is None else int(values["epochs"]),
+                  "batch_size": "auto" if auto or values.get("batch_size") is None else values["batch_size"],
+                  "learning_rate_multiplier": values.get("lr_multiplier") or "auto"}
+        return super().config(mapped)
+
+    def start(self, config: OpenAIJobConfig, registry: Registry, owner: str = LOCAL_USER) -> dict:
+        return start(config, self.settings, registry, owner)
+
+    def follow(self, run: dict, registry: Registry, poll: float = 2.0) -> AsyncIterator[dict]:
+        return follow(run, registry, self.settings, poll=max(poll, 1.0))
+
+    def cancel(self, run: dict, registry: Registry) -> dict:
+        return cancel(run, registry, self.settings)

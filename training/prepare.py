@@ -20,8 +20,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from training.recipes import (SAMPLE_CSV, Progress, Recipe, RowProblem, SourceError, fingerprint,
-                              read_recipenlg_csv, to_chat_example)
+from training.recipes import (
+    SAMPLE_CSV,
+    Progress,
+    Recipe,
+    RowProblem,
+    SourceError,
+    fingerprint,
+    read_recipenlg_csv,
+    to_chat_example,
+)
 from training.validate import example_errors, read_jsonl
 
 SPLITS = ("train", "validation", "test")

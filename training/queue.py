@@ -108,9 +108,9 @@ def default_limit() -> int:
     """TUTOR_MAX_TRAINING_JOBS, else one trainer per CUDA GPU, else 1."""
     if value := os.environ.get(LIMIT_VARIABLE, "").strip():
         return max(1, int(value))
-    import torch
+    from training.common import gpu_count
 
-    return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+    return max(1, gpu_count())
 
 
 def fair_order(queued: list[dict], running: list[dict], started: dict[str, float]) -> list[dict]:

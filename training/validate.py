@@ -253,12 +253,12 @@ def counter_for(model: str, settings=None) -> tuple[Counter, str, int]:
     from training.tokens import local_counter, openai_counter
 
     if model == "local":
-        from assistant.models import load_chat_model
-        from assistant.settings import get_settings
+        from training.models import context_length, load_tokenizer, resolve_base_model
+        from training.settings import get_settings
 
-        chat_model, tokenizer = load_chat_model(settings or get_settings())
-        limit = int(getattr(chat_model.config, "max_position_embeddings", DEFAULT_CONTEXT_LIMIT))
-        return local_counter(tokenizer), "the local model's tokenizer and chat template", limit
+        source = resolve_base_model(settings or get_settings())
+        limit = context_length(source) or DEFAULT_CONTEXT_LIMIT
+        return local_counter(load_tokenizer(source)), "the local model's tokenizer and chat template", limit
     limit = next((v for k, v in CONTEXT_LIMITS.items() if model.removeprefix("ft:").startswith(k)), DEFAULT_CONTEXT_LIMIT)
     return openai_counter(model), f"tiktoken for {model}", limit
 
@@ -278,4 +278,7 @@ def validate_file(path: Path, model: str = "gpt-4o-mini", price_per_million: flo
 if __name__ == "__main__":
     import sys
 
+    from training.common import configure_process
+
+    configure_process()
     print(validate_file(Path(sys.argv[1])).as_markdown())

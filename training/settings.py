@@ -8,12 +8,14 @@ data under ./.tutor-data). Bigger set-ups are configuration only:
     CHROMA_HOST=chroma.internal CHROMA_PORT=8000  # a Chroma server instead of the embedded store
     TUTOR_BASE_MODEL=HuggingFaceTB/SmolLM2-360M-Instruct   # HF id (from the local cache) or a local path
 
-Try it: `python -m assistant.settings` prints the effective settings (keys masked).
+Reading settings changes nothing else: the process's offline environment is set by
+`training.common.configure_process()`, called by each entry point.
+
+Try it: `python -m training.settings` prints the effective settings (keys masked).
 """
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -22,34 +24,10 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from assistant.errors import TutorError
+from training.errors import TutorError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED = "embedded"
-
-# Nothing may reach a model hub at run time; respect a user's explicit choice otherwise.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def usable_cpus() -> int:
-    """CPUs this process may really use: affinity, capped by a cgroup v2 quota (containers often report
-    the host's core count, and torch then starts dozens of spinning threads on two real cores)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
-        if quota != "max":
-            cpus = min(cpus, max(1, int(quota) // int(period)))
-    except (OSError, ValueError):
-        pass
-    return cpus
-
-
-# Read by torch when it starts its thread pool: set before torch is imported.
-os.environ.setdefault("OMP_NUM_THREADS", str(usable_cpus()))
-
 
 class SettingsError(TutorError):
     """A setting has a value the app cannot use; the message names the variable, never the value."""

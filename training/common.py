@@ -1,0 +1,61 @@
+"""Process set-up and device choice, shared by every entry point: the app, `tutor`, the trainer, `tutor serve`,
+the benchmarks and the tests.
+
+    from training.common import configure_process, device
+    configure_process()   # first thing in an entry point, before transformers or huggingface_hub load
+    device()              # "cuda" when a GPU is visible, else "cpu"
+
+Nothing here runs at import: each entry point calls `configure_process()` itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+
+def usable_cpus() -> int:
+    """CPUs this process may really use: affinity, capped by a cgroup v2 quota (containers often report
+    the host's core count, and torch then starts dozens of spinning threads on two real cores)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+def package_folder(module: str) -> Path | None:
+    """Where an installed data package (the embedded model's, the embedding model's) keeps its files; None when
+    it is not installed. The packages are located, never imported."""
+    spec = importlib.util.find_spec(module)
+    return Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
+
+
+def configure_process() -> None:
+    """Offline and sized to this machine: nothing may reach a model hub at run time, torch uses the CPUs this
+    process really has. A user's explicit choice (an environment variable already set) is kept. Idempotent."""
+    for name, value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False",
+                        "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(usable_cpus())}.items():
+        os.environ.setdefault(name, value)
+    if "torch" in sys.modules:  # too late for OMP_NUM_THREADS to be read at start-up: apply it directly
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+def device() -> str:
+    """Where models run: the first CUDA GPU when there is one, else the CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
