@@ -178,20 +178,24 @@ def _follow(run: dict, registry, as_json: bool) -> dict:
 
 
 def _print_event(event: dict) -> None:
-    if event["type"] == "step" and "eta_seconds" in event:
-        typer.echo(f"\rstep {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  "
-                   f"{event['tokens_per_second']:,.0f} tok/s  ETA {event['eta_seconds']:.0f} s   ", nl=False, err=True)
-    elif event["type"] == "step":  # a hosted job reports step and loss only
-        typer.echo(f"\rstep {event['step']}/{event.get('total_steps') or '?'}  loss {event['loss']:.4f}   ",
-                   nl=False, err=True)
-    elif event["type"] == "eval":
-        typer.echo(f"\n  validation loss {event['val_loss']:.4f}, token accuracy {event['val_token_accuracy']:.1%}",
-                   err=True)
-    elif event["type"] == "status" and event.get("position"):
-        typer.echo(f"\nqueued: position {event['position']} of {event['queue_length']}", err=True)
-    elif event["type"] in ("error", "cancelled", "resumed", "status", "message", "checkpoint"):
-        detail = event.get("message") or event.get("status") or event.get("model") or event.get("step", "")
-        typer.echo(f"\n{event['type']}: {detail}", err=True)
+    from training.events import Cancelled, Checkpoint, Error, Eval, Start, Status, Step, parse
+
+    event = parse(event)
+    if isinstance(event, Step):
+        typer.echo("\r" + "  ".join(event.progress()) + "   ", nl=False, err=True)
+    elif isinstance(event, Eval):
+        accuracy = f", token accuracy {event.val_token_accuracy:.1%}" if event.val_token_accuracy is not None else ""
+        typer.echo(f"\n  validation loss {event.val_loss:.4f}{accuracy}", err=True)
+    elif isinstance(event, Status) and event.position:
+        typer.echo(f"\nqueued: position {event.position} of {event.queue_length}", err=True)
+    elif isinstance(event, Status):
+        typer.echo(f"\n{event.level if event.message else 'status'}: {event.message or event.status}", err=True)
+    elif isinstance(event, Start) and event.resumed:
+        typer.echo(f"\nresumed from step {event.step}", err=True)
+    elif isinstance(event, Checkpoint):
+        typer.echo(f"\ncheckpoint: {event.label}", err=True)
+    elif isinstance(event, (Error, Cancelled)):
+        typer.echo(f"\n{event.type}: {getattr(event, 'message', '') or ''}".rstrip(": "), err=True)
 
 
 def _show(run: dict, as_json: bool) -> None:

@@ -35,6 +35,8 @@ from training.clients import server_label
 from training.config import TrainConfig
 from training.errors import TutorError
 from training.evaluation import Case
+from training.events import Checkpoint, Eval, Start, Status, Step
+from training.events import parse as parse_event
 from training.models import display_name
 from training.openai_jobs import WIND_DOWN, OpenAIJobConfig
 from training.registry import ACTIVE, registry_for
@@ -254,29 +256,31 @@ async def watch(run: dict, what: str) -> None:
 
 
 def record(state: dict, event: dict) -> None:
-    kind = event["type"]
-    if kind == "start":
-        state["total"] = event["total_steps"]
-    elif kind == "step":
-        state["steps"].append((event["step"], event["loss"]))
+    """Fold one event into the progress message's state, by the event's type."""
+    event = parse_event(event)
+    if isinstance(event, Start):
+        state["total"] = event.total_steps or state["total"]
+    elif isinstance(event, Step):
+        state["steps"].append((event.step, event.loss))
         state["last"] = event
-    elif kind == "eval":
-        state["evals"].append((event["step"], event["val_loss"]))
+    elif isinstance(event, Eval):
+        state["evals"].append((event.step, event.val_loss))
         state["eval"] = event
-    elif kind == "status":
-        state["status"] = event
-    elif kind == "message":
-        state["log"] = (state["log"] + [event["message"]])[-5:]
-    elif kind == "checkpoint":
-        state["checkpoints"].append(event.get("model") or f"step {event['step']}")
+    elif isinstance(event, Status):
+        if event.status:
+            state["status"] = event
+        if event.message:
+            state["log"] = (state["log"] + [event.message])[-5:]
+    elif isinstance(event, Checkpoint):
+        state["checkpoints"].append(event.label)
 
 
-def status_line(event: dict) -> str:
-    if event["status"] == "queued" and event.get("position"):
-        ahead = event["position"] - 1
-        return (f"status **queued**: position **{event['position']} of {event['queue_length']}** "
+def status_line(event: Status) -> str:
+    if event.status == "queued" and event.position:
+        ahead = event.position - 1
+        return (f"status **queued**: position **{event.position} of {event.queue_length}** "
                 f"({'next' if not ahead else f'{ahead} ahead'}); it starts when a trainer is free")
-    return f"status **{event['status']}**"
+    return f"status **{event.status}**"
 
 
 async def show(message: cl.Message, state: dict, run: dict, what: str) -> None:
@@ -284,14 +288,11 @@ async def show(message: cl.Message, state: dict, run: dict, what: str) -> None:
     lines = [f"**Training `{run['id']}`**: {what}."]
     if state["status"]:
         lines.append(status_line(state["status"]))
-    if last and "eta_seconds" in last:
-        lines.append(f"step **{last['step']}/{last['total_steps']}** · training loss **{last['loss']:.4f}** · "
-                     f"{last['tokens_per_second']:,.0f} tokens/s · ETA {last['eta_seconds']:.0f} s")
-    elif last:  # a hosted job reports step and loss
-        lines.append(f"step **{last['step']}/{last.get('total_steps') or '?'}** · training loss **{last['loss']:.4f}**")
+    if last:
+        lines.append(" · ".join(last.progress(bold="**")))
     if evaluation:
-        lines.append(f"validation loss **{evaluation['val_loss']:.4f}** · token accuracy "
-                     f"**{(evaluation.get('val_token_accuracy') or 0):.1%}** (step {evaluation['step']})")
+        lines.append(f"validation loss **{evaluation.val_loss:.4f}** · token accuracy "
+                     f"**{(evaluation.val_token_accuracy or 0):.1%}** (step {evaluation.step})")
     if state["checkpoints"]:
         lines.append(f"checkpoints: {len(state['checkpoints'])}, latest `{state['checkpoints'][-1]}`")
     if state["log"]:

@@ -1,10 +1,13 @@
 """A run's events: the trainer appends JSON lines to RUN_DIR/events.jsonl, followers read on from an offset.
 
-    {"type": "start" | "resumed" | "step" | "eval" | "checkpoint" | "done" | "cancelled" | "error", "time": ..., ...}
+    {"type": "start" | "step" | "eval" | "checkpoint" | "status" | "done" | "cancelled" | "error", "time": ..., ...}
 
-Hosted jobs are turned into the same shapes (training/openai_jobs.py), so one chat view and one CLI
-serve both. A line that is not valid JSON (a disk that filled mid-write, a hand edit) is skipped and
-reported as a warning message event: it never stops a follower.
+Each kind is a pydantic model below (`parse` turns a line into one; every line written is checked against
+them), so the chat and the CLI render by type, never by which keys happen to be there. Older lines say
+"resumed" (a start from a checkpoint) or "message" (a status note): they read as Start and Status. Hosted
+jobs are turned into the same shapes (training/openai_jobs.py), so one chat view and one CLI serve both.
+A line that is not valid JSON (a disk that filled mid-write, a hand edit) is skipped and reported as a
+warning: it never stops a follower.
 
     python -m training.events RUN_DIR        # print a run's events
 """
@@ -14,9 +17,100 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 FINAL = ("done", "cancelled", "error")
 FILE = "events.jsonl"
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="allow")  # a backend may add details (a run's settings, its metrics)
+    time: float | None = None
+
+
+class Start(_Event):
+    """Training began, or began again from a checkpoint (`resumed`)."""
+
+    type: Literal["start"] = "start"
+    total_steps: int | None = None
+    step: int = 0
+    resumed: bool = False
+
+
+class Step(_Event):
+    """One optimizer step; a hosted job reports step and loss, a local run speed and time left too."""
+
+    type: Literal["step"] = "step"
+    step: int
+    total_steps: int | None = None
+    loss: float
+    tokens_per_second: float | None = None
+    eta_seconds: float | None = None
+
+    def progress(self, bold: str = "") -> list[str]:
+        """The step's facts, each a short phrase; `bold` marks the numbers that matter ("**" in chat)."""
+        return [f"step {bold}{self.step}/{self.total_steps or '?'}{bold}", f"training loss {bold}{self.loss:.4f}{bold}",
+                *([f"{self.tokens_per_second:,.0f} tokens/s"] if self.tokens_per_second is not None else []),
+                *([f"ETA {self.eta_seconds:.0f} s"] if self.eta_seconds is not None else [])]
+
+
+class Eval(_Event):
+    type: Literal["eval"] = "eval"
+    step: int
+    val_loss: float
+    val_token_accuracy: float | None = None
+
+
+class Checkpoint(_Event):
+    """A saved checkpoint: a folder for a local run, a callable model id for a hosted job."""
+
+    type: Literal["checkpoint"] = "checkpoint"
+    step: int
+    path: str | None = None
+    model: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.model or f"step {self.step}"
+
+
+class Status(_Event):
+    """The run's state changed (`status`, with its place in the queue while queued), or a note (`message`)."""
+
+    type: Literal["status"] = "status"
+    status: str | None = None
+    message: str | None = None
+    level: Literal["info", "warning", "error"] = "info"
+    position: int | None = None
+    queue_length: int | None = None
+
+
+class Done(_Event):
+    """Finished; the backend's metrics ride along (final loss, validation scores, the fine-tuned model id)."""
+
+    type: Literal["done"] = "done"
+
+
+class Cancelled(_Event):
+    type: Literal["cancelled"] = "cancelled"
+    step: int | None = None
+
+
+class Error(_Event):
+    type: Literal["error"] = "error"
+    message: str
+
+
+Event = Annotated[Start | Step | Eval | Checkpoint | Status | Done | Cancelled | Error, Field(discriminator="type")]
+_EVENT = TypeAdapter(Event)
+_LEGACY = {"resumed": {"type": "start", "resumed": True}, "message": {"type": "status"}}
+
+
+def parse(event: dict) -> Event:
+    """The typed event for a line or a follower's dict (ValidationError when it fits no kind)."""
+    return _EVENT.validate_python({**event, **_LEGACY.get(event.get("type"), {})})
 
 
 class EventLog:
@@ -26,9 +120,11 @@ class EventLog:
         self.path, self.enabled = path, enabled
 
     def write(self, kind: str, **data) -> None:
+        event = {"type": kind, "time": time.time(), **data}
+        parse(event)  # a malformed event is the writer's bug: caught here, not by a reader later
         if self.enabled:
             with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps({"type": kind, "time": time.time(), **data}) + "\n")
+                handle.write(json.dumps(event) + "\n")
 
 
 def read(run_dir: Path, offset: int = 0) -> tuple[list[dict], int]:
@@ -45,10 +141,9 @@ def read(run_dir: Path, offset: int = 0) -> tuple[list[dict], int]:
         if line.strip():
             try:
                 event = json.loads(line)
-                if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-                    raise ValueError("not an event object")
+                parse(event if isinstance(event, dict) else {})
                 found.append(event)
-            except ValueError:
+            except ValueError:  # not JSON, or JSON that is no event (pydantic's ValidationError is a ValueError)
                 found.append({"type": "message", "level": "warning", "time": time.time(),
                               "message": f"Skipped a corrupt line in {FILE} (at byte {position})."})
         position += len(line)
