@@ -464,27 +464,26 @@ async def _internal_error(_request, exc: Exception) -> JSONResponse:
 
 def _api_event(run_id: str, index: int, event: dict) -> dict:
     """One trainer event as an OpenAI fine-tuning event (metrics carry the dashboard's field names)."""
-    kind, level, data = event["type"], "info", {}
-    if kind == "step":
-        message = f"Step {event['step']}/{event['total_steps']}: training loss={event['loss']:.4f}"
-        data = {"step": event["step"], "total_steps": event["total_steps"], "train_loss": event["loss"]}
-    elif kind == "eval":
-        message = f"Step {event['step']}: validation loss={event['val_loss']:.4f}"
-        data = {"step": event["step"], "valid_loss": event["val_loss"],
-                "valid_mean_token_accuracy": event.get("val_token_accuracy")}
-    elif kind == "checkpoint":
-        message = f"Checkpoint created at step {event['step']}"
-    elif kind == "done":
+    typed, level, data = run_events.parse(event), "info", {}
+    if isinstance(typed, run_events.Step):
+        message = f"Step {typed.step}/{typed.total_steps or '?'}: training loss={typed.loss:.4f}"
+        data = {"step": typed.step, "total_steps": typed.total_steps, "train_loss": typed.loss}
+    elif isinstance(typed, run_events.Eval):
+        message = f"Step {typed.step}: validation loss={typed.val_loss:.4f}"
+        data = {"step": typed.step, "valid_loss": typed.val_loss, "valid_mean_token_accuracy": typed.val_token_accuracy}
+    elif isinstance(typed, run_events.Checkpoint):
+        message = f"Checkpoint created at step {typed.step}"
+    elif isinstance(typed, run_events.Done):
         message = "The job has successfully completed"
-    elif kind == "error":
-        message, level = f"The job failed: {event.get('message')}", "error"
-    elif kind == "cancelled":
+    elif isinstance(typed, run_events.Error):
+        message, level = f"The job failed: {typed.message}", "error"
+    elif isinstance(typed, run_events.Cancelled):
         message = "The job was cancelled"
-    elif kind == "message":
-        message, level = event["message"], "warn"
+    elif isinstance(typed, run_events.Status):
+        message, level = typed.message or f"Status: {typed.status}", {"warning": "warn"}.get(typed.level, typed.level)
     else:
-        message = {"start": "Fine-tuning job started", "resumed": "Fine-tuning job resumed"}.get(kind, kind)
-    return {"id": f"ftevent-{run_id}-{index}", "object": "fine_tuning.job.event", "created_at": int(event["time"]),
+        message = "Fine-tuning job resumed" if typed.resumed else "Fine-tuning job started"
+    return {"id": f"ftevent-{run_id}-{index}", "object": "fine_tuning.job.event", "created_at": int(typed.time or 0),
             "level": level, "message": message, "type": "metrics" if data else "message", "data": data}
 
 

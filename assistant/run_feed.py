@@ -58,7 +58,7 @@ class RunFeed:
                     queue.put_nowait(event)
         except Exception as exc:  # noqa: BLE001 - every watcher hears of it; the log has the details
             log.exception("Following %s failed", run["id"])
-            failure = {"type": "message", "level": "warning",
+            failure = {"type": "status", "level": "warning",
                        "message": f"Stopped following this run ({type(exc).__name__}); open the chat again to resume."}
             for queue in follower.queues:
                 queue.put_nowait(failure)

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from assistant import cli, training_flow
 from training import events
-from training.events import Checkpoint, Done, Error, Eval, Start, Status, Step, parse
+from training.events import Done, Error, Eval, Start, Status, Step, parse
 
 
 def test_each_kind_parses_into_its_model_with_its_details():
@@ -32,6 +32,19 @@ def test_older_lines_read_as_the_kinds_they_are():
     assert isinstance(resumed, Start) and resumed.resumed and resumed.step == 8
     note = parse({"type": "message", "level": "warning", "message": "Retrying in 4 s."})
     assert isinstance(note, Status) and (note.level, note.message, note.status) == ("warning", "Retrying in 4 s.", None)
+    assert parse({"type": "status", "level": "warn", "message": "a provider's word"}).level == "warning"
+    assert parse({"type": "status", "level": "notice", "message": "an unknown level"}).level == "info"
+
+
+def test_tutor_serve_turns_them_into_the_apis_events():
+    from assistant.openai_server import _api_event
+
+    step = _api_event("run-a", 1, {"type": "step", "time": 5.0, "step": 2, "total_steps": 4, "loss": 0.5})
+    assert step["type"] == "metrics" and step["data"] == {"step": 2, "total_steps": 4, "train_loss": 0.5}
+    resumed = _api_event("run-a", 2, {"type": "start", "time": 6.0, "step": 2, "resumed": True})
+    assert resumed["message"] == "Fine-tuning job resumed" and resumed["created_at"] == 6
+    note = _api_event("run-a", 3, {"type": "status", "time": 7.0, "level": "warning", "message": "Skipped a line."})
+    assert (note["level"], note["message"], note["type"]) == ("warn", "Skipped a line.", "message")
 
 
 def test_what_fits_no_kind_is_refused_on_write_and_skipped_on_read(tmp_path):

@@ -166,7 +166,7 @@ def test_a_killed_job_is_marked_interrupted_and_resumes_from_its_checkpoint(tmp_
 
     resumed = jobs.resume(registry.run(run["id"]), registry)
     seen = follow_all(resumed, registry)
-    resumed_at = next(e for e in seen if e["type"] == "resumed")
+    resumed_at = next(e for e in seen if e["type"] == "start" and e["resumed"])
     assert resumed_at["step"] == saved_step
     steps = [e["step"] for e in seen if e["type"] == "step"]
     assert steps[steps.index(saved_step + 1):][-1] == seen[-1]["steps"]  # continued, not restarted

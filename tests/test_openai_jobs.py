@@ -228,7 +228,7 @@ async def test_cancel_and_a_server_restart_while_running(tmp_path, server_settin
     port = http.port
     http.__exit__(None, None, None)  # the server goes away while the jobs train and wait...
     outage = await anext(following)
-    assert outage["type"] == "message" and "Can't reach" in outage["message"] and "Retrying" in outage["message"]
+    assert outage["type"] == "status" and "Can't reach" in outage["message"] and "Retrying" in outage["message"]
     with ServerThread(FineTuningServer(server_settings).app, port=port) as http:  # ...and comes back
         http.fail_next = [500, 500, 500]  # then errors for a while, beyond the client's retry: nothing lost
         assert await first(following, lambda e: e["type"] == "step")
@@ -252,7 +252,7 @@ def test_timeouts_are_retried_then_waited_out(tmp_path, server, dataset, tiny_mo
     server.stall_next = [2, 2]  # the follower's first call hangs twice: more than the client's one retry
     events = follow_all(run, settings)
     [waited] = [e for e in events if "did not answer within 1 s" in e.get("message", "")]
-    assert waited["type"] == "message" and "Retrying in" in waited["message"]
+    assert waited["type"] == "status" and "Retrying in" in waited["message"]
     assert events[-1]["type"] == "done"
     assert registry_for(settings).run(run["id"])["status"] == "succeeded"
     assert KEY not in caplog.text and all(KEY not in json.dumps(e) for e in events)

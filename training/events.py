@@ -3,8 +3,9 @@
     {"type": "start" | "step" | "eval" | "checkpoint" | "status" | "done" | "cancelled" | "error", "time": ..., ...}
 
 Each kind is a pydantic model below (`parse` turns a line into one; every line written is checked against
-them), so the chat and the CLI render by type, never by which keys happen to be there. Older lines say
-"resumed" (a start from a checkpoint) or "message" (a status note): they read as Start and Status. Hosted
+them), so the chat, the CLI and `tutor serve` render by type, never by which keys happen to be there. Lines
+written before these kinds said "resumed" (a start from a checkpoint) or "message" (a note): they read as Start
+and Status. Hosted
 jobs are turned into the same shapes (training/openai_jobs.py), so one chat view and one CLI serve both.
 A line that is not valid JSON (a disk that filled mid-write, a hand edit) is skipped and reported as a
 warning: it never stops a follower.
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 FINAL = ("done", "cancelled", "error")
 FILE = "events.jsonl"
@@ -86,6 +87,12 @@ class Status(_Event):
     position: int | None = None
     queue_length: int | None = None
 
+    @field_validator("level", mode="before")
+    @classmethod
+    def _provider_level(cls, value):
+        """Providers say "warn" (OpenAI) or other words: one of ours, never a reason to drop the note."""
+        return {"warn": "warning"}.get(value, value) if value in ("info", "warning", "error", "warn") else "info"
+
 
 class Done(_Event):
     """Finished; the backend's metrics ride along (final loss, validation scores, the fine-tuned model id)."""
@@ -144,7 +151,7 @@ def read(run_dir: Path, offset: int = 0) -> tuple[list[dict], int]:
                 parse(event if isinstance(event, dict) else {})
                 found.append(event)
             except ValueError:  # not JSON, or JSON that is no event (pydantic's ValidationError is a ValueError)
-                found.append({"type": "message", "level": "warning", "time": time.time(),
+                found.append({"type": "status", "level": "warning", "time": time.time(),
                               "message": f"Skipped a corrupt line in {FILE} (at byte {position})."})
         position += len(line)
     return found, offset + len(complete)

@@ -6,7 +6,7 @@ Run it as its own process (the app and `tutor train` do), alone or under acceler
     accelerate launch --multi_gpu --num_processes 2 -m training.lora RUN_DIR   # DDP: NCCL on GPUs, gloo on CPU
 
 RUN_DIR holds config.json (a TrainConfig). The trainer writes:
-    events.jsonl          {"type": "start"|"step"|"eval"|"checkpoint"|"done"|"cancelled"|"error", ...}
+    events.jsonl          {"type": "start"|"step"|"eval"|"checkpoint"|"done"|"cancelled"|"error", ...} (training/events.py)
     checkpoints/step-N/   adapter + optimizer + scheduler + progress, every `save_every` steps (last 2 kept)
     adapter/              the final PEFT adapter (adapter_config.json + adapter_model.safetensors)
 What it learns: loss on the assistant tokens only. Batches group examples of similar length, so
@@ -328,15 +328,15 @@ def train(run_dir: Path, resume: bool = False, registry=None, handle_signals: bo
     scheduler = get_linear_schedule_with_warmup(optimizer, int(total_steps * config.warmup_ratio), total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
 
-    progress = {"step": 0, "micro_step": 0, "tokens": 0, "seconds": 0.0}
+    progress, resumed_from = {"step": 0, "micro_step": 0, "tokens": 0, "seconds": 0.0}, None
     if resume and (checkpoint := latest_checkpoint(run_dir)):
         progress = load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, scheduler)
-        events.write("resumed", step=progress["step"], checkpoint=checkpoint.name)
+        resumed_from = checkpoint.name
     if registry and main:
         registry.update_run(run_dir.name, status="running", handle=str(os.getpid()), error=None)
     events.write("start", total_steps=total_steps, train_examples=len(train_set), val_examples=len(val_set),
                  processes=world, bf16=use_bf16, trainable_parameters=sum(p.numel() for p in trainable),
-                 step=progress["step"])
+                 step=progress["step"], resumed=resumed_from is not None, checkpoint=resumed_from)
 
     stop = Stop(run_dir, handle_signals)
     eval_every = config.eval_every or max(1, batches_per_epoch // config.gradient_accumulation)

@@ -1,8 +1,7 @@
 """Fine-tuning through the OpenAI API, or any server that speaks its fine-tuning part.
 
-The same registry and the same event shapes as local runs ("start", "step", "eval", "checkpoint",
-"done", "error", "cancelled", plus "status" and "message"), so the chat, the CLI and the A/B chat
-treat both kinds alike. A job runs on the provider: following it is polling its status, events and
+The same registry and the same events as local runs (training/events.py), so the chat, the CLI and the
+A/B chat treat both kinds alike. A job runs on the provider: following it is polling its status, events and
 checkpoints, which any process can pick up again after a restart.
 
     tutor train --backend openai --train train.jsonl --val validation.jsonl [--model gpt-4o-mini-2024-07-18]
@@ -169,7 +168,7 @@ def _as_events(event) -> list[dict]:
                         "val_token_accuracy": data.get("valid_mean_token_accuracy")})
         if out:
             return out
-    return [{"type": "message", "level": event.level, "message": event.message, "time": event.created_at}]
+    return [{"type": "status", "level": event.level, "message": event.message, "time": event.created_at}]
 
 
 async def follow(run: dict, registry: Registry, settings: Settings, poll: float = 2.0) -> AsyncIterator[dict]:
@@ -190,7 +189,7 @@ async def follow(run: dict, registry: Registry, settings: Settings, poll: float 
                                      if c.id not in checkpoints]
             except (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError,
                     openai.InternalServerError) as exc:  # the client already retried: wait longer, keep the job
-                yield {"type": "message", "level": "warning",
+                yield {"type": "status", "level": "warning",
                        "message": f"{_explained(exc, settings, run['config']['model'])} Retrying in {pause:.0f} s."}
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, MAX_PAUSE)
