@@ -11,6 +11,7 @@ One encoder per process, exposed two ways over the same weights:
 from __future__ import annotations
 
 import json
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -75,17 +76,19 @@ class SentenceCache:
 
     def __init__(self, size: int = 8192):
         self.size, self._vectors = size, {}
+        self._lock = threading.Lock()  # shared by every answer's grounding check, each on its own waiting thread
 
     def encode(self, texts: list[str]):
         """A (len(texts), dim) float32 array of unit vectors."""
         import numpy as np
 
-        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
-        for text, vector in zip(missing, encode(missing)):
-            if len(self._vectors) >= self.size:
-                self._vectors.pop(next(iter(self._vectors)))  # the oldest: dicts keep insertion order
-            self._vectors[text] = np.asarray(vector, dtype=np.float32)
-        return np.stack([self._vectors[t] for t in texts])
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+            for text, vector in zip(missing, encode(missing)):
+                if len(self._vectors) >= self.size:
+                    self._vectors.pop(next(iter(self._vectors)))  # the oldest: dicts keep insertion order
+                self._vectors[text] = np.asarray(vector, dtype=np.float32)
+            return np.stack([self._vectors[t] for t in texts])
 
 
 sentences = SentenceCache()

@@ -109,8 +109,7 @@ def openai_ready() -> str | None:
     """None when OpenAI fine-tuning is configured, else how to configure it."""
     if (reason := training_backend("openai", get_settings()).unavailable_reason()) is None:
         return None
-    return (f"{reason} Note: OpenAI no longer lets organisations new to fine-tuning create jobs, and new jobs stop "
-            "for everyone on 6 January 2027; local LoRA fine-tuning works without any of this.")
+    return f"{reason}\n\n_{WIND_DOWN}_"
 
 
 def training_actions(dataset_id: str) -> tuple[list[cl.Action], str]:

@@ -89,3 +89,17 @@ def test_the_chat_folds_events_by_type():
     assert state["total"] == 8 and state["steps"] == [(1, 0.5)] and state["checkpoints"] == ["step 1"]
     assert training_flow.status_line(state["status"]) == "status **failed**"
     assert state["log"] == ["The trainer stopped.", "Skipped a corrupt line."]
+
+
+def test_a_hosted_metric_without_a_step_is_a_note_not_a_broken_step():
+    from types import SimpleNamespace
+
+    from training.openai_jobs import _as_events
+
+    stepless = SimpleNamespace(type="metrics", data={"train_loss": 0.5}, level="info", message="loss 0.5",
+                               created_at=7)
+    [note] = _as_events(stepless)
+    assert isinstance(parse(note), Status) and note["message"] == "loss 0.5"
+    counted = SimpleNamespace(type="metrics", data={"step": 3, "train_loss": 0.5, "valid_loss": 0.7}, level="info",
+                              message="", created_at=8)
+    assert [type(parse(e)) for e in _as_events(counted)] == [Step, Eval]

@@ -55,14 +55,16 @@ def test_no_module_imports_one_that_imports_it_back():
 
 
 def test_reading_settings_has_no_side_effects():
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "OMP_NUM_THREADS", "TRANSFORMERS_OFFLINE")}
+    configured = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "ANONYMIZED_TELEMETRY", "TOKENIZERS_PARALLELISM",
+                  "OMP_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in configured}
     code = ("import os, json; before = dict(os.environ); from training.settings import get_settings; get_settings(); "
             "import training.models, training.clients, training.jobs; "
             "print(json.dumps(sorted(set(os.environ.items()) ^ set(before.items()))))")
     changed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=PROJECT_ROOT)
     assert changed.returncode == 0, changed.stderr
     assert changed.stdout.strip() == "[]"
-    configured = subprocess.run([sys.executable, "-c", "from training.common import configure_process; "
+    after = subprocess.run([sys.executable, "-c", "from training.common import configure_process; "
                                  "configure_process(); import os; print(os.environ['HF_HUB_OFFLINE'])"],
                                 capture_output=True, text=True, env=env, cwd=PROJECT_ROOT)
-    assert configured.stdout.strip() == "1"
+    assert after.stdout.strip() == "1"

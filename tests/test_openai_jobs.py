@@ -383,5 +383,7 @@ def test_cli_train_and_jobs_with_the_openai_backend_then_continue_the_fine_tune(
     assert [r["status"] for r in json.loads(listed.stdout)] == ["succeeded", "succeeded"]
     cancelled = run_tutor("jobs", "cancel", run["id"], "--json", env_extra=env, tmp_path=tmp_path)
     assert "Traceback" not in cancelled.stderr, "cancelling a hosted run from the CLI reaches its provider"
-    assert json.loads(cancelled.stdout).get("status", "succeeded") == "succeeded", "a finished job stays finished"
+    assert cancelled.returncode == 1 and "already succeeded" in json.loads(cancelled.stdout)["error"]
+    after = run_tutor("jobs", "show", run["id"], "--json", env_extra=env, tmp_path=tmp_path)
+    assert json.loads(after.stdout)["status"] == "succeeded", "a finished job stays finished"
     assert KEY not in first.stdout + first.stderr + second.stdout + second.stderr + listed.stdout

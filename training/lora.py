@@ -38,12 +38,11 @@ from training.events import EventLog
 from training.events import read as read_events
 from training.metrics import parse_list, set_scores
 from training.models import adapter_base, load_tokenizer, resolve_base_model
-from training.queue import process_alive
+from training.queue import NICENESS_VARIABLE, process_alive
 from training.settings import get_settings
 
 IGNORE = -100
 KEEP_CHECKPOINTS = 2
-NICENESS = 10
 
 
 class RunBusy(Exception):
@@ -430,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
 
     registry = Registry(args.registry) if args.registry else None
     lead = int(os.environ.get("RANK", "0")) == 0
-    os.nice(NICENESS)  # chat answers first: training takes what the learners' questions leave
+    os.nice(int(os.environ.get(NICENESS_VARIABLE, "0")))  # set by the queue's launcher (training/queue.py)
     try:
         # Under accelerate every rank shares the run directory: the first one holds the lock for all.
         with RunLock(args.run_dir) if int(os.environ.get("LOCAL_RANK", "0")) == 0 else contextlib.nullcontext():

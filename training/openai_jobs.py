@@ -106,12 +106,8 @@ WIND_DOWN = ("OpenAI is winding down self-serve fine-tuning: organisations new t
 
 def _explained(exc: Exception, settings: Settings, model: str) -> TutorError:
     """A learner-facing error; the server's own message when it gave one (it may say which line is bad)."""
-    import openai
-
     key = openai_key(settings)
     log.warning("OpenAI fine-tuning call failed: %s", redact(repr(exc), key))
-    if isinstance(exc, openai.PermissionDeniedError):  # how the wind-down refuses an organisation
-        return TutorError(f"{server_label(settings)} refused to fine-tune for this organisation (HTTP 403). {WIND_DOWN}")
     message = explain_api_error(exc, settings, model)
     detail = getattr(exc, "body", None)
     if isinstance(detail, dict) and getattr(exc, "status_code", None) in (400, 422):
@@ -137,6 +133,10 @@ def start(config: OpenAIJobConfig, settings: Settings, registry: Registry, owner
                     files[role] = api.files.create(file=handle, purpose="fine-tune").id
         job = api.fine_tuning.jobs.create(model=config.model, suffix=config.suffix, seed=config.seed,
                                           hyperparameters=config.hyperparameters(), **files)
+    except openai.PermissionDeniedError:  # how the wind-down refuses an organisation a new job
+        error = TutorError(f"{server_label(settings)} refused to fine-tune for this organisation (HTTP 403). {WIND_DOWN}")
+        registry.update_run(run_id, status="failed", error=str(error))
+        raise error from None
     except openai.OpenAIError as exc:
         error = _explained(exc, settings, config.model)
         registry.update_run(run_id, status="failed", error=str(error))
@@ -158,7 +158,7 @@ async def _new_events(api, job_id: str, seen: set[str]) -> list:
 
 def _as_events(event) -> list[dict]:
     data = event.data or {}
-    if event.type == "metrics" and isinstance(data, dict):
+    if event.type == "metrics" and isinstance(data, dict) and isinstance(data.get("step"), int):
         out = []
         if data.get("train_loss") is not None:
             out.append({"type": "step", "step": data.get("step"), "total_steps": data.get("total_steps"),

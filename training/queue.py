@@ -28,6 +28,9 @@ from training.events import ended
 from training.registry import Registry
 
 LIMIT_VARIABLE = "TUTOR_MAX_TRAINING_JOBS"
+# Trainers the launcher starts run at this niceness: chat answers first, training takes what questions leave.
+# A trainer run by hand (or under `accelerate launch`) keeps its caller's priority.
+NICENESS_VARIABLE, NICENESS = "TUTOR_TRAINER_NICENESS", 10
 _children: list[subprocess.Popen] = []  # trainers this process started, reaped without a waiting thread
 
 
@@ -77,7 +80,7 @@ class LocalProcessLauncher:
         with open(run_dir / "train.log", "ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        start_new_session=True, cwd=Path(__file__).resolve().parent.parent,
-                                       env={**os.environ, LIMIT_VARIABLE: str(limit)})
+                                       env={**os.environ, LIMIT_VARIABLE: str(limit), NICENESS_VARIABLE: str(NICENESS)})
         _children.append(process)
         deadline = time.time() + 10  # until the child has exec'd, it does not look like a trainer to `alive`
         while not process_alive(process.pid) and process.poll() is None and time.time() < deadline:
