@@ -12,6 +12,7 @@ a test or a plugin registers its own:
 - "local": the configured base model (embedded SmolLM2-135M by default) in this process, or a LoRA
   adapter on it. Generation runs on the shared engine's worker thread and streams back to the loop.
 - "openai": OpenAI or any OpenAI-compatible server (vLLM, Ollama, LM Studio) via the `openai` client.
+- "azure": a deployment on Azure OpenAI via the `AzureOpenAI` client (fine-tunes answer once deployed).
 Errors reach the caller as TutorError with a message for the learner, never the raw exception.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from assistant.generation import Messages, Usage, engine
-from training.clients import explain_api_error, openai_client, openai_configured, openai_key, server_label
+from training.clients import Provider, explain_api_error, openai_client, openai_configured, secrets, server_label
 from training.errors import TutorError, redact
 from training.models import adapter_base, display_name, resolve_base_model
 from training.settings import EMBEDDED, Settings
@@ -111,6 +112,7 @@ class LocalBackend(ChatBackend):
 @register_backend
 class OpenAIBackend(ChatBackend):
     name = "openai"
+    provider: Provider = "openai"
 
     @property
     def model_id(self) -> str:
@@ -118,16 +120,17 @@ class OpenAIBackend(ChatBackend):
 
     @property
     def label(self) -> str:
-        return f"{self.model_id} at {server_label(self.settings)}"
+        return f"{self.model_id} at {server_label(self.settings, self.provider)}"
 
     UNCONFIGURED = ("No OpenAI-compatible model is configured. Set OPENAI_API_KEY (for OpenAI) or OPENAI_BASE_URL "
                     "(for vLLM, Ollama, LM Studio...) in a .env file next to the app, then restart it.")
 
     def unavailable_reason(self) -> str | None:
-        return None if openai_configured(self.settings) else self.UNCONFIGURED
+        return None if openai_configured(self.settings, self.provider) else self.UNCONFIGURED
 
     def client(self):
-        return openai_client(self.settings, asynchronous=True, max_retries=2, unconfigured=self.UNCONFIGURED)
+        return openai_client(self.settings, provider=self.provider, asynchronous=True, max_retries=2,
+                             unconfigured=self.UNCONFIGURED)
 
     async def stream(self, messages, *, temperature, max_tokens, usage=None):
         import openai
@@ -147,8 +150,22 @@ class OpenAIBackend(ChatBackend):
                         usage.ttft_s = time.perf_counter() - started
                     yield chunk.choices[0].delta.content
         except openai.OpenAIError as exc:
-            log.warning("OpenAI-compatible call failed: %s", redact(repr(exc), openai_key(self.settings)))
-            raise TutorError(explain_api_error(exc, self.settings, self.model_id)) from None
+            log.warning("%s call failed: %s", self.name, redact(repr(exc), *secrets(self.settings)))
+            raise TutorError(explain_api_error(exc, self.settings, self.model_id, self.provider)) from None
         finally:
             usage.latency_s = time.perf_counter() - started
             await client.close()
+
+
+@register_backend
+class AzureBackend(OpenAIBackend):
+    """A deployment on Azure OpenAI: `model` is the deployment's name (a fine-tune's, or the base model's)."""
+
+    name = "azure"
+    provider: Provider = "azure"
+    UNCONFIGURED = ("Azure OpenAI is not configured. Set AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY (or "
+                    "AZURE_OPENAI_AD_TOKEN) in a .env file next to the app, then restart it.")
+
+    @property
+    def model_id(self) -> str:
+        return self.model or self.settings.azure_base_deployment or "(no deployment named)"

@@ -145,10 +145,13 @@ def _registry():
     """The data dir's registry, with runs whose trainer died marked as interrupted; a damaged or locked
     registry is one line and exit 1."""
     from training import queue
+    from training.clients import secrets
+    from training.errors import install_secret_redaction
     from training.registry import registry_for
     from training.settings import get_settings
 
     try:
+        install_secret_redaction(*secrets(get_settings()))  # the provider clients' logs, say, name no key
         registry = registry_for(get_settings())
         queue.reconcile(registry)
     except (TutorError, RegistryError) as exc:
@@ -214,12 +217,13 @@ def train(
     train_file: Path = typer.Option(..., "--train", help="Training chat JSONL."),
     val_file: Optional[Path] = typer.Option(None, "--val", help="Validation chat JSONL."),
     backend: str = typer.Option("local", help="Where to train: local (LoRA here), openai (OpenAI or OPENAI_BASE_URL), "
-                                              "or another registered training backend."),
+                                              "azure (Azure OpenAI), or another registered training backend."),
     base_model: str = typer.Option("embedded", help="local: 'embedded', an HF id in the local cache, or a folder."),
-    model: str = typer.Option("gpt-4o-mini-2024-07-18", help="openai: base model, or an ft: model to continue."),
-    suffix: Optional[str] = typer.Option(None, help="openai: added to the fine-tuned model's name."),
-    lr_multiplier: Optional[float] = typer.Option(None, help="openai: learning-rate multiplier (default auto)."),
-    auto: bool = typer.Option(False, help="openai: let the provider pick epochs and batch size."),
+    model: Optional[str] = typer.Option(None, help="hosted: base model (default: gpt-4o-mini-2024-07-18 on OpenAI, "
+                                                   "gpt-4.1-mini-2025-04-14 on Azure), or a fine-tune to continue."),
+    suffix: Optional[str] = typer.Option(None, help="hosted: added to the fine-tuned model's name."),
+    lr_multiplier: Optional[float] = typer.Option(None, help="hosted: learning-rate multiplier (default auto)."),
+    auto: bool = typer.Option(False, help="hosted: let the provider pick epochs and batch size."),
     epochs: float = typer.Option(3.0), learning_rate: float = typer.Option(2e-4, "--lr"),
     lora_r: int = typer.Option(8, "--r"), lora_alpha: int = typer.Option(16, "--alpha"),
     lora_dropout: float = typer.Option(0.05, "--dropout"),
@@ -328,6 +332,20 @@ def jobs_resume(run_id: str, as_json: bool = typer.Option(False, "--json"),
     except (TutorError, RegistryError) as exc:
         fail(str(exc), as_json)
     _show(run if detach else _follow(run, registry, as_json), as_json)
+
+
+@jobs_app.command("deployed")
+def jobs_deployed(run_id: str, deployment: str = typer.Argument(..., help="The deployment's name on the provider."),
+                  as_json: bool = typer.Option(False, "--json")):
+    """Record the deployment you made of a finished fine-tune (Azure: portal or `az`), so chat, A/B and eval use it."""
+    from training.backends import backend_of
+    from training.settings import get_settings
+
+    run, registry = _find(run_id, as_json)
+    try:
+        _show(backend_of(run, get_settings()).deployed(run, registry, deployment), as_json)
+    except TutorError as exc:
+        fail(str(exc), as_json)
 
 
 @jobs_app.command("export")

@@ -1,7 +1,7 @@
 """The systems an A/B chat or an evaluation compares: a fine-tuned model against its baselines.
 
-- fine-tuned: a model from the registry, a local LoRA adapter or an OpenAI fine-tune, given only the
-  task's system prompt (what it was trained on).
+- fine-tuned: a model from the registry (a local LoRA adapter, an OpenAI fine-tune, an Azure deployment),
+  given only the task's system prompt (what it was trained on).
 - rag: the same base model it started from, given the k most similar training examples as few-shot
   turns, retrieved from a Chroma index of the training file through a LangChain retriever.
 - base: that base model with the system prompt alone.
@@ -20,12 +20,14 @@ from pathlib import Path
 
 from assistant.backends import ChatBackend, Usage, create_backend
 from assistant.vectorstore import chroma_client, langchain_store, open_collection
+from training.backends import training_backend
 from training.errors import TutorError
 from training.evaluation import Case, chat_triples
 from training.models import display_name
 from training.settings import Settings
 
 BASELINES = ("rag", "base")
+MODEL_KINDS = {"local-adapter": "local"}  # a registry model's kind, where it is not its training backend's name
 MAX_ANSWER_TOKENS = 160
 MAX_PROMPT_CHARS = 8000  # a recipe prompt is a few hundred characters; the models' context is 2048 tokens
 _index_lock = threading.Lock()
@@ -111,15 +113,18 @@ def model_for_run(registry, run_id: str, owner: str | None = None) -> dict:
     run = registry.run(run_id, owner)
     if run is None:
         raise TutorError(f"No run or model named '{run_id}' among yours. `tutor jobs list` shows them.")
+    if next_step := (run.get("metrics") or {}).get("next_step"):  # e.g. an Azure fine-tune not deployed yet
+        raise TutorError(f"Run '{run_id}' has no model to call yet. {next_step}")
     raise TutorError(f"Run '{run_id}' has no model yet (it is {run['status']}).")
 
 
-def _backend_kind(model: dict) -> str:
-    return "openai" if model["kind"] == "openai" else "local"
+def _trainer(model: dict, settings: Settings):
+    """The training backend that made a registry model: it names the chat backend its models answer through."""
+    return training_backend(MODEL_KINDS.get(model["kind"], model["kind"]), settings)
 
 
 def fine_tuned(model: dict, settings: Settings) -> Contender:
-    backend = create_backend(_backend_kind(model), settings, model=model["location"])
+    backend = create_backend(_trainer(model, settings).chat_backend, settings, model=model["location"])
     return Contender(label=f"fine-tuned {model['run_id']}", kind="fine-tuned", backend=backend)
 
 
@@ -127,10 +132,11 @@ def baseline(model: dict, settings: Settings, kind: str = "rag", k: int = 3, tra
     """The base model the fine-tune started from, with k retrieved examples ("rag") or none ("base")."""
     if kind not in BASELINES:
         raise TutorError(f"Unknown baseline '{kind}': choose rag or base.")
-    if _backend_kind(model) == "openai":
-        backend = create_backend("openai", settings, model=model["base_model"])
-    else:
+    trainer = _trainer(model, settings)
+    if trainer.chat_backend == "local":  # the base model loads in this process, as the one the settings name
         backend = create_backend("local", settings.model_copy(update={"base_model": model["base_model"]}))
+    else:
+        backend = create_backend(trainer.chat_backend, settings, model=trainer.baseline_model(model))
     base = display_name(model["base_model"])
     if kind == "base":
         return Contender(label=f"base {base}, no examples", kind="base", backend=backend)

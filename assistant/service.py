@@ -12,7 +12,7 @@ import threading
 
 from assistant.knowledge import KnowledgeBase
 from assistant.tutor import Tutor
-from training.clients import openai_key
+from training.clients import secrets
 from training.errors import TutorError, install_secret_redaction
 from training.settings import Settings, get_settings
 
@@ -33,7 +33,7 @@ def get_tutor() -> Tutor:
     with _lock:
         if _tutor is None:
             settings = get_settings()
-            install_secret_redaction(openai_key(settings))
+            install_secret_redaction(*secrets(settings))
             _tutor = build_tutor(settings)
         return _tutor
 

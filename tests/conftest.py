@@ -22,12 +22,12 @@ KNOWLEDGE = PROJECT_ROOT / "knowledge"
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    """No developer's OpenAI/Chroma/TUTOR/DATABASE variables leak into a test, and Chainlit's chat history is
+    """No developer's OpenAI/Azure/Chroma/TUTOR/DATABASE variables leak into a test, and Chainlit's chat history is
     off unless a test turns it on (tests/test_history.py): handlers run without a database by default."""
     import chainlit.data
 
     for name in list(os.environ):
-        if name.startswith(("OPENAI_", "CHROMA_", "TUTOR_", "DATABASE_URL", "CHAINLIT_AUTH")):
+        if name.startswith(("OPENAI_", "AZURE_", "CHROMA_", "TUTOR_", "DATABASE_URL", "CHAINLIT_AUTH")):
             monkeypatch.delenv(name)
     monkeypatch.setattr(chainlit.data, "_data_layer", None)
     monkeypatch.setattr(chainlit.data, "_data_layer_initialized", True)

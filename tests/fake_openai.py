@@ -55,29 +55,7 @@ class FakeOpenAI:
             return self._error(status, f"Simulated failure {status}", "simulated")
         if body.get("model") != self.model:
             return self._error(404, f"The model `{body.get('model')}` does not exist", "model_not_found")
-        text = self.reply_for(body["messages"])
-        words = re.findall(r"\S+\s*", text)
-        # A word is a token here: enough for tests that check usage is passed on.
-        usage = {"prompt_tokens": sum(len(m["content"].split()) for m in body["messages"]),
-                 "completion_tokens": len(words)}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-        if not body.get("stream"):
-            return JSONResponse({"id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": self.model,
-                                 "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant", "content": text}}], "usage": usage})
-
-        async def events():
-            for word in words:
-                chunk = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0, "model": self.model,
-                         "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
-                yield f"data: {json.dumps(chunk)}\n\n"
-            if (body.get("stream_options") or {}).get("include_usage"):
-                chunk = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0, "model": self.model,
-                         "choices": [], "usage": usage}
-                yield f"data: {json.dumps(chunk)}\n\n"
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return completion(body, self.model, self.reply_for(body["messages"]))
 
     @staticmethod
     def reply_for(messages: list[dict]) -> str:
@@ -89,3 +67,29 @@ class FakeOpenAI:
             return shots[0] if shots else '["flour"]'
         match = re.search(r"\[1\] (.+?) \(", system)
         return f"According to the notes, see {match.group(1)} [1]." if match else "I have no notes for that."
+
+
+def completion(body: dict, model: str, text: str):
+    """The chat completion response for a request `body` answering `text`: streamed (with usage when asked) or
+    whole, like OpenAI's. A word is a token here: enough for tests that check usage is passed on."""
+    words = re.findall(r"\S+\s*", text)
+    usage = {"prompt_tokens": sum(len(m["content"].split()) for m in body["messages"]),
+             "completion_tokens": len(words)}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    if not body.get("stream"):
+        return JSONResponse({"id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": model,
+                             "choices": [{"index": 0, "finish_reason": "stop",
+                                          "message": {"role": "assistant", "content": text}}], "usage": usage})
+
+    async def events():
+        for word in words:
+            chunk = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0, "model": model,
+                     "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+            yield f"data: {json.dumps(chunk)}\n\n"
+        if (body.get("stream_options") or {}).get("include_usage"):
+            chunk = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0, "model": model,
+                     "choices": [], "usage": usage}
+            yield f"data: {json.dumps(chunk)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")

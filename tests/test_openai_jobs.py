@@ -22,7 +22,8 @@ from assistant.generation import Usage
 from assistant.openai_server import FineTuningServer
 from tests.conftest import make_settings
 from tests.http_server import ServerThread
-from training import jobs, openai_jobs
+from training import jobs
+from training.backends import training_backend
 from training.errors import TutorError
 from training.openai_jobs import OpenAIJobConfig
 from training.prepare import prepare
@@ -53,6 +54,10 @@ def app_settings(tmp_path, server, key=KEY, **overrides):
                          **{"request_timeout": 20, **overrides})
 
 
+def hosted(settings):
+    return training_backend("openai", settings)
+
+
 def job_config(dataset, tiny_model_dir, **overrides):
     values = {"train_file": dataset["train"], "validation_file": dataset["validation"], "model": tiny_model_dir.name,
               "suffix": "recipes", "n_epochs": 2, "batch_size": 4}
@@ -63,7 +68,7 @@ def follow_all(run, settings, poll=0.2):
     registry = registry_for(settings)
 
     async def collect():
-        return [e async for e in openai_jobs.follow(registry.run(run["id"]), registry, settings, poll=poll)]
+        return [e async for e in hosted(settings).follow(registry.run(run["id"]), registry, poll=poll)]
 
     return asyncio.run(collect())
 
@@ -81,7 +86,7 @@ async def test_happy_path_to_a_fine_tuned_model_then_chat_with_it(tmp_path, serv
     caplog.set_level(logging.DEBUG)
     server.fail_next = [429]  # the first upload is rate-limited: the client backs off and retries
     settings = app_settings(tmp_path, server)
-    run = openai_jobs.start(job_config(dataset, tiny_model_dir), settings, registry_for(settings))
+    run = hosted(settings).start(job_config(dataset, tiny_model_dir), registry_for(settings))
     assert run["backend"] == "openai" and run["config"]["job_id"].startswith("ftjob-")
     assert server.paths.count("POST /v1/files") == 3, "one retried upload, then the validation file"
 
@@ -98,7 +103,7 @@ async def test_happy_path_to_a_fine_tuned_model_then_chat_with_it(tmp_path, serv
     [model] = registry.models()
     assert (model["kind"], model["location"], model["base_model"]) == ("openai", events[-1]["fine_tuned_model"],
                                                                      tiny_model_dir.name)
-    api = openai_jobs.client(settings)
+    api = hosted(settings).client()
     assert model["location"] in [m.id for m in api.models.list()]
     assert api.fine_tuning.jobs.retrieve(run["config"]["job_id"]).status == "succeeded"
     assert any(c.step_number > 0 for c in api.fine_tuning.jobs.checkpoints.list(run["config"]["job_id"]))
@@ -140,11 +145,11 @@ def test_invalid_files_are_refused_before_and_at_upload(tmp_path, server, datase
     bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "robot", "content": "x"}]}\n')
     settings = app_settings(tmp_path, server)
     with pytest.raises(TutorError, match=r"format errors: unrecognized_role \(line 1\)"):
-        openai_jobs.start(job_config(dataset, tiny_model_dir, train_file=str(bad)), settings, registry_for(settings))
+        hosted(settings).start(job_config(dataset, tiny_model_dir, train_file=str(bad)), registry_for(settings))
     assert "POST /v1/files" not in server.paths, "nothing is uploaded (or paid for) before the local check passes"
     # The server rejects it too, with the line, for clients that skip the local check.
     with pytest.raises(openai.BadRequestError, match="unrecognized_role on line"):
-        openai_jobs.client(settings).files.create(file=bad.open("rb"), purpose="fine-tune")
+        hosted(settings).client().files.create(file=bad.open("rb"), purpose="fine-tune")
 
 
 def test_a_wrong_key_is_a_clear_message_without_the_key(tmp_path, server, dataset, tiny_model_dir, caplog):
@@ -152,7 +157,7 @@ def test_a_wrong_key_is_a_clear_message_without_the_key(tmp_path, server, datase
     wrong = "sk-wrong-key-9876543210zyxw"
     settings = app_settings(tmp_path, server, key=wrong)
     with pytest.raises(TutorError) as error:
-        openai_jobs.start(job_config(dataset, tiny_model_dir), settings, registry_for(settings))
+        hosted(settings).start(job_config(dataset, tiny_model_dir), registry_for(settings))
     assert "rejected the API key" in str(error.value) and wrong not in str(error.value) and wrong not in caplog.text
     [run] = registry_for(settings).runs()
     assert run["status"] == "failed" and "rejected the API key" in run["error"]
@@ -194,7 +199,7 @@ def test_an_organisation_refused_fine_tuning_hears_of_the_wind_down_and_where_to
         server.fail_next = [403]
         settings = app_settings(tmp_path, server)
         with pytest.raises(TutorError) as refused:
-            openai_jobs.start(job_config(dataset, tiny_model_dir), settings, registry_for(settings))
+            hosted(settings).start(job_config(dataset, tiny_model_dir), registry_for(settings))
     message = str(refused.value)
     assert "HTTP 403" in message and "6 January 2027" in message and "Fine-tune locally" in message
     assert "Azure OpenAI" in message
@@ -209,7 +214,7 @@ def test_a_job_that_fails_server_side_shows_its_error(tmp_path, dataset, tiny_mo
                                                      serve_api_key=KEY)).app) as server:
         settings = app_settings(tmp_path, server)
         (broken_base / "model.safetensors").write_bytes(b"not weights")  # the trainer will fail to load it
-        run = openai_jobs.start(job_config(dataset, broken_base), settings, registry_for(settings))
+        run = hosted(settings).start(job_config(dataset, broken_base), registry_for(settings))
         events = follow_all(run, settings)
     assert events[-1]["type"] == "error" and "failed on the provider's side" in events[-1]["message"]
     finished = registry_for(settings).run(run["id"])
@@ -220,9 +225,9 @@ async def test_cancel_and_a_server_restart_while_running(tmp_path, server_settin
     http = ServerThread(FineTuningServer(server_settings).app).__enter__()
     settings = app_settings(tmp_path, http, request_retries=1)  # the client gives up soon: the follower carries on
     registry = registry_for(settings)
-    long_run = openai_jobs.start(job_config(dataset, tiny_model_dir, n_epochs=40), settings, registry)
-    short_run = openai_jobs.start(job_config(dataset, tiny_model_dir, n_epochs=2), settings, registry)
-    following = openai_jobs.follow(registry.run(long_run["id"]), registry, settings, poll=0.2)
+    long_run = hosted(settings).start(job_config(dataset, tiny_model_dir, n_epochs=40), registry)
+    short_run = hosted(settings).start(job_config(dataset, tiny_model_dir, n_epochs=2), registry)
+    following = hosted(settings).follow(registry.run(long_run["id"]), registry, poll=0.2)
     assert await first(following, lambda e: e["type"] == "step")  # training
 
     port = http.port
@@ -246,7 +251,7 @@ def test_timeouts_are_retried_then_waited_out(tmp_path, server, dataset, tiny_mo
     settings = make_settings(tmp_path / "app", openai_api_key=KEY, openai_base_url=server.base_url,
                              request_timeout=1, request_retries=1)
     server.stall_next = [2]  # the first upload hangs: timed out, retried, uploaded
-    run = openai_jobs.start(job_config(dataset, tiny_model_dir), settings, registry_for(settings))
+    run = hosted(settings).start(job_config(dataset, tiny_model_dir), registry_for(settings))
     assert server.paths.count("POST /v1/files") == 3 and run["status"] in ("queued", "running")
 
     server.stall_next = [2, 2]  # the follower's first call hangs twice: more than the client's one retry
@@ -323,7 +328,7 @@ async def test_a_chat_opened_after_a_restart_follows_a_running_openai_job(chat_e
     from training.settings import get_settings
 
     settings = get_settings()
-    run = openai_jobs.start(job_config(dataset, tiny_model_dir, suffix="restart"), settings, registry_for(settings))
+    run = hosted(settings).start(job_config(dataset, tiny_model_dir, suffix="restart"), registry_for(settings))
     chat = open_chat()  # a new app process: nothing in memory but the registry
     await app.on_chat_start()
     [watching] = cl.user_session.get("watching")

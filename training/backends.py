@@ -34,7 +34,7 @@ from training.registry import ACTIVE, Registry
 from training.settings import Settings
 
 # Modules whose backends are built in; imported on first use (by name: they import this module themselves).
-BUILT_IN = ("training.jobs", "training.openai_jobs")
+BUILT_IN = ("training.jobs", "training.openai_jobs", "training.azure_jobs")
 _backends: dict[str, type[TrainingBackend]] = {}
 
 
@@ -44,6 +44,7 @@ class TrainingBackend(ABC):
     name: ClassVar[str]
     label: ClassVar[str]
     Config: ClassVar[type[BaseModel]]
+    chat_backend: ClassVar[str] = "local"  # the chat backend (assistant/backends.py) its models answer through
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -56,7 +57,8 @@ class TrainingBackend(ABC):
         """The job's settings from neutral names (the CLI's and the chat's): the ones this backend knows are
         taken, the others ignored; a bad value is refused with its field's name."""
         try:
-            return self.Config(**{key: value for key, value in values.items() if key in self.Config.model_fields})
+            return self.Config(**{key: value for key, value in values.items()
+                                  if key in self.Config.model_fields and value is not None})
         except ValidationError as exc:
             raise ConfigError(explain(f"Invalid {self.label} settings", exc)) from None
 
@@ -71,6 +73,14 @@ class TrainingBackend(ABC):
     @abstractmethod
     def cancel(self, run: dict, registry: Registry) -> dict:
         """Stop the job (or take it out of the queue); the run record."""
+
+    def deployed(self, run: dict, registry: Registry, name: str) -> dict:
+        """Record where the learner deployed a finished run's model, for backends whose models must be deployed."""
+        raise TutorError(f"A {self.label} model needs no deployment: it answers as soon as its run succeeds.")
+
+    def baseline_model(self, model: dict) -> str:
+        """What the baseline of a comparison asks for: the registry model's base, as this backend's chat names it."""
+        return model["base_model"]
 
     def resume(self, run: dict, registry: Registry) -> dict:
         """Continue a stopped run. A job on a provider can't be restarted: one still running is followed again."""

@@ -18,12 +18,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from training.errors import TutorError
+
 MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$")
 MAX_LEARNING_RATE = 1e-2
 
 
-class ConfigError(ValueError):
-    """A setting the trainer cannot use; the message says which and why."""
+class ConfigError(TutorError, ValueError):
+    """A job setting a backend cannot use; the message says which and why."""
 
 
 def explain(prefix: str, errors: ValidationError | list[dict]) -> str:

@@ -18,23 +18,24 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from training.backends import TrainingBackend, register_training_backend
-from training.clients import explain_api_error, openai_client, openai_configured, openai_key, server_label
-from training.config import explain
+from training.clients import Provider, explain_api_error, openai_client, openai_configured, secrets, server_label
+from training.config import ConfigError, explain
 from training.errors import TutorError, redact
 from training.registry import LOCAL_USER, Registry, new_id
-from training.settings import Settings
 from training.validate import validate_file
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
-RUNNING = {"validating_files": "queued", "queued": "queued", "running": "running"}
+# The API's job statuses while a job is under way, as the registry's ("pending": Azure's word for queued).
+RUNNING = {"validating_files": "queued", "pending": "queued", "queued": "queued", "running": "running"}
 MAX_PAUSE = 60.0
+MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$"
 
 
 # The API's hyperparameters: "auto" lets the provider choose. Shared with `tutor serve`'s request models.
@@ -59,7 +60,8 @@ class OpenAIJobConfig(BaseModel):
 
     train_file: str = ""
     validation_file: str | None = None
-    model: str = Field(DEFAULT_MODEL, pattern=r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$")
+    title: ClassVar[str] = "OpenAI fine-tuning"
+    model: str = Field(DEFAULT_MODEL, pattern=MODEL_NAME)
     suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     n_epochs: Epochs = "auto"
     batch_size: BatchSize = "auto"
@@ -70,7 +72,7 @@ class OpenAIJobConfig(BaseModel):
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            raise TutorError(explain("Invalid OpenAI fine-tuning settings", exc)) from None
+            raise ConfigError(explain(f"Invalid {type(self).title} settings", exc)) from None
 
     def check(self) -> "OpenAIJobConfig":
         """The files exist and pass the cookbook's format checks (nothing is uploaded or billed otherwise)."""
@@ -84,17 +86,11 @@ class OpenAIJobConfig(BaseModel):
                 keys = ", ".join(f"{key} (line {found.lines[0]})" for key, found in report.errors.items())
                 problems.append(f"{name} file {Path(path).name} has format errors: {keys}; `tutor validate` shows them all")
         if problems:
-            raise TutorError("Invalid OpenAI fine-tuning settings: " + "; ".join(problems) + ".")
+            raise ConfigError(f"Invalid {self.title} settings: " + "; ".join(problems) + ".")
         return self
 
     def hyperparameters(self) -> dict:
         return {name: getattr(self, name) for name in ("n_epochs", "batch_size", "learning_rate_multiplier")}
-
-
-def client(settings: Settings, asynchronous: bool = False):
-    return openai_client(settings, asynchronous=asynchronous, unconfigured=(
-        "OpenAI fine-tuning needs OPENAI_API_KEY (for OpenAI) or OPENAI_BASE_URL (for a compatible server, e.g. "
-        "`tutor serve`) in a .env file next to the app or in the environment."))
 
 
 # OpenAI's deprecations page, notice of 2026-05-07: what a learner refused a job should know, and where to go.
@@ -102,47 +98,6 @@ WIND_DOWN = ("OpenAI is winding down self-serve fine-tuning: organisations new t
              "7 May 2026, nor those without fine-tuned-model calls in the past 60 days since 2 July 2026, and new jobs "
              "stop for everyone on 6 January 2027. Fine-tune locally instead, with Azure OpenAI, or with an "
              "OpenAI-compatible fine-tuning server (OPENAI_BASE_URL, e.g. this project's `tutor serve`).")
-
-
-def _explained(exc: Exception, settings: Settings, model: str) -> TutorError:
-    """A learner-facing error; the server's own message when it gave one (it may say which line is bad)."""
-    key = openai_key(settings)
-    log.warning("OpenAI fine-tuning call failed: %s", redact(repr(exc), key))
-    message = explain_api_error(exc, settings, model)
-    detail = getattr(exc, "body", None)
-    if isinstance(detail, dict) and getattr(exc, "status_code", None) in (400, 422):
-        message = f"{message.split(' (HTTP')[0]}: {redact(str(detail.get('message', '')), key)}"
-    return TutorError(message)
-
-
-def start(config: OpenAIJobConfig, settings: Settings, registry: Registry, owner: str = LOCAL_USER) -> dict:
-    """Check the files, upload them, create the job and its run; raises TutorError with the reason."""
-    import openai
-
-    config.check()
-    api = client(settings)
-    run_id = new_id("run")
-    run_dir = settings.data_dir / "runs" / run_id
-    run_dir.mkdir(parents=True)
-    run = registry.create_run("openai", config.model_dump(), run_dir, status="queued", run_id=run_id, owner=owner)
-    try:
-        files = {}
-        for role, path in (("training_file", config.train_file), ("validation_file", config.validation_file)):
-            if path:
-                with open(path, "rb") as handle:
-                    files[role] = api.files.create(file=handle, purpose="fine-tune").id
-        job = api.fine_tuning.jobs.create(model=config.model, suffix=config.suffix, seed=config.seed,
-                                          hyperparameters=config.hyperparameters(), **files)
-    except openai.PermissionDeniedError:  # how the wind-down refuses an organisation a new job
-        error = TutorError(f"{server_label(settings)} refused to fine-tune for this organisation (HTTP 403). {WIND_DOWN}")
-        registry.update_run(run_id, status="failed", error=str(error))
-        raise error from None
-    except openai.OpenAIError as exc:
-        error = _explained(exc, settings, config.model)
-        registry.update_run(run_id, status="failed", error=str(error))
-        raise error from None
-    return registry.update_run(run["id"], config={**config.model_dump(), **files, "job_id": job.id},
-                               status=RUNNING.get(job.status, "queued"))
 
 
 async def _new_events(api, job_id: str, seen: set[str]) -> list:
@@ -171,95 +126,42 @@ def _as_events(event) -> list[dict]:
     return [{"type": "status", "level": event.level, "message": event.message, "time": event.created_at}]
 
 
-async def follow(run: dict, registry: Registry, settings: Settings, poll: float = 2.0) -> AsyncIterator[dict]:
-    """Yield the job's progress until it finishes, keeping the registry in step. Asynchronous: waiting on the
-    provider holds no thread, so many followers cost nothing while they wait."""
-    import openai
-
-    api, job_id = client(settings, asynchronous=True), run["config"]["job_id"]
-    seen: set[str] = set()
-    checkpoints: set[str] = set()
-    status, pause, last = None, poll, {}
-    try:
-        while True:
-            try:
-                job = await api.fine_tuning.jobs.retrieve(job_id)
-                events = [e for event in await _new_events(api, job_id, seen) for e in _as_events(event)]
-                fresh_checkpoints = [c async for c in api.fine_tuning.jobs.checkpoints.list(job_id)
-                                     if c.id not in checkpoints]
-            except (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError,
-                    openai.InternalServerError) as exc:  # the client already retried: wait longer, keep the job
-                yield {"type": "status", "level": "warning",
-                       "message": f"{_explained(exc, settings, run['config']['model'])} Retrying in {pause:.0f} s."}
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, MAX_PAUSE)
-                continue
-            except openai.OpenAIError as exc:  # a rejected key, say: stop following, the job itself carries on
-                error = _explained(exc, settings, run["config"]["model"])
-                await asyncio.to_thread(registry.update_run, run["id"], error=f"Lost track of the job: {error}")
-                yield {"type": "error", "message": f"{error} The job itself may still be running: fix this and open "
-                                                   f"the chat again, or run `tutor jobs show {run['id']}`."}
-                return
-            pause = poll
-            for event in events:
-                last[event["type"]] = event
-                yield event
-            for checkpoint in sorted(fresh_checkpoints, key=lambda c: c.step_number):
-                checkpoints.add(checkpoint.id)
-                yield {"type": "checkpoint", "step": checkpoint.step_number,
-                       "model": checkpoint.fine_tuned_model_checkpoint}
-            if job.status != status:
-                status = job.status
-                if status in RUNNING:
-                    await asyncio.to_thread(registry.update_run, run["id"], status=RUNNING[status])
-                yield {"type": "status", "status": status}
-            if job.status in RUNNING:
-                await asyncio.sleep(poll)
-                continue
-            yield await asyncio.to_thread(_finish, run, job, registry, last)
-            return
-    finally:
-        await api.close()
-
-
-def _finish(run: dict, job, registry: Registry, last: dict) -> dict:
-    if job.status == "succeeded":
-        step, evaluation = last.get("step", {}), last.get("eval", {})
-        metrics = {"fine_tuned_model": job.fine_tuned_model, "trained_tokens": job.trained_tokens,
-                   "final_loss": step.get("loss"), "val_loss": evaluation.get("val_loss"),
-                   "val_token_accuracy": evaluation.get("val_token_accuracy"), "steps": step.get("step")}
-        registry.update_run(run["id"], status="succeeded", metrics=metrics)
-        if not any(m["run_id"] == run["id"] for m in registry.models()):  # two followers (chat and CLI) may finish
-            registry.add_model(run["id"], "openai", job.fine_tuned_model, run["config"]["model"])
-        return {"type": "done", **metrics}
-    if job.status == "cancelled":
-        registry.update_run(run["id"], status="cancelled")
-        return {"type": "cancelled"}
-    message = job.error.message if job.error else "The provider gave no reason."
-    registry.update_run(run["id"], status="failed", error=message)
-    return {"type": "error", "message": f"The fine-tuning job failed on the provider's side: {message}"}
-
-
-def cancel(run: dict, registry: Registry, settings: Settings) -> dict:
-    import openai
-
-    try:
-        client(settings).fine_tuning.jobs.cancel(run["config"]["job_id"])
-    except openai.OpenAIError as exc:
-        raise _explained(exc, settings, run["config"]["model"]) from None
-    return registry.update_run(run["id"], status="cancelled")
-
-
 @register_training_backend
 class OpenAIJobs(TrainingBackend):
-    """OpenAI, or any OpenAI-compatible fine-tuning API (OPENAI_BASE_URL: vLLM-style servers, `tutor serve`)."""
+    """OpenAI, or any OpenAI-compatible fine-tuning API (OPENAI_BASE_URL: vLLM-style servers, `tutor serve`).
+    A provider of the same API with its own client or its own last step (Azure) subclasses this."""
 
     name, label, Config = "openai", "OpenAI", OpenAIJobConfig
+    provider: Provider = "openai"
+    chat_backend = "openai"
+    min_poll = 1.0  # seconds: a provider's API is not polled faster, whatever a caller asks
+    UNCONFIGURED = ("To fine-tune with OpenAI, set OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server, such "
+                    "as this project's own `tutor serve`) in a `.env` file next to the app, then restart it.")
+
+    # --- the provider's client and its errors -------------------------------------------------------
 
     def unavailable_reason(self) -> str | None:
-        return None if openai_configured(self.settings) else (
-            "To fine-tune with OpenAI, set OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server, such as this "
-            "project's own `tutor serve`) in a `.env` file next to the app, then restart it.")
+        return None if openai_configured(self.settings, self.provider) else self.UNCONFIGURED
+
+    def client(self, asynchronous: bool = False):
+        return openai_client(self.settings, provider=self.provider, asynchronous=asynchronous,
+                             unconfigured=self.UNCONFIGURED)
+
+    def explained(self, exc: Exception, model: str) -> TutorError:
+        """A learner-facing error; the server's own message when it gave one (it may say which line is bad)."""
+        log.warning("%s fine-tuning call failed: %s", self.label, redact(repr(exc), *secrets(self.settings)))
+        message = explain_api_error(exc, self.settings, model, self.provider)
+        detail = getattr(exc, "body", None)
+        if isinstance(detail, dict) and getattr(exc, "status_code", None) in (400, 422):
+            message = f"{message.split(' (HTTP')[0]}: {redact(str(detail.get('message', '')), *secrets(self.settings))}"
+        return TutorError(message)
+
+    def refused(self) -> TutorError:
+        """A 403 when creating a job: how the wind-down refuses an organisation."""
+        return TutorError(f"{server_label(self.settings)} refused to fine-tune for this organisation (HTTP 403). "
+                          f"{WIND_DOWN}")
+
+    # --- the job --------------------------------------------------------------------------------------
 
     def config(self, values: dict) -> OpenAIJobConfig:
         """The neutral names mapped onto the API's: epochs -> n_epochs, lr_multiplier ->
@@ -270,11 +172,123 @@ class OpenAIJobs(TrainingBackend):
                   "learning_rate_multiplier": values.get("lr_multiplier") or "auto"}
         return super().config(mapped)
 
-    def start(self, config: OpenAIJobConfig, registry: Registry, owner: str = LOCAL_USER) -> dict:
-        return start(config, self.settings, registry, owner)
+    def upload(self, api, path: str) -> str:
+        with open(path, "rb") as handle:
+            return api.files.create(file=handle, purpose="fine-tune").id
 
-    def follow(self, run: dict, registry: Registry, poll: float = 2.0) -> AsyncIterator[dict]:
-        return follow(run, registry, self.settings, poll=max(poll, 1.0))
+    def create_job(self, api, config: OpenAIJobConfig, files: dict):
+        return api.fine_tuning.jobs.create(model=config.model, suffix=config.suffix, seed=config.seed,
+                                           hyperparameters=config.hyperparameters(), **files)
+
+    def start(self, config: OpenAIJobConfig, registry: Registry, owner: str = LOCAL_USER) -> dict:
+        """Check the files, upload them, create the job and its run; raises TutorError with the reason."""
+        import openai
+
+        config.check()
+        api = self.client()
+        run_id = new_id("run")
+        run_dir = self.settings.data_dir / "runs" / run_id
+        run_dir.mkdir(parents=True)
+        run = registry.create_run(self.name, config.model_dump(), run_dir, status="queued", run_id=run_id, owner=owner)
+        try:
+            files = {role: self.upload(api, path) for role, path in
+                     (("training_file", config.train_file), ("validation_file", config.validation_file)) if path}
+            job = self.create_job(api, config, files)
+        except (openai.OpenAIError, TutorError) as exc:
+            error = (self.refused() if isinstance(exc, openai.PermissionDeniedError)
+                     else exc if isinstance(exc, TutorError) else self.explained(exc, config.model))
+            registry.update_run(run_id, status="failed", error=str(error))
+            raise error from None
+        return registry.update_run(run["id"], config={**config.model_dump(), **files, "job_id": job.id},
+                                   status=RUNNING.get(job.status, "queued"))
+
+    async def follow(self, run: dict, registry: Registry, poll: float = 2.0) -> AsyncIterator[dict]:
+        """Yield the job's progress until it finishes, keeping the registry in step. Asynchronous: waiting on the
+        provider holds no thread, so many followers cost nothing while they wait."""
+        import openai
+
+        poll = max(poll, self.min_poll)
+        api, job_id, model = self.client(asynchronous=True), run["config"]["job_id"], run["config"]["model"]
+        seen: set[str] = set()
+        checkpoints: set[str] = set()
+        status, pause, last = None, poll, {}
+        try:
+            while True:
+                try:
+                    job = await api.fine_tuning.jobs.retrieve(job_id)
+                    events = [e for event in await _new_events(api, job_id, seen) for e in _as_events(event)]
+                    fresh_checkpoints = [c async for c in api.fine_tuning.jobs.checkpoints.list(job_id)
+                                         if c.id not in checkpoints]
+                except (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError,
+                        openai.InternalServerError) as exc:  # the client already retried: wait longer, keep the job
+                    yield {"type": "status", "level": "warning",
+                           "message": f"{self.explained(exc, model)} Retrying in {pause:.0f} s."}
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, MAX_PAUSE)
+                    continue
+                except openai.OpenAIError as exc:  # a rejected key, say: stop following, the job itself carries on
+                    error = self.explained(exc, model)
+                    await asyncio.to_thread(registry.update_run, run["id"], error=f"Lost track of the job: {error}")
+                    yield {"type": "error", "message": f"{error} The job itself may still be running: fix this and "
+                                                       f"open the chat again, or run `tutor jobs show {run['id']}`."}
+                    return
+                pause = poll
+                if job.status != status:  # first: whoever reads the registry on a step event sees the job running
+                    status = job.status
+                    if status in RUNNING:
+                        await asyncio.to_thread(registry.update_run, run["id"], status=RUNNING[status])
+                    yield {"type": "status", "status": status}
+                for event in events:
+                    last[event["type"]] = event
+                    yield event
+                for checkpoint in sorted(fresh_checkpoints, key=lambda c: c.step_number):
+                    checkpoints.add(checkpoint.id)
+                    yield {"type": "checkpoint", "step": checkpoint.step_number,
+                           "model": checkpoint.fine_tuned_model_checkpoint}
+                if job.status in RUNNING:
+                    await asyncio.sleep(poll)
+                    continue
+                async for event in self.finish(run, job, registry, last):
+                    yield event
+                return
+        finally:
+            await api.close()
+
+    async def finish(self, run: dict, job, registry: Registry, last: dict) -> AsyncIterator[dict]:
+        """The job's end: the run's record and its final event (a succeeded job's model joins the registry)."""
+        if job.status == "succeeded":
+            metrics = self.metrics(job, last)
+            await asyncio.to_thread(self.record_model, run, registry, metrics, job.fine_tuned_model)
+            yield {"type": "done", **metrics}
+            return
+        if job.status == "cancelled":
+            await asyncio.to_thread(registry.update_run, run["id"], status="cancelled")
+            yield {"type": "cancelled"}
+            return
+        message = job.error.message if job.error and job.error.message else "The provider gave no reason."
+        message = redact(message, *secrets(self.settings))
+        await asyncio.to_thread(registry.update_run, run["id"], status="failed", error=message)
+        yield {"type": "error", "message": f"The fine-tuning job failed on the provider's side: {message}"}
+
+    @staticmethod
+    def metrics(job, last: dict) -> dict:
+        step, evaluation = last.get("step", {}), last.get("eval", {})
+        return {"fine_tuned_model": job.fine_tuned_model, "trained_tokens": job.trained_tokens,
+                "final_loss": step.get("loss"), "val_loss": evaluation.get("val_loss"),
+                "val_token_accuracy": evaluation.get("val_token_accuracy"), "steps": step.get("step")}
+
+    def record_model(self, run: dict, registry: Registry, metrics: dict, location: str | None) -> None:
+        """The run succeeded; its model (callable at `location`, when it is) is the run's one registry model,
+        however many followers (chat and CLI) finish it."""
+        registry.update_run(run["id"], status="succeeded", metrics=metrics)
+        if location:
+            registry.put_model(run["id"], self.name, location, run["config"]["model"])
 
     def cancel(self, run: dict, registry: Registry) -> dict:
-        return cancel(run, registry, self.settings)
+        import openai
+
+        try:
+            self.client().fine_tuning.jobs.cancel(run["config"]["job_id"])
+        except openai.OpenAIError as exc:
+            raise self.explained(exc, run["config"]["model"]) from None
+        return registry.update_run(run["id"], status="cancelled")

@@ -303,6 +303,13 @@ class Registry:
                     "VALUES (?, ?, ?, ?, ?, ?, ?)", (model_id, run_id, kind, location, base_model, time.time(), owner))
         return model_id
 
+    def put_model(self, run_id: str, kind: str, location: str, base_model: str) -> str:
+        """The run's one result, now at `location` (a deployment renamed, a second follower finishing): the
+        run's model row is updated, or made."""
+        if self._write("UPDATE models SET location = ? WHERE run_id = ?", (location, run_id)):
+            return next(m["id"] for m in self.models() if m["run_id"] == run_id)
+        return self.add_model(run_id, kind, location, base_model)
+
     def models(self, owner: str | None = None) -> list[dict]:
         where, params = _owned(owner)
         return self._read(f"SELECT * FROM models WHERE {where} ORDER BY created_at DESC", params)

@@ -29,6 +29,17 @@ from training.errors import TutorError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED = "embedded"
 
+# Azure's rule for deployment names; a name becomes part of a request path, so nothing else gets through.
+DEPLOYMENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$"
+SECRETS = ("openai_api_key", "serve_api_key", "database_url", "azure_openai_api_key", "azure_openai_ad_token",
+           "azure_management_token")
+
+
+def _env(name: str) -> AliasChoices:
+    """Read from the provider's own variable name (no TUTOR_ prefix), or by field name in code."""
+    return AliasChoices(name, name.lower())
+
+
 class SettingsError(TutorError):
     """A setting has a value the app cannot use; the message names the variable, never the value."""
 
@@ -72,6 +83,15 @@ class Settings(BaseSettings):
     `tutor serve`:
         serve_api_key: the bearer key it requires; it refuses to listen beyond loopback without one.
         serve_allowed_hosts: Host headers it answers besides its bind address (names behind a proxy).
+
+    Azure OpenAI fine-tuning (the `azure` training backend):
+        azure_openai_endpoint: https://RESOURCE.openai.azure.com; with azure_openai_api_key, or an Entra ID
+            token in azure_openai_ad_token. openai_api_version: the data-plane API version.
+        azure_base_deployment: the deployment of the base model, for the RAG baseline of A/B chats and evals.
+        azure_subscription_id / azure_resource_group / azure_resource_name / azure_management_token: with all
+            four, a finished fine-tune is deployed through the control plane at azure_management_url;
+            without them, the learner deploys it (portal or `az`) and names the deployment.
+        azure_deployment_sku: the deployment type (standard, globalstandard, developertier).
     """
 
     model_config = SettingsConfigDict(
@@ -109,8 +129,24 @@ class Settings(BaseSettings):
     serve_api_key: SecretStr | None = None
     serve_allowed_hosts: Annotated[list[str], NoDecode] = []
 
+    azure_openai_endpoint: str | None = Field(None, validation_alias=_env("AZURE_OPENAI_ENDPOINT"))
+    azure_openai_api_key: SecretStr | None = Field(None, validation_alias=_env("AZURE_OPENAI_API_KEY"))
+    azure_openai_ad_token: SecretStr | None = Field(None, validation_alias=_env("AZURE_OPENAI_AD_TOKEN"))
+    openai_api_version: str = Field("2025-04-01-preview", pattern=r"^\d{4}-\d{2}-\d{2}(-preview)?$",
+                                    validation_alias=_env("OPENAI_API_VERSION"))
+    azure_base_deployment: str | None = Field(None, pattern=DEPLOYMENT_NAME,
+                                              validation_alias=_env("AZURE_OPENAI_BASE_DEPLOYMENT"))
+    azure_subscription_id: str | None = Field(None, validation_alias=_env("AZURE_SUBSCRIPTION_ID"))
+    azure_resource_group: str | None = Field(None, validation_alias=_env("AZURE_RESOURCE_GROUP"))
+    azure_resource_name: str | None = Field(None, validation_alias=_env("AZURE_RESOURCE_NAME"))
+    azure_management_token: SecretStr | None = Field(None, validation_alias=_env("AZURE_MANAGEMENT_TOKEN"))
+    azure_management_url: str = Field("https://management.azure.com", validation_alias=_env("AZURE_MANAGEMENT_URL"))
+    azure_deployment_sku: Literal["standard", "globalstandard", "developertier"] = "standard"
+
     @field_validator("openai_base_url", "chroma_host", "openai_organization", "openai_project", "database_url",
-                     "serve_api_key", mode="before")
+                     "serve_api_key", "azure_openai_endpoint", "azure_openai_api_key", "azure_openai_ad_token",
+                     "azure_base_deployment", "azure_subscription_id", "azure_resource_group", "azure_resource_name",
+                     "azure_management_token", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
@@ -142,7 +178,7 @@ class Settings(BaseSettings):
     def describe(self) -> dict[str, object]:
         """The settings as shown to a user: secrets masked, paths as strings."""
         shown = self.model_dump(mode="json")
-        for secret in ("openai_api_key", "serve_api_key", "database_url"):
+        for secret in SECRETS:
             shown[secret] = "set (hidden)" if getattr(self, secret) else "not set"
         shown["effective_backend"] = self.effective_backend
         return shown
