@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Literal
 
 import chainlit as cl
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from assistant.accounts import LOCAL_LEARNER, Learner
 from training.config import ConfigError
@@ -57,31 +57,18 @@ class RunRef(Payload):
 class PrepareRequest(Payload):
     source: Literal["sample"] | FileId
     train: Annotated[int, Field(ge=1, le=1_000_000)]
-    validation: Size
+    validation: Annotated[Size, Field(validation_alias=AliasChoices("validation", "val"))]
     test: Size
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
-def _settings_of(allowed: frozenset[str]):
-    class TrainRequest(Payload):
-        dataset_id: DatasetId
-        settings: Annotated[dict[str, Setting], Field(max_length=len(allowed))] = {}
+class TrainRequest(Payload):
+    """A training button: which backend, which of the learner's datasets, and typed settings that the
+    backend's config checks (it refuses any name a learner may not set, such as a file or a folder)."""
 
-        @field_validator("settings")
-        @classmethod
-        def _known(cls, value: dict) -> dict:
-            if unknown := set(value) - allowed:
-                raise ValueError(f"unknown settings {sorted(unknown)[:3]}")
-            return value
-
-    return TrainRequest
-
-
-LOCAL_SETTINGS = frozenset({"epochs", "learning_rate", "lora_r", "lora_alpha", "lora_dropout", "target_modules",
-                            "max_length", "batch_size", "gradient_accumulation", "seed", "base"})
-HOSTED_SETTINGS = frozenset({"model", "suffix", "n_epochs", "batch_size", "learning_rate_multiplier", "seed"})
-LocalTrainRequest = _settings_of(LOCAL_SETTINGS)
-HostedTrainRequest = _settings_of(HOSTED_SETTINGS)
+    backend: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+    dataset_id: DatasetId
+    settings: Annotated[dict[Annotated[str, StringConstraints(max_length=64)], Setting], Field(max_length=32)] = {}
 
 
 class CheckAnswer(Payload):
@@ -97,6 +84,18 @@ class BaselineChoice(Payload):
 class VoteRequest(Payload):
     id: ComparisonId
     vote: Literal["a", "b", "tie"]
+
+
+def typed_settings(words: list[str]) -> dict[str, str]:
+    """`key=value` words as typed after a command (`/train epochs=2`): as untrusted as a payload, so each value
+    is then checked by the model it is meant for, which names any setting it refuses."""
+    found = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or not key:
+            raise TutorError(f"`{word[:40]}` is not a setting: write settings like `epochs=2`.")
+        found[key.lower()] = value
+    return found
 
 
 async def current_learner() -> Learner:

@@ -51,7 +51,9 @@ ending in a recommendation with reasons. Type `/check` or press the starter.
 or your RecipeNLG CSV, validated like OpenAI's data-prep checks, with token counts and a cost estimate. \
 Attach a `.jsonl` to validate your own file.
 - **Fine-tune locally** (`/train`): LoRA on the embedded model, with live loss, a chart, cancel and resume. \
-Or **with OpenAI** (`/train openai`, when a key or base URL is configured): upload, start, follow and cancel the job.
+Or on **Azure OpenAI** (`/train azure`) or **OpenAI** (`/train openai`) when configured: upload, start, follow and \
+cancel the job; an Azure fine-tune is deployed for you, or you name your deployment with `/deployed NAME`. \
+Set hyperparameters in the settings next to the message box.
 - **Compare** (`/compare`): your fine-tuned model against a RAG baseline (the base model with retrieved \
 examples), side by side with tokens and latency, and a held-out evaluation in numbers.
 
@@ -65,11 +67,14 @@ STARTERS = [  # (label, message, command)
     ("Prepare recipe dataset", "/prepare", "prepare"),
 ]
 PASSAGES = "full passages"
+TUTOR_BACKENDS = ("local", "openai")  # the tutor's own model; Azure serves fine-tunes and their baselines
 COMMANDS = [
     {"id": "check", "icon": "list-checks", "description": "Should I fine-tune? A guided check", "button": False},
     {"id": "prepare", "icon": "database", "description": "Prepare the recipe dataset (train/validation/test JSONL)",
      "button": False},
-    {"id": "train", "icon": "cpu", "description": "Fine-tune on a prepared dataset (locally with LoRA, or `/train openai`)",
+    {"id": "train", "icon": "cpu", "description": "Fine-tune on a prepared dataset (locally with LoRA, `/train azure`, "
+                                                  "`/train openai`)", "button": False},
+    {"id": "deployed", "icon": "rocket", "description": "Name the deployment you made of a fine-tune: `/deployed NAME`",
      "button": False},
     {"id": "compare", "icon": "columns-2", "description": "A/B chat: a fine-tuned model vs the RAG baseline",
      "button": False},
@@ -227,7 +232,7 @@ async def open_session(kept: dict) -> None:
     learner = await guarded(current_learner(), "Opening the chat")
     if learner is None:
         return
-    backends = {name: create_backend(name, settings) for name in backend_names() if name in ("local", "openai")}
+    backends = {name: create_backend(name, settings) for name in backend_names() if name in TUTOR_BACKENDS}
     chosen = kept.get("backend") if kept.get("backend") in backends else settings.effective_backend
     temperature = kept.get("temperature", settings.temperature)
     for key in ("chat_model", "ab", "check_answers", "check_message"):
@@ -239,6 +244,7 @@ async def open_session(kept: dict) -> None:
                initial_value=chosen, description="The offline model runs in this process; OpenAI-compatible needs "
                                                  "OPENAI_API_KEY or OPENAI_BASE_URL."),
         Slider(id="temperature", label="Temperature", initial=temperature, min=0, max=1.5, step=0.1),
+        *training_flow.form_widgets(settings),
     ]).send()
     await cl.context.emitter.set_commands(COMMANDS)
     await training_flow.resume_watching(learner)
@@ -246,8 +252,11 @@ async def open_session(kept: dict) -> None:
 
 @cl.on_settings_update
 async def on_settings_update(values: dict):
+    await training_flow.update_form(values)
+    if "backend" not in values and "temperature" not in values:
+        return
     backend = values.get("backend", cl.user_session.get("backend"))
-    if backend not in ("local", "openai"):
+    if backend not in TUTOR_BACKENDS:
         await cl.Message(content="⚠️ That model choice is not one this app offers.").send()
         return
     reason = create_backend(backend, get_settings()).unavailable_reason()
@@ -272,6 +281,8 @@ async def on_message(message: cl.Message):
         await guarded(dataset_flow.offer_prepare(text), "Offering to prepare")
     elif message.command == "train" or text.lower().startswith("/train"):
         await guarded(training_flow.offer_training(text), "Offering to train")
+    elif message.command == "deployed" or text.lower().startswith("/deployed"):
+        await guarded(training_flow.record_deployment(text), "Recording a deployment")
     elif message.command == "compare" or text.lower().startswith("/compare"):
         await guarded(ab_flow.offer_compare(), "Offering a comparison")
     elif text.lower() == "/tutor":

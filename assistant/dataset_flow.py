@@ -19,11 +19,11 @@ from pydantic import ValidationError
 
 from assistant import uploads
 from assistant.accounts import Learner
-from assistant.actions import PrepareRequest, action, current_learner, guarded
+from assistant.actions import PrepareRequest, action, current_learner, guarded, typed_settings
 from assistant.refresh import refreshing
 from assistant.training_flow import training_actions
 from training.charts import token_histogram
-from training.config import explain
+from training.config import explain, field_names
 from training.errors import TutorError
 from training.prepare import prepare
 from training.recipes import SAMPLE_CSV
@@ -32,17 +32,18 @@ from training.settings import get_settings
 from training.validate import validate_file
 
 DEFAULTS = {"train": 150, "validation": 40, "test": 40, "seed": 42}
-_OPTION = re.compile(r"\b(train|validation|val|test|seed)\s*=\s*(\S+)", re.IGNORECASE)
 
 
 def parse_options(text: str) -> PrepareRequest:
     """Sizes and seed from '/prepare train=200 val=50 test=50 seed=7' (missing ones keep defaults); a value
-    that is not a whole number in range is a TutorError naming it."""
-    options: dict[str, object] = dict(DEFAULTS)
-    for key, value in _OPTION.findall(text or ""):
-        options["validation" if key.lower() == "val" else key.lower()] = int(value) if value.isdigit() else value
+    that is not a whole number in range, or an unknown name, is a TutorError naming it."""
+    typed = typed_settings(re.sub(r"^/prepare\b", "", (text or "").strip(), flags=re.I).split())
+    names = field_names(PrepareRequest)  # `val` is `validation`
+    typed = {names.get(key, key): value for key, value in typed.items()}
+    if unknown := sorted(set(typed) - set(DEFAULTS)):
+        raise TutorError(f"I don't know the setting `{unknown[0]}`. You can set: train, validation (val), test, seed.")
     try:
-        return PrepareRequest(source="sample", **options)
+        return PrepareRequest.model_validate({"source": "sample", **DEFAULTS, **typed}, strict=False)
     except ValidationError as exc:
         raise TutorError(explain("Those sizes can't be used", exc) + " Sizes and seed are whole numbers.") from None
 

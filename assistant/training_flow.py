@@ -1,9 +1,11 @@
-"""Chat handlers for fine-tuning: start a local LoRA or an OpenAI job, watch it live, cancel it, see its summary.
+"""Chat handlers for fine-tuning: start a job on any training backend, watch it live, cancel it, see its summary.
 
-Thin: local jobs queue and run in their own process (training.jobs, training.queue); a chat watches a run
-through the shared follower (assistant.run_feed) and updates one message and one loss chart a few times a
-second. Buttons carry a dataset or run id and typed settings only; each id is looked up for the learner.
-Runs still active when a chat opens (the app restarted, say) are picked up and followed again.
+Thin, and the same for every backend (training.backends): a button per available backend, its settings from
+the chat settings form or `/train BACKEND key=value`, its cost estimate to confirm where the job is billed.
+A chat watches a run through the shared follower (assistant.run_feed) and updates one message and one loss
+chart a few times a second. Buttons carry a backend's name, a dataset or run id and typed settings only; the
+settings are checked by the backend's config, each id is looked up for the learner. Runs still active when a
+chat opens (the app restarted, say) are picked up and followed again.
 """
 
 from __future__ import annotations
@@ -16,109 +18,47 @@ from pathlib import Path
 import chainlit as cl
 
 from assistant.accounts import Learner
-from assistant.actions import (
-    HOSTED_SETTINGS,
-    LOCAL_SETTINGS,
-    HostedTrainRequest,
-    LocalTrainRequest,
-    RunRef,
-    action,
-    current_learner,
-)
+from assistant.actions import RunRef, TrainRequest, action, current_learner, typed_settings
 from assistant.contenders import fine_tuned, model_for_run, too_long
 from assistant.generation import Usage
 from assistant.run_feed import feed
-from training import jobs
-from training.backends import training_backend
+from training.backends import backend_of, training_backend, training_backend_names
 from training.charts import loss_chart
-from training.clients import server_label
-from training.config import TrainConfig
 from training.errors import TutorError
 from training.evaluation import Case
 from training.events import Checkpoint, Eval, Start, Status, Step
 from training.events import parse as parse_event
-from training.models import display_name
-from training.openai_jobs import WIND_DOWN, OpenAIJobConfig
 from training.registry import ACTIVE, registry_for
-from training.settings import Settings, get_settings
+from training.settings import get_settings
 
 UPDATE_EVERY = 0.4  # seconds between screen updates: a few a second, not one per event
-_SETTING = re.compile(r"\b([a-z_]+)\s*=\s*(\S+)")
-LOCAL_ALIASES = {"lr": "learning_rate", "r": "lora_r", "alpha": "lora_alpha", "dropout": "lora_dropout",
-                 "grad_accum": "gradient_accumulation", "modules": "target_modules"}
-HOSTED_ALIASES = {"epochs": "n_epochs", "lr_multiplier": "learning_rate_multiplier"}
 
 
-def _typed(value: str) -> int | float | str:
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            continue
-    return value
+def backend_for(name: str):
+    """A training backend this server offers and has configured; else a TutorError saying how to configure it."""
+    backend = training_backend(name, get_settings())
+    if reason := backend.unavailable_reason():
+        raise TutorError(reason + (f"\n\n_{notice}_" if (notice := backend.notice()) else ""))
+    return backend
 
 
-def parse_settings(text: str, hosted: bool = False) -> dict:
-    """Typed overrides from '/train epochs=2 lr=1e-3 r=16' (or '/train openai epochs=3 lr_multiplier=2');
-    an unknown name is a TutorError that lists the known ones. Values are checked by the config."""
-    aliases, known = (HOSTED_ALIASES, HOSTED_SETTINGS) if hosted else (LOCAL_ALIASES, LOCAL_SETTINGS)
-    settings = {}
-    for key, value in _SETTING.findall(text or ""):
-        name = aliases.get(key, key)
-        if name not in known:
-            raise TutorError(f"I don't know the setting `{key}`. You can set: "
-                             f"{', '.join(sorted(set(aliases) | known - set(aliases.values())))}.")
-        settings[name] = _typed(value) if name not in ("model", "suffix", "base") else value
-    return settings
-
-
-def base_choices(settings: Settings) -> dict[str, str]:
-    """The base models a learner may pick by name (`base=NAME`): the configured one and TUTOR_TRAIN_BASE_MODELS.
-    A name is all a client ever sends; the server maps it to the model's id or folder."""
-    return {display_name(model): model for model in [settings.base_model, *settings.train_base_models]}
-
-
-def local_config(dataset: dict, overrides: dict, settings: Settings) -> TrainConfig:
-    values = dict(overrides)
-    choices = base_choices(settings)
-    base = values.pop("base", None)
-    if base is not None and base not in choices:
-        raise TutorError(f"`{base}` is not a base model here; choose one of: {', '.join(choices)}.")
-    return TrainConfig(train_file=dataset["files"].get("train", ""), validation_file=dataset["files"].get("validation"),
-                       base_model=choices[base] if base else settings.base_model, **values)
-
-
-def hosted_config(dataset: dict, overrides: dict) -> OpenAIJobConfig:
-    return OpenAIJobConfig(train_file=dataset["files"].get("train", ""),
-                           validation_file=dataset["files"].get("validation"), **overrides)
-
-
-def describe(config: TrainConfig) -> str:
-    modules = config.target_modules if isinstance(config.target_modules, str) else ",".join(config.target_modules)
-    return (f"base **{display_name(config.base_model)}**, {config.epochs:g} epochs, lr {config.learning_rate:g}, LoRA r {config.lora_r} / "
-            f"alpha {config.lora_alpha} / dropout {config.lora_dropout:g} on {modules}, max length "
-            f"{config.max_length}, batch {config.batch_size} x {config.gradient_accumulation}, seed {config.seed}")
-
-
-def describe_openai(config: OpenAIJobConfig) -> str:
-    return (f"base **{config.model}**, suffix {config.suffix or '(none)'}, epochs {config.n_epochs}, batch size "
-            f"{config.batch_size}, learning-rate multiplier {config.learning_rate_multiplier}")
-
-
-def openai_ready() -> str | None:
-    """None when OpenAI fine-tuning is configured, else how to configure it."""
-    if (reason := training_backend("openai", get_settings()).unavailable_reason()) is None:
-        return None
-    return f"{reason}\n\n_{WIND_DOWN}_"
+def form_values(backend: str) -> dict:
+    """What the learner set in the settings form for this backend (checked when it was set)."""
+    return (cl.user_session.get("training_form") or {}).get(backend, {})
 
 
 def training_actions(dataset_id: str) -> tuple[list[cl.Action], str]:
-    """The buttons under a prepared dataset, and a note when OpenAI is not configured."""
-    actions = [cl.Action(name="finetune_local", label="Fine-tune locally", payload={"dataset_id": dataset_id})]
-    if (reason := openai_ready()) is None:
-        actions.append(cl.Action(name="finetune_openai", label="Fine-tune with OpenAI",
-                                 payload={"dataset_id": dataset_id}))
-    return actions, reason or ""
+    """A button per available training backend under a prepared dataset, and how to enable the others."""
+    settings = get_settings()
+    actions, notes = [], []
+    for name in training_backend_names():
+        backend = training_backend(name, settings)
+        if (reason := backend.unavailable_reason()) is None:
+            actions.append(cl.Action(name="finetune", label=backend.button,
+                                     payload={"backend": name, "dataset_id": dataset_id}))
+        else:
+            notes.append(reason + (f"\n\n_{notice}_" if (notice := backend.notice()) else ""))
+    return actions, "\n\n".join(notes)
 
 
 async def _dataset(dataset_id: str, learner: Learner) -> dict:
@@ -130,70 +70,90 @@ async def _dataset(dataset_id: str, learner: Learner) -> dict:
 
 
 async def offer_training(text: str = "") -> None:
-    """/train [settings]: check the settings, then pick one of the learner's prepared datasets."""
+    """/train [backend] [key=value ...]: check the settings, then pick one of the learner's prepared datasets."""
     learner = await current_learner()
-    settings = get_settings()
-    registry = registry_for(settings)
-    hosted = re.match(r"/train\s+openai\b", text or "", flags=re.I) is not None
-    if hosted and (reason := openai_ready()):
-        raise TutorError(reason)
-    overrides = parse_settings(text.split("openai", 1)[1] if hosted else text, hosted)
-    datasets = [d for d in await asyncio.to_thread(registry.datasets, learner.scope)
+    words = re.sub(r"^/train\b", "", (text or "").strip(), flags=re.I).split()
+    name = words.pop(0).lower() if words and "=" not in words[0] else "local"
+    backend = backend_for(name)
+    typed = typed_settings(words)
+    datasets = [d for d in await asyncio.to_thread(registry_for(get_settings()).datasets, learner.scope)
                 if Path(d["files"].get("train", "")).is_file()][:5]
     if not datasets:
         await cl.Message(content="No prepared dataset yet. Type `/prepare` first, then come back with `/train`.").send()
         return
-    if hosted:
-        intro = ("**Fine-tune with OpenAI.** Settings: " + describe_openai(hosted_config(datasets[0], overrides)) +
-                 ". Change them like `/train openai model=gpt-4o-mini-2024-07-18 suffix=recipes epochs=3 "
-                 "batch_size=auto lr_multiplier=auto` (or `model=ft:...` to continue a fine-tune). Pick a dataset:")
-    else:
-        intro = ("**Fine-tune locally with LoRA.** Settings: " + describe(local_config(datasets[0], overrides, settings))
-                 + ". Change them like `/train epochs=2 lr=1e-3 r=16 alpha=32 dropout=0.1 modules=q_proj,v_proj "
-                 f"max_length=256 batch_size=4 grad_accum=2 seed=7 base={next(iter(base_choices(settings)))}`. "
-                 "Pick a dataset:")
+    config, chosen = backend.learner_settings({**form_values(name), **typed}, datasets[0]["files"])
+    example = " ".join(f"{field}={default}" for field, default, _ in backend.form()[:4] if default is not None)
+    intro = (f"**{backend.button}.** Settings: {backend.describe(config)}. Change them in the chat settings (⚙️), "
+             f"or type them, like `/train{'' if name == 'local' else ' ' + name} {example}`. Pick a dataset:")
     await cl.Message(content=intro, actions=[
-        cl.Action(name="finetune_openai" if hosted else "finetune_local",
-                  label=f"{d['name']} ({d['report'].get('written', {}).get('train', '?')} examples)",
-                  payload={"dataset_id": d["id"], "settings": overrides}) for d in datasets]).send()
+        cl.Action(name="finetune", label=f"{d['name']} ({d['report'].get('written', {}).get('train', '?')} examples)",
+                  payload={"backend": name, "dataset_id": d["id"], "settings": chosen}) for d in datasets]).send()
 
 
-@action("finetune_local", LocalTrainRequest)
-async def on_finetune_local(request, learner: Learner, _sent):
-    settings = get_settings()
-    config = local_config(await _dataset(request.dataset_id, learner), request.settings, settings).check()
-    run = await asyncio.to_thread(training_backend("local", settings).start, config, registry_for(settings),
-                                  learner.name)
-    cl.user_session.set("training_job", asyncio.create_task(watch(run, describe(config))))
+async def _config(request: TrainRequest, learner: Learner):
+    backend = backend_for(request.backend)
+    dataset = await _dataset(request.dataset_id, learner)
+    config, chosen = backend.learner_settings({**form_values(request.backend), **request.settings}, dataset["files"])
+    await asyncio.to_thread(backend.check, config)
+    return backend, config, chosen
 
 
-@action("finetune_openai", HostedTrainRequest)
-async def on_finetune_openai(request, learner: Learner, _sent):
-    """Show the settings and the cost estimate; the job starts only on "Start"."""
-    from training.validate import validate_file
-
-    if reason := openai_ready():
-        raise TutorError(reason)
-    config = hosted_config(await _dataset(request.dataset_id, learner), request.settings)
-    await asyncio.to_thread(config.check)
-    report = await asyncio.to_thread(validate_file, Path(config.train_file), model="gpt-4o-mini")
-    await cl.Message(
-        content=(f"**Fine-tune with OpenAI** at {server_label(get_settings())}: {describe_openai(config)}.\n\n"
-                 f"Estimate from the dataset report: {report.tokens_in_dataset:,} tokens x {report.epochs} epochs = "
-                 f"**{report.billed_tokens:,} billed tokens, about ${report.estimated_cost:.2f}** at "
-                 f"${report.price_per_million:g} per 1M training tokens."
-                 + ("" if get_settings().openai_base_url else f"\n\n_{WIND_DOWN}_") + "\n\nStart?"),
-        actions=[cl.Action(name="start_openai", label="Start", payload=request.model_dump())]).send()
+@action("finetune", TrainRequest)
+async def on_finetune(request: TrainRequest, learner: Learner, _sent):
+    """Start the job, or, where it is billed, show the settings and the estimate first: it starts on "Start"."""
+    backend, config, chosen = await _config(request, learner)
+    if (estimate := await asyncio.to_thread(backend.estimate, config)) is None:
+        await _start(backend, config, learner)
+        return
+    notice = f"\n\n_{notice}_" if (notice := backend.notice()) else ""
+    start = {"backend": request.backend, "dataset_id": request.dataset_id, "settings": chosen}
+    await cl.Message(content=f"**{backend.button}**: {backend.describe(config)}.\n\n{estimate}{notice}\n\nStart?",
+                     actions=[cl.Action(name="start_training", label="Start", payload=start)]).send()
 
 
-@action("start_openai", HostedTrainRequest)
-async def on_start_openai(request, learner: Learner, sent: cl.Action):
+@action("start_training", TrainRequest)
+async def on_start_training(request: TrainRequest, learner: Learner, sent: cl.Action):
     await sent.remove()
-    settings = get_settings()
-    config = hosted_config(await _dataset(request.dataset_id, learner), request.settings)
-    run = await asyncio.to_thread(training_backend("openai", settings).start, config, registry_for(settings),
-                                  learner.name)
-    cl.user_session.set("training_job", asyncio.create_task(watch(run, describe_openai(config))))
+    backend, config, _ = await _config(request, learner)
+    await _start(backend, config, learner)
+
+
+async def _start(backend, config, learner: Learner) -> None:
+    run = await asyncio.to_thread(backend.start, config, registry_for(get_settings()), learner.name)
+    cl.user_session.set("training_job", asyncio.create_task(watch(run, backend.describe(config))))
+
+
+async def update_form(values: dict) -> None:
+    """The chat settings' training fields (`train.BACKEND.FIELD`): each backend's are checked as a whole and kept
+    for its next job; a bad value is named and the backend keeps its previous settings."""
+    settings, kept = get_settings(), dict(cl.user_session.get("training_form") or {})
+    for name in training_backend_names():
+        prefix = f"train.{name}."
+        given = {key[len(prefix):]: value for key, value in values.items() if key.startswith(prefix)}
+        if not given:
+            continue
+        given = {key: value for key, value in given.items() if value not in (None, "")}
+        try:
+            training_backend(name, settings).learner_settings(given, {})
+        except TutorError as exc:
+            await cl.Message(content=f"⚠️ {exc} The other {name} settings stay as they were.").send()
+            continue
+        kept[name] = given
+    cl.user_session.set("training_form", kept)
+
+
+def form_widgets(settings) -> list:
+    """One field per learner setting of each available backend, pre-filled with its default, explained below."""
+    from chainlit.input_widget import TextInput
+
+    widgets = []
+    for name in training_backend_names():
+        backend = training_backend(name, settings)
+        if backend.unavailable_reason() is None:
+            widgets += [TextInput(id=f"train.{name}.{field}", label=f"{backend.label}: {field}",
+                                  initial="" if default is None else str(default), description=explanation)
+                        for field, default, explanation in backend.form()]
+    return widgets
 
 
 @action("cancel_run", RunRef)
@@ -204,10 +164,8 @@ async def on_cancel_run(request: RunRef, learner: Learner, _sent):
         raise TutorError("That run is not among yours, so it was left alone.")
     if run["status"] not in ACTIVE:
         return
-    await cl.Message(content=f"Stopping `{run['id']}`" + (" (it saves a checkpoint first)..."
-                                                         if run["status"] == "running" and run["backend"] == "local"
-                                                         else "...")).send()
-    await asyncio.to_thread(jobs.cancel, run, registry, settings=get_settings())
+    await cl.Message(content=f"Stopping `{run['id']}`...").send()
+    await asyncio.to_thread(backend_of(run, get_settings()).cancel, run, registry)
 
 
 async def resume_watching(learner: Learner) -> None:
@@ -248,10 +206,34 @@ async def watch(run: dict, what: str) -> None:
     await show(message, state, run, what)
     await message.remove_actions()
     finished = await asyncio.to_thread(registry.run, run["id"])
-    actions = ([cl.Action(name="chat_with_model", payload={"run_id": run["id"]}, label="Chat with it"),
-                cl.Action(name="compare_model", payload={"run_id": run["id"]}, label="Compare with RAG baseline")]
-               if finished["status"] == "succeeded" else [])
+    callable_now = any(m["run_id"] == run["id"] for m in await asyncio.to_thread(registry.models))
+    actions = model_actions(run["id"]) if finished["status"] == "succeeded" and callable_now else []
     await cl.Message(content=summary(finished), actions=actions).send()
+
+
+def model_actions(run_id: str) -> list[cl.Action]:
+    return [cl.Action(name="chat_with_model", payload={"run_id": run_id}, label="Chat with it"),
+            cl.Action(name="compare_model", payload={"run_id": run_id}, label="Compare with RAG baseline")]
+
+
+async def record_deployment(text: str) -> None:
+    """/deployed [RUN] NAME: the deployment the learner made of a finished fine-tune (Azure's portal, say)."""
+    learner = await current_learner()
+    words = re.sub(r"^/deployed\b", "", (text or "").strip(), flags=re.I).split()
+    if not 1 <= len(words) <= 2:
+        raise TutorError("Name the deployment: `/deployed NAME`, or `/deployed RUN NAME` for an older run.")
+    registry = registry_for(get_settings())
+    if len(words) == 2:
+        run = await asyncio.to_thread(registry.run, words[0], learner.scope)
+    else:  # the learner's latest finished run that waits for a deployment
+        waiting = [r for r in await asyncio.to_thread(registry.runs, learner.scope, ("succeeded",))
+                   if r["metrics"].get("next_step")]
+        run = waiting[0] if waiting else None
+    if run is None:
+        raise TutorError("I found no finished fine-tune of yours waiting for a deployment.")
+    run = await asyncio.to_thread(backend_of(run, get_settings()).deployed, run, registry, words[-1])
+    await cl.Message(content=f"Recorded: `{run['id']}` answers through the deployment `{words[-1]}`.",
+                     actions=model_actions(run["id"])).send()
 
 
 def record(state: dict, event: dict) -> None:
@@ -305,32 +287,26 @@ async def show(message: cl.Message, state: dict, run: dict, what: str) -> None:
         await chart.send(for_id=message.id)
 
 
+METRICS = {  # a finished run's metrics, as the summary names and shows them
+    "fine_tuned_model": ("fine-tuned model", "`{}`"), "deployment": ("deployment", "`{}`"),
+    "final_loss": ("final training loss", "{:.4f}"), "val_loss": ("validation loss", "{:.4f}"),
+    "val_token_accuracy": ("validation token accuracy", "{:.1%}"),
+    "val_f1": ("validation F1 (ingredient lists)", "{:.3f}"), "train_seconds": ("time", "{:.0f} s"),
+    "tokens_trained": ("tokens trained", "{:,}"), "trained_tokens": ("trained tokens", "{:,}")}
+
+
 def summary(run: dict) -> str:
-    if run["status"] == "succeeded" and run["backend"] == "openai":
-        m = run["metrics"]
-        rows = [("fine-tuned model", f"`{m['fine_tuned_model']}`"), ("trained tokens", f"{m.get('trained_tokens') or 0:,}"),
-                ("final training loss", f"{m['final_loss']:.4f}" if m.get("final_loss") is not None else "n/a"),
-                ("validation loss", f"{m['val_loss']:.4f}" if m.get("val_loss") is not None else "n/a"),
-                ("validation token accuracy",
-                 f"{m['val_token_accuracy']:.1%}" if m.get("val_token_accuracy") is not None else "n/a")]
-        return (f"### ✅ Fine-tuned `{run['id']}` with OpenAI\n\n| metric | value |\n| --- | --- |\n" +
-                "\n".join(f"| {k} | {v} |" for k, v in rows) +
-                f"\n\nContinue fine-tuning it with `/train openai model={m['fine_tuned_model']}`.")
-    if run["status"] == "cancelled" and run["backend"] == "openai":
-        return f"⏹️ `{run['id']}` was cancelled."
-    if run["status"] == "succeeded":
-        m = run["metrics"]
-        f1 = f"{m['val_f1']:.3f}" if m.get("val_f1") is not None else "n/a"
-        accuracy = f"{m['val_token_accuracy']:.1%}" if m.get("val_token_accuracy") is not None else "n/a"
-        return (f"### ✅ Fine-tuned `{run['id']}`\n\n| metric | value |\n| --- | --- |\n"
-                f"| final training loss | {m.get('final_loss', 0):.4f} |\n| validation loss | {m.get('val_loss', float('nan')):.4f} |\n"
-                f"| validation token accuracy | {accuracy} |\n| validation F1 (ingredient lists) | {f1} |\n"
-                f"| time | {m['train_seconds']:.0f} s |\n| tokens trained | {m['tokens_trained']:,} |\n\n"
-                f"The adapter is saved in the standard PEFT format (it loads with peft or vLLM); "
-                f"`tutor jobs export {run['id']}` on the server merges it into its base model.")
+    """A finished run in a few lines: its metrics as a table, then what its backend says of its result."""
+    backend = backend_of(run, get_settings())
+    note = backend.describe_result(run)
     if run["status"] == "cancelled":
-        return f"⏹️ `{run['id']}` was cancelled. It kept a checkpoint: `tutor jobs resume {run['id']}` continues it."
-    return f"⚠️ `{run['id']}` {run['status']}: {run.get('error') or 'see its train.log'}"
+        return f"⏹️ `{run['id']}` was cancelled. {note}".rstrip()
+    if run["status"] != "succeeded":
+        return f"⚠️ `{run['id']}` {run['status']}: {note}" if note else f"⚠️ `{run['id']}` {run['status']}."
+    rows = [(label, shape.format(run["metrics"][key])) for key, (label, shape) in METRICS.items()
+            if run["metrics"].get(key) is not None]
+    table = "| metric | value |\n| --- | --- |\n" + "\n".join(f"| {label} | {value} |" for label, value in rows)
+    return f"### ✅ Fine-tuned `{run['id']}` with {backend.label}\n\n{table}\n\n{note}"
 
 
 # --- "Chat with it" -----------------------------------------------------------------------------

@@ -46,8 +46,13 @@ async def test_chat_start_welcomes_and_offers_settings_and_commands(app_env):
     welcome = profile.markdown_description
     assert profile.icon and "sources" in welcome and "/check" in welcome and "LoRA" in welcome
     assert "tiny-llama" in welcome  # names the model in use
-    assert {w["id"] for w in chat.chat_settings} == {"backend", "temperature"}
-    assert [c["id"] for c in chat.commands] == ["check", "prepare", "train", "compare"]
+    fields = {w["id"]: w for w in chat.chat_settings}
+    # The tutor's model, and a form for the one training backend configured here (local), pre-filled and explained.
+    assert {"backend", "temperature"} | {f"train.local.{name}" for name in (
+        "epochs", "learning_rate", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "max_length",
+        "batch_size", "gradient_accumulation", "seed", "base")} == set(fields)
+    assert fields["train.local.learning_rate"]["initial"] == "0.0002" and fields["train.local.lora_r"]["description"]
+    assert [c["id"] for c in chat.commands] == ["check", "prepare", "train", "deployed", "compare"]
     starters = await app.starters()
     assert any(s.command == "check" for s in starters) and len(starters) >= 3
 

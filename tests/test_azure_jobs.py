@@ -133,7 +133,7 @@ async def test_a_file_azure_cannot_process_and_a_job_that_fails_server_side_are_
 
     with pytest.raises(TutorError, match="does not support fine-tuning"):
         await asyncio.to_thread(start, settings, dataset, model="davinci-002")
-    with pytest.raises(ConfigError, match="Invalid Azure OpenAI fine-tuning settings: n_epochs"):
+    with pytest.raises(ConfigError, match="Invalid Azure OpenAI fine-tuning settings: epochs must be 'auto'"):
         start(settings, dataset, epochs=0)
 
 

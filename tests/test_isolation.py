@@ -78,9 +78,16 @@ def forged_payloads(ids: dict) -> list[dict]:
         {"source": "sample", "train": 10**30, "validation": 1, "test": 1, "seed": 1},
         {"source": "sample", "train": "10", "validation": 1, "test": 1, "seed": 1},
         {"dataset_id": ids["dataset"]}, {"dataset_id": ids["dataset"], "settings": {"epochs": 1}},
-        {"dataset_id": "../../etc/passwd"}, {"dataset_id": ids["dataset"], "settings": {"base": "/etc"}},
-        {"dataset_id": ids["dataset"], "settings": {"learning_rate": math.nan}},
-        {"dataset_id": ids["dataset"], "settings": {"train_file": "/etc/passwd"}},
+        {"backend": "local", "dataset_id": ids["dataset"]},
+        {"backend": "local", "dataset_id": ids["dataset"], "settings": {"epochs": 1}},
+        {"backend": "local", "dataset_id": "../../etc/passwd"},
+        {"backend": "local", "dataset_id": ids["dataset"], "settings": {"base": "/etc"}},
+        {"backend": "local", "dataset_id": ids["dataset"], "settings": {"learning_rate": math.nan}},
+        {"backend": "local", "dataset_id": ids["dataset"], "settings": {"train_file": "/etc/passwd"}},
+        {"backend": "local", "dataset_id": ids["dataset"], "settings": {"base_model": "/etc"}},
+        {"backend": "local", "dataset_id": ids["dataset"], "settings": {"init_adapter": "/tmp"}},
+        {"backend": "../local", "dataset_id": ids["dataset"]}, {"backend": "nope", "dataset_id": ids["dataset"]},
+        {"backend": "openai", "dataset_id": ids["dataset"]},
         {"dataset_id": 5}, {"run_id": ids["queued"]}, {"run_id": ids["done"]}, {"run_id": ids["done"], "baseline": "rag"},
         {"run_id": "/etc/passwd"}, {"run_id": ["run-x"]}, {"run_id": ids["done"], "baseline": "../x"},
         {"id": ids["comparison"], "vote": "a"}, {"id": ids["comparison"], "vote": "all"},
@@ -95,7 +102,7 @@ def snapshot(folder: Path) -> dict:
 async def test_every_action_refuses_forged_payloads_and_touches_nothing(shared):
     registry = shared["registry"]
     callbacks = config.code.action_callbacks
-    assert set(callbacks) >= {"prepare_dataset", "finetune_local", "finetune_openai", "start_openai", "cancel_run",
+    assert set(callbacks) >= {"prepare_dataset", "finetune", "start_training", "cancel_run",
                               "chat_with_model", "compare_model", "ab_pick", "ab_start", "ab_heldout", "ab_eval",
                               "ab_vote", "check_answer"}
     before = (snapshot(shared["data_dir"]), registry.runs(), registry.datasets(), registry.files(),
@@ -204,10 +211,10 @@ async def test_a_queued_run_shows_its_place_live(shared, monkeypatch, tiny_model
     registry = shared["registry"]
     registry.update_run(shared["queued"], status="cancelled")  # the fixture's record: out of the way
     chat = open_chat("alice")
-    payload = {"dataset_id": shared["dataset"], "settings": {"epochs": 300, "batch_size": 2}}
-    await training_flow.on_finetune_local(cl.Action(name="finetune_local", payload=payload))
+    payload = {"backend": "local", "dataset_id": shared["dataset"], "settings": {"epochs": 300, "batch_size": 2}}
+    await training_flow.on_finetune(cl.Action(name="finetune", payload=payload))
     first = cl.user_session.get("training_job")
-    await training_flow.on_finetune_local(cl.Action(name="finetune_local", payload={**payload, "settings": {}}))
+    await training_flow.on_finetune(cl.Action(name="finetune", payload={**payload, "settings": {}}))
     second = cl.user_session.get("training_job")
     try:
         for _ in range(200):

@@ -297,11 +297,12 @@ async def test_the_whole_flow_in_chat(chat_env, tiny_model_dir, caplog):
     await app.on_message(user_says(f"/train openai model={tiny_model_dir.name} epochs=2 batch_size=4 suffix=chat",
                                    command="train"))
     [pick] = chat.actions_for(chat.messages[-1]["id"])
-    await training_flow.on_finetune_openai(cl.Action(name="finetune_openai", payload=pick["payload"]))
+    assert pick["payload"]["backend"] == "openai"
+    await training_flow.on_finetune(cl.Action(name="finetune", payload=pick["payload"]))
     confirm = chat.messages[-1]
     assert "billed tokens" in confirm["output"] and "$" in confirm["output"] and f"base **{tiny_model_dir.name}**" in confirm["output"]
     [start] = chat.actions_for(confirm["id"])
-    await training_flow.on_start_openai(cl.Action(name="start_openai", payload=start["payload"], id=start["id"]))
+    await training_flow.on_start_training(cl.Action(name="start_training", payload=start["payload"], id=start["id"]))
     await asyncio.wait_for(cl.user_session.get("training_job"), 240)
 
     progress = next(m for m in chat.messages if m["output"].startswith("**Training `run-"))
@@ -360,7 +361,7 @@ async def test_without_configuration_the_chat_says_how_to_configure(monkeypatch,
         assert "OPENAI_API_KEY" in ready["output"] and "OPENAI_BASE_URL" in ready["output"]
         from assistant import training_flow
 
-        await training_flow.on_finetune_openai(cl.Action(name="finetune_openai", payload=local["payload"]))
+        await training_flow.on_finetune(cl.Action(name="finetune", payload={**local["payload"], "backend": "openai"}))
         assert "To fine-tune with OpenAI, set OPENAI_API_KEY" in chat.messages[-1]["output"]
     finally:
         get_settings.cache_clear()

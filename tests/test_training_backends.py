@@ -1,26 +1,35 @@
 """Training backends are plugins: a fake service registered with the same decorator as the built-in backends is
-started, followed, shown and cancelled from the CLI, with nothing in the CLI or the job layer naming it; a bad
-value is refused with its field's name; an unknown backend lists the ones there are."""
+started, followed, shown and cancelled from the CLI, and offered, set up (form and typed settings), started and
+summarised in chat, with nothing in the CLI, the chat or the job layer naming it; a bad value is refused with
+its field's name; an unknown backend lists the ones there are."""
 
 import json
+from typing import ClassVar
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 from typer.testing import CliRunner
 
 from assistant import cli
-from training.backends import TrainingBackend, register_training_backend, training_backend, training_backend_names
+from training.backends import (
+    TrainingBackend,
+    register_training_backend,
+    training_backend,
+    training_backend_names,
+    unregister_training_backend,
+)
 from training.registry import registry_for
 from training.settings import get_settings
 
 
 class FakeJobConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    learner_fields: ClassVar[tuple[str, ...]] = ("epochs",)
     train_file: str
-    epochs: float = Field(1.0, gt=0, le=10)
+    validation_file: str | None = None
+    epochs: float = Field(1.0, gt=0, le=10, description="Passes over the data.")
 
 
-@register_training_backend
 class FakeService(TrainingBackend):
     """A provider that trains in two steps the moment it is followed."""
 
@@ -47,10 +56,13 @@ class FakeService(TrainingBackend):
 
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUTOR_DATA_DIR", str(tmp_path / "data"))
     get_settings.cache_clear()
     FakeService.calls.clear()
+    register_training_backend(FakeService)  # the hook a plugin uses, as a decorator or a call
     yield tmp_path / "data"
+    unregister_training_backend(FakeService.name)
     get_settings.cache_clear()
 
 
@@ -58,10 +70,48 @@ def tutor(*args: str):
     return CliRunner().invoke(cli.app, list(args))
 
 
-def test_the_built_in_backends_register_like_any_other():
-    assert {"local", "openai", "fake-service"} <= set(training_backend_names())
+def test_the_built_in_backends_register_like_any_other(data_dir):
+    assert {"local", "openai", "azure", "fake-service"} <= set(training_backend_names())
     assert type(training_backend("local", get_settings())).__module__ == "training.jobs"
     assert type(training_backend("openai", get_settings())).__module__ == "training.openai_jobs"
+    assert type(training_backend("azure", get_settings())).__module__ == "training.azure_jobs"
+
+
+async def test_a_registered_backend_is_offered_set_up_started_and_summarised_in_chat(data_dir):
+    import asyncio
+
+    import chainlit as cl
+
+    import assistant.app as app
+    from assistant import dataset_flow, training_flow
+    from assistant.accounts import LOCAL_LEARNER
+    from assistant.actions import PrepareRequest
+    from tests.chainlit_harness import open_chat, user_says
+
+    chat = open_chat()
+    await dataset_flow.run_prepare(PrepareRequest(source="sample", train=12, validation=4, test=4, seed=1),
+                                   LOCAL_LEARNER)
+    offered = {a["label"]: a["payload"] for a in chat.actions_for(chat.messages[-1]["id"])}
+    assert offered["Fine-tune with Fake service"]["backend"] == "fake-service"
+
+    # The settings form: the backend's learner fields, pre-filled with their defaults and explained.
+    [epochs] = [w for w in training_flow.form_widgets(get_settings()) if w.id.startswith("train.fake-service.")]
+    assert (epochs.id, epochs.initial, epochs.description) == ("train.fake-service.epochs", "1.0",
+                                                               "Passes over the data.")
+    await app.on_settings_update({"train.fake-service.epochs": "50"})
+    assert "epochs must be less than or equal to 10" in chat.messages[-1]["output"]
+    await app.on_settings_update({"train.fake-service.epochs": "3"})
+    await app.on_message(user_says("/train fake-service", command="train"))
+    assert "epochs **3.0**" in chat.messages[-1]["output"], "the form's value is the job's setting"
+    # A typed setting wins over the form's; the button carries it typed.
+    await app.on_message(user_says("/train fake-service epochs=2", command="train"))
+    [pick] = chat.actions_for(chat.messages[-1]["id"])
+    assert pick["payload"]["settings"] == {"epochs": 2.0}
+    await training_flow.on_finetune(cl.Action(name="finetune", payload=pick["payload"]))
+    await asyncio.wait_for(cl.user_session.get("training_job"), 30)
+    assert FakeService.calls == [("start", 2.0, "local")]
+    summary = chat.messages[-1]["output"]
+    assert summary.startswith("### ✅ Fine-tuned `run-fake-1` with Fake service") and "| final training loss | 0.2500 |" in summary
 
 
 def test_a_registered_backend_is_driven_from_the_cli(data_dir, tmp_path):

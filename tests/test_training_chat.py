@@ -8,9 +8,10 @@ import pytest
 import assistant.app as app
 from assistant import dataset_flow, training_flow
 from assistant.accounts import LOCAL_LEARNER
-from assistant.actions import PrepareRequest
+from assistant.actions import PrepareRequest, typed_settings
 from tests.chainlit_harness import open_chat, user_says
 from tests.conftest import make_settings
+from training.backends import training_backend
 from training.config import ConfigError
 from training.errors import TutorError
 from training.registry import registry_for
@@ -35,22 +36,29 @@ async def data_dir(monkeypatch, tmp_path, tiny_model_dir):
 
 
 def test_settings_parse_from_the_command(tmp_path):
-    assert training_flow.parse_settings("/train epochs=2 lr=1e-3 r=16 batch_size=4 dropout=0.1") == {
+    local = training_backend("local", make_settings(tmp_path))
+    dataset = {"train": "t.jsonl"}
+
+    def typed(text):
+        return local.learner_settings(typed_settings(text.split()[1:]), dataset)[1]
+
+    assert typed("/train epochs=2 lr=1e-3 r=16 batch_size=4 dropout=0.1") == {
         "epochs": 2.0, "learning_rate": 1e-3, "lora_r": 16, "batch_size": 4, "lora_dropout": 0.1}
-    typed = training_flow.parse_settings("/train base=/models/smol modules=q_proj,v_proj lr=fast grad_accum=4")
-    assert typed == {"base": "/models/smol", "target_modules": "q_proj,v_proj", "learning_rate": "fast",
-                     "gradient_accumulation": 4}
-    dataset = {"files": {"train": "t.jsonl"}}
-    settings = make_settings(tmp_path)
     # A typed value is checked by the config, and a base model is a name from the server's list, never a path.
     with pytest.raises(TutorError, match="`/models/smol` is not a base model here; choose one of: embedded"):
-        training_flow.local_config(dataset, typed, settings)
+        typed("/train base=/models/smol modules=q_proj,v_proj grad_accum=4")
     with pytest.raises(ConfigError, match="learning_rate must be a valid number"):
-        training_flow.local_config(dataset, {**typed, "base": "embedded"}, settings)
-    config = training_flow.local_config(dataset, {"target_modules": "q_proj,v_proj", "gradient_accumulation": 4}, settings)
+        typed("/train base=embedded lr=fast")
+    config, chosen = local.learner_settings({"modules": "q_proj,v_proj", "grad_accum": "4", "base": "embedded"}, dataset)
     assert config.target_modules == ["q_proj", "v_proj"] and config.gradient_accumulation == 4
+    assert chosen == {"target_modules": ["q_proj", "v_proj"], "gradient_accumulation": 4, "base": "embedded"}
     with pytest.raises(TutorError, match="I don't know the setting `learnin_rate`"):
-        training_flow.parse_settings("/train learnin_rate=1e-3")
+        typed("/train learnin_rate=1e-3")
+    for path_setting in ("train_file", "validation_file", "base_model", "init_adapter"):
+        with pytest.raises(TutorError, match=f"I don't know the setting `{path_setting}`"):
+            local.learner_settings({path_setting: "/etc/passwd"}, dataset)
+    with pytest.raises(TutorError, match="`epochs` is not a setting"):
+        typed_settings(["epochs"])
 
 
 async def prepared(chat) -> dict:
@@ -58,8 +66,9 @@ async def prepared(chat) -> dict:
                                    LOCAL_LEARNER)
     ready = chat.messages[-1]
     [button] = chat.actions_for(ready["id"])
-    assert button["name"] == "finetune_local" and button["label"] == "Fine-tune locally"
-    assert set(button["payload"]) == {"dataset_id"}, "a button carries an id, never a path"
+    assert button["name"] == "finetune" and button["label"] == "Fine-tune locally"
+    assert button["payload"] == {"backend": "local", "dataset_id": button["payload"]["dataset_id"]}, \
+        "a button carries a backend's name and an id, never a path"
     return button
 
 
@@ -70,7 +79,7 @@ async def test_prepare_then_fine_tune_shows_progress_a_chart_and_a_summary(data_
 
     button = await prepared(chat)
     payload = {**button["payload"], "settings": {"epochs": 2, "batch_size": 4, "learning_rate": 1e-3}}
-    await training_flow.on_finetune_local(cl.Action(name="finetune_local", payload=payload))
+    await training_flow.on_finetune(cl.Action(name="finetune", payload=payload))
     await asyncio.wait_for(cl.user_session.get("training_job"), 180)
 
     progress = next(m for m in chat.messages if m["output"].startswith("**Training `run-"))
@@ -102,7 +111,7 @@ async def test_cancel_from_chat(data_dir, tiny_model_dir):
     chat = open_chat()
     button = await prepared(chat)
     payload = {**button["payload"], "settings": {"epochs": 200, "batch_size": 2}}
-    await training_flow.on_finetune_local(cl.Action(name="finetune_local", payload=payload))
+    await training_flow.on_finetune(cl.Action(name="finetune", payload=payload))
     watching = cl.user_session.get("training_job")
     for _ in range(600):
         if any("step **" in m["output"] for m in chat.messages):
@@ -118,7 +127,7 @@ async def test_cancel_from_chat(data_dir, tiny_model_dir):
 async def test_bad_settings_are_explained(data_dir, tiny_model_dir):
     chat = open_chat()
     button = await prepared(chat)
-    await training_flow.on_finetune_local(cl.Action(name="finetune_local", payload={
+    await training_flow.on_finetune(cl.Action(name="finetune", payload={
         **button["payload"], "settings": {"learning_rate": 0, "lora_r": 0}}))
     shown = chat.messages[-1]["output"]
     assert "learning_rate must be greater than 0" in shown and "lora_r must be greater than or equal to 1" in shown

@@ -162,6 +162,20 @@ class AzureJobs(OpenAIJobs):
                     "and AZURE_OPENAI_API_KEY (or an Entra ID token in AZURE_OPENAI_AD_TOKEN) in a `.env` file next "
                     "to the app, then restart it.")
 
+    def notice(self) -> str:
+        return HOSTING
+
+    def price(self, report) -> str:
+        return " (priced per 1M training tokens on Azure's pricing page for your region and model)"
+
+    def describe_result(self, run: dict) -> str:
+        if run["status"] != "succeeded":
+            return run.get("error") or ""
+        metrics = run["metrics"]
+        if metrics.get("deployment"):
+            return f"It answers through the deployment `{metrics['deployment']}`. {HOSTING}"
+        return (f"{metrics['deployment_error']} " if metrics.get("deployment_error") else "") + metrics["next_step"]
+
     def refused(self) -> TutorError:
         return TutorError(f"{server_label(self.settings, 'azure')} refused to create the fine-tuning job (HTTP 403): "
                           "the key or token needs the Cognitive Services OpenAI Contributor role on the resource, "

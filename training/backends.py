@@ -1,12 +1,14 @@
 """Training backends: one small registry behind one interface, in the shape of simonw/llm's model plugins
-(the chat side's twin is assistant/backends.py). The built-in backends, local LoRA (training/jobs.py) and
-OpenAI or any OpenAI-compatible fine-tuning API (training/openai_jobs.py), register the same way a test's
-fake does:
+(the chat side's twin is assistant/backends.py). The built-in backends, local LoRA (training/jobs.py),
+OpenAI or any OpenAI-compatible fine-tuning API (training/openai_jobs.py) and Azure OpenAI
+(training/azure_jobs.py), register the same way a test's fake does; the CLI, the chat (one button per
+available backend, its settings form, its cost estimate) and `tutor serve` reach them only through here:
 
     @register_training_backend
     class MyService(TrainingBackend):
         name, label = "mine", "My service"
         Config = MyJobConfig                              # pydantic: the job's settings, checked on the fields
+                                                          # (learner_fields: those a learner may set in chat)
         def start(self, config, registry, owner): ...     # -> the run record
         async def follow(self, run, registry, poll): ...  # -> the run's events, as in events.jsonl
         def cancel(self, run, registry): ...
@@ -28,7 +30,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ValidationError
 
-from training.config import ConfigError, explain
+from training.config import ConfigError, explain, field_names
 from training.errors import TutorError
 from training.registry import ACTIVE, Registry
 from training.settings import Settings
@@ -46,6 +48,10 @@ class TrainingBackend(ABC):
     Config: ClassVar[type[BaseModel]]
     chat_backend: ClassVar[str] = "local"  # the chat backend (assistant/backends.py) its models answer through
 
+    @property
+    def button(self) -> str:
+        return f"Fine-tune with {self.label}"
+
     def __init__(self, settings: Settings):
         self.settings = settings
 
@@ -54,13 +60,57 @@ class TrainingBackend(ABC):
         return None
 
     def config(self, values: dict) -> BaseModel:
-        """The job's settings from neutral names (the CLI's and the chat's): the ones this backend knows are
-        taken, the others ignored; a bad value is refused with its field's name."""
+        """The job's settings from the CLI's or a caller's values, by field name or short name (`lr`, `epochs`):
+        the ones this backend knows are taken, the others ignored; a bad value is refused with its field's name."""
+        known = field_names(self.Config)
+        return self._validated({key: value for key, value in values.items() if key in known and value is not None})
+
+    def _validated(self, values: dict) -> BaseModel:
         try:
-            return self.Config(**{key: value for key, value in values.items()
-                                  if key in self.Config.model_fields and value is not None})
-        except ValidationError as exc:
+            return self.Config(**values)
+        except ValidationError as exc:  # a Config that raises its own ConfigError never gets here
             raise ConfigError(explain(f"Invalid {self.label} settings", exc)) from None
+
+    # --- what a learner sets in chat ------------------------------------------------------------------
+
+    def learner_settings(self, values: dict, files: dict) -> tuple[BaseModel, dict]:
+        """The config from a learner's settings (the form, `/train key=value`) and a dataset's files, and those
+        settings typed, by field name (what a button carries). Only the Config's learner_fields may be set: a
+        path, a folder or an unknown name is refused by name."""
+        learner_fields = getattr(self.Config, "learner_fields", ())
+        allowed = {alias: field for alias, field in field_names(self.Config).items() if field in learner_fields}
+        if unknown := [key for key in values if key not in allowed]:
+            raise ConfigError(f"I don't know the setting `{unknown[0]}`. You can set: {', '.join(sorted(allowed))}.")
+        config = self._validated({**{allowed[key]: value for key, value in values.items()},
+                                  "train_file": files.get("train", ""), "validation_file": files.get("validation")})
+        chosen = {allowed[key]: getattr(config, allowed[key]) for key in values}
+        return config, {key: value for key, value in chosen.items() if value is not None}
+
+    def form(self) -> list[tuple[str, object, str]]:
+        """The learner's fields as (name, default, one-line explanation), for the chat's settings form."""
+        fields = self.Config.model_fields
+        return [(name, fields[name].default, fields[name].description or "")
+                for name in getattr(self.Config, "learner_fields", ())]
+
+    def check(self, config: BaseModel) -> BaseModel:
+        """What the fields alone can't tell (the files exist and are valid, say); raises ConfigError."""
+        return config.check() if hasattr(config, "check") else config
+
+    def describe(self, config: BaseModel) -> str:
+        """The learner's settings in one line."""
+        return ", ".join(f"{name} **{getattr(config, name)}**" for name in getattr(self.Config, "learner_fields", ()))
+
+    def describe_result(self, run: dict) -> str:
+        """What a finished run left, in a sentence or two: where its model is and what to do with it next."""
+        return run.get("error") or ""
+
+    def estimate(self, config: BaseModel) -> str | None:
+        """What the job will cost, when the learner should confirm it before it starts (None: start at once)."""
+        return None
+
+    def notice(self) -> str | None:
+        """What a learner should know wherever this backend is offered (a provider's terms, say)."""
+        return None
 
     @abstractmethod
     def start(self, config: BaseModel, registry: Registry, owner: str) -> dict:
@@ -97,6 +147,10 @@ def register_training_backend(cls: type[TrainingBackend]) -> type[TrainingBacken
 def _load_built_in() -> None:
     for module in BUILT_IN:
         importlib.import_module(module)
+
+
+def unregister_training_backend(name: str) -> None:
+    _backends.pop(name, None)
 
 
 def training_backend_names() -> list[str]:

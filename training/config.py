@@ -14,9 +14,9 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from training.errors import TutorError
 
@@ -26,6 +26,16 @@ MAX_LEARNING_RATE = 1e-2
 
 class ConfigError(TutorError, ValueError):
     """A job setting a backend cannot use; the message says which and why."""
+
+
+def field_names(model: type[BaseModel]) -> dict[str, str]:
+    """Every name a model's fields are read by (their own, and short ones like `lr`), to the field's name."""
+    found = {}
+    for field, info in model.model_fields.items():
+        found[field] = field
+        if isinstance(info.validation_alias, AliasChoices):
+            found.update({str(alias): field for alias in info.validation_alias.choices})
+    return found
 
 
 def explain(prefix: str, errors: ValidationError | list[dict]) -> str:
@@ -69,23 +79,33 @@ class TrainConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # What a learner may set from chat (the form, `/train key=value`); files and folders come from the server.
+    learner_fields: ClassVar[tuple[str, ...]] = (
+        "epochs", "learning_rate", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "max_length",
+        "batch_size", "gradient_accumulation", "seed")
 
     train_file: str = ""
     validation_file: str | None = None
-    max_length: int = Field(512, ge=16, le=131_072)
+    max_length: int = Field(512, ge=16, le=131_072, description="Examples are cut to this many tokens.")
     base_model: str = "embedded"
     init_adapter: str | None = None
-    lora_r: int = Field(8, ge=1, le=1024)
-    lora_alpha: int = Field(16, ge=1, le=8192)
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: str | list[str] = "all-linear"
-    epochs: float = Field(3.0, gt=0, le=1000)
-    learning_rate: float = Field(2e-4, gt=0)
-    batch_size: int = Field(8, ge=1, le=4096)
-    gradient_accumulation: int = Field(1, ge=1, le=4096)
+    lora_r: int = Field(8, ge=1, le=1024, validation_alias=AliasChoices("lora_r", "r"),
+                        description="Adapter rank: more capacity and memory as it grows.")
+    lora_alpha: int = Field(16, ge=1, le=8192, validation_alias=AliasChoices("lora_alpha", "alpha"),
+                            description="Adapter scale: updates are multiplied by alpha / r.")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, validation_alias=AliasChoices("lora_dropout", "dropout"),
+                                description="Dropout on the adapter's input, against overfitting small data.")
+    target_modules: str | list[str] = Field("all-linear", validation_alias=AliasChoices("target_modules", "modules"),
+                                            description='Layers that get adapters: "all-linear" or q_proj,v_proj.')
+    epochs: float = Field(3.0, gt=0, le=1000, description="Passes over the training file.")
+    learning_rate: float = Field(2e-4, gt=0, validation_alias=AliasChoices("learning_rate", "lr"),
+                                 description="Step size; LoRA likes 1e-4 to 5e-4.")
+    batch_size: int = Field(8, ge=1, le=4096, description="Examples per step (more is faster, needs more memory).")
+    gradient_accumulation: int = Field(1, ge=1, le=4096, validation_alias=AliasChoices("gradient_accumulation", "grad_accum"),
+                                       description="Steps whose gradients add up before one update.")
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0, le=1)
-    seed: int = Field(42, ge=0, le=2**32 - 1)
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="Same seed, same data order and initial adapter.")
     eval_every: int = Field(0, ge=0)
     save_every: int = Field(20, ge=1)
     eval_generate_limit: int = Field(20, ge=0, le=100_000)

@@ -23,6 +23,7 @@ from training.backends import TrainingBackend, backend_of, register_training_bac
 from training.config import TrainConfig
 from training.errors import TutorError
 from training.lora import latest_checkpoint
+from training.models import display_name
 from training.registry import ACTIVE, LOCAL_USER, Registry, new_id
 from training.settings import Settings, get_settings
 
@@ -62,6 +63,40 @@ class LocalLoRA(TrainingBackend):
     """LoRA on this machine (training/lora.py in its own process), through the training queue."""
 
     name, label, Config = "local", "local LoRA", TrainConfig
+    button = "Fine-tune locally"
+
+    def base_choices(self) -> dict[str, str]:
+        """The base models a learner may pick by name (`base=NAME`): the configured one and
+        TUTOR_TRAIN_BASE_MODELS. A name is all a client ever sends; the server maps it to an id or folder."""
+        return {display_name(model): model for model in [self.settings.base_model, *self.settings.train_base_models]}
+
+    def learner_settings(self, values: dict, files: dict) -> tuple[TrainConfig, dict]:
+        values = dict(values)
+        base, choices = values.pop("base", None), self.base_choices()
+        if base is not None and base not in choices:
+            raise TutorError(f"`{base}` is not a base model here; choose one of: {', '.join(choices)}.")
+        config, chosen = super().learner_settings(values, files)
+        config = config.model_copy(update={"base_model": choices[base] if base else self.settings.base_model})
+        return config, {**chosen, **({"base": base} if base else {})}
+
+    def form(self) -> list[tuple[str, object, str]]:
+        return [*super().form(), ("base", next(iter(self.base_choices())),
+                                  f"The model to adapt: one of {', '.join(self.base_choices())}.")]
+
+    def describe(self, config: TrainConfig) -> str:
+        modules = config.target_modules if isinstance(config.target_modules, str) else ",".join(config.target_modules)
+        return (f"base **{display_name(config.base_model)}**, {config.epochs:g} epochs, lr {config.learning_rate:g}, "
+                f"LoRA r {config.lora_r} / alpha {config.lora_alpha} / dropout {config.lora_dropout:g} on {modules}, "
+                f"max length {config.max_length}, batch {config.batch_size} x {config.gradient_accumulation}, "
+                f"seed {config.seed}")
+
+    def describe_result(self, run: dict) -> str:
+        if run["status"] == "succeeded":
+            return ("The adapter is saved in the standard PEFT format (it loads with peft or vLLM); "
+                    f"`tutor jobs export {run['id']}` on the server merges it into its base model.")
+        if run["status"] == "cancelled":
+            return f"It kept a checkpoint: `tutor jobs resume {run['id']}` continues it."
+        return run.get("error") or "see its train.log"
 
     def start(self, config: TrainConfig, registry: Registry, owner: str = LOCAL_USER) -> dict:
         return start_local(config, self.settings.data_dir, registry, owner, self.settings.max_training_jobs)

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 from training.backends import TrainingBackend, register_training_backend
 from training.clients import Provider, explain_api_error, openai_client, openai_configured, secrets, server_label
@@ -57,16 +57,23 @@ class OpenAIJobConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    title: ClassVar[str] = "OpenAI fine-tuning"
+    learner_fields: ClassVar[tuple[str, ...]] = (
+        "model", "suffix", "n_epochs", "batch_size", "learning_rate_multiplier", "seed")
 
     train_file: str = ""
     validation_file: str | None = None
-    title: ClassVar[str] = "OpenAI fine-tuning"
-    model: str = Field(DEFAULT_MODEL, pattern=MODEL_NAME)
-    suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
-    n_epochs: Epochs = "auto"
-    batch_size: BatchSize = "auto"
-    learning_rate_multiplier: LearningRateMultiplier = "auto"
-    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    model: str = Field(DEFAULT_MODEL, pattern=MODEL_NAME,
+                       description="The base model, or an earlier fine-tune to train further.")
+    suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                               description="Added to the fine-tuned model's name, to tell your runs apart.")
+    n_epochs: Epochs = Field("auto", validation_alias=AliasChoices("n_epochs", "epochs"),
+                             description='Passes over the data; "auto" picks by dataset size.')
+    batch_size: BatchSize = Field("auto", description='Examples per step; "auto" lets the provider choose.')
+    learning_rate_multiplier: LearningRateMultiplier = Field(
+        "auto", validation_alias=AliasChoices("learning_rate_multiplier", "lr_multiplier"),
+        description="Scales the provider's learning rate; lower it if the model forgets too much.")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Same seed, same job (as far as the provider can).")
 
     def __init__(self, **values):
         try:
@@ -164,13 +171,32 @@ class OpenAIJobs(TrainingBackend):
     # --- the job --------------------------------------------------------------------------------------
 
     def config(self, values: dict) -> OpenAIJobConfig:
-        """The neutral names mapped onto the API's: epochs -> n_epochs, lr_multiplier ->
-        learning_rate_multiplier; `auto` lets the provider pick epochs and batch size."""
-        auto = values.get("auto", False)
-        mapped = {**values, "n_epochs": "auto" if auto or values.get("epochs") is None else int(values["epochs"]),
-                  "batch_size": "auto" if auto or values.get("batch_size") is None else values["batch_size"],
-                  "learning_rate_multiplier": values.get("lr_multiplier") or "auto"}
-        return super().config(mapped)
+        """With `auto`, the provider picks epochs and batch size whatever else was given (the CLI's --auto)."""
+        if values.get("auto"):
+            values = {key: value for key, value in values.items() if key not in ("epochs", "n_epochs", "batch_size")}
+        return super().config(values)
+
+    def describe(self, config: OpenAIJobConfig) -> str:
+        return (f"base **{config.model}**, suffix {config.suffix or '(none)'}, epochs {config.n_epochs}, batch size "
+                f"{config.batch_size}, learning-rate multiplier {config.learning_rate_multiplier}")
+
+    def notice(self) -> str | None:
+        return None if self.settings.openai_base_url else WIND_DOWN  # a compatible server is not winding down
+
+    def estimate(self, config: OpenAIJobConfig) -> str:
+        """Billed tokens and their price, from the dataset's token count (what OpenAI's page charges)."""
+        report = validate_file(Path(config.train_file), model="gpt-4o-mini")
+        return (f"At {server_label(self.settings, self.provider)}. Estimate from the dataset report: "
+                f"{report.tokens_in_dataset:,} tokens x {report.epochs} epochs = **{report.billed_tokens:,} billed "
+                f"tokens**{self.price(report)}.")
+
+    def price(self, report) -> str:
+        return f", about **${report.estimated_cost:.2f}** at ${report.price_per_million:g} per 1M training tokens"
+
+    def describe_result(self, run: dict) -> str:
+        if run["status"] == "succeeded":
+            return (f"Continue fine-tuning it with `/train {self.name} model={run['metrics']['fine_tuned_model']}`.")
+        return run.get("error") or ""
 
     def upload(self, api, path: str) -> str:
         with open(path, "rb") as handle:

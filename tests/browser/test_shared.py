@@ -56,7 +56,7 @@ def test_two_learners_see_and_touch_only_their_own_work(browser, app, tiny_model
         say(bob, "/prepare")
         for name, payload, refusal in (
                 ("cancel_run", {"run_id": run["id"]}, "That run is not among yours"),
-                ("finetune_local", {"dataset_id": dataset["id"]}, "That dataset is not among yours"),
+                ("finetune", {"backend": "local", "dataset_id": dataset["id"]}, "That dataset is not among yours"),
                 ("prepare_dataset", {"source": "/etc/passwd", "train": 1, "validation": 0, "test": 0, "seed": 1},
                  "was not what this app sent"),
                 ("chat_with_model", {"run_id": "run-browser"}, "among yours")):
