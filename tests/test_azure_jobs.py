@@ -207,3 +207,106 @@ def test_cli_without_deployment_settings_succeeds_explains_the_deploy_step_then_
     assert sorted(set(asked)) == ["chat/base-mini", "chat/recipes-ft"] and len(asked) == 4
     for output in (trained, undeployed, refused, recorded, evaluated):
         assert KEY not in output.stdout + output.stderr
+
+
+@pytest.fixture
+def chat_env(monkeypatch, tmp_path, azure, request):
+    import assistant.service as service
+    from tests.conftest import MODEL_CACHE
+    from training.settings import get_settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TUTOR_DATA_DIR", str(tmp_path / "app"))
+    monkeypatch.setenv("TUTOR_CACHE_DIR", str(MODEL_CACHE))
+    for name, value in azure_env(azure, deploy=request.param).items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield
+    service._tutor = None
+    get_settings.cache_clear()
+
+
+async def recipe_reply(chat, run_button) -> dict:
+    import chainlit as cl
+
+    import assistant.app as app
+    from assistant import training_flow
+    from tests.chainlit_harness import user_says
+
+    await training_flow.on_chat_with_model(cl.Action(name="chat_with_model", payload=run_button["payload"]))
+    await app.on_message(user_says('Title: Toast\n\nIngredients: ["2 slices bread"]\n\nGeneric ingredients: '))
+    return chat.messages[-1]
+
+
+@pytest.mark.parametrize("chat_env", [True], indirect=True)
+async def test_the_whole_flow_in_chat_to_a_deployment(chat_env, azure, caplog):
+    import chainlit as cl
+
+    import assistant.app as app
+    from assistant import dataset_flow, training_flow
+    from assistant.accounts import LOCAL_LEARNER
+    from assistant.actions import PrepareRequest
+    from tests.chainlit_harness import open_chat, user_says
+
+    caplog.set_level(logging.DEBUG)
+    chat = open_chat()
+    await dataset_flow.run_prepare(PrepareRequest(source="sample", train=12, validation=4, test=4, seed=1), LOCAL_LEARNER)
+    assert [a["label"] for a in chat.actions_for(chat.messages[-1]["id"])] == [
+        "Fine-tune locally", "Fine-tune with Azure OpenAI"], "OpenAI is not configured here, Azure is"
+    await app.on_message(user_says("/train azure epochs=2 suffix=chat", command="train"))
+    [pick] = chat.actions_for(chat.messages[-1]["id"])
+    await training_flow.on_finetune(cl.Action(name="finetune", payload=pick["payload"]))
+    confirm = chat.messages[-1]
+    assert "billed tokens" in confirm["output"] and "billed by the hour" in confirm["output"]
+    assert f"base **{BASE}**" in confirm["output"] and "epochs 2" in confirm["output"]
+    [start] = chat.actions_for(confirm["id"])
+    await training_flow.on_start_training(cl.Action(name="start_training", payload=start["payload"], id=start["id"]))
+    await asyncio.wait_for(cl.user_session.get("training_job"), 120)
+
+    progress = next(m for m in chat.messages if m["output"].startswith("**Training `run-"))
+    assert "training loss" in progress["output"] and "checkpoints:" in progress["output"]
+    summary = chat.messages[-1]
+    [run] = registry_for(app.get_settings()).runs()
+    assert summary["output"].startswith(f"### ✅ Fine-tuned `{run['id']}` with Azure OpenAI")
+    assert f"| deployment | `{run['id']}` |" in summary["output"] and "billed by the hour" in summary["output"]
+    chat_button, _ = chat.actions_for(summary["id"])
+    reply = await recipe_reply(chat, chat_button)
+    assert reply["name"] == f"fine-tuned {run['id']}" and reply["output"] == '["flour"]'
+    assert any(r["path"] == f"chat/{run['id']}" for r in azure.requests), "the chat went to the deployment"
+    shown = caplog.text + json.dumps(chat.messages)
+    assert KEY not in shown and TOKEN not in shown
+
+
+@pytest.mark.parametrize("chat_env", [False], indirect=True)
+async def test_without_deployment_settings_the_chat_says_how_and_takes_the_name(chat_env, azure, dataset):
+    import assistant.app as app
+    from assistant import training_flow
+    from tests.chainlit_harness import open_chat, user_says
+
+    settings = app.get_settings()
+    run = await asyncio.to_thread(start, settings, dataset)
+    chat = open_chat()  # the app restarted while Azure trained: the chat picks the job up
+    await app.on_chat_start()
+    [watching] = cl_session("watching")
+    await asyncio.wait_for(watching, 120)
+    summary = chat.messages[-1]
+    assert "picked up after a restart" in " ".join(m["output"] for m in chat.messages)
+    assert "az cognitiveservices account deployment create" in summary["output"] and "/deployed" in summary["output"]
+    assert chat.actions_for(summary["id"]) == [], "nothing to chat with before it is deployed"
+
+    fine_tuned = registry_for(settings).run(run["id"])["metrics"]["fine_tuned_model"]
+    azure.add_deployment("recipes-ft", fine_tuned)
+    await app.on_message(user_says("/deployed ../../x"))
+    assert "A deployment name is 2 to 64 letters" in chat.messages[-1]["output"]
+    await app.on_message(user_says("/deployed recipes-ft", command="deployed"))
+    recorded = chat.messages[-1]
+    assert f"`{run['id']}` answers through the deployment `recipes-ft`" in recorded["output"]
+    reply = await recipe_reply(chat, chat.actions_for(recorded["id"])[0])
+    assert reply["output"] == '["flour"]' and any(r["path"] == "chat/recipes-ft" for r in azure.requests)
+    assert training_flow.summary(registry_for(settings).run(run["id"])).count("recipes-ft") == 2
+
+
+def cl_session(key):
+    import chainlit as cl
+
+    return cl.user_session.get(key)

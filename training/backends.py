@@ -37,6 +37,7 @@ from training.settings import Settings
 
 # Modules whose backends are built in; imported on first use (by name: they import this module themselves).
 BUILT_IN = ("training.jobs", "training.openai_jobs", "training.azure_jobs")
+OFFERED = ("local", "azure", "openai")
 _backends: dict[str, type[TrainingBackend]] = {}
 
 
@@ -154,8 +155,10 @@ def unregister_training_backend(name: str) -> None:
 
 
 def training_backend_names() -> list[str]:
+    """Built-ins first, in the order the chat offers them (Azure before OpenAI, which is winding down), then
+    plugins in the order they registered."""
     _load_built_in()
-    return list(_backends)
+    return sorted(_backends, key=lambda name: OFFERED.index(name) if name in OFFERED else len(OFFERED))
 
 
 def training_backend(name: str, settings: Settings) -> TrainingBackend:
