@@ -86,7 +86,8 @@ _background: list[asyncio.Task] = []
 # thread), which serves them between two model steps. Those threads only wait; the default pool's size (CPUs + 4,
 # 6 here) would queue a class's questions behind each other's waits (the `load` benchmark measured it).
 WAITING_THREADS = 64
-SESSION_KEYS = ("backend", "temperature")  # what a resumed chat keeps; buttons and jobs of the old one are gone
+SESSION_KEYS = ("backend", "temperature", "training_form")  # what a resumed chat keeps (checked again);
+# buttons and jobs of the old one are gone
 
 
 def start_warmup() -> asyncio.Task:
@@ -239,12 +240,14 @@ async def open_session(kept: dict) -> None:
         cl.user_session.set(key, None)
     cl.user_session.set("backend", chosen)
     cl.user_session.set("temperature", temperature)
+    cl.user_session.set("training_form", {})
+    await training_flow.update_form(training_flow.form_fields(kept.get("training_form")), quiet=True)
     await cl.ChatSettings([
         Select(id="backend", label="Tutor model", items={b.label: name for name, b in backends.items()},
                initial_value=chosen, description="The offline model runs in this process; OpenAI-compatible needs "
                                                  "OPENAI_API_KEY or OPENAI_BASE_URL."),
         Slider(id="temperature", label="Temperature", initial=temperature, min=0, max=1.5, step=0.1),
-        *training_flow.form_widgets(settings),
+        *training_flow.form_widgets(settings, cl.user_session.get("training_form")),
     ]).send()
     await cl.context.emitter.set_commands(COMMANDS)
     await training_flow.resume_watching(learner)

@@ -123,9 +123,17 @@ async def _start(backend, config, learner: Learner) -> None:
     cl.user_session.set("training_job", asyncio.create_task(watch(run, backend.describe(config))))
 
 
-async def update_form(values: dict) -> None:
+def form_fields(kept) -> dict:
+    """A kept form (a resumed chat's) as the chat settings' values, `train.BACKEND.FIELD`."""
+    if not isinstance(kept, dict):
+        return {}
+    return {f"train.{name}.{field}": value for name, values in kept.items() if isinstance(values, dict)
+            for field, value in values.items()}
+
+
+async def update_form(values: dict, quiet: bool = False) -> None:
     """The chat settings' training fields (`train.BACKEND.FIELD`): each backend's are checked as a whole and kept
-    for its next job; a bad value is named and the backend keeps its previous settings."""
+    for its next job; a bad value is named (unless `quiet`) and the backend keeps its previous settings."""
     settings, kept = get_settings(), dict(cl.user_session.get("training_form") or {})
     for name in training_backend_names():
         prefix = f"train.{name}."
@@ -133,25 +141,32 @@ async def update_form(values: dict) -> None:
         if not given:
             continue
         given = {key: value for key, value in given.items() if value not in (None, "")}
+        backend = training_backend(name, settings)
+        if backend.unavailable_reason():  # no form is shown for it
+            continue
         try:
-            training_backend(name, settings).learner_settings(given, {})
+            backend.learner_settings(given, {})
         except TutorError as exc:
-            await cl.Message(content=f"⚠️ {exc} The other {name} settings stay as they were.").send()
+            if not quiet:
+                await cl.Message(content=f"⚠️ {exc} The other {name} settings stay as they were.").send()
             continue
         kept[name] = given
     cl.user_session.set("training_form", kept)
 
 
-def form_widgets(settings) -> list:
-    """One field per learner setting of each available backend, pre-filled with its default, explained below."""
+def form_widgets(settings, kept: dict | None = None) -> list:
+    """One field per learner setting of each available backend, pre-filled with the learner's value (a resumed
+    chat's) or its default, explained below."""
     from chainlit.input_widget import TextInput
 
     widgets = []
     for name in training_backend_names():
         backend = training_backend(name, settings)
         if backend.unavailable_reason() is None:
+            values = (kept or {}).get(name, {})
             widgets += [TextInput(id=f"train.{name}.{field}", label=f"{backend.label}: {field}",
-                                  initial="" if default is None else str(default), description=explanation)
+                                  initial=str(values.get(field, "" if default is None else default)),
+                                  description=explanation)
                         for field, default, explanation in backend.form()]
     return widgets
 

@@ -59,13 +59,22 @@ async def test_a_chat_persists_with_its_elements_and_feedback_for_its_user_only(
 
 async def test_a_resumed_chat_keeps_its_settings_but_not_its_old_buttons(layer):
     chat = open_chat("alice")
+    form = {"local": {"epochs": "2", "lora_r": "16"}, "openai": {"n_epochs": "1"}}
     thread = {"id": str(uuid.uuid4()), "metadata": {"backend": "local", "temperature": 0.9,
-                                                     "ab": "stale A/B pairing", "chat_model": {"id": "run-x"}}}
+                                                     "ab": "stale A/B pairing", "chat_model": {"id": "run-x"},
+                                                     "training_form": form}}
     cl.user_session.set("ab", "stale A/B pairing")
     await app.on_chat_resume(thread)
     assert cl.user_session.get("temperature") == 0.9 and cl.user_session.get("backend") == "local"
     assert cl.user_session.get("ab") is None and cl.user_session.get("chat_model") is None
-    assert [c["id"] for c in chat.commands] == ["check", "prepare", "train", "compare"]
+    assert [c["id"] for c in chat.commands] == ["check", "prepare", "train", "deployed", "compare"]
+    # The training form is kept, checked again like any value the client sends, and shown pre-filled.
+    assert cl.user_session.get("training_form") == {"local": {"epochs": "2", "lora_r": "16"}}, "openai is off here"
+    fields = {w["id"]: w["initial"] for w in chat.chat_settings}
+    assert fields["train.local.epochs"] == "2" and fields["train.local.lora_r"] == "16"
+    chat = open_chat("alice")
+    await app.on_chat_resume({"id": str(uuid.uuid4()), "metadata": {"training_form": {"local": {"lora_r": "0"}}}})
+    assert cl.user_session.get("training_form") == {} and chat.messages == [], "a bad kept value is dropped quietly"
 
 
 async def test_a_thread_id_that_is_not_a_uuid_is_never_stored(layer):
