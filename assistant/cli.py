@@ -180,10 +180,10 @@ def _follow(run: dict, registry, as_json: bool) -> dict:
     return registry.run(run["id"])
 
 
-def _print_event(event: dict) -> None:
-    from training.events import Cancelled, Checkpoint, Error, Eval, Start, Status, Step, parse
+def _print_event(event) -> None:
+    """One typed event (training/events.py) on stderr, by its type."""
+    from training.events import Cancelled, Checkpoint, Error, Eval, Start, Status, Step
 
-    event = parse(event)
     if isinstance(event, Step):
         typer.echo("\r" + "  ".join(event.progress()) + "   ", nl=False, err=True)
     elif isinstance(event, Eval):

@@ -16,6 +16,7 @@ import asyncio
 import logging
 
 from training import jobs
+from training.events import Status
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,8 @@ class RunFeed:
                     queue.put_nowait(event)
         except Exception as exc:  # noqa: BLE001 - every watcher hears of it; the log has the details
             log.exception("Following %s failed", run["id"])
-            failure = {"type": "status", "level": "warning",
-                       "message": f"Stopped following this run ({type(exc).__name__}); open the chat again to resume."}
+            failure = Status(level="warning", message=f"Stopped following this run ({type(exc).__name__}); "
+                                                      "open the chat again to resume.")
             for queue in follower.queues:
                 queue.put_nowait(failure)
         finally:

@@ -26,8 +26,7 @@ from training.backends import backend_of, training_backend, training_backend_nam
 from training.charts import loss_chart
 from training.errors import TutorError
 from training.evaluation import Case
-from training.events import Checkpoint, Eval, Start, Status, Step
-from training.events import parse as parse_event
+from training.events import Checkpoint, Eval, Event, Start, Status, Step
 from training.registry import ACTIVE, registry_for
 from training.settings import get_settings
 
@@ -251,9 +250,8 @@ async def record_deployment(text: str) -> None:
                      actions=model_actions(run["id"])).send()
 
 
-def record(state: dict, event: dict) -> None:
-    """Fold one event into the progress message's state, by the event's type."""
-    event = parse_event(event)
+def record(state: dict, event: Event) -> None:
+    """Fold one typed event into the progress message's state, by its type."""
     if isinstance(event, Start):
         state["total"] = event.total_steps or state["total"]
     elif isinstance(event, Step):

@@ -70,7 +70,7 @@ def test_the_cli_renders_local_and_hosted_runs_by_type(capsys):
                   {"type": "status", "status": "queued", "position": 2, "queue_length": 3},
                   {"type": "message", "level": "warning", "message": "Retrying in 4 s."},
                   {"type": "checkpoint", "step": 5, "model": "ft:m:ckpt-step-5"}):
-        cli._print_event(event)
+        cli._print_event(parse(event))
     shown = capsys.readouterr().err
     assert "step 2/8  training loss 0.2500  1,200 tokens/s  ETA 9 s" in shown
     assert "step 5/?  training loss 0.1250" in shown and "validation loss 0.5000" in shown
@@ -85,7 +85,7 @@ def test_the_chat_folds_events_by_type():
                   {"type": "step", "step": 1, "loss": 0.5},
                   {"type": "checkpoint", "step": 1, "path": "/x/step-1"},
                   {"type": "message", "level": "warning", "message": "Skipped a corrupt line."}):
-        training_flow.record(state, event)
+        training_flow.record(state, parse(event))
     assert state["total"] == 8 and state["steps"] == [(1, 0.5)] and state["checkpoints"] == ["step 1"]
     assert training_flow.status_line(state["status"]) == "status **failed**"
     assert state["log"] == ["The trainer stopped.", "Skipped a corrupt line."]

@@ -15,6 +15,7 @@ import torch
 
 from training import events, jobs, queue
 from training.config import ConfigError, TrainConfig
+from training.events import Done, Start, Step
 from training.lora import collate, latest_checkpoint, length_grouped_batches, load_adapter_model, load_base, train
 from training.registry import Registry
 
@@ -139,7 +140,7 @@ def wait_for(predicate, timeout=120.0):
     raise AssertionError("timed out")
 
 
-def follow_all(run, registry) -> list[dict]:
+def follow_all(run, registry) -> list:
     async def collect():
         return [event async for event in jobs.follow(run, registry, poll=0.2)]
 
@@ -166,11 +167,11 @@ def test_a_killed_job_is_marked_interrupted_and_resumes_from_its_checkpoint(tmp_
 
     resumed = jobs.resume(registry.run(run["id"]), registry)
     seen = follow_all(resumed, registry)
-    resumed_at = next(e for e in seen if e["type"] == "start" and e["resumed"])
-    assert resumed_at["step"] == saved_step
-    steps = [e["step"] for e in seen if e["type"] == "step"]
-    assert steps[steps.index(saved_step + 1):][-1] == seen[-1]["steps"]  # continued, not restarted
-    assert seen[-1]["type"] == "done" and registry.run(run["id"])["status"] == "succeeded"
+    resumed_at = next(e for e in seen if isinstance(e, Start) and e.resumed)
+    assert resumed_at.step == saved_step
+    steps = [e.step for e in seen if isinstance(e, Step)]
+    assert steps[steps.index(saved_step + 1):][-1] == seen[-1].steps  # continued, not restarted
+    assert isinstance(seen[-1], Done) and registry.run(run["id"])["status"] == "succeeded"
     assert [m["location"] for m in registry.models()] == [str(run_dir / "adapter")]
 
 

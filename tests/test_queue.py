@@ -141,9 +141,9 @@ def test_a_corrupt_event_line_is_skipped_and_reported(tmp_path):
         return [e async for e in jobs.follow(registry.run("run-x"), registry, poll=0.05)]
 
     seen = asyncio.run(follow())
-    assert [e["type"] for e in seen] == ["start", "status", "status", "step", "done"]
-    assert seen[1]["level"] == "warning"
-    assert "Skipped a corrupt line in events.jsonl" in seen[1]["message"]
+    assert [e.type for e in seen] == ["start", "status", "status", "step", "done"]
+    assert seen[1].level == "warning"
+    assert "Skipped a corrupt line in events.jsonl" in seen[1].message
 
 
 def _unshare_works() -> bool:

@@ -119,7 +119,9 @@ class TrainingBackend(ABC):
 
     @abstractmethod
     def follow(self, run: dict, registry: Registry, poll: float = 0.5) -> AsyncIterator[dict]:
-        """The run's events until it ends (start, step, eval, checkpoint, status, message, done, cancelled, error)."""
+        """The run's events until it ends, in events.jsonl's shape (start, step, eval, checkpoint, status, done,
+        cancelled, error: each checked against its model in training/events.py); `training.jobs.follow`, which
+        every consumer uses, hands them on as those typed models."""
 
     @abstractmethod
     def cancel(self, run: dict, registry: Registry) -> dict:

@@ -42,10 +42,12 @@ def start_local(config: TrainConfig, data_dir: Path, registry: Registry, owner: 
     return registry.run(run_id)
 
 
-async def follow(run: dict, registry: Registry, poll: float = 0.5, settings: Settings | None = None) -> AsyncIterator[dict]:
-    """Any run's events until it ends, through the backend it was started with."""
+async def follow(run: dict, registry: Registry, poll: float = 0.5,
+                 settings: Settings | None = None) -> AsyncIterator[events.Event]:
+    """Any run's events until it ends, through the backend it was started with, each as its typed model
+    (training/events.py): what the chat and the CLI render, by type."""
     async for event in backend_of(run, settings or get_settings()).follow(run, registry, poll):
-        yield event
+        yield events.parse(event)
 
 
 def cancel(run: dict, registry: Registry, settings: Settings | None = None) -> dict:
