@@ -53,8 +53,16 @@ test-browser: install browser
 bench: install
 	$(BIN)/python -m benchmarks
 
+# torch and the CUDA libraries it pulls stay out of the lock: `pip install $(TORCH_SPEC)` brings what its build
+# needs (nothing for a CPU build, ~4 GB of nvidia-* and triton for a CUDA one). Check the list when torch moves.
+TORCH_BUILD_PACKAGES := torch triton cuda-bindings cuda-pathfinder cuda-toolkit nvidia-cublas nvidia-cuda-cccl \
+	nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft nvidia-cufile \
+	nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 \
+	nvidia-nvtx
+
 lock:
-	$(BIN)/uv pip compile requirements.in --python $(BIN)/python --no-emit-package torch -o requirements.lock
+	$(BIN)/uv pip compile requirements.in --python $(BIN)/python \
+		$(foreach package,$(TORCH_BUILD_PACKAGES),--no-emit-package $(package)) -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .test-data
