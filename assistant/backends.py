@@ -145,6 +145,9 @@ class OpenAIBackend(ChatBackend):
             async for chunk in response:
                 if chunk.usage:  # the last chunk, when the server reports usage
                     usage.prompt_tokens, usage.completion_tokens = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+                if chunk.choices and chunk.choices[0].finish_reason:
+                    usage.stop_reason = {"stop": "eos", "length": "max_tokens"}.get(chunk.choices[0].finish_reason,
+                                                                                    chunk.choices[0].finish_reason)
                 if chunk.choices and chunk.choices[0].delta.content:
                     if usage.ttft_s is None:
                         usage.ttft_s = time.perf_counter() - started

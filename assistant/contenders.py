@@ -13,24 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.backends import ChatBackend, Usage, create_backend
+from assistant.generation import engine
 from assistant.vectorstore import chroma_client, langchain_store, open_collection
 from training.backends import training_backend
 from training.errors import TutorError
 from training.evaluation import Case, chat_triples
-from training.models import display_name
+from training.models import display_name, load_tokenizer, resolve_base_model
 from training.settings import Settings
+from training.tokens import local_counter, openai_counter
 
 BASELINES = ("rag", "base")
 MODEL_KINDS = {"local-adapter": "local"}  # a registry model's kind, where it is not its training backend's name
-MAX_ANSWER_TOKENS = 160
+MAX_ANSWER_TOKENS = 160  # a chat's recipe answer; A/B and evaluation derive theirs from the training answers
+MIN_ANSWER_TOKENS = 16
 MAX_PROMPT_CHARS = 8000  # a recipe prompt is a few hundred characters; the models' context is 2048 tokens
-_index_lock = threading.Lock()
+_index_lock = threading.RLock()  # building an index, and a client's first use: concurrent answers share it
 
 
 class ExampleIndex:
@@ -49,8 +53,8 @@ class ExampleIndex:
         triples = list(chat_triples(self.train_file))
         if not triples:
             raise TutorError(f"{self.train_file.name} has no valid chat examples to retrieve from.")
-        client = chroma_client(self.settings)
         with _index_lock:  # two sessions opening the same run must not index it twice
+            client = chroma_client(self.settings)
             if open_collection(client, self.name).count() != len(triples):
                 client.delete_collection(self.name)  # a half-built index from a killed process
                 store = langchain_store(client, self.name)
@@ -64,7 +68,9 @@ class ExampleIndex:
     def examples(self, prompt: str) -> list[tuple[str, str]]:
         """The k (user, assistant) training pairs most similar to the prompt, most similar first."""
         if self._retriever is None:
-            self.build()
+            with _index_lock:  # an evaluation's first answers ask at once: one of them builds
+                if self._retriever is None:
+                    self.build()
         return [(doc.page_content, doc.metadata["answer"]) for doc in self._retriever.invoke(prompt)]
 
 
@@ -76,6 +82,7 @@ class Contender:
     kind: str  # "fine-tuned", "rag" or "base"
     backend: ChatBackend
     index: ExampleIndex | None = None
+    max_tokens: int = MAX_ANSWER_TOKENS
 
     async def messages(self, case: Case) -> list[dict]:
         messages = [{"role": "system", "content": case.system}]
@@ -85,16 +92,49 @@ class Contender:
         return messages + [{"role": "user", "content": case.prompt}]
 
     async def stream(self, case: Case, usage: Usage) -> AsyncIterator[str]:
+        """The answer in pieces, greedy, until the model ends it, `max_tokens`, or a loop: the answer's tail
+        repeating itself (closing the backend's stream stops its generation)."""
         messages = await self.messages(case)
-        async for piece in self.backend.stream(messages, temperature=0.0, max_tokens=MAX_ANSWER_TOKENS, usage=usage):
-            yield piece
+        text = ""
+        pieces = self.backend.stream(messages, temperature=0.0, max_tokens=self.max_tokens, usage=usage)
+        try:
+            async for piece in pieces:
+                yield piece
+                text += piece
+                if repeating(text):
+                    usage.stop_reason = "repetition"
+                    break
+        finally:
+            await pieces.aclose()
 
     async def answer(self, case: Case) -> tuple[str, dict]:
         """The whole answer and its usage, for evaluation."""
         usage = Usage()
         text = "".join([piece async for piece in self.stream(case, usage)])
         return text, {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                      "latency_s": usage.latency_s, "ttft_s": usage.ttft_s}
+                      "latency_s": usage.latency_s, "ttft_s": usage.ttft_s, "stop": usage.stop_reason}
+
+
+def repeating(text: str, times: int = 3, shortest: int = 4, longest: int = 80) -> bool:
+    """True when the text ends with one stretch (4 to 80 characters) said `times` times in a row: a greedy
+    model in a loop ('"baking soda", "baking soda", ...'), which would go on until max_tokens."""
+    for width in range(shortest, min(longest, len(text) // times) + 1):
+        tail = text[-width:]
+        if text.endswith(tail * times):
+            return True
+    return False
+
+
+def answer_budget(train_file: str | Path, count) -> int:
+    """max_tokens for the recipe task: 1.5 x the 99th percentile of the training answers' lengths (counted by
+    `count`, the answering model's token counter): a learnt answer fits, a runaway one stops early."""
+    lengths = sorted(count([{"role": "system", "content": system}, {"role": "user", "content": user},
+                            {"role": "assistant", "content": answer}])[1]
+                     for system, user, answer in chat_triples(train_file))
+    if not lengths:
+        return MAX_ANSWER_TOKENS
+    p99 = lengths[min(len(lengths) - 1, math.ceil(0.99 * len(lengths)) - 1)]
+    return max(MIN_ANSWER_TOKENS, min(MAX_ANSWER_TOKENS * 2, math.ceil(p99 * 1.5)))
 
 
 def too_long(text: str) -> str | None:
@@ -150,8 +190,21 @@ def pair_for_run(registry, settings: Settings, run_id: str, kind: str = "rag", k
                  owner: str | None = None) -> tuple[Contender, Contender]:
     """(fine-tuned, baseline) for a run id or model id of `owner` (None: anyone's)."""
     model = model_for_run(registry, run_id, owner)
-    run = registry.run(model["run_id"]) or {}
-    return fine_tuned(model, settings), baseline(model, settings, kind, k, (run.get("config") or {}).get("train_file"))
+    train_file = ((registry.run(model["run_id"]) or {}).get("config") or {}).get("train_file")
+    pair = fine_tuned(model, settings), baseline(model, settings, kind, k, train_file)
+    if train_file and Path(train_file).is_file():
+        budget = answer_budget(train_file, _token_counter(model, settings))
+        for contender in pair:
+            contender.max_tokens = budget
+    return pair
+
+
+def _token_counter(model: dict, settings: Settings):
+    """The answering model's token counter: its own tokenizer when local, tiktoken's for a hosted model."""
+    if _trainer(model, settings).chat_backend != "local":
+        return openai_counter(model["base_model"])
+    source = engine.call(resolve_base_model, settings, model["base_model"])  # may convert: torch work
+    return local_counter(load_tokenizer(source))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ class Usage:
     completion_tokens: int = 0
     ttft_s: float | None = None  # from the request to its first text, queueing included
     latency_s: float = 0.0
+    stop_reason: str | None = None  # "eos", "max_tokens", or a caller's own rule ("repetition")
 
 
 @dataclass
@@ -337,12 +338,16 @@ class Engine:
             token = scores.argmax(dim=-1, keepdim=True)
         token_id = int(token)
         if token_id in request.stop_ids:
+            request.usage.stop_reason = "eos"
             return True
         request.history = torch.cat([request.history, token], dim=1)
         request.ids.append(token_id)
         request.usage.completion_tokens += 1
         self._flush(request, final=False, tokenizer=tokenizer)
-        return request.usage.completion_tokens >= request.max_tokens
+        if request.usage.completion_tokens >= request.max_tokens:
+            request.usage.stop_reason = "max_tokens"
+            return True
+        return False
 
     def _end(self, request: _Request, tokenizer) -> None:
         if not request.stop.is_set():  # nobody reads a stopped request's tail

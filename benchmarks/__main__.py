@@ -11,7 +11,8 @@ import sys
 
 import torch
 
-BENCHMARKS = ["prepare_csv", "train_throughput", "model_load", "indexing", "grounding", "generation", "load"]
+BENCHMARKS = ["prepare_csv", "train_throughput", "model_load", "indexing", "grounding", "generation", "evaluation",
+              "load"]
 ROW = "BENCHMARK-ROW "
 
 

@@ -31,9 +31,12 @@ MAX_TOKENS = 64
 
 
 def cookbook_files(tmp: Path) -> tuple[Path, Path]:
-    """(train, held-out) chat JSONL: the cookbook split when it is beside the project, else the sample."""
+    """(train, held-out) chat JSONL: the cookbook split when it is beside the project, else the sample; it says
+    which, since the figures differ between them."""
     if (SHARED / "recipes_cookbook_train.jsonl").is_file():
+        print(f"data: the cookbook's RecipeNLG split from {SHARED} (101 train / 100 validation)")
         return SHARED / "recipes_cookbook_train.jsonl", SHARED / "recipes_cookbook_validation.jsonl"
+    print(f"data: the bundled sample ({SAMPLE_CSV.name}: 150 train / 40 test); {SHARED} is not beside the project")
     files = prepare(SAMPLE_CSV, tmp / "sample", train=150, validation=40, test=40).files
     return Path(files["train"]), Path(files["test"])
 

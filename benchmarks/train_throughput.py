@@ -23,12 +23,14 @@ EXAMPLES, BATCH, MAX_LENGTH, LR, R, ALPHA = 64, 8, 512, 2e-4, 8, 16
 
 def training_file(folder: Path, examples: int) -> Path:
     if SHARED_TRAIN.exists():
+        print(f"data: the first {examples} examples of the cookbook's split ({SHARED_TRAIN})")
         lines = SHARED_TRAIN.read_text().splitlines()[:examples]
         path = folder / "train.jsonl"
         path.write_text("\n".join(lines) + "\n")
         return path
     from training.prepare import prepare
 
+    print(f"data: {examples} examples of the bundled sample; {SHARED_TRAIN.parent} is not beside the project")
     prepare(str(SAMPLE_CSV), folder, train=examples, validation=0, test=0)
     return folder / "train.jsonl"
 

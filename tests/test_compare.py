@@ -118,9 +118,11 @@ def test_tutor_eval_json_has_every_key_per_system(local_run, tmp_path):
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     keys = {"system", "label", "n", "precision", "recall", "f1", "exact_match", "valid_json_rate",
-            "mean_prompt_tokens", "mean_completion_tokens", "p50_latency_s", "p95_latency_s"}
+            "mean_prompt_tokens", "mean_completion_tokens", "p50_latency_s", "p95_latency_s", "stops"}
     assert [s["system"] for s in payload["systems"]] == ["fine-tuned", "rag"]
     assert all(set(s) == keys and s["n"] == 3 for s in payload["systems"])
+    assert all(sum(s["stops"].values()) == 3 and set(s["stops"]) <= {"eos", "max_tokens", "repetition"}
+               for s in payload["systems"]), "how each answer ended is in the results"
     rag, tuned = payload["systems"][1], payload["systems"][0]
     assert rag["mean_prompt_tokens"] > 2 * tuned["mean_prompt_tokens"]
     lines = (tmp_path / payload["results"] / "results.jsonl").read_text().splitlines()

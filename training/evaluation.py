@@ -9,6 +9,7 @@ training.metrics. The results file has one JSON line per (case, system) and a su
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
@@ -57,22 +58,33 @@ def load_cases(path: Path, limit: int | None = None, seed: int = 0) -> list[Case
 Answer = Callable[[Case], Awaitable[tuple[str, dict]]]  # -> (text, usage with prompt/completion tokens, latency)
 
 
-async def evaluate(systems: dict[str, Answer], cases: list[Case],
-                   progress: Callable[[int, int], None] | None = None) -> tuple[dict, list[dict]]:
-    """Run every system on every case: (summary per system, per-example rows)."""
-    rows: list[dict] = []
-    total = len(cases) * len(systems)
-    for index, case in enumerate(cases):
-        for name, answer in systems.items():
+async def evaluate(systems: dict[str, Answer], cases: list[Case], progress: Callable[[int, int], None] | None = None,
+                   concurrency: int = 8) -> tuple[dict, list[dict]]:
+    """Run every system on every case, `concurrency` answers at a time (the local engine decodes answers in
+    flight together, one batched step each): (summary per system, per-example rows in the cases' order)."""
+    slots = asyncio.Semaphore(concurrency)
+    total, finished = len(cases) * len(systems), 0
+
+    async def one(index: int, case: Case, name: str, answer: Answer) -> dict:
+        nonlocal finished
+        async with slots:
             started = time.perf_counter()
             text, usage = await answer(case)
-            rows.append({"case": index, "system": name, "prompt": case.prompt, "gold": case.gold, "answer": text,
-                         "prompt_tokens": usage.get("prompt_tokens", 0),
-                         "completion_tokens": usage.get("completion_tokens", 0),
-                         "latency_s": usage.get("latency_s") or time.perf_counter() - started,
-                         **score_answer(text, case.gold)})
-            if progress:
-                progress(len(rows), total)
+            latency = usage.get("latency_s") or time.perf_counter() - started
+        finished += 1
+        if progress:
+            progress(finished, total)
+        return {"case": index, "system": name, "prompt": case.prompt, "gold": case.gold, "answer": text,
+                "prompt_tokens": usage.get("prompt_tokens", 0), "completion_tokens": usage.get("completion_tokens", 0),
+                "latency_s": latency, "stop": usage.get("stop"), **score_answer(text, case.gold)}
+
+    try:
+        async with asyncio.TaskGroup() as group:  # a failure cancels the answers still running
+            tasks = [group.create_task(one(index, case, name, answer))
+                     for index, case in enumerate(cases) for name, answer in systems.items()]
+    except BaseExceptionGroup as failed:  # the callers explain one failure, the first
+        raise failed.exceptions[0] from None
+    rows = [task.result() for task in tasks]
     summary = {name: summarize([r for r in rows if r["system"] == name]) for name in systems}
     return summary, rows
 
@@ -99,4 +111,7 @@ def markdown_table(summary: dict, labels: dict) -> str:
              *[f"- **{n}**: {labels[n]}" for n in names], "",
              "| metric | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
     lines += [f"| {title} | " + " | ".join(fmt.format(summary[n][key]) for n in names) + " |" for title, key, fmt in rows]
+    lines.append("| answers ended by | " + " | ".join(", ".join(f"{reason} {count}" for reason, count in
+                                                              sorted(summary[n].get("stops", {}).items()))
+                                                    for n in names) + " |")
     return "\n".join(lines)

@@ -9,6 +9,7 @@ An answer that is not a JSON list of strings scores 0 and counts as invalid JSON
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 import statistics
@@ -69,7 +70,8 @@ def percentile(values: list[float], q: int) -> float:
 
 
 def summarize(rows: list[dict]) -> dict:
-    """One system's aggregate over per-example rows (scores plus prompt_tokens and latency_s)."""
+    """One system's aggregate over per-example rows (scores plus prompt_tokens and latency_s), with how its
+    answers ended (`stops`: eos, max_tokens, repetition)."""
     if not rows:
         return {"n": 0}
     mean = lambda key: statistics.fmean(float(r[key]) for r in rows)  # noqa: E731
@@ -77,7 +79,8 @@ def summarize(rows: list[dict]) -> dict:
     return {"n": len(rows), "precision": mean("precision"), "recall": mean("recall"), "f1": mean("f1"),
             "exact_match": mean("exact_match"), "valid_json_rate": mean("valid_json"),
             "mean_prompt_tokens": mean("prompt_tokens"), "mean_completion_tokens": mean("completion_tokens"),
-            "p50_latency_s": percentile(latencies, 50), "p95_latency_s": percentile(latencies, 95)}
+            "p50_latency_s": percentile(latencies, 50), "p95_latency_s": percentile(latencies, 95),
+            "stops": dict(collections.Counter(str(r.get("stop")) for r in rows))}
 
 
 if __name__ == "__main__":
