@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,6 +62,23 @@ def test_lora_weights_change_and_base_weights_do_not(tmp_path, data, tiny_model_
         if "lora_" not in name:
             original = name.replace("base_layer.", "")
             assert torch.equal(weight, before[original]), f"base weight {original} changed"
+
+
+def test_the_bf16_path_trains_the_adapter_and_leaves_the_base_alone(tmp_path, data, tiny_model_dir):
+    base, _ = load_base(str(tiny_model_dir))
+    before = {name: p.detach().clone() for name, p in base.named_parameters()}
+    run_dir = make_run(tmp_path, data, tiny_model_dir, bf16="yes", epochs=3, eval_generate_limit=0)
+    assert train(run_dir)["status"] == "succeeded"
+    seen = events.read(run_dir)[0]
+    assert next(e for e in seen if e["type"] == "start")["bf16"] is True
+    losses = [e["loss"] for e in seen if e["type"] == "step"]
+    assert statistics.fmean(losses[-3:]) < statistics.fmean(losses[:3]), f"the loss did not fall: {losses}"
+    trained, _ = load_adapter_model(run_dir / "adapter")
+    b_weights = {n: p for n, p in trained.named_parameters() if "lora_B" in n}
+    assert b_weights and all(p.abs().sum() > 0 for p in b_weights.values()), "a LoRA B weight never moved"
+    for name, weight in trained.get_base_model().named_parameters():
+        if "lora_" not in name:
+            assert torch.equal(weight, before[name.replace("base_layer.", "")]), f"base weight {name} changed"
 
 
 def test_batches_group_lengths_and_padding_stays_small(data, tiny_model_dir):

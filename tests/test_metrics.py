@@ -41,4 +41,4 @@ def test_percentiles_and_summary_by_hand():
     summary = summarize(rows)
     assert summary == {"n": 2, "precision": 0.5, "recall": 0.5, "f1": 0.5, "exact_match": 0.5, "valid_json_rate": 0.5,
                        "mean_prompt_tokens": 200.0, "mean_completion_tokens": 15.0, "p50_latency_s": 2.0,
-                       "p95_latency_s": pytest.approx(2.9)}
+                       "p95_latency_s": pytest.approx(2.9), "stops": {"unknown": 2}}

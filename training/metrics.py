@@ -80,7 +80,7 @@ def summarize(rows: list[dict]) -> dict:
             "exact_match": mean("exact_match"), "valid_json_rate": mean("valid_json"),
             "mean_prompt_tokens": mean("prompt_tokens"), "mean_completion_tokens": mean("completion_tokens"),
             "p50_latency_s": percentile(latencies, 50), "p95_latency_s": percentile(latencies, 95),
-            "stops": dict(collections.Counter(str(r.get("stop")) for r in rows))}
+            "stops": dict(collections.Counter(r.get("stop") or "unknown" for r in rows))}
 
 
 if __name__ == "__main__":
