@@ -85,3 +85,21 @@ def open_chat(user: str | None = None) -> RecordingEmitter:
 
 def user_says(text: str, command: str | None = None) -> cl.Message:
     return cl.Message(content=text, author="User", type="user_message", command=command)
+
+
+async def start_billed_training(chat: RecordingEmitter, command: str, timeout: float) -> tuple[dict, dict]:
+    """Type a `/train BACKEND ...` command, pick the first dataset offered, press Start under the estimate and
+    wait for the run to end; the dataset button pressed and the confirmation (the estimate) the learner saw."""
+    import asyncio
+
+    import assistant.app as app
+    from assistant import training_flow
+
+    await app.on_message(user_says(command, command="train"))
+    [pick] = chat.actions_for(chat.messages[-1]["id"])
+    await training_flow.on_finetune(cl.Action(name="finetune", payload=pick["payload"]))
+    confirm = chat.messages[-1]
+    [start] = chat.actions_for(confirm["id"])
+    await training_flow.on_start_training(cl.Action(name="start_training", payload=start["payload"], id=start["id"]))
+    await asyncio.wait_for(cl.user_session.get("training_job"), timeout)
+    return pick, confirm

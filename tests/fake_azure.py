@@ -161,40 +161,33 @@ class FakeAzure:
             self._event(job, "message", "The job has successfully completed.")
         return job
 
-    def _job(self, request: Request) -> dict | None:
+    def _job(self, request: Request) -> tuple[dict | None, JSONResponse | None]:
+        """The job a request names, moved on by the time passed; or Azure's error answer instead."""
+        if refused := self._refused(request):
+            return None, refused
         job = self.jobs.get(request.path_params["id"])
-        return self._advance(job) if job else None
+        return (self._advance(job), None) if job else (None, self._error(404, "jobNotFound", "Job not found."))
 
     async def job(self, request: Request):
-        if refused := self._refused(request):
-            return refused
-        job = self._job(request)
-        return JSONResponse(self._public(job)) if job else self._error(404, "jobNotFound", "Job not found.")
+        job, error = self._job(request)
+        return error or JSONResponse(self._public(job))
 
     async def events(self, request: Request):
-        if refused := self._refused(request):
-            return refused
-        job = self._job(request)
-        if job is None:
-            return self._error(404, "jobNotFound", "Job not found.")
-        return JSONResponse({"object": "list", "data": job["_events"][::-1], "has_more": False})
+        job, error = self._job(request)
+        return error or JSONResponse({"object": "list", "data": job["_events"][::-1], "has_more": False})
 
     async def checkpoints(self, request: Request):
-        if refused := self._refused(request):
-            return refused
-        job = self._job(request)
-        if job is None:
-            return self._error(404, "jobNotFound", "Job not found.")
+        job, error = self._job(request)
+        if error:
+            return error
         data = job["_checkpoints"][::-1]
         return JSONResponse({"object": "list", "data": data, "has_more": False,
                              "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
 
     async def cancel(self, request: Request):
-        if refused := self._refused(request):
-            return refused
-        job = self._job(request)
-        if job is None:
-            return self._error(404, "jobNotFound", "Job not found.")
+        job, error = self._job(request)
+        if error:
+            return error
         if job["status"] in ("succeeded", "failed", "cancelled"):
             return self._error(400, "jobNotCancellable", f"The job is {job['status']} and can't be cancelled.")
         job.update(status="cancelled", finished_at=int(time.time()))

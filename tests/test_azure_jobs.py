@@ -240,28 +240,21 @@ async def recipe_reply(chat, run_button) -> dict:
 
 @pytest.mark.parametrize("chat_env", [True], indirect=True)
 async def test_the_whole_flow_in_chat_to_a_deployment(chat_env, azure, caplog):
-    import chainlit as cl
 
     import assistant.app as app
-    from assistant import dataset_flow, training_flow
+    from assistant import dataset_flow
     from assistant.accounts import LOCAL_LEARNER
     from assistant.actions import PrepareRequest
-    from tests.chainlit_harness import open_chat, user_says
+    from tests.chainlit_harness import open_chat, start_billed_training
 
     caplog.set_level(logging.DEBUG)
     chat = open_chat()
     await dataset_flow.run_prepare(PrepareRequest(source="sample", train=12, validation=4, test=4, seed=1), LOCAL_LEARNER)
     assert [a["label"] for a in chat.actions_for(chat.messages[-1]["id"])] == [
         "Fine-tune locally", "Fine-tune with Azure OpenAI"], "OpenAI is not configured here, Azure is"
-    await app.on_message(user_says("/train azure epochs=2 suffix=chat", command="train"))
-    [pick] = chat.actions_for(chat.messages[-1]["id"])
-    await training_flow.on_finetune(cl.Action(name="finetune", payload=pick["payload"]))
-    confirm = chat.messages[-1]
+    _, confirm = await start_billed_training(chat, "/train azure epochs=2 suffix=chat", 120)
     assert "billed tokens" in confirm["output"] and "billed by the hour" in confirm["output"]
     assert f"base **{BASE}**" in confirm["output"] and "epochs 2" in confirm["output"]
-    [start] = chat.actions_for(confirm["id"])
-    await training_flow.on_start_training(cl.Action(name="start_training", payload=start["payload"], id=start["id"]))
-    await asyncio.wait_for(cl.user_session.get("training_job"), 120)
 
     progress = next(m for m in chat.messages if m["output"].startswith("**Training `run-"))
     assert "training loss" in progress["output"] and "checkpoints:" in progress["output"]

@@ -282,29 +282,22 @@ def chat_env(monkeypatch, tmp_path, server):
 
 
 async def test_the_whole_flow_in_chat(chat_env, tiny_model_dir, caplog):
-    import asyncio
 
     import chainlit as cl
 
     import assistant.app as app
     from assistant import dataset_flow, training_flow
-    from tests.chainlit_harness import open_chat, user_says
+    from tests.chainlit_harness import open_chat, start_billed_training, user_says
 
     caplog.set_level(logging.DEBUG)
     chat = open_chat()
     await dataset_flow.run_prepare(PrepareRequest(source="sample", train=12, validation=4, test=4, seed=1), LOCAL_LEARNER)
     assert [a["label"] for a in chat.actions_for(chat.messages[-1]["id"])] == ["Fine-tune locally", "Fine-tune with OpenAI"]
 
-    await app.on_message(user_says(f"/train openai model={tiny_model_dir.name} epochs=2 batch_size=4 suffix=chat",
-                                   command="train"))
-    [pick] = chat.actions_for(chat.messages[-1]["id"])
+    pick, confirm = await start_billed_training(
+        chat, f"/train openai model={tiny_model_dir.name} epochs=2 batch_size=4 suffix=chat", 240)
     assert pick["payload"]["backend"] == "openai"
-    await training_flow.on_finetune(cl.Action(name="finetune", payload=pick["payload"]))
-    confirm = chat.messages[-1]
     assert "billed tokens" in confirm["output"] and "$" in confirm["output"] and f"base **{tiny_model_dir.name}**" in confirm["output"]
-    [start] = chat.actions_for(confirm["id"])
-    await training_flow.on_start_training(cl.Action(name="start_training", payload=start["payload"], id=start["id"]))
-    await asyncio.wait_for(cl.user_session.get("training_job"), 240)
 
     progress = next(m for m in chat.messages if m["output"].startswith("**Training `run-"))
     assert "status **" in progress["output"] and "training loss" in progress["output"]
