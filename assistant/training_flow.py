@@ -89,11 +89,12 @@ async def offer_training(text: str = "") -> None:
                   payload={"backend": name, "dataset_id": d["id"], "settings": chosen}) for d in datasets]).send()
 
 
-async def _config(request: TrainRequest, learner: Learner):
+async def _config(request: TrainRequest, learner: Learner, check: bool = True):
     backend = backend_for(request.backend)
     dataset = await _dataset(request.dataset_id, learner)
     config, chosen = backend.learner_settings({**form_values(request.backend), **request.settings}, dataset["files"])
-    await asyncio.to_thread(backend.check, config)
+    if check:  # the files read and validated (a big upload takes seconds): not again where `start` does it
+        await asyncio.to_thread(backend.check, config)
     return backend, config, chosen
 
 
@@ -113,7 +114,7 @@ async def on_finetune(request: TrainRequest, learner: Learner, _sent):
 @action("start_training", TrainRequest)
 async def on_start_training(request: TrainRequest, learner: Learner, sent: cl.Action):
     await sent.remove()
-    backend, config, _ = await _config(request, learner)
+    backend, config, _ = await _config(request, learner, check=False)  # start checks
     await _start(backend, config, learner)
 
 
