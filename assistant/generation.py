@@ -1,19 +1,22 @@
 """The local generation engine: one worker thread owns the local models and serves every request fairly.
 
 Every local answer in the process goes through here: the tutor, "Chat with it", both sides of the A/B
-chat and `tutor eval`. A base model is loaded once and shared; LoRA adapters are attached to it by name
-(peft's multi-adapter support) and switched per step, never reloaded with their own copy of the base.
-Requests are served round-robin, one token each per turn, so the two A/B answers stream side by side
-and a second learner waits for one token, not for someone else's whole answer. The loop is a plain
-KV-cached decode: no `generate()` set-up per call, and the event loop never waits on it.
+chat and `tutor eval`. Requests are served round-robin, one token each per turn, so the two A/B answers
+stream side by side and a second learner waits for one token, not for someone else's whole answer.
+Requests on the same model and adapter form a cohort that decodes in one batch per step; the event loop
+never waits on any of it.
+
+Two runtimes do the model work, chosen per base model:
+- llama.cpp (assistant/llama_runtime.py) for a GGUF base, the embedded SmolLM2 included: 4-bit weights
+  and llama.cpp's kernels decode several times faster than transformers on a CPU; a fine-tune runs as
+  the adapter merged into the GGUF.
+- transformers (assistant/torch_runtime.py) for any other base (an HF id, a folder), with peft adapters
+  switched on one shared base; also for a GGUF base where llama.cpp is not installed.
 
 The engine's thread is also the process's one torch thread: model loading and embeddings run there
 too (`engine.call`). libgomp, torch's OpenMP, spin-waits between parallel regions only while the
 process has no more OpenMP threads than CPUs; a second thread doing torch work adds a second team and
 halves decode speed on a 2-core machine (measured: 31 vs 18 tokens/s), for as long as the process lives.
-
-Decoding: temperature 0 is greedy and plain (the recipe task and evaluation); temperature > 0 samples
-with top-p 0.9 and a 1.1 repetition penalty, which keeps a small model's free text from looping.
 
     python -m assistant.generation "What is LoRA?"     # the embedded model's answer and its timings
 """
@@ -30,16 +33,18 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from assistant import llama_runtime
+from assistant.torch_runtime import TorchCohort, TorchModels
 from training.common import device, usable_cpus
 from training.errors import TutorError
-from training.models import load_pretrained, resolve_base_model
+from training.models import load_pretrained, load_tokenizer, resolve_base_model
 from training.settings import Settings
 
 log = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
+IDLE_COHORTS = 2  # cohorts kept after their last answer: a llama.cpp context (its KV cache) takes ~0.1 s to make
 
 
 @dataclass
@@ -76,9 +81,6 @@ class _Request:
     # decoding state, owned by the worker
     ids: list[int] = field(default_factory=list)  # generated so far
     sent: int = 0  # characters emitted
-    history: object = None  # prompt + generated ids, for the repetition penalty
-    processors: object = None
-    stop_ids: set[int] = field(default_factory=set)
     position: int = 0  # tokens in its cache: the position of the next input
 
     @property
@@ -86,59 +88,13 @@ class _Request:
         return self.source, self.adapter
 
 
-class _Cohort:
-    """Requests decoding together: one base model and adapter, one left-padded KV cache, one forward per step.
-
-    A request joins after its own prefill (its cache is padded on the left to the cohort's length) and leaves
-    when it ends (its row is dropped, and padding every row shares is trimmed). The attention mask hides the
-    padding and each row keeps its own positions, so a row decodes exactly as it would alone."""
-
-    def __init__(self, first: _Request, cache):
-        self.requests, self.cache = [first], cache
-        self.mask = [[1] * first.position]
-
-    def join(self, request: _Request, cache) -> None:
-        import torch
-
-        width = max(len(self.mask[0]), request.position)
-        for mine, theirs in zip(self.cache.layers, cache.layers):
-            mine.keys, mine.values = (torch.cat([_pad_left(a, width), _pad_left(b, width)])
-                                      for a, b in ((mine.keys, theirs.keys), (mine.values, theirs.values)))
-        self.mask = [[0] * (width - len(row)) + row for row in self.mask]
-        self.mask.append([0] * (width - request.position) + [1] * request.position)
-        self.requests.append(request)
-
-    def leave(self, done: set[int]) -> None:
-        import torch
-
-        keep = [i for i in range(len(self.requests)) if i not in done]
-        self.requests = [self.requests[i] for i in keep]
-        self.mask = [self.mask[i] for i in keep]
-        if not keep:
-            return
-        self.cache.batch_select_indices(torch.tensor(keep))
-        shared = min(row.index(1) for row in self.mask)  # padding in front of every row: no longer needed
-        if shared:
-            self.mask = [row[shared:] for row in self.mask]
-            for layer in self.cache.layers:
-                layer.keys, layer.values = layer.keys[:, :, shared:], layer.values[:, :, shared:]
-
-
-def _pad_left(tensor, width: int):
-    import torch
-
-    missing = width - tensor.shape[-2]
-    return torch.nn.functional.pad(tensor, (0, 0, missing, 0)) if missing else tensor
-
-
 class Engine:
     def __init__(self):
         self._inbox: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self._peft: dict[str, object] = {}  # base source -> PeftModel wrapping the shared base
-        self._adapters: dict[str, str] = {}  # adapter folder -> its name inside that PeftModel
-        self._routing: dict[str, str | None] = {}  # base source -> the adapter its layers use now
+        self._torch = TorchModels()
+        self._tokenizers: dict[str, object] = {}  # source -> its tokenizer, for prompts and decoding text
         self._threads = ThreadTuner(usable_cpus())
         self._load = 0  # requests submitted and not yet finished
         self._closing = False
@@ -232,19 +188,24 @@ class Engine:
         """Take turns: one new request's prefill, then one step of each cohort, so a newcomer waits for one
         batched step at most and nobody waits for someone else's whole answer."""
         waiting: collections.deque[_Request] = collections.deque()
-        cohorts: dict[tuple, _Cohort] = {}
+        cohorts: dict[tuple, object] = {}
+        idle: collections.OrderedDict[tuple, object] = collections.OrderedDict()  # emptied, kept ready for reuse
         while not self._closing:
             if not waiting and not cohorts:
                 self._admit(self._inbox.get(), waiting)
             while not self._inbox.empty():
                 self._admit(self._inbox.get_nowait(), waiting)
             if waiting:
-                self._guarded([request := waiting.popleft()], lambda: self._prefill(request, cohorts))
+                self._guarded([request := waiting.popleft()],
+                              lambda: self._prefill(request, cohorts, idle, waiting))
             for key in list(cohorts):
                 cohort = cohorts[key]
-                self._guarded(cohort.requests, lambda: self._decode(cohort))
+                if cohort.requests:  # none when its only prefill failed
+                    self._guarded(cohort.requests, lambda: self._decode(cohort))
                 if not cohort.requests:
-                    del cohorts[key]
+                    idle[key] = cohorts.pop(key)
+                    while len(idle) > IDLE_COHORTS:
+                        idle.popitem(last=False)
         for request in [*waiting, *(r for cohort in cohorts.values() for r in cohort.requests)]:
             request.finish(None)
 
@@ -277,88 +238,74 @@ class Engine:
                 request.finish(error)
             requests.clear()
 
-    def _prefill(self, request: _Request, cohorts: dict[tuple, _Cohort]) -> None:
-        """The prompt through the model on its own cache, the first token, then into its cohort."""
+    def _prefill(self, request: _Request, cohorts: dict[tuple, object], idle: dict[tuple, object],
+                 waiting: collections.deque) -> None:
+        """The prompt into its cohort (made on first use), and the first token; or back in line while the
+        cohort is full."""
         if request.stop.is_set():
             request.finish(None)
             return
-        import torch
+        prompt = self._tokenizer(request.source).apply_chat_template(request.messages, add_generation_prompt=True,
+                                                                     tokenize=True, return_dict=True)["input_ids"]
+        if (cohort := cohorts.get(request.key)) is None:
+            cohort = idle.pop(request.key, None) or self._cohort(request.source, request.adapter)
+            cohorts[request.key] = cohort
+        if not cohort.has_room(prompt, request.max_tokens):
+            waiting.append(request)  # its turn comes when an answer in that cohort ends
+            return
+        request.usage.prompt_tokens = request.position = len(prompt)
+        token = cohort.prefill(request, prompt, self._threads.best)
+        if self._advance(request, token, cohort.stop_ids):
+            self._end(request)
+            cohort.leave({len(cohort.requests) - 1})
 
-        model, tokenizer = self._model(request.source)
-        self._activate(request.source, request.adapter)
-        torch.set_num_threads(self._threads.best)
-        inputs = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, return_tensors="pt",
-                                               return_dict=True)
-        request.history = inputs["input_ids"].to(model.device)
-        request.usage.prompt_tokens = request.position = request.history.shape[1]
-        request.processors = _processors(request.temperature)
-        request.stop_ids = _stop_ids(model, tokenizer)
-        # logits_to_keep: the prefill needs the last position's logits only (saves a vocab-sized matmul per token).
-        out = model(input_ids=request.history, use_cache=True, logits_to_keep=1)
-        if self._advance(request, out.logits[0, -1], tokenizer):
-            self._end(request, tokenizer)
-        elif (cohort := cohorts.get(request.key)) is None:
-            cohorts[request.key] = _Cohort(request, out.past_key_values)
-        else:
-            cohort.join(request, out.past_key_values)
-
-    def _decode(self, cohort: _Cohort) -> None:
-        """One token for every request of the cohort, in one forward pass."""
-        import torch
-
-        model, tokenizer = self._model(cohort.requests[0].source)
-        self._activate(*cohort.requests[0].key)
+    def _decode(self, cohort) -> None:
+        """One token for every request of the cohort, in one batch."""
         threads = self._threads.pick()
-        if threads != torch.get_num_threads():
-            torch.set_num_threads(threads)
         started = time.perf_counter()
-        cohort.mask = [row + [1] for row in cohort.mask]
-        out = model(input_ids=torch.tensor([[r.ids[-1]] for r in cohort.requests], device=model.device),
-                    attention_mask=torch.tensor(cohort.mask, device=model.device),
-                    position_ids=torch.tensor([[r.position] for r in cohort.requests], device=model.device),
-                    past_key_values=cohort.cache, use_cache=True, logits_to_keep=1)
+        tokens = cohort.step(threads)
         done = set()
-        for row, request in enumerate(cohort.requests):
+        for row, (request, token) in enumerate(zip(cohort.requests, tokens)):
             request.position += 1
-            if request.stop.is_set() or self._advance(request, out.logits[row, -1], tokenizer):
-                self._end(request, tokenizer)
+            if request.stop.is_set() or self._advance(request, token, cohort.stop_ids):
+                self._end(request)
                 done.add(row)
         self._threads.record(time.perf_counter() - started)
         if done:
             cohort.leave(done)
 
-    def _advance(self, request: _Request, logits, tokenizer) -> bool:
-        """Pick the next token from the logits; True when the request is complete."""
-        import torch
+    def _cohort(self, source: str, adapter: str | None):
+        if llama_runtime.runs_on_llama(source):
+            return llama_runtime.LlamaCohort(source, adapter, self._threads.best)
+        return TorchCohort(self._torch, source, adapter)
 
-        scores = request.processors(request.history, logits.float().unsqueeze(0))
-        if request.temperature > 0:
-            token = torch.multinomial(torch.softmax(scores, dim=-1), 1)
-        else:
-            token = scores.argmax(dim=-1, keepdim=True)
-        token_id = int(token)
-        if token_id in request.stop_ids:
+    def _tokenizer(self, source: str):
+        if source not in self._tokenizers:
+            self._tokenizers[source] = load_tokenizer(source)
+        return self._tokenizers[source]
+
+    def _advance(self, request: _Request, token_id: int, stop_ids: set[int]) -> bool:
+        """Take the next token; True when the request is complete."""
+        if token_id in stop_ids:
             request.usage.stop_reason = "eos"
             return True
-        request.history = torch.cat([request.history, token], dim=1)
         request.ids.append(token_id)
         request.usage.completion_tokens += 1
-        self._flush(request, final=False, tokenizer=tokenizer)
+        self._flush(request, final=False)
         if request.usage.completion_tokens >= request.max_tokens:
             request.usage.stop_reason = "max_tokens"
             return True
         return False
 
-    def _end(self, request: _Request, tokenizer) -> None:
+    def _end(self, request: _Request) -> None:
         if not request.stop.is_set():  # nobody reads a stopped request's tail
-            self._flush(request, final=True, tokenizer=tokenizer)
+            self._flush(request, final=True)
         request.usage.latency_s = time.perf_counter() - request.started
         request.finish(None)
 
-    @staticmethod
-    def _flush(request: _Request, *, final: bool, tokenizer) -> None:
+    def _flush(self, request: _Request, *, final: bool) -> None:
         """Emit the newly decoded characters (holding back half of a multi-byte character)."""
-        text = tokenizer.decode(request.ids, skip_special_tokens=True)
+        text = self._tokenizer(request.source).decode(request.ids, skip_special_tokens=True)
         if final:
             text = text.replace("\ufffd", "")
         elif text.endswith("\ufffd"):
@@ -368,43 +315,6 @@ class Engine:
                 request.usage.ttft_s = time.perf_counter() - request.started
             request.emit(text[request.sent:])
             request.sent = len(text)
-
-    # --- models and adapters ------------------------------------------------------------------
-
-    @staticmethod
-    def _model(source: str):
-        return load_pretrained(source, device())  # cached after the first call
-
-    def _activate(self, source: str, adapter: str | None) -> None:
-        """Route the shared base through `adapter` (attached on first use) or through no adapter.
-
-        Switching walks every LoRA layer, so it happens only when the routing changes, not every step."""
-        if self._routing.get(source, None) == adapter:
-            return
-        if adapter is not None and adapter not in self._adapters:
-            self._attach(source, adapter)
-        peft_model = self._peft.get(source)
-        if adapter is None:
-            if peft_model is not None:
-                peft_model.base_model.disable_adapter_layers()
-        else:
-            peft_model.base_model.enable_adapter_layers()
-            peft_model.base_model.set_adapter(self._adapters[adapter])
-        self._routing[source] = adapter
-
-    def _attach(self, source: str, adapter: str) -> None:
-        from peft import PeftModel
-
-        if not (Path(adapter) / "adapter_config.json").is_file():
-            raise TutorError(f"The adapter folder {adapter} is missing or incomplete; train the model again.")
-        name = f"adapter{len(self._adapters)}"
-        model, _ = self._model(source)
-        if source not in self._peft:  # injects LoRA layers into the shared base, in place
-            self._peft[source] = PeftModel.from_pretrained(model, adapter, adapter_name=name)
-        else:
-            self._peft[source].load_adapter(adapter, adapter_name=name)
-        self._peft[source].eval()
-        self._adapters[adapter] = name
 
 
 class ThreadTuner:
@@ -450,26 +360,6 @@ class ThreadTuner:
             self.best = min(self.seconds, key=self.seconds.get)
 
 
-def _processors(temperature: float):
-    from transformers import (
-        LogitsProcessorList,
-        RepetitionPenaltyLogitsProcessor,
-        TemperatureLogitsWarper,
-        TopPLogitsWarper,
-    )
-
-    if temperature <= 0:
-        return LogitsProcessorList()
-    return LogitsProcessorList([RepetitionPenaltyLogitsProcessor(1.1), TemperatureLogitsWarper(temperature),
-                                TopPLogitsWarper(0.9)])
-
-
-def _stop_ids(model, tokenizer) -> set[int]:
-    ids = model.generation_config.eos_token_id
-    ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
-    return ids | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
-
-
 engine = Engine()
 atexit.register(engine.close)
 
@@ -480,9 +370,9 @@ def load_model(source: str, on: str | None = None):
     return engine.call(load_pretrained, source, on or device())
 
 
-def load_chat_model(settings: Settings):
-    """(model, tokenizer) for the configured base model, converted first if needed."""
-    return engine.call(lambda: load_model(resolve_base_model(settings)))
+def warm_up(settings: Settings) -> None:
+    """The configured base model converted (if needed), loaded in its runtime, and one token answered."""
+    engine.complete(engine.call(resolve_base_model, settings), [{"role": "user", "content": "Hi"}], max_tokens=1)
 
 
 if __name__ == "__main__":

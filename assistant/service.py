@@ -43,9 +43,9 @@ def warm_up() -> None:
     try:
         tutor = get_tutor()
         if tutor.settings.effective_backend == "local":
-            from assistant.generation import load_chat_model
+            from assistant.generation import warm_up as warm_up_model
 
-            load_chat_model(tutor.settings)
+            warm_up_model(tutor.settings)
     except TutorError as exc:  # the first question retries and shows this in chat; the log says it now
         log.error("Warm-up failed: %s", exc)
         raise

@@ -8,7 +8,6 @@ matmul peak measured in the same run.
 """
 
 import json
-import statistics
 import sys
 import tempfile
 import time

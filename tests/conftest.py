@@ -33,6 +33,20 @@ def clean_env(monkeypatch):
     monkeypatch.setattr(chainlit.data, "_data_layer_initialized", True)
 
 
+def bare_llama(gguf: Path, cells: int = 1024):
+    """llama.cpp with nothing around it, to check the engine against: (a context on `gguf`, a greedy sampler,
+    a batch of `cells` tokens)."""
+    import cyllama.llama.llama_cpp as llama
+
+    llama.disable_logging()
+    params = llama.LlamaContextParams()
+    params.n_ctx = params.n_batch = cells
+    context = llama.LlamaContext(llama.LlamaModel(str(gguf), llama.LlamaModelParams()), params)
+    sampler = llama.LlamaSampler(llama.LlamaSamplerChainParams())
+    sampler.add_greedy()
+    return context, sampler, llama.LlamaBatch(n_tokens=cells, embd=0, n_seq_max=1)
+
+
 def make_settings(data_dir: Path, **overrides):
     return load_settings(_env_file=None, data_dir=data_dir, cache_dir=MODEL_CACHE, **overrides)
 
@@ -48,6 +62,33 @@ def embedded_model_dir(tmp_path_factory) -> Path:
     from training.models import convert_embedded
 
     return convert_embedded(make_settings(tmp_path_factory.mktemp("unused")))
+
+
+@pytest.fixture(scope="session")
+def embedded_torch_dir(tmp_path_factory, embedded_model_dir) -> Path:
+    """The embedded model's converted folder without the mark of its GGUF: the engine runs it on transformers."""
+    from training.models import GGUF_MARKER
+
+    folder = tmp_path_factory.mktemp("embedded-on-torch")
+    for file in embedded_model_dir.iterdir():
+        if file.name != GGUF_MARKER:
+            (folder / file.name).symlink_to(file)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def embedded_adapter_dir(tmp_path_factory, embedded_model_dir) -> Path:
+    """A LoRA adapter for the real embedded model, random and strong enough to change its answers."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(2)
+    model = AutoModelForCausalLM.from_pretrained(embedded_model_dir)
+    lora = LoraConfig(r=4, lora_alpha=4, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
+    folder = tmp_path_factory.mktemp("embedded-adapter")
+    get_peft_model(model, lora).save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """The local generation engine: exact greedy decoding, off-loop streaming, fair interleaving of
-concurrent requests, and LoRA adapters switched on one shared base without reloading it."""
+concurrent requests, and LoRA adapters on a shared base, on both runtimes: llama.cpp for the embedded
+GGUF (and its fine-tunes, merged), transformers for any other model."""
 
 import asyncio
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from assistant.generation import Usage, engine, load_model
+from tests.conftest import bare_llama
 from training.errors import TutorError
 
 MESSAGES = [{"role": "user", "content": "Title: Pancakes\n\nIngredients: [\"1 c. flour\", \"2 eggs\"]"}]
@@ -19,12 +21,79 @@ def plain_generate(model, tokenizer, max_tokens):
     return tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True), inputs["input_ids"].shape[1]
 
 
-def test_greedy_decoding_matches_plain_generate_and_reports_usage(embedded_model_dir):
+def llama_greedy(gguf, prompt_ids, max_tokens):
+    """llama.cpp alone: the prompt, then one token at a time, greedy, on a fresh context."""
+    context, sampler, batch = bare_llama(gguf)
+    for position, token in enumerate(prompt_ids):
+        batch.add(token, position, [0], position == len(prompt_ids) - 1)
+    context.decode(batch)
+    tokens = [sampler.sample(context, -1)]
+    for position in range(len(prompt_ids), len(prompt_ids) + max_tokens - 1):
+        batch.clear()
+        batch.add(tokens[-1], position, [0], True)
+        context.decode(batch)
+        tokens.append(sampler.sample(context, -1))
+    return tokens
+
+
+def test_the_embedded_model_runs_on_llama_cpp_token_for_token(embedded_model_dir):
+    from assistant.llama_runtime import model_file
+    from training.models import load_tokenizer
+
+    tokenizer = load_tokenizer(str(embedded_model_dir))
+    prompt = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True,
+                                           return_dict=True)["input_ids"]
+    expected = tokenizer.decode(llama_greedy(model_file(str(embedded_model_dir), None), prompt, 20),
+                                skip_special_tokens=True)
+    text, usage = engine.complete(str(embedded_model_dir), MESSAGES, max_tokens=20)
+    assert text == expected
+    assert usage.prompt_tokens == len(prompt) and usage.completion_tokens == 20
+    assert 0 < usage.ttft_s <= usage.latency_s
+
+
+async def test_llama_cpp_decodes_concurrent_requests_together_exactly_as_alone(embedded_model_dir, monkeypatch):
+    from assistant import llama_runtime
+
+    source = str(embedded_model_dir)
+    prompts = [MESSAGES, [{"role": "user", "content": "hi"}], [{"role": "user", "content": "word " * 60}],
+               [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Title: Soup"}]]
+    alone = [(await asyncio.to_thread(engine.complete, source, p, max_tokens=24))[0] for p in prompts]
+    batch_sizes = []
+    step = llama_runtime.LlamaCohort.step
+
+    def counted(cohort, threads):
+        batch_sizes.append(len(cohort.requests))
+        return step(cohort, threads)
+
+    monkeypatch.setattr(llama_runtime.LlamaCohort, "step", counted)
+    together = await asyncio.gather(*(_text(source, p, 24) for p in prompts))
+    assert together == alone
+    assert max(batch_sizes) == len(prompts), f"never decoded together: batch sizes {set(batch_sizes)}"
+
+
+async def test_a_fine_tune_runs_on_llama_cpp_beside_its_base(embedded_model_dir, embedded_adapter_dir):
+    """The adapter merged into the GGUF once: it changes the answer, the base's answers stay as they were,
+    and both stream side by side as they would alone."""
+    from assistant.llama_runtime import MERGED_FILE
+
+    source, adapter = str(embedded_model_dir), str(embedded_adapter_dir)
+    base_before, _ = engine.complete(source, MESSAGES, max_tokens=15)
+    tuned, _ = engine.complete(source, MESSAGES, adapter=adapter, max_tokens=15)
+    assert (embedded_adapter_dir / MERGED_FILE).is_file()
+    assert tuned != base_before, "the adapter was not applied"
+
+    async def text(adapter):
+        return "".join([p async for p in engine.stream(source, MESSAGES, adapter=adapter, max_tokens=15)])
+
+    assert await asyncio.gather(text(adapter), text(None)) == [tuned, base_before]
+
+
+def test_greedy_decoding_on_transformers_matches_plain_generate_and_reports_usage(embedded_torch_dir):
     # The real model: a random tiny one has near-tied logits, which the engine's probe of another thread
     # count (a different summation order) can flip on a busy machine.
-    model, tokenizer = load_model(str(embedded_model_dir), "cpu")
+    model, tokenizer = load_model(str(embedded_torch_dir), "cpu")
     expected, prompt_tokens = plain_generate(model, tokenizer, 12)
-    text, usage = engine.complete(str(embedded_model_dir), MESSAGES, max_tokens=12)
+    text, usage = engine.complete(str(embedded_torch_dir), MESSAGES, max_tokens=12)
     assert text == expected
     assert usage.prompt_tokens == prompt_tokens and usage.completion_tokens == 12
     assert 0 < usage.ttft_s <= usage.latency_s

@@ -4,10 +4,10 @@ import time
 
 import pytest
 
-from assistant.generation import load_chat_model
+from assistant.generation import load_model, warm_up
 from tests.conftest import make_settings
 from training.errors import TutorError
-from training.models import EMBEDDED_GGUF, embedded_gguf_path
+from training.models import EMBEDDED_GGUF, embedded_gguf_path, resolve_base_model
 
 
 def test_the_gguf_ships_in_the_installed_package():
@@ -20,7 +20,7 @@ def test_real_embedded_model_converts_once_reloads_fast_and_generates(embedded_m
     assert not list(embedded_model_dir.parent.glob(".convert-*")), "a staging folder was left behind"
     settings = make_settings(tmp_path)
     started = time.perf_counter()
-    model, tokenizer = load_chat_model(settings)
+    model, tokenizer = load_model(resolve_base_model(settings))
     assert time.perf_counter() - started < 10  # from the safetensors cache, not the GGUF (~20 s)
     assert sum(p.numel() for p in model.parameters()) == pytest.approx(134.5e6, rel=0.01)
     inputs = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
@@ -33,4 +33,4 @@ def test_real_embedded_model_converts_once_reloads_fast_and_generates(embedded_m
 def test_a_missing_base_model_says_how_to_fix_it(tmp_path):
     settings = make_settings(tmp_path, base_model=str(tmp_path / "no-such-model"))
     with pytest.raises(TutorError, match="never downloads"):
-        load_chat_model(settings)
+        warm_up(settings)

