@@ -50,8 +50,13 @@ test-unit: install
 test-browser: install browser
 	$(BIN)/python -m pytest -m browser tests/browser
 
-bench: install
+bench: install $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks
+
+# Benchmark-only packages (TRL, a training baseline), kept out of the app's venv.
+$(VENV)/.bench-installed: benchmarks/requirements.lock $(STAMP)
+	$(UV) -r benchmarks/requirements.lock
+	touch $@
 
 # torch and the CUDA libraries it pulls stay out of the lock: `pip install $(TORCH_SPEC)` brings what its build
 # needs (nothing for a CPU build, ~4 GB of nvidia-* and triton for a CUDA one). Check the list when torch moves.
@@ -60,9 +65,12 @@ TORCH_BUILD_PACKAGES := torch triton cuda-bindings cuda-pathfinder cuda-toolkit 
 	nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 \
 	nvidia-nvtx
 
+NO_TORCH_BUILD := $(foreach package,$(TORCH_BUILD_PACKAGES),--no-emit-package $(package))
+
 lock:
-	$(BIN)/uv pip compile requirements.in --python $(BIN)/python \
-		$(foreach package,$(TORCH_BUILD_PACKAGES),--no-emit-package $(package)) -o requirements.lock
+	$(BIN)/uv pip compile requirements.in --python $(BIN)/python $(NO_TORCH_BUILD) -o requirements.lock
+	$(BIN)/uv pip compile benchmarks/requirements.in -c requirements.lock --python $(BIN)/python $(NO_TORCH_BUILD) \
+		-o benchmarks/requirements.lock
 
 clean:
 	rm -rf $(VENV) .test-data

@@ -245,8 +245,7 @@ class Engine:
         if request.stop.is_set():
             request.finish(None)
             return
-        prompt = self._tokenizer(request.source).apply_chat_template(request.messages, add_generation_prompt=True,
-                                                                     tokenize=True, return_dict=True)["input_ids"]
+        prompt = self.prompt(request.source, request.messages)
         if (cohort := cohorts.get(request.key)) is None:
             cohort = idle.pop(request.key, None) or self._cohort(request.source, request.adapter)
             cohorts[request.key] = cohort
@@ -278,6 +277,11 @@ class Engine:
         if llama_runtime.runs_on_llama(source):
             return llama_runtime.LlamaCohort(source, adapter, self._threads.best)
         return TorchCohort(self._torch, source, adapter)
+
+    def prompt(self, source: str, messages: Messages) -> list[int]:
+        """The token ids the model is prompted with for `messages` (its chat template, generation prompt)."""
+        return self._tokenizer(source).apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                           return_dict=True)["input_ids"]
 
     def _tokenizer(self, source: str):
         if source not in self._tokenizers:

@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sse_starlette.sse import EventSourceResponse
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from assistant.generation import Usage, engine, load_model
+from assistant.generation import Usage, engine
 from assistant.limits import BodyLimit
 from assistant.origins import WILDCARDS, is_loopback
 from training import events as run_events
@@ -55,7 +55,7 @@ from training.backends import training_backend
 from training.config import ConfigError, TrainConfig, explain
 from training.errors import TutorError
 from training.lora import checkpoints
-from training.models import display_name, resolve_base_model
+from training.models import context_length, display_name, resolve_base_model
 from training.openai_jobs import BatchSize, Epochs, LearningRateMultiplier
 from training.registry import FINISHED, Registry, registry_for
 from training.settings import EMBEDDED, Settings
@@ -420,10 +420,7 @@ async def _chunks(stream, head: dict, counts, options: StreamOptions | None):
 
 def _prompt_size(source: str, messages: list[dict]) -> tuple[int, int]:
     """(prompt tokens after the chat template, the model's context length); runs on the engine thread."""
-    model, tokenizer = load_model(source)
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    ids = ids["input_ids"] if hasattr(ids, "keys") else ids
-    return len(ids), int(getattr(model.config, "max_position_embeddings", 2048))
+    return len(engine.prompt(source, messages)), context_length(source) or 2048
 
 
 def _copy(source, target: Path) -> None:

@@ -1,8 +1,8 @@
 """LoRA training throughput on the embedded SmolLM2-135M: the project's trainer vs the HF Trainer + PEFT as a
-skilled user sets it up (dynamic padding, length-grouped batches, the same precision), same data, same
-hyperparameters, in one run. Tokens/s counts real (non-pad)
-tokens only; FLOP/s (about 4 x parameters x tokens/s for LoRA) is compared with this machine's
-matmul peak measured in the same run.
+skilled user sets it up (dynamic padding, length-grouped batches, the same precision), and vs TRL's
+SFTTrainer (completion-only loss, as the project trains), same data, same hyperparameters, in one run.
+Tokens/s counts real (non-pad) tokens only; FLOP/s (about 4 x parameters x tokens/s for LoRA) is compared
+with this machine's matmul peak measured in the same run. TRL comes with `make bench` only.
 
     python -m benchmarks.train_throughput [EXAMPLES]
 """
@@ -66,7 +66,7 @@ def baseline(train_file: Path, folder: Path, bf16: bool) -> float:
     """What a skilled user runs: HF Trainer + PEFT, dynamic padding (each batch padded to its longest example),
     length-grouped batches, and bf16 autocast exactly when the project's trainer chose it, so both compute alike."""
     from peft import LoraConfig, get_peft_model
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
     from training.lora import load_base
 
@@ -76,22 +76,53 @@ def baseline(train_file: Path, folder: Path, bf16: bool) -> float:
     texts = [tokenizer.apply_chat_template(json.loads(line)["messages"], tokenize=False) for line in train_file.open()]
     rows = [{"input_ids": ids, "attention_mask": [1] * len(ids), "labels": list(ids)}
             for ids in tokenizer(texts, truncation=True, max_length=MAX_LENGTH)["input_ids"]]
+    args = TrainingArguments(output_dir=str(folder / "hf"), per_device_train_batch_size=BATCH, num_train_epochs=1,
+                             learning_rate=LR, save_strategy="no", report_to=[], logging_strategy="no", use_cpu=True,
+                             train_sampling_strategy="group_by_length", bf16=bf16, dataloader_drop_last=True, seed=0)
     pad = DataCollatorForSeq2Seq(tokenizer, padding="longest")  # labels padded with -100
-    real, stamps = [], []
+    return timed(Trainer(model=model, args=args, train_dataset=rows, data_collator=pad))
 
-    def collate(batch):
-        real.append(sum(len(row["input_ids"]) for row in batch))  # batches come in step order (no workers)
-        return pad(batch)
+
+def trl_baseline(train_file: Path, folder: Path, bf16: bool) -> float:
+    """TRL's SFTTrainer as its docs set it up for chat data: prompt-completion conversations, loss on the
+    completion only, LoRA through `peft_config`, length-grouped batches, the same precision."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from training.lora import load_base
+
+    model, tokenizer = load_base("embedded")
+    conversations = [json.loads(line)["messages"] for line in train_file.open()]
+    data = Dataset.from_list([{"prompt": m[:-1], "completion": m[-1:]} for m in conversations])
+    args = SFTConfig(output_dir=str(folder / "trl"), per_device_train_batch_size=BATCH, num_train_epochs=1,
+                     learning_rate=LR, save_strategy="no", report_to=[], logging_strategy="no", use_cpu=True,
+                     train_sampling_strategy="group_by_length", bf16=bf16, dataloader_drop_last=True, seed=0,
+                     max_length=MAX_LENGTH, completion_only_loss=True)
+    lora = LoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, peft_config=lora)
+    return timed(trainer)
+
+
+def timed(trainer) -> float:
+    """Real tokens/s of a transformers Trainer over its steps after the first (which pays one-time warm-up)."""
+    from transformers import TrainerCallback
+
+    real, stamps, collate = [], [], trainer.data_collator
+
+    def counting(batch):
+        padded = collate(batch)
+        real.append(int(padded["attention_mask"].sum()))  # batches come in step order (no workers)
+        return padded
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             stamps.append(time.perf_counter())
 
-    args = TrainingArguments(output_dir=str(folder / "hf"), per_device_train_batch_size=BATCH, num_train_epochs=1,
-                             learning_rate=LR, save_strategy="no", report_to=[], logging_strategy="no", use_cpu=True,
-                             train_sampling_strategy="group_by_length", bf16=bf16, dataloader_drop_last=True, seed=0)
-    Trainer(model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=[Clock()]).train()
-    return sum(real[1:len(stamps)]) / (stamps[-1] - stamps[0])  # the first step pays one-time warm-up
+    trainer.data_collator = counting
+    trainer.add_callback(Clock())
+    trainer.train()
+    return sum(real[1:len(stamps)]) / (stamps[-1] - stamps[0])
 
 
 def run(examples: int = EXAMPLES) -> dict:
@@ -101,16 +132,18 @@ def run(examples: int = EXAMPLES) -> dict:
         data = training_file(folder, examples)
         ours, bf16 = project(data, folder)
         theirs = baseline(data, folder, bf16)
+        trl = trl_baseline(data, folder, bf16)
     peak = matmul_peak(torch.bfloat16 if bf16 else torch.float32)
     achieved = 4 * params * ours
-    print(f"project : {ours:,.0f} real tokens/s ({'bf16' if bf16 else 'fp32'}), {achieved / 1e9:.1f} GFLOP/s = "
+    precision = "bf16" if bf16 else "fp32"
+    print(f"project : {ours:,.0f} real tokens/s ({precision}), {achieved / 1e9:.1f} GFLOP/s = "
           f"{achieved / peak:.0%} of the measured {peak / 1e9:.0f} GFLOP/s matmul peak")
-    print(f"baseline: {theirs:,.0f} real tokens/s (HF Trainer + PEFT, dynamic padding, length-grouped, "
-          f"{'bf16' if bf16 else 'fp32'})")
+    print(f"baseline: {theirs:,.0f} real tokens/s (HF Trainer + PEFT, dynamic padding, length-grouped, {precision})")
+    print(f"TRL     : {trl:,.0f} real tokens/s (SFTTrainer, completion-only loss, length-grouped, {precision})")
     return {"name": f"LoRA training, SmolLM2-135M, {examples} cookbook examples (real tokens/s)",
             "project": f"{ours:,.0f} ({achieved / peak:.0%} of {peak / 1e9:.0f} GFLOP/s matmul peak)",
-            "baseline": f"{theirs:,.0f} (HF Trainer + PEFT, dynamic padding, length-grouped batches, "
-                        f"{'bf16' if bf16 else 'fp32'})", "ratio": f"{ours / theirs:.2f}x"}
+            "baseline": f"{theirs:,.0f} (HF Trainer + PEFT, dynamic padding, length-grouped batches, {precision}); "
+                        f"TRL SFTTrainer {trl:,.0f}", "ratio": f"{ours / theirs:.2f}x; {ours / trl:.2f}x TRL"}
 
 
 if __name__ == "__main__":

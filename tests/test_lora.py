@@ -17,7 +17,15 @@ import torch
 from training import events, jobs, queue
 from training.config import ConfigError, TrainConfig
 from training.events import Done, Start, Step
-from training.lora import collate, latest_checkpoint, length_grouped_batches, load_adapter_model, load_base, train
+from training.lora import (
+    add_lora,
+    collate,
+    latest_checkpoint,
+    length_grouped_batches,
+    load_adapter_model,
+    load_base,
+    train,
+)
 from training.registry import Registry
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -101,6 +109,35 @@ def test_batches_group_lengths_and_padding_stays_small(data, tiny_model_dir):
     assert (batch["labels"][batch["attention_mask"] == 0] == -100).all()
     first = examples[0]
     assert first["labels"][0] == -100 and first["labels"][-1] != -100  # loss on the assistant answer only
+
+
+def test_the_answer_loss_is_the_models_own_loss(tiny_model_dir, data):
+    """Same value as transformers' loss with the labels, though the head runs on the answer tokens only."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.lora import AnswerLoss, load_examples
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    examples, _ = load_examples(str(data[0]), tokenizer, 512)
+    batch = collate(examples[:4], tokenizer.pad_token_id)
+    model = add_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir), TrainConfig(train_file=str(data[0])))
+    model.eval()
+    with torch.no_grad():
+        expected = model(**batch).loss
+        assert torch.allclose(AnswerLoss(model)(**batch), expected, atol=1e-5)
+
+
+def test_the_fast_lora_dropout_keeps_the_distribution():
+    from training.lora import LoraDropout
+
+    dropout = LoraDropout(0.05)
+    out = dropout(torch.ones(400_000))
+    assert abs((out == 0).float().mean().item() - 0.05) < 0.002
+    assert torch.allclose(out[out != 0], torch.tensor(1 / 0.95))
+    assert abs(out.mean().item() - 1) < 0.005  # unbiased, as torch's dropout
+    assert not torch.equal(out, dropout(torch.ones(400_000))), "the same mask twice"
+    dropout.eval()
+    assert torch.equal(dropout(torch.ones(10)), torch.ones(10))
 
 
 @pytest.mark.parametrize("overrides, message", [
