@@ -8,7 +8,8 @@ token of each in a single batch: a request decodes exactly as it would alone.
 The files it runs are written once (training/gguf_export.py): the base with Q8_0 layers, re-quantized from
 the exact values of the shipped 4-bit GGUF (faster to read prompts with here, and the same format as a
 fine-tune), into the base's converted folder; a fine-tune, the adapter merged into it, into the adapter's
-folder. Prompts are built with the transformers tokenizer and chat template, as in training, and fed as ids.
+folder (by the trainer as the run finishes, or here on first use for older runs). Prompts are built with
+the transformers tokenizer and chat template, as in training, and fed as token ids.
 
 Decoding: temperature 0 is greedy; temperature > 0 samples with a 1.1 repetition penalty, top-p 0.9
 and the temperature (llama.cpp's sampler chain), as the transformers runtime does.
@@ -22,6 +23,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from training.errors import TutorError
+from training.gguf_export import MERGED_FILE
 from training.models import gguf_file
 
 log = logging.getLogger(__name__)
@@ -30,7 +32,6 @@ SEQUENCES = 8  # requests decoding together in one context; more wait for a free
 SEQUENCE_CELLS = 2048  # KV cells per request (prompt + answer tokens): 8 x 2048 cells are 380 MB for SmolLM2
 BATCH = 2048  # tokens per llama_decode call: longer prompts go in several
 BASE_FILE = "model-q8_0.gguf"  # the base for llama.cpp, written into its converted folder
-MERGED_FILE = "merged-q8_0.gguf"  # a fine-tune for llama.cpp, written into its adapter folder
 _models: OrderedDict[Path, object] = OrderedDict()  # loaded GGUFs, most recently used last
 KEEP_MODELS = 4
 

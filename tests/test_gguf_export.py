@@ -7,7 +7,14 @@ import pytest
 
 from tests.conftest import bare_llama
 from training.errors import TutorError
-from training.gguf_export import gguf_name, linear_layers, to_gguf_layout, write_gguf
+from training.gguf_export import (
+    MERGED_FILE,
+    export_fine_tune,
+    gguf_name,
+    linear_layers,
+    to_gguf_layout,
+    write_gguf,
+)
 from training.models import embedded_gguf_path
 
 
@@ -99,3 +106,20 @@ def test_an_adapter_on_a_layer_the_gguf_has_no_place_for_is_refused(embedded_mod
         write_gguf(embedded_gguf_path(), str(embedded_model_dir), adapter, tmp_path / "out.gguf")
     assert not list(tmp_path.glob("*.gguf*")), "a refused export left a file"
     assert gguf_name("base_model.model.model.layers.4.mlp.up_proj") == "blk.4.ffn_up"
+
+
+def test_the_trainers_export_is_the_file_the_engine_runs(embedded_model_dir, embedded_torch_dir,
+                                                         embedded_adapter_dir, tmp_path):
+    """A run on a GGUF base leaves its merged file beside the adapter, so chat never waits to write it."""
+    import shutil
+
+    from assistant.llama_runtime import model_file
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(embedded_adapter_dir, adapter, ignore=shutil.ignore_patterns("*.gguf"))
+    written = export_fine_tune(str(embedded_model_dir), adapter)
+    assert written == adapter / MERGED_FILE
+    stamp = written.stat().st_mtime_ns
+    assert model_file(str(embedded_model_dir), str(adapter)) == written
+    assert written.stat().st_mtime_ns == stamp, "the engine wrote the file again"
+    assert export_fine_tune(str(embedded_torch_dir), adapter) is None  # a base that is not a GGUF: nothing to write

@@ -22,6 +22,7 @@ from pathlib import Path
 from training.errors import TutorError
 
 MERGED_TYPE = "Q8_0"
+MERGED_FILE = "merged-q8_0.gguf"  # a fine-tune for llama.cpp, in its adapter folder
 # transformers' Llama layer names -> llama.cpp's tensor names (convert_hf_to_gguf.py's mapping for Llama).
 LAYER_NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
                "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
@@ -44,6 +45,15 @@ def to_gguf_layout(weight, name: str, heads: int, kv_heads: int):
         n = heads if name.endswith("attn_q") else kv_heads
         weight = weight.reshape(n, 2, weight.shape[0] // n // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
     return weight
+
+
+def export_fine_tune(source: str, adapter_dir: Path) -> Path | None:
+    """The fine-tune merged for llama.cpp into its adapter folder, when its base came from a GGUF (the trainer
+    calls this as a run finishes, so that no learner waits for it in chat); None for other bases."""
+    from training.models import gguf_file
+
+    base = gguf_file(source)
+    return write_gguf(base, source, adapter_dir, adapter_dir / MERGED_FILE) if base is not None else None
 
 
 def linear_layers(base_folder: str, adapter_dir: Path | None) -> dict[str, object]:

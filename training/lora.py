@@ -33,9 +33,11 @@ import torch
 from training.common import configure_process
 from training.common import device as pick_device
 from training.config import ConfigError, TrainConfig
+from training.errors import TutorError
 from training.events import FILE as EVENTS_FILE
 from training.events import EventLog
 from training.events import read as read_events
+from training.gguf_export import export_fine_tune
 from training.metrics import parse_list, set_scores
 from training.models import adapter_base, load_tokenizer, resolve_base_model
 from training.queue import NICENESS_VARIABLE, process_alive
@@ -469,6 +471,10 @@ def finish(run_dir, accelerator, model, tokenizer, config, val_set, val_raw, pro
     if val_set:
         summary.update(evaluate(model, val_set, tokenizer.pad_token_id, config.batch_size))
         summary["val_f1"] = generation_f1(model, tokenizer, val_raw, config.eval_generate_limit)
+    try:  # chat runs a fine-tune of a GGUF base on llama.cpp, merged: written now, not while a learner waits
+        export_fine_tune(resolve_base_model(get_settings(), config.base_model), adapter_dir)
+    except (TutorError, OSError) as exc:  # the adapter is saved and usable; chat says the same when it is used
+        summary["llama_cpp"] = str(exc)
     events.write("done", **summary)
     if registry:
         registry.update_run(run_dir.name, status="succeeded", metrics=summary, adapter_path=str(adapter_dir), handle=None)
