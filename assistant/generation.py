@@ -82,6 +82,7 @@ class _Request:
     ids: list[int] = field(default_factory=list)  # generated so far
     sent: int = 0  # characters emitted
     position: int = 0  # tokens in its cache: the position of the next input
+    prompt: list[int] | None = None  # its prompt's token ids, made once (a request may wait for a free sequence)
 
     @property
     def key(self) -> tuple[str, str | None]:
@@ -245,7 +246,7 @@ class Engine:
         if request.stop.is_set():
             request.finish(None)
             return
-        prompt = self.prompt(request.source, request.messages)
+        prompt = request.prompt = request.prompt or self.prompt(request.source, request.messages)
         if (cohort := cohorts.get(request.key)) is None:
             cohort = idle.pop(request.key, None) or self._cohort(request.source, request.adapter)
             cohorts[request.key] = cohort

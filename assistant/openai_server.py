@@ -373,7 +373,8 @@ class FineTuningServer:
                                              self.settings.model_copy(update={"base_model": base}))
             messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.content}
                         for m in body.messages]
-            prompt_tokens, context = await asyncio.to_thread(engine.call, _prompt_size, source, messages)
+            prompt_tokens = len(await asyncio.to_thread(engine.call, engine.prompt, source, messages))
+            context = await asyncio.to_thread(context_length, source) or 2048  # a file read: off the engine thread
             requested = body.max_tokens or body.max_completion_tokens
             if prompt_tokens + (requested or 1) > context:
                 raise APIError(400, f"This model's maximum context length is {context} tokens. However, you requested "
@@ -416,11 +417,6 @@ async def _chunks(stream, head: dict, counts, options: StreamOptions | None):
         yield {"data": ChatCompletionChunk.model_validate({**head, "object": "chat.completion.chunk", "choices": [],
                                                            "usage": counts()}).model_dump_json(exclude_none=True)}
     yield {"data": "[DONE]"}
-
-
-def _prompt_size(source: str, messages: list[dict]) -> tuple[int, int]:
-    """(prompt tokens after the chat template, the model's context length); runs on the engine thread."""
-    return len(engine.prompt(source, messages)), context_length(source) or 2048
 
 
 def _copy(source, target: Path) -> None:
