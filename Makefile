@@ -1,10 +1,17 @@
 # Fine-Tuning Tutor: `make run` sets up and starts the app, `make test` sets up and runs every test.
 # Set-up is idempotent: the venv is rebuilt only when requirements.lock or pyproject.toml change.
-#   TORCH_SPEC='torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128' make run   # pick a CUDA build
+#   TORCH_SPEC=torch==2.13.0 make run   # a CUDA build instead: PyPI's Linux wheel (CUDA 13; README: Install)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# torch's CPU build by default: on Linux, PyPI's torch is the CUDA build (about 4 GB more), so the CPU one comes
+# from PyTorch's CPU index. --retries 0: where that index is unreachable (an offline mirror with the wheel on
+# disk, as on CI), pip moves on at once instead of retrying it for each of torch's dependencies (77 s).
+ifeq ($(shell uname -s),Linux)
+TORCH_SPEC ?= torch==2.13.0+cpu --extra-index-url https://download.pytorch.org/whl/cpu --retries 0
+else
 TORCH_SPEC ?= torch==2.13.0
+endif
 HOST ?= 127.0.0.1
 PORT ?= 8000
 STAMP := $(VENV)/.installed
@@ -62,7 +69,7 @@ $(VENV)/.bench-installed: benchmarks/requirements.lock $(STAMP)
 # needs (nothing for a CPU build, ~4 GB of nvidia-* and triton for a CUDA one). Check the list when torch moves.
 TORCH_BUILD_PACKAGES := torch triton cuda-bindings cuda-pathfinder cuda-toolkit nvidia-cublas nvidia-cuda-cccl \
 	nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft nvidia-cufile \
-	nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 \
+	nvidia-curand nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 \
 	nvidia-nvtx
 
 NO_TORCH_BUILD := $(foreach package,$(TORCH_BUILD_PACKAGES),--no-emit-package $(package))

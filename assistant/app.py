@@ -324,7 +324,7 @@ async def answer(question: str) -> None:
         return
     log.info("Answered in %.1f s (first words after %.1f s) with %d sources", time.perf_counter() - started,
              first or 0.0, len(reply.sources))
-    await msg.stream_token(format_sources(reply.sources))
+    await msg.stream_token(format_sources(reply.sources, reply.language))
     if reply.sources:  # one side panel with every passage (its name, in the footer, links to it)
         passages = "\n\n---\n\n".join(f"**[{i}] {p.path} › {p.heading}**\n\n{p.text}"
                                           for i, p in enumerate(reply.sources, 1))

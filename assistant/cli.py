@@ -68,7 +68,7 @@ def ask(
             if not as_json:
                 print(piece, end="", flush=True)
         if not as_json:
-            print(format_sources(reply.sources).replace("**", ""))
+            print(format_sources(reply.sources, reply.language).replace("**", ""))
         return reply.to_dict()
 
     try:

@@ -1,5 +1,12 @@
 """The tutor's knowledge base: knowledge/*.md, chunked by heading, embedded into Chroma.
 
+Two languages: English in knowledge/*.md, Ukrainian in knowledge/uk/*.md (the same topics and headings; a test
+keeps them in step). A question is answered from the passages of its own language (`question_language`):
+English by the embeddings in Chroma; Ukrainian, which the English-only MiniLM reads poorly, by character n-gram
+TF-IDF (assistant/lexical.py) over the Ukrainian files, chunked the same way and held in memory (no embeddings,
+so no Chroma). benchmarks/retrieval_uk.py measured the choice: on 16 Ukrainian questions the right
+topic came among the 3 passages shown for 88% with n-grams, 50% with MiniLM, and 69% with both fused by rank.
+
 Chunks follow the markdown structure (LangChain's MarkdownHeaderTextSplitter, then a size cap), so
 every passage carries its file and heading path ("LoRA, QLoRA and PEFT › LoRA") as its source.
 `sync()` is incremental: each chunk records the sha256 of its file; only new or changed files are
@@ -13,12 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from langchain_core.documents import Document
 from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
 
+from assistant.lexical import LexicalIndex
 from assistant.vectorstore import chroma_client, langchain_store
 from training.settings import Settings
 
@@ -29,6 +37,7 @@ HEADING_SEPARATOR = " › "
 MAX_CHUNK_CHARS = 1500
 # Part of every file's hash: bump it when chunking changes, so the next sync re-chunks everything.
 CHUNKING_VERSION = "3"
+LANGUAGES = ("en", "uk")  # English at knowledge/, the others in a folder of their own: knowledge/uk/
 _HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3")]
 
 
@@ -64,6 +73,21 @@ class SyncReport:
         return bool(self.added or self.updated or self.removed)
 
 
+def passage_language(path: str) -> str:
+    """'uk' for knowledge/uk/..., else 'en'."""
+    parts = Path(path).parts
+    return parts[1] if len(parts) > 2 and parts[1] in LANGUAGES else "en"
+
+
+def question_language(text: str) -> str:
+    """'uk' when at least 30% of the question's letters are Cyrillic (a Ukrainian question names LoRA, QLoRA or
+    JSONL in Latin letters: "Що QLoRA додає до LoRA?" is half Latin), else 'en': the default, and the language
+    of every other script the notes do not cover."""
+    letters = [ch for ch in text if ch.isalpha()]
+    cyrillic = sum("\u0400" <= ch <= "\u04ff" for ch in letters)
+    return "uk" if letters and cyrillic / len(letters) >= 0.3 else "en"
+
+
 def file_hash(text: str) -> str:
     return hashlib.sha256(f"{CHUNKING_VERSION}\n{text}".encode("utf-8")).hexdigest()
 
@@ -93,13 +117,16 @@ class KnowledgeBase:
         self.client = client or chroma_client(settings)
         self.store = langchain_store(self.client, COLLECTION)
         self.collection = self.store._collection
+        self._lexical_cache: tuple[tuple | None, tuple[list[Passage], LexicalIndex] | None] = (None, None)
 
-    def _files(self) -> dict[str, str]:
-        """{relative path: text} of every markdown file, keyed as 'knowledge/<name>.md'."""
+    def _files(self, language: str) -> dict[str, str]:
+        """{relative path: text} of the language's markdown files, keyed as 'knowledge/<name>.md' in English and
+        'knowledge/uk/<name>.md' in Ukrainian."""
         files = {}
         for file in sorted(self.root.rglob("*.md")):
             key = f"{self.root.name}/{file.relative_to(self.root).as_posix()}"
-            files[key] = file.read_text(encoding="utf-8", errors="replace")
+            if passage_language(key) == language:
+                files[key] = file.read_text(encoding="utf-8", errors="replace")
         return files
 
     def _indexed_hashes(self) -> dict[str, str]:
@@ -109,7 +136,7 @@ class KnowledgeBase:
     def sync(self) -> SyncReport:
         """Bring the index in line with knowledge/, embedding only what changed."""
         report = SyncReport()
-        files = self._files()
+        files = self._files("en")
         indexed = self._indexed_hashes()
         for path in sorted(set(indexed) - set(files)):
             self.collection.delete(where={"path": path})
@@ -138,9 +165,13 @@ class KnowledgeBase:
                      len(report.added), len(report.updated), len(report.removed), report.chunks_embedded)
         return report
 
-    def search(self, query: str, k: int | None = None) -> list[Passage]:
-        """The k passages closest to the query, best first, with cosine similarity as score."""
+    def search(self, query: str, k: int | None = None, language: str | None = None) -> list[Passage]:
+        """The k passages of the query's language (or `language`) closest to it, best first. Score: the
+        cosine similarity of the embeddings in English, of the character n-grams in Ukrainian."""
         k = k or self.settings.top_k
+        language = language or question_language(query)
+        if language != "en":
+            return self._lexical_search(query, k, language)
         if self.collection.count() == 0:
             return []
         hits = self.store.similarity_search_with_score(query, k=k)
@@ -152,10 +183,26 @@ class KnowledgeBase:
                                     text=doc.page_content.removeprefix(prefix), score=1.0 - distance))
         return passages
 
-    def topics(self) -> list[str]:
-        """The titles of the knowledge files, for 'here is what I can explain'."""
+    def _lexical_search(self, query: str, k: int, language: str) -> list[Passage]:
+        """The k passages of the language whose character n-grams are closest to the query's."""
+        passages, index = self._lexical(language)
+        scores = index.scores(query) if passages else []
+        best = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)[:k]
+        return [replace(passages[i], score=scores[i]) for i in best]
+
+    def _lexical(self, language: str) -> tuple[list[Passage], LexicalIndex]:
+        """The language's passages and their n-gram index, built again only when its files changed."""
+        files = self._files(language)
+        key = tuple((path, file_hash(text)) for path, text in files.items())
+        if self._lexical_cache[0] != key:
+            passages = [p for path, text in files.items() for p in chunk_markdown(text, path)]
+            self._lexical_cache = (key, (passages, LexicalIndex([p.embedded_text for p in passages])))
+        return self._lexical_cache[1]
+
+    def topics(self, language: str = "en") -> list[str]:
+        """The titles of the knowledge files in a language, for 'here is what I can explain'."""
         titles = []
-        for path, text in self._files().items():
+        for path, text in self._files(language).items():
             first = next((line for line in text.splitlines() if line.startswith("# ")), None)
             titles.append(first[2:].strip() if first else Path(path).stem)
         return titles

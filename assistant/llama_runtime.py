@@ -60,12 +60,20 @@ def model_file(source: str, adapter: str | None) -> Path:
         if not all(path.is_file() for path in inputs):
             raise TutorError(f"The adapter folder {adapter} is missing or incomplete; train the model again.")
         target = Path(adapter) / MERGED_FILE
-    if not target.is_file() or target.stat().st_mtime < max(path.stat().st_mtime for path in inputs):
+    if _stale(target, inputs):
+        from filelock import FileLock
+
         from training.gguf_export import write_gguf
 
-        log.info("Writing %s for llama.cpp (once)", target)
-        write_gguf(base, source, Path(adapter) if adapter else None, target)
+        with FileLock(target.with_name(f".{target.name}.lock")):  # another process may be writing it now
+            if _stale(target, inputs):
+                log.info("Writing %s for llama.cpp (once)", target)
+                write_gguf(base, source, Path(adapter) if adapter else None, target)
     return target
+
+
+def _stale(target: Path, inputs: list[Path]) -> bool:
+    return not target.is_file() or target.stat().st_mtime < max(path.stat().st_mtime for path in inputs)
 
 
 def _model(path: Path):

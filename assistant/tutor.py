@@ -14,6 +14,10 @@ Grounding depends on the backend:
   filter drops most of it; a bigger local base model gets more of its summary through.
 - openai (a capable model): the answer is fully generated from the numbered passages, citing them,
   in the learner's language.
+
+Language: a Ukrainian question is answered from the Ukrainian notes (knowledge/uk/), with Ukrainian labels
+(assistant/i18n.py). Offline, that answer is the passages alone: the embedded model writes English only, so
+it writes no summary under a Ukrainian answer.
 """
 
 from __future__ import annotations
@@ -26,13 +30,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from assistant.backends import ChatBackend, create_backend
-from assistant.knowledge import KnowledgeBase, Passage
+from assistant.i18n import text
+from assistant.knowledge import KnowledgeBase, Passage, question_language
+from assistant.lexical import LexicalIndex
 from training.errors import TutorError
 from training.settings import Settings
 
 MAX_QUESTION_CHARS = 4000
-# Cosine similarity (MiniLM) under which the best passage is not about the question at all.
-MIN_RELEVANCE = 0.25
+# Per language, the score (knowledge.search) under which the best passage is not about the question at all:
+# MiniLM cosine in English; character n-gram cosine in Ukrainian (benchmarks/retrieval_uk.py: its on-topic
+# questions score 0.14 and more, its off-topic ones 0.10 at most).
+MIN_RELEVANCE = {"en": 0.25, "uk": 0.12}
 LEAD_CHARS = 700
 
 LOCAL_SYSTEM = "You are a helpful tutor who explains how to fine-tune language models."
@@ -105,10 +113,11 @@ def similarities(text: str, candidates: list[str]) -> list[float]:
     return (sentences.encode(candidates) @ first).tolist()
 
 
-def best_sentence(question: str, passage: Passage) -> str:
-    """The sentence of a passage closest in meaning to the question."""
+def best_sentence(question: str, passage: Passage, language: str = "en") -> str:
+    """The sentence of a passage closest to the question: in meaning (MiniLM) in English, in character
+    n-grams in Ukrainian, which MiniLM cannot read."""
     candidates = [s for s in sentences(passage.text) if len(s) > 30] or [passage.text]
-    scores = similarities(question, candidates)
+    scores = similarities(question, candidates) if language == "en" else LexicalIndex(candidates).scores(question)
     return candidates[scores.index(max(scores))]
 
 
@@ -144,6 +153,7 @@ class TutorReply:
     question: str
     sources: list[Passage]
     pieces: AsyncIterator[str]
+    language: str = "en"
     text: str = field(default="", init=False)
 
     async def __aiter__(self):
@@ -152,7 +162,8 @@ class TutorReply:
             yield piece
 
     def to_dict(self) -> dict:
-        return {"answer": self.text.strip(), "sources": [p.as_source() for p in self.sources]}
+        return {"answer": self.text.strip(), "sources": [p.as_source() for p in self.sources],
+                "language": self.language}
 
 
 class Tutor:
@@ -168,42 +179,45 @@ class Tutor:
             raise TutorError(reason)
         temperature = self.settings.temperature if temperature is None else temperature
         started = time.monotonic()
-        passages = await asyncio.to_thread(self.knowledge.search, question)
-        if not passages or passages[0].score < MIN_RELEVANCE:
-            return TutorReply(question, [], self._not_covered(question))
+        language = question_language(question)
+        passages = await asyncio.to_thread(self.knowledge.search, question, language=language)
+        minimum = MIN_RELEVANCE[language]
+        if not passages or passages[0].score < minimum:
+            return TutorReply(question, [], self._not_covered(language), language)
         if chat.name == "local":
             deadline = started + SUMMARY_BUDGET_S
             return TutorReply(question, passages, self._grounded_local(question, passages, chat, temperature,
-                                                                       deadline))
-        return TutorReply(question, passages, self._generated(question, passages, chat, temperature))
+                                                                       deadline, language), language)
+        return TutorReply(question, passages, self._generated(question, passages, chat, temperature), language)
 
     async def answer(self, question: str, **options) -> dict:
-        """The whole answer as {"answer", "sources"}: what `tutor ask --json` prints."""
+        """The whole answer as {"answer", "sources", "language"}: what `tutor ask --json` prints."""
         reply = await self.ask(question, **options)
         async for _ in reply:
             pass
         return reply.to_dict()
 
-    async def _not_covered(self, question: str) -> AsyncIterator[str]:
-        topics = await asyncio.to_thread(self.knowledge.topics)
-        yield ("I couldn't find that in my notes, so I won't guess. I can explain these topics: "
-               + "; ".join(topics) + ". Try asking, for example, “What is LoRA?”.")
+    async def _not_covered(self, language: str) -> AsyncIterator[str]:
+        topics = await asyncio.to_thread(self.knowledge.topics, language)
+        yield text("tutor.not_covered", language, topics="; ".join(topics))
 
     async def _grounded_local(self, question, passages, chat: ChatBackend, temperature,
-                              deadline: float) -> AsyncIterator[str]:
-        if mostly_non_latin(question):
-            yield ("_The offline model writes English only. For answers in your language, set OPENAI_API_KEY "
-                   "or OPENAI_BASE_URL (see the README)._\n\n")
+                              deadline: float, language: str) -> AsyncIterator[str]:
+        if language == "en" and mostly_non_latin(question):
+            yield text("tutor.english_only", language) + "\n\n"
         best, *others = passages
         lead = key_passage(best)
         yield f"**{best.heading}** [1]\n\n"
         for part in re.findall(r".+?(?:[.!?:]\s+|$)", lead, flags=re.S):  # sentence by sentence
             yield part
         yield "\n\n"
-        related = [(i, p) for i, p in enumerate(others, 2) if p.score >= MIN_RELEVANCE and p.heading != best.heading]
+        minimum = MIN_RELEVANCE[language]
+        related = [(i, p) for i, p in enumerate(others, 2) if p.score >= minimum and p.heading != best.heading]
         if related:
-            picks = await asyncio.to_thread(lambda: [(i, best_sentence(question, p)) for i, p in related[:2]])
-            yield "**Also in the notes:**\n" + "".join(f"- {text} [{i}]\n" for i, text in picks) + "\n"
+            picks = await asyncio.to_thread(lambda: [(i, best_sentence(question, p, language)) for i, p in related[:2]])
+            yield f"**{text('tutor.also_in_notes', language)}**\n" + "".join(f"- {s} [{i}]\n" for i, s in picks) + "\n"
+        if language != "en":  # the embedded model would summarise a Ukrainian passage in English
+            return
         # Counted here, not only by the engine: a class asking at once must not all pass the check before
         # any of them has reached the model.
         if self._summaries >= SUMMARY_MAX_LOAD or chat.load() >= SUMMARY_MAX_LOAD:
@@ -264,9 +278,9 @@ class Tutor:
             yield piece
 
 
-def format_sources(sources: list[Passage]) -> str:
+def format_sources(sources: list[Passage], language: str = "en") -> str:
     """The 'Sources' footer shown under an answer in chat and in the CLI's text output."""
     if not sources:
         return ""
     lines = [f"[{i}] {p.path} › {p.heading}" for i, p in enumerate(sources, 1)]
-    return "\n\n**Sources** (full passages)\n" + "\n".join(f"- {line}" for line in lines)
+    return f"\n\n{text('tutor.sources', language)}\n" + "\n".join(f"- {line}" for line in lines)

@@ -11,7 +11,7 @@ import sys
 
 import torch
 
-BENCHMARKS = ["prepare_csv", "train_throughput", "model_load", "indexing", "grounding", "generation", "evaluation",
+BENCHMARKS = ["prepare_csv", "train_throughput", "model_load", "indexing", "grounding", "retrieval_uk", "generation", "evaluation",
               "load"]
 ROW = "BENCHMARK-ROW "
 

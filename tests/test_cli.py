@@ -28,11 +28,24 @@ def test_ask_json_on_the_embedded_model_returns_sources_about_low_rank_adapters(
     result = run_tutor("ask", "What is LoRA?", "--json", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
-    assert set(payload) == {"answer", "sources"}
+    assert set(payload) == {"answer", "sources", "language"} and payload["language"] == "en"
     assert "low-rank" in payload["answer"].lower()
     assert payload["sources"][0]["path"] == "knowledge/lora-qlora-peft.md"
     assert all(set(s) == {"path", "heading", "text"} for s in payload["sources"])
     assert any("low-rank" in s["text"].lower() for s in payload["sources"])
+
+
+def test_a_ukrainian_question_gets_a_ukrainian_answer_with_ukrainian_sources_offline(tmp_path, embedded_model_dir,
+                                                                                    indexed):
+    result = run_tutor("ask", "Що таке катастрофічне забування?", "--json", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    letters = [ch for ch in payload["answer"] if ch.isalpha()]
+    assert sum("а" <= ch.lower() <= "я" or ch.lower() in "єіїґ" for ch in letters) / len(letters) > 0.8
+    assert payload["language"] == "uk" and "Також у нотатках" in payload["answer"]
+    assert payload["sources"][0]["path"] == "knowledge/uk/overfitting-and-forgetting.md"
+    assert all(s["path"].startswith("knowledge/uk/") for s in payload["sources"])
+    assert "English only" not in payload["answer"] and "In short" not in payload["answer"]
 
 
 def test_ask_text_output_ends_with_sources_and_index_reports_nothing_to_do(tmp_path, embedded_model_dir, indexed):

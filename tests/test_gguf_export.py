@@ -123,3 +123,34 @@ def test_the_trainers_export_is_the_file_the_engine_runs(embedded_model_dir, emb
     assert model_file(str(embedded_model_dir), str(adapter)) == written
     assert written.stat().st_mtime_ns == stamp, "the engine wrote the file again"
     assert export_fine_tune(str(embedded_torch_dir), adapter) is None  # a base that is not a GGUF: nothing to write
+
+
+def test_two_processes_asking_for_a_fine_tunes_file_at_once_write_it_once(embedded_model_dir, embedded_adapter_dir,
+                                                                          tmp_path, monkeypatch):
+    import shutil
+    import threading
+    import time
+
+    import training.gguf_export as gguf_export
+    from assistant.llama_runtime import model_file
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(embedded_adapter_dir, adapter, ignore=shutil.ignore_patterns("*.gguf"))
+    writes = []
+
+    def slow_write(base_gguf, base_folder, adapter_dir, target):  # stands in for the 6-s export
+        writes.append(target)
+        time.sleep(0.5)
+        target.write_bytes(b"GGUF")
+        return target
+
+    monkeypatch.setattr(gguf_export, "write_gguf", slow_write)
+    files = []
+    askers = [threading.Thread(target=lambda: files.append(model_file(str(embedded_model_dir), str(adapter))))
+              for _ in range(2)]
+    for asker in askers:
+        asker.start()
+    for asker in askers:
+        asker.join()
+    assert writes == [adapter / MERGED_FILE], "the file was written twice"
+    assert files == [adapter / MERGED_FILE] * 2

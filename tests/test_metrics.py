@@ -2,7 +2,7 @@
 
 import pytest
 
-from training.metrics import normalize, parse_list, percentile, score_answer, set_scores, summarize
+from training.metrics import named_items, normalize, parse_list, percentile, score_answer, set_scores, summarize
 
 
 @pytest.mark.parametrize("item, expected", [
@@ -29,6 +29,19 @@ def test_score_answer_counts_valid_json_and_exact_match():
     broken = score_answer("eggs and milk", ["egg"])
     assert broken == {"valid_json": False, "precision": 0.0, "recall": 0.0, "f1": 0.0, "exact_match": False}
     assert parse_list('["a", 1]') == ["a", "1"] and parse_list("[not json]") is None
+
+
+def test_a_list_cut_off_before_its_bracket_is_scored_on_its_finished_items():
+    # A real RAG answer stopped at its repetition (100-recipe run, 2026-11-30): before, it scored 0.
+    cut = '["baking powder", "baking soda", "baking soda", "baking soda'
+    assert named_items(cut) == ["baking powder", "baking soda", "baking soda"]
+    scores = score_answer(cut, ["egg", "flour", "baking powder", "salt"])
+    assert scores["valid_json"] is False and scores["exact_match"] is False
+    assert scores["f1"] == pytest.approx(2 * (1 / 2) * (1 / 4) / (1 / 2 + 1 / 4))  # P 1/2 (set of 2), R 1/4
+    assert named_items('Sure: ["a\\"b", "c", "d') == ['a"b', "c"]  # escapes read; the unfinished "d left out
+    assert named_items('["a", "\\x", "b') == ["a"]  # an escape JSON does not know is no finished item
+    assert named_items("eggs and milk") is None and named_items("[") is None
+    assert named_items('["a"] and then ["b') == ["a"], "a closed list comes first"
 
 
 def test_percentiles_and_summary_by_hand():

@@ -8,6 +8,7 @@ from assistant.generation import load_model, warm_up
 from tests.conftest import make_settings
 from training.errors import TutorError
 from training.models import EMBEDDED_GGUF, embedded_gguf_path, resolve_base_model
+from training.settings import load_settings
 
 
 def test_the_gguf_ships_in_the_installed_package():
@@ -34,3 +35,31 @@ def test_a_missing_base_model_says_how_to_fix_it(tmp_path):
     settings = make_settings(tmp_path, base_model=str(tmp_path / "no-such-model"))
     with pytest.raises(TutorError, match="never downloads"):
         warm_up(settings)
+
+
+def test_two_processes_starting_at_once_convert_the_model_once(tmp_path, monkeypatch):
+    """The app and `tutor` (or two test suites) start together: the second waits for the first's conversion."""
+    import threading
+
+    import training.models as models
+
+    calls = []
+
+    def slow_convert(target):  # stands in for the 20-s conversion, writing what a finished one leaves
+        calls.append(target)
+        time.sleep(0.5)
+        target.mkdir()
+        for name in ("config.json", "model.safetensors"):
+            (target / name).write_text("{}")
+
+    monkeypatch.setattr(models, "_convert", slow_convert)
+    settings = load_settings(_env_file=None, data_dir=tmp_path / "data", cache_dir=tmp_path / "cache")
+    folders = []
+    starters = [threading.Thread(target=lambda: folders.append(models.convert_embedded(settings))) for _ in range(2)]
+    for starter in starters:
+        starter.start()
+    for starter in starters:
+        starter.join()
+    assert len(calls) == 1, "the second start converted the model again"
+    assert folders == [models.embedded_cache_path(settings)] * 2
+    assert models.gguf_file(str(folders[0])) == embedded_gguf_path()

@@ -11,6 +11,7 @@ from assistant.backends import ChatBackend
 from assistant.contenders import Contender, answer_budget, repeating
 from training.errors import TutorError
 from training.evaluation import Case, chat_triples, evaluate
+from training.metrics import score_answer
 from training.prepare import prepare
 from training.recipes import SAMPLE_CSV
 
@@ -56,6 +57,10 @@ async def test_a_contender_stops_a_loop_early_and_says_so(settings):
     text, usage = await contender.answer(Case(prompt="Title: Soup", gold=["water"]))
     assert text == '["flour", ' + '"baking soda", ' * 3 and usage["stop"] == "repetition"
     assert Looping.closed, "the backend's stream was closed, so its generation stops"
+    # The stop leaves the list unclosed; its finished items still count, as if the model had closed it.
+    stopped = score_answer(text, ["flour", "baking soda", "eggs"])
+    assert stopped["valid_json"] is False
+    assert stopped["f1"] == score_answer('["flour", "baking soda"]', ["flour", "baking soda", "eggs"])["f1"] == 0.8
 
 
 async def test_answers_run_several_at_a_time_and_rows_keep_the_cases_order():

@@ -98,10 +98,20 @@ async def test_off_topic_or_gibberish_is_not_answered_by_guessing(tutor):
         assert "LoRA" in result["answer"]  # it lists what it can explain
 
 
-async def test_non_latin_question_on_the_offline_model_says_how_to_get_its_language(tutor):
-    result = await tutor.answer("Що таке LoRA? Поясни, будь ласка, низькорангову адаптацію.")
+async def test_a_ukrainian_question_is_answered_from_the_ukrainian_notes_and_labels(tutor):
+    result = await tutor.answer("Як помітити перенавчання?")
+    assert result["language"] == "uk" and result["sources"][0]["path"].startswith("knowledge/uk/")
+    assert result["answer"].startswith(f"**{result['sources'][0]['heading']}** [1]")
+    assert "перенавчання" in result["answer"].lower() and "In short" not in result["answer"]
+    off_topic = await tutor.answer("Яка погода буде завтра в Києві?")
+    assert off_topic["sources"] == [] and off_topic["answer"].startswith("Я не знайшов цього у своїх нотатках")
+    assert "Перенавчання" in off_topic["answer"], "it lists the Ukrainian topics"
+
+
+async def test_another_script_on_the_offline_model_says_how_to_get_its_language(tutor):
+    result = await tutor.answer("什么是LoRA？请解释低秩适配。")
     if result["sources"]:
-        assert "writes English only" in result["answer"]
+        assert "writes English only" in result["answer"] and result["language"] == "en"
     else:
         assert "couldn't find" in result["answer"]
 

@@ -37,7 +37,7 @@ from training.events import FILE as EVENTS_FILE
 from training.events import EventLog
 from training.events import read as read_events
 from training.gguf_export import export_fine_tune
-from training.metrics import parse_list, set_scores
+from training.metrics import named_items, parse_list, set_scores
 from training.models import adapter_base, load_tokenizer, resolve_base_model
 from training.queue import NICENESS_VARIABLE, process_alive
 from training.settings import get_settings
@@ -281,7 +281,7 @@ def generation_f1(model, tokenizer, conversations: list[list[dict]], limit: int)
                                                return_dict=True).to(device)
         output = model.generate(**inputs, max_new_tokens=128, do_sample=False, pad_token_id=tokenizer.pad_token_id)
         answer = tokenizer.decode(output[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-        scores.append(set_scores(parse_list(answer), parse_list(messages[-1]["content"]) or [])[2])
+        scores.append(set_scores(named_items(answer), parse_list(messages[-1]["content"]) or [])[2])
     model.train()
     return sum(scores) / len(scores)
 

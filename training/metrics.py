@@ -2,7 +2,10 @@
 
 Items are compared as normalised sets: case-insensitive, whitespace collapsed, and the last word's
 plural folded ("Brown  Sugars" matches "brown sugar", "tomatoes" "tomato", "berries" "berry").
-An answer that is not a JSON list of strings scores 0 and counts as invalid JSON.
+An answer that is not a JSON list of strings counts as invalid JSON and scores 0, except a list cut off before
+its closing bracket (by max_tokens or a repetition stop): it is scored on the items it finished, since a stop
+should not erase what the answer already said (`["eggs", "milk", "milk", "mi` names eggs and milk). Such an
+answer still counts as invalid JSON.
 
     python -m training.metrics '["flour", "Sugars"]' '["sugar", "eggs"]'
 """
@@ -43,6 +46,23 @@ def parse_list(text: str) -> list[str] | None:
     return [str(v) for v in value] if isinstance(value, list) else None
 
 
+def named_items(text: str) -> list[str] | None:
+    """The items an answer names: its first JSON list, or the finished strings of a list it did not close."""
+    whole = parse_list(text)
+    if whole is not None:
+        return whole
+    opened = (text or "").find("[")
+    if opened < 0 or "]" in text[opened:]:
+        return None
+    items = []
+    for quoted in re.findall(r'"(?:[^"\\]|\\.)*"', text[opened:]):
+        try:
+            items.append(json.loads(quoted))
+        except json.JSONDecodeError:  # an escape JSON does not know: not an item the model finished
+            continue
+    return items or None
+
+
 def set_scores(predicted: list[str] | None, gold: list[str]) -> tuple[float, float, float]:
     """(precision, recall, F1) of the normalised sets; an unparseable answer scores zero."""
     if not predicted:
@@ -55,10 +75,10 @@ def set_scores(predicted: list[str] | None, gold: list[str]) -> tuple[float, flo
 
 def score_answer(answer: str, gold: list[str]) -> dict:
     """Every per-example score of one answer against its gold list."""
-    predicted = parse_list(answer)
-    precision, recall, f1 = set_scores(predicted, gold)
-    exact = predicted is not None and {normalize(p) for p in predicted} == {normalize(g) for g in gold}
-    return {"valid_json": predicted is not None, "precision": precision, "recall": recall, "f1": f1,
+    whole = parse_list(answer)
+    precision, recall, f1 = set_scores(named_items(answer), gold)
+    exact = whole is not None and {normalize(p) for p in whole} == {normalize(g) for g in gold}
+    return {"valid_json": whole is not None, "precision": precision, "recall": recall, "f1": f1,
             "exact_match": exact}
 
 

@@ -67,11 +67,22 @@ def _mark_source(folder: Path, gguf: Path) -> None:
 
 
 def convert_embedded(settings: Settings) -> Path:
-    """Convert the GGUF once into an fp32 safetensors folder; atomic, so a killed run leaves no half cache."""
+    """Convert the GGUF once into an fp32 safetensors folder; atomic, so a killed run leaves no half cache. A
+    second process starting meanwhile (the app and `tutor`, two test suites) waits for the first's conversion
+    instead of doing the same 20 s of work beside it."""
     target = embedded_cache_path(settings)
-    if _is_complete(target):
-        _mark_source(target, embedded_gguf_path())
-        return target
+    if not _is_complete(target):
+        from filelock import FileLock
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(target.parent / f".{target.name}.lock"):
+            if not _is_complete(target):  # unless the process that held the lock converted it meanwhile
+                _convert(target)
+    _mark_source(target, embedded_gguf_path())
+    return target
+
+
+def _convert(target: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -83,20 +94,14 @@ def convert_embedded(settings: Settings) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         _mark_source(staging, gguf)
-        try:
-            os.replace(staging, target)
-        except OSError:  # another process finished first: keep theirs
-            if not _is_complete(target):
-                raise
+        os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def display_name(model: str) -> str:
