@@ -32,6 +32,7 @@ from assistant.backends import backend_names, create_backend  # noqa: E402
 from assistant.limits import BodyLimit  # noqa: E402
 from assistant.origins import OriginPolicy, is_loopback, protect_chainlit  # noqa: E402
 from assistant.service import get_tutor, warm_up  # noqa: E402
+from assistant.i18n import STARTERS, language_of, text  # noqa: E402
 from assistant.tutor import Tutor, format_sources  # noqa: E402
 from training import queue  # noqa: E402
 from training.errors import TutorError  # noqa: E402
@@ -41,31 +42,6 @@ from training.settings import Settings, get_settings  # noqa: E402
 log = logging.getLogger(__name__)
 
 PROFILE = "Fine-Tuning Tutor"
-WELCOME = """I teach LLM fine-tuning by explaining it and, step by step, by doing it.
-
-- **Ask me anything about fine-tuning**: what it is, when it pays off, LoRA/PEFT, data, hyperparameters, evaluation, cost. \
-Every answer is grounded in this project's notes and shows its **sources**.
-- **Should I fine-tune?** A guided check of your use case, the alternatives you tried, costs and benefits, \
-ending in a recommendation with reasons. Type `/check` or press the starter.
-- **Prepare the recipe dataset** (`/prepare`): build train/validation/test chat JSONL from the bundled recipes \
-or your RecipeNLG CSV, validated like OpenAI's data-prep checks, with token counts and a cost estimate. \
-Attach a `.jsonl` to validate your own file.
-- **Fine-tune locally** (`/train`): LoRA on the embedded model, with live loss, a chart, cancel and resume. \
-Or on **Azure OpenAI** (`/train azure`) or **OpenAI** (`/train openai`) when configured: upload, start, follow and \
-cancel the job; an Azure fine-tune is deployed for you, or you name your deployment with `/deployed NAME`. \
-Set hyperparameters in the settings next to the message box.
-- **Compare** (`/compare`): your fine-tuned model against a RAG baseline (the base model with retrieved \
-examples), side by side with tokens and latency, and a held-out evaluation in numbers.
-
-Model: **{model}**. Change it and the temperature in the settings next to the message box."""
-
-STARTERS = [  # (label, message, command)
-    ("What is fine-tuning?", "What is fine-tuning, and how is it different from prompting?", None),
-    ("What is LoRA?", "What is LoRA?", None),
-    ("Should I fine-tune?", "Should I fine-tune?", "check"),
-    ("Fine-tuning or RAG?", "When should I use RAG instead of fine-tuning?", None),
-    ("Prepare recipe dataset", "/prepare", "prepare"),
-]
 PASSAGES = "full passages"
 TUTOR_BACKENDS = ("local", "openai")  # the tutor's own model; Azure serves fine-tunes and their baselines
 COMMANDS = [
@@ -201,13 +177,14 @@ async def chat_profiles(user=None, language=None):
         model = create_backend(settings.effective_backend, settings).label
     except TutorError as exc:
         model = f"not configured ({exc})"
-    return [cl.ChatProfile(name=PROFILE, markdown_description=WELCOME.format(model=model), icon="/public/tutor.svg",
-                           default=True)]
+    return [cl.ChatProfile(name=PROFILE, markdown_description=text("app.welcome", language_of(language), model=model),
+                           icon="/public/tutor.svg", default=True)]
 
 
 @cl.set_starters
 async def starters(user=None, language=None):
-    return [cl.Starter(label=label, message=message, command=command) for label, message, command in STARTERS]
+    return [cl.Starter(label=label, message=message, command=command)
+            for label, message, command in STARTERS[language_of(language)]]
 
 
 @cl.on_chat_start

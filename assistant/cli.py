@@ -365,6 +365,31 @@ class Baseline(str, Enum):
     base = "base"
 
 
+@app.command()
+def explain(run_id: str, as_json: bool = typer.Option(False, "--json"),
+            language: str = typer.Option("en", help="en or uk: the language of the quoted notes.")):
+    """What a run's own curve and evaluation show, each finding citing the notes, and the settings to try next."""
+    from assistant.explain import explain as explain_run
+
+    run, registry = _find(run_id, as_json)
+    try:
+        report = explain_run(run, registry, language=language)
+    except (OSError, ValueError) as exc:
+        fail(f"Could not read run {run_id}'s events: {exc}", as_json)
+    if as_json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return
+    if not report["findings"]:
+        print(f"{run_id}: no rule found a problem in this run's curve or evaluation.")
+    for finding in report["findings"]:
+        source = finding["source"]
+        print(f"- {finding['message']}\n  “{source['quote']}” ({source['path']} › {source['heading']})")
+    if report["next_settings"]:
+        change = ", ".join(f"{key} {value}" for key, value in report["next_settings"].items()
+                           if run["config"].get(key) != value)
+        print(f"Next run to try: {change}.")
+
+
 @app.command("eval")
 def evaluate_model(
     model: str = typer.Option(..., "--model", help="A run id (or model id) from `tutor jobs list`."),

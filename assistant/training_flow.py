@@ -20,6 +20,7 @@ import chainlit as cl
 from assistant.accounts import Learner
 from assistant.actions import RunRef, TrainRequest, action, current_learner, typed_settings
 from assistant.contenders import fine_tuned, model_for_run, too_long
+from assistant.explain import explain
 from assistant.generation import Usage
 from assistant.run_feed import feed
 from training.backends import backend_of, training_backend, training_backend_names
@@ -223,12 +224,56 @@ async def watch(run: dict, what: str) -> None:
     finished = await asyncio.to_thread(registry.run, run["id"])
     callable_now = any(m["run_id"] == run["id"] for m in await asyncio.to_thread(registry.models))
     actions = model_actions(run["id"]) if finished["status"] == "succeeded" and callable_now else []
-    await cl.Message(content=summary(finished), actions=actions).send()
+    await cl.Message(content=summary(finished), actions=actions + [explain_action(run["id"])]).send()
 
 
 def model_actions(run_id: str) -> list[cl.Action]:
     return [cl.Action(name="chat_with_model", payload={"run_id": run_id}, label="Chat with it"),
             cl.Action(name="compare_model", payload={"run_id": run_id}, label="Compare with RAG baseline")]
+
+
+def explain_action(run_id: str) -> cl.Action:
+    return cl.Action(name="explain_run", payload={"run_id": run_id}, label="Explain my run")
+
+
+# --- "Explain my run" ---------------------------------------------------------------------------
+
+async def _own_run(run_id: str, learner: Learner) -> dict:
+    run = await asyncio.to_thread(registry_for(get_settings()).run, run_id, learner.scope)
+    if run is None:
+        raise TutorError("That run is not among yours.")
+    return run
+
+
+@action("explain_run", RunRef)
+async def on_explain_run(request: RunRef, learner: Learner, _sent):
+    """What the run's own curve and evaluation show, each finding quoting the notes, and a button for the
+    run the most urgent finding recommends."""
+    run = await _own_run(request.run_id, learner)
+    report = await asyncio.to_thread(explain, run, registry_for(get_settings()), learner.scope)
+    lines = [f"- {f['message']}\n  > {f['source']['quote']}\n  ({f['source']['path']} › {f['source']['heading']})"
+             for f in report["findings"]] or ["No rule found a problem in this run's curve or evaluation."]
+    change = {key: value for key, value in report["next_settings"].items() if run["config"].get(key) != value}
+    actions = []
+    if change:
+        lines.append("**Next run to try:** " + ", ".join(f"{key} **{value}**" for key, value in change.items()))
+        actions = [cl.Action(name="start_recommended", payload={"run_id": run["id"]}, label="Start that run")]
+    await cl.Message(content=f"**What `{run['id']}` shows**\n\n" + "\n".join(lines), actions=actions).send()
+
+
+@action("start_recommended", RunRef)
+async def on_start_recommended(request: RunRef, learner: Learner, sent: cl.Action):
+    """The recommended run, its settings worked out again here from the server's own records of the run."""
+    await sent.remove()
+    run = await _own_run(request.run_id, learner)
+    settings = get_settings()
+    report = await asyncio.to_thread(explain, run, registry_for(settings), learner.scope)
+    if not report["next_settings"]:
+        raise TutorError("This run has no recommended next run any more.")
+    backend = backend_of(run, settings)
+    config = backend.config(report["next_settings"])
+    await asyncio.to_thread(backend.check, config)
+    await _start(backend, config, learner)
 
 
 async def record_deployment(text: str) -> None:

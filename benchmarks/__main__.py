@@ -12,7 +12,7 @@ import sys
 import torch
 
 BENCHMARKS = ["prepare_csv", "train_throughput", "model_load", "indexing", "grounding", "retrieval_uk", "generation", "evaluation",
-              "load"]
+              "load", "default_fine_tune"]
 ROW = "BENCHMARK-ROW "
 
 

@@ -73,3 +73,29 @@ def test_a_ukrainian_question_retrieves_ukrainian_passages(indexed_data_dir, que
     assert all(p.path.startswith("knowledge/uk/") for p in passages)
     english = kb.search("What is LoRA?")
     assert all(not p.path.startswith("knowledge/uk/") for p in english), "English questions stay in English"
+
+
+async def test_the_welcome_and_starters_follow_the_browser_language_and_chainlits_uk_strings_load():
+    import json
+
+    import chainlit
+
+    import assistant.app as app
+
+    [english] = await app.chat_profiles(language="en-US")
+    [ukrainian] = await app.chat_profiles(language="uk-UA")
+    assert english.markdown_description.startswith("I teach LLM fine-tuning")
+    assert ukrainian.markdown_description.startswith("Я навчаю тонкого налаштування")
+    assert (await app.starters(language="de-DE"))[0].label == "What is fine-tuning?", "English is the default"
+    labels = [starter.label for starter in await app.starters(language="uk-UA")]
+    assert len(labels) == 5 and all(question_language(label) == "uk" for label in labels)
+
+    shipped = Path(chainlit.__file__).parent / "translations" / "en-US.json"
+    ours = KNOWLEDGE.parent / ".chainlit" / "translations" / "uk.json"
+
+    def keys(tree, prefix=""):
+        return {k for key, value in tree.items()
+                for k in (keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key})}
+
+    assert keys(json.loads(ours.read_text(encoding="utf-8"))) == keys(json.loads(shipped.read_text(encoding="utf-8")))
+    assert (KNOWLEDGE.parent / "chainlit_uk-UA.md").read_text(encoding="utf-8").startswith("# ")

@@ -91,8 +91,15 @@ async def test_prepare_then_fine_tune_shows_progress_a_chart_and_a_summary(data_
     [run] = registry_for(get_settings()).runs()
     assert run["status"] == "succeeded" and run["metrics"]["steps"] == 8
 
-    chat_button, compare_button = chat.actions_for(chat.messages[-1]["id"])
+    chat_button, compare_button, explain_button = chat.actions_for(chat.messages[-1]["id"])
     assert chat_button["label"] == "Chat with it" and compare_button["label"] == "Compare with RAG baseline"
+    assert explain_button == {**explain_button, "label": "Explain my run", "payload": {"run_id": run["id"]}}
+    await training_flow.on_explain_run(cl.Action(name="explain_run", payload=explain_button["payload"]))
+    explained = chat.messages[-1]["output"]
+    assert explained.startswith(f"**What `{run['id']}` shows**") and "The run trained on 16 examples" in explained
+    assert "(knowledge/what-you-need.md › How many examples you need)" in explained
+    await training_flow.on_explain_run(cl.Action(name="explain_run", payload={"run_id": "run-not-yours"}))
+    assert chat.messages[-1]["output"] == "⚠️ That run is not among yours."
     await training_flow.on_chat_with_model(cl.Action(name="chat_with_model", payload=chat_button["payload"]))
     await app.on_message(user_says('Title: Toast\n\nIngredients: ["2 slices bread"]\n\nGeneric ingredients: '))
     reply = chat.messages[-1]
