@@ -381,6 +381,9 @@ def explain(run_id: str, as_json: bool = typer.Option(False, "--json"),
         return
     if not report["findings"]:
         print(f"{run_id}: no rule found a problem in this run's curve or evaluation.")
+    if not report["curve"]:
+        print("This data dir has no loss curve of this run (a hosted job's stays with its provider): "
+              "only its evaluation was read.")
     for finding in report["findings"]:
         source = finding["source"]
         print(f"- {finding['message']}\n  “{source['quote']}” ({source['path']} › {source['heading']})")

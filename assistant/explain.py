@@ -2,7 +2,7 @@
 the knowledge passage it rests on quoted (from the Ukrainian notes for a Ukrainian reader), and the settings
 of the run the most urgent finding recommends. Offline and deterministic: rules and passages, no model.
 
-    explain(run, registry, owner)  # {"run", "findings": [{kind, message, source, change}], "next_settings"}
+    explain(run, registry, owner)  # {"run", "curve", "findings": [{kind, message, source, change}], "next_settings"}
     tutor explain RUN [--json]
 """
 
@@ -45,6 +45,6 @@ def explain(run: dict, registry, owner: str | None = None, language: str = "en")
     evaluation = next((e for e in registry.evaluations(owner) if e.get("run_id") == run["id"]), None)
     events = read(Path(run["run_dir"]))[0] if run.get("run_dir") else []
     findings = diagnose(events, run["config"], evaluation and evaluation["summary"])
-    return {"run": run["id"], "status": run["status"],
+    return {"run": run["id"], "status": run["status"], "curve": any(e.get("type") == "step" for e in events),
             "findings": [{**asdict(f), "source": quote(f.cites, language)} for f in findings],
             "next_settings": next_settings(run["config"], findings)}

@@ -253,6 +253,9 @@ async def on_explain_run(request: RunRef, learner: Learner, _sent):
     report = await asyncio.to_thread(explain, run, registry_for(get_settings()), learner.scope)
     lines = [f"- {f['message']}\n  > {f['source']['quote']}\n  ({f['source']['path']} › {f['source']['heading']})"
              for f in report["findings"]] or ["No rule found a problem in this run's curve or evaluation."]
+    if not report["curve"]:
+        lines.append("_This app has no loss curve of this run (a hosted job's stays with its provider): only its "
+                     "evaluation is read._")
     change = {key: value for key, value in report["next_settings"].items() if run["config"].get(key) != value}
     actions = []
     if change:

@@ -262,7 +262,8 @@ async def test_the_whole_flow_in_chat_to_a_deployment(chat_env, azure, caplog):
     [run] = registry_for(app.get_settings()).runs()
     assert summary["output"].startswith(f"### ✅ Fine-tuned `{run['id']}` with Azure OpenAI")
     assert f"| deployment | `{run['id']}` |" in summary["output"] and "billed by the hour" in summary["output"]
-    chat_button, _ = chat.actions_for(summary["id"])
+    chat_button, _, explain_button = chat.actions_for(summary["id"])
+    assert explain_button["label"] == "Explain my run"
     reply = await recipe_reply(chat, chat_button)
     assert reply["name"] == f"fine-tuned {run['id']}" and reply["output"] == '["flour"]'
     assert any(r["path"] == f"chat/{run['id']}" for r in azure.requests), "the chat went to the deployment"
@@ -285,7 +286,8 @@ async def test_without_deployment_settings_the_chat_says_how_and_takes_the_name(
     summary = chat.messages[-1]
     assert "picked up after a restart" in " ".join(m["output"] for m in chat.messages)
     assert "az cognitiveservices account deployment create" in summary["output"] and "/deployed" in summary["output"]
-    assert chat.actions_for(summary["id"]) == [], "nothing to chat with before it is deployed"
+    assert [a["label"] for a in chat.actions_for(summary["id"])] == ["Explain my run"], \
+        "nothing to chat with before it is deployed"
 
     fine_tuned = registry_for(settings).run(run["id"])["metrics"]["fine_tuned_model"]
     azure.add_deployment("recipes-ft", fine_tuned)

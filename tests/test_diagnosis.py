@@ -120,7 +120,7 @@ def test_explain_quotes_the_cited_notes_in_the_readers_language_and_offers_the_n
                             tmp_path / "eval")
 
     english = explain(run, registry)
-    assert [f["kind"] for f in english["findings"]] == ["overfitting", "beats_baseline"]
+    assert english["curve"] and [f["kind"] for f in english["findings"]] == ["overfitting", "beats_baseline"]
     source = english["findings"][0]["source"]
     assert source["path"] == "knowledge/overfitting-and-forgetting.md"
     assert source["quote"].startswith("Overfitting shows up in the loss curves as validation loss rising")
@@ -129,3 +129,7 @@ def test_explain_quotes_the_cited_notes_in_the_readers_language_and_offers_the_n
     ukrainian = explain(run, registry, language="uk")["findings"][0]["source"]
     assert ukrainian["path"] == "knowledge/uk/overfitting-and-forgetting.md"
     assert ukrainian["heading"] != source["heading"] and "перенавчання" in ukrainian["quote"].lower()
+
+    hosted = registry.create_run("openai", {"n_epochs": 3}, tmp_path / "run-2", status="succeeded", run_id="run-2")
+    assert explain(hosted, registry) == {"run": "run-2", "status": "succeeded", "curve": False, "findings": [],
+                                         "next_settings": {}}

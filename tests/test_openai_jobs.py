@@ -303,7 +303,8 @@ async def test_the_whole_flow_in_chat(chat_env, tiny_model_dir, caplog):
     assert "status **" in progress["output"] and "training loss" in progress["output"]
     summary = chat.messages[-1]
     assert summary["output"].startswith("### ✅ Fine-tuned") and "with OpenAI" in summary["output"]
-    assert [a["label"] for a in chat.actions_for(summary["id"])] == ["Chat with it", "Compare with RAG baseline"]
+    assert [a["label"] for a in chat.actions_for(summary["id"])] == ["Chat with it", "Compare with RAG baseline",
+                                                                      "Explain my run"]
     chat_button = chat.actions_for(summary["id"])[0]
     await training_flow.on_chat_with_model(cl.Action(name="chat_with_model", payload=chat_button["payload"]))
     await app.on_message(user_says('Title: Toast\n\nIngredients: ["2 slices bread"]\n\nGeneric ingredients: '))
