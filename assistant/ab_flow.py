@@ -21,7 +21,9 @@ from assistant.accounts import Learner
 from assistant.actions import BaselineChoice, NoPayload, RunRef, VoteRequest, action, current_learner
 from assistant.contenders import Contender, model_for_run, pair_for_run, too_long
 from assistant.generation import Usage
+from assistant.i18n import session_language, text
 from assistant.refresh import refreshing
+from assistant.training_flow import explain_action
 from training.charts import eval_chart
 from training.errors import TutorError
 from training.evaluation import Case, evaluate, load_cases, markdown_table, write_results
@@ -47,43 +49,44 @@ def heldout_file(run: dict) -> Path | None:
     return None
 
 
-def check_prompt(text: str) -> tuple[str | None, str]:
-    """(problem for the learner or None, the prompt as the models were trained to see it)."""
-    text = text.strip()
-    if not text:
-        return "Send a recipe to compare the two models on, or press **Try a held-out recipe**.", text
-    if problem := too_long(text):
-        return problem, text
-    if "ingredient" not in text.lower():
-        return ("This A/B chat compares the models on the recipe task: send a recipe with its ingredients, like\n\n"
-                f"```\n{EXAMPLE}\n```\n\nor press **Try a held-out recipe**. Type `/tutor` to go back to the tutor."), text
-    if not text.rstrip().lower().endswith("generic ingredients:"):
-        text += "\n\nGeneric ingredients: "  # the cue the fine-tune was trained on
-    return None, text
+def check_prompt(prompt: str, language: str = "en") -> tuple[str | None, str]:
+    """(problem for the learner, in `language`, or None; the prompt as the models were trained to see it)."""
+    prompt = prompt.strip()
+    heldout = text("ab.heldout_button", language)
+    if not prompt:
+        return text("ab.empty", language, heldout=heldout), prompt
+    if problem := too_long(prompt, language):
+        return problem, prompt
+    if "ingredient" not in prompt.lower():
+        return text("ab.not_a_recipe", language, example=EXAMPLE, heldout=heldout), prompt
+    if not prompt.rstrip().lower().endswith("generic ingredients:"):
+        prompt += "\n\nGeneric ingredients: "  # the cue the fine-tune was trained on
+    return None, prompt
 
 
 # --- choosing A and B ---------------------------------------------------------------------------
 
 async def offer_compare() -> None:
     learner = await current_learner()
+    language = session_language()
     models = (await asyncio.to_thread(registry_for(get_settings()).models, learner.scope))[:6]
     if not models:
-        await cl.Message(content="There is no fine-tuned model yet to compare. Prepare data (`/prepare`), "
-                                 "fine-tune it (`/train`), then come back with `/compare`.").send()
+        await cl.Message(content=text("ab.no_model", language)).send()
         return
-    await cl.Message(content="**A/B chat.** Pick **A**, the fine-tuned model:", actions=[
+    await cl.Message(content=text("ab.pick_a", language), actions=[
         cl.Action(name="ab_pick", payload={"run_id": m["run_id"]}, label=f"{m['run_id']} ({m['kind']})")
         for m in models]).send()
 
 
 @action("ab_pick", RunRef)
 async def on_pick(request: RunRef, learner: Learner, _sent):
-    await asyncio.to_thread(model_for_run, registry_for(get_settings()), request.run_id, learner.scope)
-    await cl.Message(content=f"A is `{request.run_id}`. Pick **B**, the baseline:", actions=[
+    language = session_language()
+    await asyncio.to_thread(model_for_run, registry_for(get_settings()), request.run_id, learner.scope, language)
+    await cl.Message(content=text("ab.pick_b", language, run=request.run_id), actions=[
         cl.Action(name="ab_start", payload={"run_id": request.run_id, "baseline": "rag"},
-                  label="RAG baseline (base model + 3 retrieved examples)"),
+                  label=text("ab.rag_button", language)),
         cl.Action(name="ab_start", payload={"run_id": request.run_id, "baseline": "base"},
-                  label="Base model, no examples"),
+                  label=text("ab.base_button", language)),
     ]).send()
 
 
@@ -100,23 +103,25 @@ async def on_compare_model(request: RunRef, learner: Learner, _sent):
 async def start_compare(run_id: str, baseline_kind: str, learner: Learner) -> None:
     settings = get_settings()
     registry = registry_for(settings)
-    a, b = await asyncio.to_thread(pair_for_run, registry, settings, run_id, baseline_kind, 3, learner.scope)
+    language = session_language()
+    a, b = await asyncio.to_thread(pair_for_run, registry, settings, run_id, baseline_kind, 3, learner.scope, language)
     if b.index is not None:
-        async with cl.Step(name="Indexing the training examples for retrieval") as step:
+        async with cl.Step(name=text("ab.indexing", language)) as step:
             await asyncio.to_thread(b.index.build)
-            step.output = f"Chroma collection `{b.index.name}`, k = {b.index.k}"
-    run = await asyncio.to_thread(lambda: registry.run(model_for_run(registry, run_id, learner.scope)["run_id"]))
+            step.output = text("ab.indexed", language, name=b.index.name, k=b.index.k)
+    run = await asyncio.to_thread(lambda: registry.run(model_for_run(registry, run_id, learner.scope,
+                                                                     language)["run_id"]))
     heldout = heldout_file(run or {})
     cases = await asyncio.to_thread(load_cases, heldout) if heldout else []
     cl.user_session.set("chat_model", None)
     cl.user_session.set("ab", {"a": a, "b": b, "cases": cases, "heldout": str(heldout) if heldout else None,
                                "run_id": run["id"]})
-    actions = [cl.Action(name="ab_heldout", payload={}, label="Try a held-out recipe"),
-               cl.Action(name="ab_eval", payload={}, label=f"Evaluate on {EVAL_LIMIT} held-out recipes")] if cases else []
-    source = f"{len(cases)} held-out recipes from `{heldout.name}`" if cases else "no held-out split found for this run"
-    await cl.Message(content=(f"**A/B chat**\n\n- **A**: {a.label}\n- **B**: {b.label}\n\nEach recipe you send goes to "
-                              f"both; the answers stream side by side with their token counts and latency ({source}). "
-                              "Type `/tutor` to go back to the tutor."), actions=actions).send()
+    actions = [cl.Action(name="ab_heldout", payload={}, label=text("ab.heldout_button", language)),
+               cl.Action(name="ab_eval", payload={}, label=text("ab.eval_button", language, n=EVAL_LIMIT))
+               ] if cases else []
+    source = (text("ab.source", language, n=len(cases), file=heldout.name) if cases
+              else text("ab.no_heldout", language))
+    await cl.Message(content=text("ab.intro", language, a=a.label, b=b.label, source=source), actions=actions).send()
 
 
 # --- one comparison ------------------------------------------------------------------------------
@@ -125,7 +130,7 @@ async def open_comparison() -> dict | None:
     """This chat's A/B session when it has held-out recipes; else says how to start one."""
     ab = cl.user_session.get("ab")
     if not ab or not ab["cases"]:
-        await cl.Message(content="Start an A/B chat on a run with a held-out split first (`/compare`).").send()
+        await cl.Message(content=text("ab.start_first", session_language())).send()
         return None
     return ab
 
@@ -135,7 +140,8 @@ async def on_heldout(_request, _learner, _sent):
     if (ab := await open_comparison()) is None:
         return
     case = random.choice(ab["cases"])
-    await cl.Message(content=case.prompt, author="held-out recipe", type="user_message").send()
+    await cl.Message(content=case.prompt, author=text("ab.heldout_author", session_language()),
+                     type="user_message").send()
     await compare(case.prompt, gold=case.gold)
 
 
@@ -143,9 +149,10 @@ def _side_props(contender: Contender, state: dict) -> dict:
     return {"label": contender.label, "kind": contender.kind, **state}
 
 
-async def compare(text: str, gold: list[str] | None = None) -> None:
+async def compare(message_text: str, gold: list[str] | None = None) -> None:
     ab = cl.user_session.get("ab")
-    problem, prompt = check_prompt(text)
+    language = session_language()
+    problem, prompt = check_prompt(message_text, language)
     if problem:
         await cl.Message(content=problem).send()
         return
@@ -168,7 +175,7 @@ async def compare(text: str, gold: list[str] | None = None) -> None:
             state["error"] = str(exc)
         except Exception:  # one side failing must not leave the other hanging or a trace in chat
             log.exception("%s failed to answer", contender.label)
-            state["error"] = "It failed unexpectedly (details in the server log)."
+            state["error"] = text("ab.side_failed", language)
         stats = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                  "ttft_s": usage.ttft_s, "latency_s": usage.latency_s}
         if gold:
@@ -191,9 +198,9 @@ async def compare(text: str, gold: list[str] | None = None) -> None:
     comparison_id = await asyncio.to_thread(
         registry.add_comparison, sides["a"].label, sides["b"].label, prompt, states["a"]["text"], states["b"]["text"],
         {n: states[n]["stats"] for n in sides}, learner.name)
-    await cl.Message(content="Which answer is better?", actions=[
-        cl.Action(name="ab_vote", payload={"id": comparison_id, "vote": vote}, label=label)
-        for vote, label in (("a", "A is better"), ("b", "B is better"), ("tie", "Tie"))]).send()
+    await cl.Message(content=text("ab.which", language), actions=[
+        cl.Action(name="ab_vote", payload={"id": comparison_id, "vote": vote}, label=text(f"ab.vote.{vote}", language))
+        for vote in ("a", "b", "tie")]).send()
 
 
 @action("ab_vote", VoteRequest)
@@ -201,9 +208,8 @@ async def on_vote(request: VoteRequest, learner: Learner, sent: cl.Action):
     # Only the learner's own comparisons: ValueError (shown) for anyone else's or an unknown id.
     tally = await asyncio.to_thread(registry_for(get_settings()).vote, request.id, request.vote, learner.scope)
     await sent.remove()
-    total = sum(tally.values())
-    await cl.Message(content=f"Vote recorded. For this pair so far: A better **{tally['a']}**, B better "
-                             f"**{tally['b']}**, tie **{tally['tie']}** ({total} votes).").send()
+    await cl.Message(content=text("ab.voted", session_language(), a=tally["a"], b=tally["b"], tie=tally["tie"],
+                                  total=sum(tally.values()))).send()
 
 
 # --- held-out evaluation ---------------------------------------------------------------------------
@@ -213,22 +219,23 @@ async def on_eval(_request, learner: Learner, _sent):
     if (ab := await open_comparison()) is None:
         return
     running = cl.user_session.get("eval_job")
+    language = session_language()
     if running is not None and not running.done():
-        await cl.Message(content="An evaluation is already running in this chat; its table appears when it ends.").send()
+        await cl.Message(content=text("ab.eval_running", language)).send()
         return
     # An action callback must return (the evaluation takes minutes); the task is kept in the session.
-    cl.user_session.set("eval_job", asyncio.create_task(run_eval(ab, learner)))
+    cl.user_session.set("eval_job", asyncio.create_task(run_eval(ab, learner, language)))
 
 
-async def run_eval(ab: dict, learner: Learner) -> None:
+async def run_eval(ab: dict, learner: Learner, language: str = "en") -> None:
     cases = random.Random(0).sample(ab["cases"], min(EVAL_LIMIT, len(ab["cases"])))
     systems = {"A": ab["a"], "B": ab["b"]}
-    progress = cl.Message(content=f"Evaluating A and B on {len(cases)} held-out recipes...")
+    progress = cl.Message(content=text("ab.evaluating", language, n=len(cases)))
     await progress.send()
     done = {"n": 0, "total": len(cases) * len(systems)}
 
     async def show_progress():
-        progress.content = f"Evaluating A and B on {len(cases)} held-out recipes: {done['n']}/{done['total']} answers"
+        progress.content = text("ab.evaluating_progress", language, n=len(cases), done=done["n"], total=done["total"])
         await progress.update()
 
     try:
@@ -238,19 +245,26 @@ async def run_eval(ab: dict, learner: Learner) -> None:
         out_dir = await asyncio.to_thread(write_results, get_settings().data_dir / "evals" / new_id("eval"), summary,
                                           rows, {"A": systems["A"].label, "B": systems["B"].label,
                                                  "data": Path(ab["heldout"]).name})
-        await asyncio.to_thread(registry_for(get_settings()).add_evaluation, learner.name, ab["run_id"], summary,
+        # Recorded by what each side is (fine-tuned, rag, base), as `tutor eval` records it: "Explain my run" reads it.
+        kinds = {name: contender.kind for name, contender in systems.items()}
+        recorded = {kinds[name]: figures for name, figures in summary.items()} if len(set(kinds.values())) == 2 \
+            else summary
+        await asyncio.to_thread(registry_for(get_settings()).add_evaluation, learner.name, ab["run_id"], recorded,
                                 out_dir)
     except (TutorError, OSError) as exc:  # an OSError's own text would name server paths
-        progress.content = f"⚠️ The evaluation stopped: {exc.strerror if isinstance(exc, OSError) else exc}"
+        progress.content = text("ab.eval_stopped", language,
+                                error=exc.strerror if isinstance(exc, OSError) else exc)
         await progress.update()
         return
     except Exception:  # a background task: nobody else would report it
         log.exception("The evaluation failed")
-        progress.content = "⚠️ The evaluation failed unexpectedly (details in the server log)."
+        progress.content = text("ab.eval_failed", language)
         await progress.update()
         return
-    progress.content = markdown_table(summary, {n: c.label for n, c in systems.items()})
-    progress.elements = [cl.Plotly(name="evaluation", figure=eval_chart(summary), display="inline"),
+    progress.content = markdown_table(summary, {n: c.label for n, c in systems.items()}, language)
+    progress.elements = [cl.Plotly(name=text("ab.chart", language), figure=eval_chart(summary, language),
+                                   display="inline"),
                          cl.File(name="results.jsonl", path=str(out_dir / "results.jsonl")),
                          cl.File(name="summary.json", path=str(out_dir / "summary.json"))]
     await progress.update()
+    await explain_action(ab["run_id"], language).send(for_id=progress.id)  # the evaluation is now in its findings

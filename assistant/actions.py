@@ -21,15 +21,13 @@ import chainlit as cl
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from assistant.accounts import LOCAL_LEARNER, Learner
+from assistant.i18n import session_language, text
 from training.config import ConfigError
 from training.errors import TutorError
 from training.registry import RegistryError, registry_for
 from training.settings import get_settings
 
 log = logging.getLogger(__name__)
-
-REFUSED = "⚠️ That button's data was not what this app sent, so I did nothing."
-UNEXPECTED = "⚠️ Something went wrong on my side (the details are in the server log). Nothing was lost."
 
 
 def _id(prefix: str):
@@ -71,6 +69,11 @@ class TrainRequest(Payload):
     settings: Annotated[dict[Annotated[str, StringConstraints(max_length=64)], Setting], Field(max_length=32)] = {}
 
 
+class TokensRequest(Payload):
+    dataset_id: DatasetId
+    line: Annotated[int, Field(ge=1, le=10_000_000)]
+
+
 class CheckAnswer(Payload):
     question: Annotated[str, StringConstraints(max_length=64)]
     option: Annotated[str, StringConstraints(max_length=64)]
@@ -86,14 +89,14 @@ class VoteRequest(Payload):
     vote: Literal["a", "b", "tie"]
 
 
-def typed_settings(words: list[str]) -> dict[str, str]:
+def typed_settings(words: list[str], language: str = "en") -> dict[str, str]:
     """`key=value` words as typed after a command (`/train epochs=2`): as untrusted as a payload, so each value
     is then checked by the model it is meant for, which names any setting it refuses."""
     found = {}
     for word in words:
         key, sep, value = word.partition("=")
         if not sep or not key:
-            raise TutorError(f"`{word[:40]}` is not a setting: write settings like `epochs=2`.")
+            raise TutorError(text("actions.not_a_setting", language, word=word[:40]))
         found[key.lower()] = value
     return found
 
@@ -106,7 +109,7 @@ async def current_learner() -> Learner:
         return LOCAL_LEARNER
     account = await asyncio.to_thread(registry_for(get_settings()).user, user.identifier)
     if account is None:
-        raise TutorError("Your account no longer exists on this server: ask your instructor.")
+        raise TutorError(text("actions.no_account", session_language()))
     return Learner(account["name"], admin=account["role"] == "admin")
 
 
@@ -119,11 +122,11 @@ async def guarded(work: Awaitable, what: str):
         await cl.Message(content=f"⚠️ {exc}").send()
     except OSError as exc:  # its text would name a server path: say what happened, not where
         log.warning("%s failed: %s", what, exc)
-        await cl.Message(content=f"⚠️ The server could not read or write a file ({exc.strerror or 'I/O error'}). "
-                                 "Nothing was lost; try again, or tell your instructor.").send()
+        await cl.Message(content=text("actions.io_error", session_language(),
+                                      reason=exc.strerror or "I/O error")).send()
     except Exception:
         log.exception("%s failed", what)
-        await cl.Message(content=UNEXPECTED).send()
+        await cl.Message(content=text("actions.unexpected", session_language())).send()
     return None
 
 
@@ -139,7 +142,7 @@ def action(name: str, model: type[Payload]) -> Callable:
                 request = model.model_validate(sent.payload)
             except ValidationError as exc:
                 log.warning("Refused a forged or stale %s payload: %s", name, exc.errors()[0]["type"])
-                await cl.Message(content=REFUSED).send()
+                await cl.Message(content=text("actions.refused", session_language())).send()
                 return None
             learner = await guarded(current_learner(), name)
             if learner is None:

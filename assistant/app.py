@@ -25,14 +25,14 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 import chainlit as cl  # noqa: E402
 from chainlit.input_widget import Select, Slider  # noqa: E402
 
-from assistant import ab_flow, dataset_flow, decision, history, training_flow  # noqa: E402
+from assistant import ab_flow, dataset_flow, decision, history, token_flow, training_flow  # noqa: E402, F401
 from assistant.accounts import auth_secret, authenticate, learner_for  # noqa: E402
 from assistant.actions import CheckAnswer, action, current_learner, guarded  # noqa: E402
 from assistant.backends import backend_names, create_backend  # noqa: E402
 from assistant.limits import BodyLimit  # noqa: E402
 from assistant.origins import OriginPolicy, is_loopback, protect_chainlit  # noqa: E402
 from assistant.service import get_tutor, warm_up  # noqa: E402
-from assistant.i18n import STARTERS, language_of, text  # noqa: E402
+from assistant.i18n import STARTERS, language_of, session_language, text  # noqa: E402
 from assistant.tutor import Tutor, format_sources  # noqa: E402
 from training import queue  # noqa: E402
 from training.errors import TutorError  # noqa: E402
@@ -42,19 +42,16 @@ from training.settings import Settings, get_settings  # noqa: E402
 log = logging.getLogger(__name__)
 
 PROFILE = "Fine-Tuning Tutor"
-PASSAGES = "full passages"
+PASSAGES = text("app.passages")  # an English answer's side panel of passages (each answer names its own)
 TUTOR_BACKENDS = ("local", "openai")  # the tutor's own model; Azure serves fine-tunes and their baselines
-COMMANDS = [
-    {"id": "check", "icon": "list-checks", "description": "Should I fine-tune? A guided check", "button": False},
-    {"id": "prepare", "icon": "database", "description": "Prepare the recipe dataset (train/validation/test JSONL)",
-     "button": False},
-    {"id": "train", "icon": "cpu", "description": "Fine-tune on a prepared dataset (locally with LoRA, `/train azure`, "
-                                                  "`/train openai`)", "button": False},
-    {"id": "deployed", "icon": "rocket", "description": "Name the deployment you made of a fine-tune: `/deployed NAME`",
-     "button": False},
-    {"id": "compare", "icon": "columns-2", "description": "A/B chat: a fine-tuned model vs the RAG baseline",
-     "button": False},
-]
+COMMANDS = (("check", "list-checks"), ("prepare", "database"), ("train", "cpu"), ("deployed", "rocket"),
+            ("compare", "columns-2"))  # (id, icon); each described by the catalog's "app.command.ID"
+
+
+def commands(language: str) -> list[dict]:
+    """The chat's commands, described in `language`."""
+    return [{"id": name, "icon": icon, "description": text(f"app.command.{name}", language), "button": False}
+            for name, icon in COMMANDS]
 
 _warmup: asyncio.Task | None = None
 _background: list[asyncio.Task] = []
@@ -172,12 +169,13 @@ async def on_startup():
 async def chat_profiles(user=None, language=None):
     """One profile, so the welcome screen shows the welcome text above the starters (a welcome
     *message* would hide the starters: Chainlit shows them only in an empty thread)."""
+    language = language_of(language)
     try:
         settings = get_settings()
         model = create_backend(settings.effective_backend, settings).label
     except TutorError as exc:
-        model = f"not configured ({exc})"
-    return [cl.ChatProfile(name=PROFILE, markdown_description=text("app.welcome", language_of(language), model=model),
+        model = text("app.not_configured", language, error=exc)
+    return [cl.ChatProfile(name=PROFILE, markdown_description=text("app.welcome", language, model=model),
                            icon="/public/tutor.svg", default=True)]
 
 
@@ -213,6 +211,7 @@ async def open_session(kept: dict) -> None:
     backends = {name: create_backend(name, settings) for name in backend_names() if name in TUTOR_BACKENDS}
     chosen = kept.get("backend") if kept.get("backend") in backends else settings.effective_backend
     temperature = kept.get("temperature", settings.temperature)
+    language = session_language()
     for key in ("chat_model", "ab", "check_answers", "check_message"):
         cl.user_session.set(key, None)
     cl.user_session.set("backend", chosen)
@@ -220,13 +219,14 @@ async def open_session(kept: dict) -> None:
     cl.user_session.set("training_form", {})
     await training_flow.update_form(training_flow.form_fields(kept.get("training_form")), quiet=True)
     await cl.ChatSettings([
-        Select(id="backend", label="Tutor model", items={b.label: name for name, b in backends.items()},
-               initial_value=chosen, description="The offline model runs in this process; OpenAI-compatible needs "
-                                                 "OPENAI_API_KEY or OPENAI_BASE_URL."),
-        Slider(id="temperature", label="Temperature", initial=temperature, min=0, max=1.5, step=0.1),
-        *training_flow.form_widgets(settings, cl.user_session.get("training_form")),
+        Select(id="backend", label=text("app.setting.backend", language),
+               items={b.label: name for name, b in backends.items()}, initial_value=chosen,
+               description=text("app.setting.backend_help", language)),
+        Slider(id="temperature", label=text("app.setting.temperature", language), initial=temperature, min=0, max=1.5,
+               step=0.1),
+        *training_flow.form_widgets(settings, cl.user_session.get("training_form"), language),
     ]).send()
-    await cl.context.emitter.set_commands(COMMANDS)
+    await cl.context.emitter.set_commands(commands(language))
     await training_flow.resume_watching(learner)
 
 
@@ -236,12 +236,13 @@ async def on_settings_update(values: dict):
     if "backend" not in values and "temperature" not in values:
         return
     backend = values.get("backend", cl.user_session.get("backend"))
+    language = session_language()
     if backend not in TUTOR_BACKENDS:
-        await cl.Message(content="⚠️ That model choice is not one this app offers.").send()
+        await cl.Message(content=text("app.bad_backend", language)).send()
         return
     reason = create_backend(backend, get_settings()).unavailable_reason()
     if reason:
-        await cl.Message(content=f"⚠️ {reason}\n\nI keep using the current model until then.").send()
+        await cl.Message(content=text("app.keep_model", language, reason=reason)).send()
     else:
         cl.user_session.set("backend", backend)
     temperature = values.get("temperature", cl.user_session.get("temperature"))
@@ -251,28 +252,28 @@ async def on_settings_update(values: dict):
 
 @cl.on_message
 async def on_message(message: cl.Message):
-    text = message.content.strip()
+    said = message.content.strip()
     files = [e for e in message.elements or [] if getattr(e, "path", None)]
     if files:
         await dataset_flow.handle_uploads(files)
-    elif message.command == "check" or text.lower() in {"/check", "should i fine-tune?"}:
+    elif message.command == "check" or said.lower() in {"/check", "should i fine-tune?"}:
         await start_check()
-    elif message.command == "prepare" or text.lower().startswith("/prepare"):
-        await guarded(dataset_flow.offer_prepare(text), "Offering to prepare")
-    elif message.command == "train" or text.lower().startswith("/train"):
-        await guarded(training_flow.offer_training(text), "Offering to train")
-    elif message.command == "deployed" or text.lower().startswith("/deployed"):
-        await guarded(training_flow.record_deployment(text), "Recording a deployment")
-    elif message.command == "compare" or text.lower().startswith("/compare"):
+    elif message.command == "prepare" or said.lower().startswith("/prepare"):
+        await guarded(dataset_flow.offer_prepare(said), "Offering to prepare")
+    elif message.command == "train" or said.lower().startswith("/train"):
+        await guarded(training_flow.offer_training(said), "Offering to train")
+    elif message.command == "deployed" or said.lower().startswith("/deployed"):
+        await guarded(training_flow.record_deployment(said), "Recording a deployment")
+    elif message.command == "compare" or said.lower().startswith("/compare"):
         await guarded(ab_flow.offer_compare(), "Offering a comparison")
-    elif text.lower() == "/tutor":
+    elif said.lower() == "/tutor":
         cl.user_session.set("chat_model", None)
         cl.user_session.set("ab", None)
-        await cl.Message(content="Back to the tutor: ask me anything about fine-tuning.").send()
+        await cl.Message(content=text("app.back_to_tutor", session_language())).send()
     elif cl.user_session.get("ab"):
         await ab_flow.compare(message.content)
     elif cl.user_session.get("chat_model"):
-        await training_flow.answer_with_model(text)
+        await training_flow.answer_with_model(said)
     else:
         await answer(message.content)
 
@@ -295,8 +296,7 @@ async def answer(question: str) -> None:
         return
     except Exception:
         log.exception("Answering failed")
-        await msg.stream_token("\n\n⚠️ Something went wrong on my side (the details are in the server log). "
-                               "Please try again.")
+        await msg.stream_token("\n\n" + text("app.failed", session_language()))
         await msg.send()
         return
     log.info("Answered in %.1f s (first words after %.1f s) with %d sources", time.perf_counter() - started,
@@ -305,7 +305,7 @@ async def answer(question: str) -> None:
     if reply.sources:  # one side panel with every passage (its name, in the footer, links to it)
         passages = "\n\n---\n\n".join(f"**[{i}] {p.path} › {p.heading}**\n\n{p.text}"
                                           for i, p in enumerate(reply.sources, 1))
-        msg.elements = [cl.Text(name=PASSAGES, content=passages, display="side")]
+        msg.elements = [cl.Text(name=text("app.passages", reply.language), content=passages, display="side")]
     await msg.send()
 
 
@@ -313,34 +313,35 @@ async def answer(question: str) -> None:
 
 async def start_check() -> None:
     cl.user_session.set("check_answers", {})
-    await cl.Message(content="**Should I fine-tune?** Eight quick questions about your use case, the alternatives "
-                             "you tried, the costs and the benefits. Press the answer that fits best.").send()
+    await cl.Message(content=decision.phrase("check.intro", session_language())).send()
     await ask_check_question(decision.QUESTIONS[0])
 
 
 async def ask_check_question(question: decision.Question) -> None:
     number = decision.QUESTIONS.index(question) + 1
+    shown = question.in_language(session_language())  # the texts only: payloads carry keys, in no language
     msg = cl.Message(
-        content=f"**{number}/{len(decision.QUESTIONS)} · {question.topic}**\n\n{question.text}",
+        content=f"**{number}/{len(decision.QUESTIONS)} · {shown.topic}**\n\n{shown.text}",
         actions=[cl.Action(name="check_answer", payload={"question": question.key, "option": option.key},
-                           label=option.label) for option in question.options])
+                           label=option.label) for option in shown.options])
     await msg.send()
     cl.user_session.set("check_message", msg)
 
 
 @action("check_answer", CheckAnswer)
 async def on_check_answer(request: CheckAnswer, _learner, _sent):
+    language = session_language()
     answers = cl.user_session.get("check_answers")
     if answers is None:
-        await cl.Message(content="That check was started in an earlier session. Type `/check` to start again.").send()
+        await cl.Message(content=decision.phrase("check.stale", language)).send()
         return
     question = next((q for q in decision.QUESTIONS if q.key == request.question), None)
     if question is None or question.key in answers:
         return  # a stale or repeated click: the question was already answered
     try:
-        option = question.option(request.option)
+        option = question.in_language(language).option(request.option)
     except KeyError:
-        raise TutorError("That is not one of this question's answers; press one of its buttons.") from None
+        raise TutorError(decision.phrase("check.not_an_answer", language)) from None
     answers[question.key] = option.key
     if asked := cl.user_session.get("check_message"):
         await asked.remove_actions()
@@ -349,5 +350,5 @@ async def on_check_answer(request: CheckAnswer, _learner, _sent):
     if upcoming := decision.next_question(answers):
         await ask_check_question(upcoming)
     else:
-        await cl.Message(content=decision.recommend(answers).as_markdown()).send()
+        await cl.Message(content=decision.recommend(answers, language).as_markdown()).send()
         cl.user_session.set("check_answers", None)

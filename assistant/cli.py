@@ -2,14 +2,16 @@
 
     tutor ask "What is LoRA?"            # streamed answer, then its sources
     tutor ask "What is LoRA?" --json     # {"answer": str, "sources": [{"path", "heading", "text"}]}
-    tutor check                          # the "Should I fine-tune?" check, in the terminal
+    tutor check [--language uk]          # the "Should I fine-tune?" check, in the terminal
     tutor prepare --source sample --train 150 --validation 40 --test 40 --seed 42 [--json]
     tutor validate FILE.jsonl [--model gpt-4o-mini|local] [--price 3.0] [--json]
-    tutor train --backend local --train train.jsonl --val validation.jsonl [--epochs 3 --lr 2e-4 --r 8 ...]
+    tutor train --backend local --train train.jsonl --val validation.jsonl [--epochs 2 --lr 1e-3 --r 8 ...]
     tutor train --backend openai --train train.jsonl --val validation.jsonl [--model ft:... --suffix recipes --auto]
     tutor serve [--port 8100]            # this project's OpenAI-compatible fine-tuning + chat server
     tutor users add NAME [--admin] | list | remove NAME     # accounts for a shared instance
     tutor jobs list | show RUN | cancel RUN | resume RUN | export RUN
+    tutor explain RUN [--json] [--language uk]   # what the run's curve shows, cited, and the next run
+    tutor tokens FILE.jsonl --line 3 [--json]    # which tokens of an example the trainer trains on
     tutor eval --model RUN --data test.jsonl [--baseline rag|base] [--k 3] [--limit 20] [--json]
     tutor index                          # (re)index knowledge/ incrementally
     tutor settings                       # the effective configuration, keys masked
@@ -26,6 +28,7 @@ from typing import Optional
 
 import typer
 
+from training.config import TrainConfig
 from training.errors import TutorError
 from training.registry import LOCAL_USER, RegistryError
 
@@ -212,6 +215,10 @@ def _show(run: dict, as_json: bool) -> None:
         print(f"  {key}: {value}")
 
 
+def local_default(field: str) -> str:
+    return f" (local default: {TrainConfig.model_fields[field].default})"
+
+
 @app.command()
 def train(
     train_file: Path = typer.Option(..., "--train", help="Training chat JSONL."),
@@ -224,14 +231,22 @@ def train(
     suffix: Optional[str] = typer.Option(None, help="hosted: added to the fine-tuned model's name."),
     lr_multiplier: Optional[float] = typer.Option(None, help="hosted: learning-rate multiplier (default auto)."),
     auto: bool = typer.Option(False, help="hosted: let the provider pick epochs and batch size."),
-    epochs: float = typer.Option(3.0), learning_rate: float = typer.Option(2e-4, "--lr"),
-    lora_r: int = typer.Option(8, "--r"), lora_alpha: int = typer.Option(16, "--alpha"),
-    lora_dropout: float = typer.Option(0.05, "--dropout"),
-    target_modules: str = typer.Option("all-linear", help="'all-linear' or a comma list like q_proj,v_proj."),
-    max_length: int = typer.Option(512), batch_size: int = typer.Option(8),
-    gradient_accumulation: int = typer.Option(1, "--grad-accum"), seed: int = typer.Option(42),
-    save_every: int = typer.Option(20, help="Steps between checkpoints."),
-    eval_generate: int = typer.Option(20, help="Validation examples the model answers for the F1 score."),
+    # Unset options take the backend's defaults (local: TrainConfig's, measured for the embedded model).
+    epochs: Optional[float] = typer.Option(None, help=f"Passes over the data{local_default('epochs')}."),
+    learning_rate: Optional[float] = typer.Option(None, "--lr", help=f"Step size{local_default('learning_rate')}."),
+    lora_r: Optional[int] = typer.Option(None, "--r", help=f"LoRA rank{local_default('lora_r')}."),
+    lora_alpha: Optional[int] = typer.Option(None, "--alpha", help=f"LoRA scale{local_default('lora_alpha')}."),
+    lora_dropout: Optional[float] = typer.Option(None, "--dropout", help=f"LoRA dropout{local_default('lora_dropout')}."),
+    target_modules: Optional[str] = typer.Option(None, help="'all-linear' or a comma list like q_proj,v_proj"
+                                                            f"{local_default('target_modules')}."),
+    max_length: Optional[int] = typer.Option(None, help=f"Cut examples here{local_default('max_length')}."),
+    batch_size: Optional[int] = typer.Option(None, help=f"Examples per step{local_default('batch_size')}."),
+    gradient_accumulation: Optional[int] = typer.Option(None, "--grad-accum",
+                                                        help=f"Steps per update{local_default('gradient_accumulation')}."),
+    seed: Optional[int] = typer.Option(None, help=f"Data order and initial adapter{local_default('seed')}."),
+    save_every: Optional[int] = typer.Option(None, help=f"Steps between checkpoints{local_default('save_every')}."),
+    eval_generate: Optional[int] = typer.Option(None, help="Validation examples the model answers for the F1 score"
+                                                           f"{local_default('eval_generate_limit')}."),
     owner: str = typer.Option(LOCAL_USER, help="The account that owns the run (chat shows it to them)."),
     detach: bool = typer.Option(False, help="Start and return; follow later with `tutor jobs show`."),
     as_json: bool = typer.Option(False, "--json", help="Print the final run record as JSON."),
@@ -379,6 +394,8 @@ def explain(run_id: str, as_json: bool = typer.Option(False, "--json"),
     if as_json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return
+    if report["curve"]:
+        print(report["curve"])
     if not report["findings"]:
         print(f"{run_id}: no rule found a problem in this run's curve or evaluation.")
     if not report["curve"]:
@@ -391,6 +408,31 @@ def explain(run_id: str, as_json: bool = typer.Option(False, "--json"),
         change = ", ".join(f"{key} {value}" for key, value in report["next_settings"].items()
                            if run["config"].get(key) != value)
         print(f"Next run to try: {change}.")
+
+
+@app.command()
+def tokens(file: Path = typer.Argument(..., help="A chat JSONL file (a prepared train.jsonl, or your own)."),
+           line: int = typer.Option(1, "--line", help="Which example: its line number, from 1."),
+           max_length: Optional[int] = typer.Option(None, "--max-length", min=16,
+                                                    help="Cut examples here (default: the trainer's default)."),
+           as_json: bool = typer.Option(False, "--json")):
+    """An example after the chat template, with the tokens the trainer's loss counts marked [[like this]]."""
+    import sys
+
+    from training.config import TrainConfig
+    from training.models import load_tokenizer, resolve_base_model
+    from training.settings import get_settings
+    from training.token_view import example_at, token_view
+
+    try:
+        messages, _ = example_at(file, line)
+        view = token_view(load_tokenizer(resolve_base_model(get_settings())), messages,
+                          max_length or TrainConfig().max_length)
+    except OSError as exc:
+        fail(f"Could not read {file}: {exc.strerror or exc}.", as_json)
+    except TutorError as exc:
+        fail(str(exc), as_json)
+    print(json.dumps(view.to_dict(), ensure_ascii=False) if as_json else view.as_text(color=sys.stdout.isatty()))
 
 
 @app.command("eval")
@@ -531,21 +573,24 @@ def settings():
 
 
 @app.command()
-def check():
+def check(language: str = typer.Option("en", help="en or uk: the language of the questions and the recommendation.")):
     """The guided "Should I fine-tune?" check: answer by number, get a recommendation with reasons."""
     from assistant import decision
 
+    if language not in decision.PHRASES:
+        raise typer.BadParameter(f"'{language}' is not one of {', '.join(decision.PHRASES)}.", param_hint="--language")
     answers: dict[str, str] = {}
     while question := decision.next_question(answers):
-        typer.secho(f"\n{question.topic}: {question.text}", bold=True)
-        for number, option in enumerate(question.options, 1):
+        shown = question.in_language(language)
+        typer.secho(f"\n{shown.topic}: {shown.text}", bold=True)
+        for number, option in enumerate(shown.options, 1):
             print(f"  {number}. {option.label}")
-        choice = typer.prompt("Your answer", type=int)
-        while not 1 <= choice <= len(question.options):
-            choice = typer.prompt(f"Please type a number from 1 to {len(question.options)}", type=int)
-        answers[question.key] = question.options[choice - 1].key
+        choice = typer.prompt(decision.phrase("cli.answer", language), type=int)
+        while not 1 <= choice <= len(shown.options):
+            choice = typer.prompt(decision.phrase("cli.number", language, count=len(shown.options)), type=int)
+        answers[question.key] = shown.options[choice - 1].key
     print()
-    print(decision.recommend(answers).as_markdown())
+    print(decision.recommend(answers, language).as_markdown())
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from assistant.backends import ChatBackend, Usage, create_backend
 from assistant.generation import engine
+from assistant.i18n import text
 from assistant.vectorstore import chroma_client, langchain_store, open_collection
 from training.backends import training_backend
 from training.errors import TutorError
@@ -137,25 +138,24 @@ def answer_budget(train_file: str | Path, count) -> int:
     return max(MIN_ANSWER_TOKENS, min(MAX_ANSWER_TOKENS * 2, math.ceil(p99 * 1.5)))
 
 
-def too_long(text: str) -> str | None:
-    """Why a message is too long to send to a recipe model, or None."""
-    if len(text) <= MAX_PROMPT_CHARS:
+def too_long(prompt: str, language: str = "en") -> str | None:
+    """Why a message is too long to send to a recipe model (in `language`), or None."""
+    if len(prompt) <= MAX_PROMPT_CHARS:
         return None
-    return (f"That message is {len(text):,} characters; a recipe prompt is a few hundred and the models read at most "
-            f"about {MAX_PROMPT_CHARS:,}. Send one recipe.")
+    return text("contenders.too_long", language, length=len(prompt), limit=MAX_PROMPT_CHARS)
 
 
-def model_for_run(registry, run_id: str, owner: str | None = None) -> dict:
+def model_for_run(registry, run_id: str, owner: str | None = None, language: str = "en") -> dict:
     """The registry's model row of a finished run of `owner` (None: anyone's): the adapter or OpenAI fine-tune."""
     for model in registry.models(owner):
         if run_id in (model["run_id"], model["id"]):
             return model
     run = registry.run(run_id, owner)
     if run is None:
-        raise TutorError(f"No run or model named '{run_id}' among yours. `tutor jobs list` shows them.")
+        raise TutorError(text("contenders.unknown_run", language, run=run_id))
     if next_step := (run.get("metrics") or {}).get("next_step"):  # e.g. an Azure fine-tune not deployed yet
-        raise TutorError(f"Run '{run_id}' has no model to call yet. {next_step}")
-    raise TutorError(f"Run '{run_id}' has no model yet (it is {run['status']}).")
+        raise TutorError(text("contenders.not_callable", language, run=run_id, step=next_step))
+    raise TutorError(text("contenders.no_model", language, run=run_id, status=run["status"]))
 
 
 def _trainer(model: dict, settings: Settings):
@@ -163,15 +163,18 @@ def _trainer(model: dict, settings: Settings):
     return training_backend(MODEL_KINDS.get(model["kind"], model["kind"]), settings)
 
 
-def fine_tuned(model: dict, settings: Settings) -> Contender:
+def fine_tuned(model: dict, settings: Settings, language: str = "en") -> Contender:
     backend = create_backend(_trainer(model, settings).chat_backend, settings, model=model["location"])
-    return Contender(label=f"fine-tuned {model['run_id']}", kind="fine-tuned", backend=backend)
+    return Contender(label=text("contenders.fine_tuned", language, run=model["run_id"]), kind="fine-tuned",
+                     backend=backend)
 
 
-def baseline(model: dict, settings: Settings, kind: str = "rag", k: int = 3, train_file: str | None = None) -> Contender:
-    """The base model the fine-tune started from, with k retrieved examples ("rag") or none ("base")."""
+def baseline(model: dict, settings: Settings, kind: str = "rag", k: int = 3, train_file: str | None = None,
+             language: str = "en") -> Contender:
+    """The base model the fine-tune started from, with k retrieved examples ("rag") or none ("base"); its label
+    in `language`."""
     if kind not in BASELINES:
-        raise TutorError(f"Unknown baseline '{kind}': choose rag or base.")
+        raise TutorError(text("contenders.unknown_baseline", language, kind=kind))
     trainer = _trainer(model, settings)
     if trainer.chat_backend == "local":  # the base model loads in this process, as the one the settings name
         backend = create_backend("local", settings.model_copy(update={"base_model": model["base_model"]}))
@@ -179,19 +182,19 @@ def baseline(model: dict, settings: Settings, kind: str = "rag", k: int = 3, tra
         backend = create_backend(trainer.chat_backend, settings, model=trainer.baseline_model(model))
     base = display_name(model["base_model"])
     if kind == "base":
-        return Contender(label=f"base {base}, no examples", kind="base", backend=backend)
+        return Contender(label=text("contenders.base", language, base=base), kind="base", backend=backend)
     if not train_file:
-        raise TutorError("The RAG baseline needs the run's training file, and this run does not record one.")
-    return Contender(label=f"RAG baseline: base {base} + {k} retrieved examples", kind="rag",
+        raise TutorError(text("contenders.no_train_file", language))
+    return Contender(label=text("contenders.rag", language, base=base, k=k), kind="rag",
                      backend=backend, index=ExampleIndex(settings, train_file, k))
 
 
 def pair_for_run(registry, settings: Settings, run_id: str, kind: str = "rag", k: int = 3,
-                 owner: str | None = None) -> tuple[Contender, Contender]:
-    """(fine-tuned, baseline) for a run id or model id of `owner` (None: anyone's)."""
-    model = model_for_run(registry, run_id, owner)
+                 owner: str | None = None, language: str = "en") -> tuple[Contender, Contender]:
+    """(fine-tuned, baseline) for a run id or model id of `owner` (None: anyone's), labelled in `language`."""
+    model = model_for_run(registry, run_id, owner, language)
     train_file = ((registry.run(model["run_id"]) or {}).get("config") or {}).get("train_file")
-    pair = fine_tuned(model, settings), baseline(model, settings, kind, k, train_file)
+    pair = fine_tuned(model, settings, language), baseline(model, settings, kind, k, train_file, language)
     if train_file and Path(train_file).is_file():
         budget = answer_budget(train_file, _token_counter(model, settings))
         for contender in pair:

@@ -20,7 +20,9 @@ from pydantic import ValidationError
 from assistant import uploads
 from assistant.accounts import Learner
 from assistant.actions import PrepareRequest, action, current_learner, guarded, typed_settings
+from assistant.i18n import session_language, text
 from assistant.refresh import refreshing
+from assistant.token_flow import tokens_action
 from assistant.training_flow import training_actions
 from training.charts import token_histogram
 from training.config import explain, field_names
@@ -34,18 +36,19 @@ from training.validate import validate_file
 DEFAULTS = {"train": 150, "validation": 40, "test": 40, "seed": 42}
 
 
-def parse_options(text: str) -> PrepareRequest:
+def parse_options(command: str, language: str = "en") -> PrepareRequest:
     """Sizes and seed from '/prepare train=200 val=50 test=50 seed=7' (missing ones keep defaults); a value
-    that is not a whole number in range, or an unknown name, is a TutorError naming it."""
-    typed = typed_settings(re.sub(r"^/prepare\b", "", (text or "").strip(), flags=re.I).split())
+    that is not a whole number in range, or an unknown name, is a TutorError naming it (in `language`)."""
+    typed = typed_settings(re.sub(r"^/prepare\b", "", (command or "").strip(), flags=re.I).split(), language)
     names = field_names(PrepareRequest)  # `val` is `validation`
     typed = {names.get(key, key): value for key, value in typed.items()}
     if unknown := sorted(set(typed) - set(DEFAULTS)):
-        raise TutorError(f"I don't know the setting `{unknown[0]}`. You can set: train, validation (val), test, seed.")
+        raise TutorError(text("prepare.unknown_setting", language, name=unknown[0]))
     try:
         return PrepareRequest.model_validate({"source": "sample", **DEFAULTS, **typed}, strict=False)
     except ValidationError as exc:
-        raise TutorError(explain("Those sizes can't be used", exc) + " Sizes and seed are whole numbers.") from None
+        raise TutorError(explain(text("prepare.bad_sizes", language), exc, language) + " "
+                         + text("prepare.whole_numbers", language)) from None
 
 
 def sample_size() -> int:
@@ -53,17 +56,14 @@ def sample_size() -> int:
         return sum(1 for _ in handle) - 1
 
 
-async def offer_prepare(text: str = "") -> None:
-    options = parse_options(text)
+async def offer_prepare(command: str = "") -> None:
+    language = session_language()
+    options = parse_options(command, language)
     sizes = f"{options.train} / {options.validation} / {options.test}"
     await cl.Message(
-        content=("**Prepare the recipe dataset** (the OpenAI cookbook's recipe assistant: extract the generic "
-                 f"ingredients of a recipe).\n\nSplits train / validation / test: **{sizes}**, seed **{options.seed}**. "
-                 "Change them with `/prepare train=200 validation=50 test=50 seed=7`.\n\n"
-                 "Use the bundled sample, or attach your own file with the paperclip: a RecipeNLG-format `.csv` "
-                 "or a chat `.jsonl` to validate and split."),
+        content=text("prepare.offer", language, sizes=sizes, seed=options.seed),
         actions=[cl.Action(name="prepare_dataset", payload=options.model_dump(),
-                           label=f"Use the bundled sample ({sample_size()} recipes)")],
+                           label=text("prepare.sample_button", language, count=sample_size()))],
     ).send()
 
 
@@ -78,20 +78,21 @@ async def run_prepare(request: PrepareRequest, learner: Learner) -> None:
     """Prepare, validate and report, with live progress; every failure becomes one clear message."""
     settings = get_settings()
     registry = registry_for(settings)
+    language = session_language()
     if request.source == "sample":
-        source, label = "sample", "the bundled sample"
+        source, label = "sample", None  # prepare names the bundled sample in the chat's language
     else:
         upload = await asyncio.to_thread(registry.file, request.source, learner.scope)
         if upload is None:
-            raise TutorError("That upload is not among your files: attach it again.")
+            raise TutorError(text("prepare.not_your_upload", language))
         source, label = upload["path"], upload["name"]
     dataset_id = new_id("ds")
     out_dir = settings.data_dir / "datasets" / dataset_id
     name = f"{'sample' if source == 'sample' else Path(label).stem}-seed{request.seed}"
     seen = {"rows": 0, "fraction": 0.0}
-    tasks = cl.TaskList(status="Preparing...")
-    reading = cl.Task(title="Read, clean and deduplicate recipes", status=cl.TaskStatus.RUNNING)
-    checking = cl.Task(title="Validate and count tokens")
+    tasks = cl.TaskList(status=text("prepare.preparing", language))
+    reading = cl.Task(title=text("prepare.task.read", language), status=cl.TaskStatus.RUNNING)
+    checking = cl.Task(title=text("prepare.task.check", language))
     for task in (reading, checking):
         await tasks.add_task(task)
     await tasks.send()
@@ -100,33 +101,36 @@ async def run_prepare(request: PrepareRequest, learner: Learner) -> None:
         seen.update(rows=rows, fraction=done / max(total, 1))
 
     async def show_progress():
-        reading.title = f"Read, clean and deduplicate recipes: {seen['rows']:,} rows ({seen['fraction']:.0%})"
+        reading.title = text("prepare.task.progress", language, title=text("prepare.task.read", language),
+                             rows=seen["rows"], fraction=seen["fraction"])
         await tasks.send()
 
     try:
         async with refreshing(0.3, show_progress):
             report = await asyncio.to_thread(prepare, source, out_dir, train=request.train,
                                              validation=request.validation, test=request.test, seed=request.seed,
-                                             progress=progress, label=label)
-        reading.title, reading.status, checking.status = (f"Read {report.rows_read:,} rows", cl.TaskStatus.DONE,
-                                                          cl.TaskStatus.RUNNING)
+                                             progress=progress, label=label, language=language)
+        reading.title, reading.status, checking.status = (text("prepare.task.read_done", language,
+                                                               rows=report.rows_read),
+                                                          cl.TaskStatus.DONE, cl.TaskStatus.RUNNING)
         await tasks.send()
         validation = await asyncio.to_thread(validate_file, Path(report.files["train"]))
         await asyncio.to_thread(registry.add_dataset, name, report.files, report.to_dict(), learner.name, dataset_id)
     except BaseException:
-        tasks.status = "Failed"
+        tasks.status = text("prepare.failed", language)
         await tasks.send()
         shutil.rmtree(out_dir, ignore_errors=True)  # a fresh folder of this run only: no half dataset stays
         raise
-    checking.status, tasks.status = cl.TaskStatus.DONE, "Done"
+    checking.status, tasks.status = cl.TaskStatus.DONE, text("prepare.done", language)
     await tasks.send()
-    elements = [cl.Plotly(name="token lengths", figure=token_histogram(validation.example_lengths,
-                                                                       validation.context_limit), display="inline")]
+    elements = [cl.Plotly(name=text("prepare.chart", language), display="inline", figure=token_histogram(
+        validation.example_lengths, validation.context_limit, language=language))]
     elements += [cl.File(name=Path(path).name, path=path, display="inline") for path in report.files.values()]
-    actions, note = training_actions(dataset_id)
-    await cl.Message(content=f"### Dataset ready: `{name}`\n\n{report.as_markdown()}\n\n### Training file check\n\n"
-                             f"{validation.as_markdown()}\n\nDownload the files below, or fine-tune on them now."
-                             + (f" {note}" if note else ""), elements=elements, actions=actions).send()
+    actions, note = training_actions(dataset_id, language)
+    actions.append(tokens_action(dataset_id))
+    await cl.Message(content=text("prepare.ready", language, name=name, report=report.as_markdown(language),
+                                  validation=validation.as_markdown(language)) + (f" {note}" if note else ""),
+                     elements=elements, actions=actions).send()
 
 
 async def handle_uploads(files: list) -> None:
@@ -136,9 +140,10 @@ async def handle_uploads(files: list) -> None:
         return
     settings = get_settings()
     registry = registry_for(settings)
+    language = session_language()
     for file in files:
         kept = await guarded(asyncio.to_thread(uploads.keep, registry, settings, learner, getattr(file, "name", ""),
-                                               file.path), "Keeping an upload")
+                                               file.path, language), "Keeping an upload")
         if kept is None:
             continue
         if kept["path"].endswith(".csv"):
@@ -148,8 +153,8 @@ async def handle_uploads(files: list) -> None:
         if report is None:
             continue
         report.path = kept["name"]  # the learner's file name, not the storage path
-        elements = [cl.Plotly(name="token lengths", figure=token_histogram(report.example_lengths, report.context_limit),
-                              display="inline")] if report.example_lengths else []
+        elements = [cl.Plotly(name=text("prepare.chart", language), display="inline", figure=token_histogram(
+            report.example_lengths, report.context_limit, language=language))] if report.example_lengths else []
         actions = [cl.Action(name="prepare_dataset", payload={"source": kept["id"], **DEFAULTS},
-                             label="Split it into train / validation / test")] if report.valid_examples else []
-        await cl.Message(content=report.as_markdown(), elements=elements, actions=actions).send()
+                             label=text("prepare.split_button", language))] if report.valid_examples else []
+        await cl.Message(content=report.as_markdown(language), elements=elements, actions=actions).send()

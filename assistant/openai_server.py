@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 
 BASE_MODEL_ID = "smollm2-135m-instruct"  # how the embedded base model is named to API clients
 API_OWNER = "api"  # the registry owner of the jobs, files and models made through this API
-DEFAULT_LR = 2e-4  # learning_rate_multiplier multiplies this
+LOCAL_DEFAULTS = TrainConfig.model_fields  # "auto" means the local trainer's measured defaults
 JSON_LIMIT = 4 * 2**20
 FileId = Annotated[str, StringConstraints(pattern=r"^file-[A-Za-z0-9-]{1,64}$")]
 Text = Annotated[str, StringConstraints(max_length=200_000)]
@@ -249,16 +249,19 @@ class FineTuningServer:
             try:
                 config = TrainConfig(train_file=training["path"], validation_file=validation["path"] if validation
                                      else None, base_model=base, init_adapter=init_adapter,
-                                     epochs=float(pick(chosen.n_epochs, 3)), batch_size=pick(chosen.batch_size, 4),
-                                     learning_rate=DEFAULT_LR * pick(chosen.learning_rate_multiplier, 1.0),
+                                     epochs=float(pick(chosen.n_epochs, LOCAL_DEFAULTS["epochs"].default)),
+                                     batch_size=pick(chosen.batch_size, LOCAL_DEFAULTS["batch_size"].default),
+                                     learning_rate=LOCAL_DEFAULTS["learning_rate"].default
+                                     * pick(chosen.learning_rate_multiplier, 1.0),
                                      seed=42 if body.seed is None else body.seed)
                 run = await asyncio.to_thread(self.trainer.start, config, self.registry, API_OWNER)
             except ConfigError as exc:
                 raise APIError(400, str(exc), "invalid_hyperparameters", "hyperparameters") from None
+            multiplier = config.learning_rate / LOCAL_DEFAULTS["learning_rate"].default
             meta = {"suffix": body.suffix or "tutor", "model": body.model, "training_file": body.training_file,
                     "validation_file": body.validation_file,
                     "hyperparameters": {"n_epochs": config.epochs, "batch_size": config.batch_size,
-                                        "learning_rate_multiplier": config.learning_rate / DEFAULT_LR}}
+                                        "learning_rate_multiplier": multiplier}}
             (Path(run["run_dir"]) / "openai.json").write_text(json.dumps(meta))
             return self._job(run)
 

@@ -11,6 +11,7 @@ chat opens (the app restarted, say) are picked up and followed again.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from pathlib import Path
@@ -19,9 +20,11 @@ import chainlit as cl
 
 from assistant.accounts import Learner
 from assistant.actions import RunRef, TrainRequest, action, current_learner, typed_settings
+from assistant.backends import create_backend
 from assistant.contenders import fine_tuned, model_for_run, too_long
-from assistant.explain import explain
+from assistant.explain import explain, phrased
 from assistant.generation import Usage
+from assistant.i18n import CATALOG, session_language, text
 from assistant.run_feed import feed
 from training.backends import backend_of, training_backend, training_backend_names
 from training.charts import loss_chart
@@ -33,10 +36,13 @@ from training.settings import get_settings
 
 UPDATE_EVERY = 0.4  # seconds between screen updates: a few a second, not one per event
 
+log = logging.getLogger(__name__)
 
-def backend_for(name: str):
-    """A training backend this server offers and has configured; else a TutorError saying how to configure it."""
-    backend = training_backend(name, get_settings())
+
+def backend_for(name: str, language: str = "en"):
+    """A training backend this server offers and has configured, its texts in `language`; else a TutorError
+    saying how to configure it."""
+    backend = training_backend(name, get_settings(), language)
     if reason := backend.unavailable_reason():
         raise TutorError(reason + (f"\n\n_{notice}_" if (notice := backend.notice()) else ""))
     return backend
@@ -47,12 +53,12 @@ def form_values(backend: str) -> dict:
     return (cl.user_session.get("training_form") or {}).get(backend, {})
 
 
-def training_actions(dataset_id: str) -> tuple[list[cl.Action], str]:
+def training_actions(dataset_id: str, language: str = "en") -> tuple[list[cl.Action], str]:
     """A button per available training backend under a prepared dataset, and how to enable the others."""
     settings = get_settings()
     actions, notes = [], []
     for name in training_backend_names():
-        backend = training_backend(name, settings)
+        backend = training_backend(name, settings, language)
         if (reason := backend.unavailable_reason()) is None:
             actions.append(cl.Action(name="finetune", label=backend.button,
                                      payload={"backend": name, "dataset_id": dataset_id}))
@@ -64,34 +70,35 @@ def training_actions(dataset_id: str) -> tuple[list[cl.Action], str]:
 async def _dataset(dataset_id: str, learner: Learner) -> dict:
     dataset = await asyncio.to_thread(registry_for(get_settings()).dataset, dataset_id, learner.scope)
     if dataset is None:
-        raise TutorError("That dataset is not among yours (it may have been made in another account). "
-                         "Type `/train` to pick one of yours.")
+        raise TutorError(text("train.not_your_dataset", session_language()))
     return dataset
 
 
-async def offer_training(text: str = "") -> None:
+async def offer_training(command: str = "") -> None:
     """/train [backend] [key=value ...]: check the settings, then pick one of the learner's prepared datasets."""
     learner = await current_learner()
-    words = re.sub(r"^/train\b", "", (text or "").strip(), flags=re.I).split()
+    language = session_language()
+    words = re.sub(r"^/train\b", "", (command or "").strip(), flags=re.I).split()
     name = words.pop(0).lower() if words and "=" not in words[0] else "local"
-    backend = backend_for(name)
-    typed = typed_settings(words)
+    backend = backend_for(name, language)
+    typed = typed_settings(words, language)
     datasets = [d for d in await asyncio.to_thread(registry_for(get_settings()).datasets, learner.scope)
                 if Path(d["files"].get("train", "")).is_file()][:5]
     if not datasets:
-        await cl.Message(content="No prepared dataset yet. Type `/prepare` first, then come back with `/train`.").send()
+        await cl.Message(content=text("train.no_dataset", language)).send()
         return
     config, chosen = backend.learner_settings({**form_values(name), **typed}, datasets[0]["files"])
     example = " ".join(f"{field}={default}" for field, default, _ in backend.form()[:4] if default is not None)
-    intro = (f"**{backend.button}.** Settings: {backend.describe(config)}. Change them in the chat settings (⚙️), "
-             f"or type them, like `/train{'' if name == 'local' else ' ' + name} {example}`. Pick a dataset:")
+    intro = text("train.intro", language, button=backend.button, settings=backend.describe(config),
+                 example=f"/train{'' if name == 'local' else ' ' + name} {example}")
     await cl.Message(content=intro, actions=[
-        cl.Action(name="finetune", label=f"{d['name']} ({d['report'].get('written', {}).get('train', '?')} examples)",
+        cl.Action(name="finetune", label=text("train.dataset_button", language, name=d["name"],
+                                              count=d["report"].get("written", {}).get("train", "?")),
                   payload={"backend": name, "dataset_id": d["id"], "settings": chosen}) for d in datasets]).send()
 
 
 async def _config(request: TrainRequest, learner: Learner, check: bool = True):
-    backend = backend_for(request.backend)
+    backend = backend_for(request.backend, session_language())
     dataset = await _dataset(request.dataset_id, learner)
     config, chosen = backend.learner_settings({**form_values(request.backend), **request.settings}, dataset["files"])
     if check:  # the files read and validated (a big upload takes seconds): not again where `start` does it
@@ -108,8 +115,11 @@ async def on_finetune(request: TrainRequest, learner: Learner, _sent):
         return
     notice = f"\n\n_{notice}_" if (notice := backend.notice()) else ""
     start = {"backend": request.backend, "dataset_id": request.dataset_id, "settings": chosen}
-    await cl.Message(content=f"**{backend.button}**: {backend.describe(config)}.\n\n{estimate}{notice}\n\nStart?",
-                     actions=[cl.Action(name="start_training", label="Start", payload=start)]).send()
+    language = backend.language
+    await cl.Message(content=text("train.confirm", language, button=backend.button, settings=backend.describe(config),
+                                  estimate=estimate, notice=notice),
+                     actions=[cl.Action(name="start_training", label=text("train.start", language),
+                                        payload=start)]).send()
 
 
 @action("start_training", TrainRequest)
@@ -121,7 +131,7 @@ async def on_start_training(request: TrainRequest, learner: Learner, sent: cl.Ac
 
 async def _start(backend, config, learner: Learner) -> None:
     run = await asyncio.to_thread(backend.start, config, registry_for(get_settings()), learner.name)
-    cl.user_session.set("training_job", asyncio.create_task(watch(run, backend.describe(config))))
+    cl.user_session.set("training_job", asyncio.create_task(watch(run, backend.describe(config), backend.language)))
 
 
 def form_fields(kept) -> dict:
@@ -136,33 +146,34 @@ async def update_form(values: dict, quiet: bool = False) -> None:
     """The chat settings' training fields (`train.BACKEND.FIELD`): each backend's are checked as a whole and kept
     for its next job; a bad value is named (unless `quiet`) and the backend keeps its previous settings."""
     settings, kept = get_settings(), dict(cl.user_session.get("training_form") or {})
+    language = session_language()
     for name in training_backend_names():
         prefix = f"train.{name}."
         given = {key[len(prefix):]: value for key, value in values.items() if key.startswith(prefix)}
         if not given:
             continue
         given = {key: value for key, value in given.items() if value not in (None, "")}
-        backend = training_backend(name, settings)
+        backend = training_backend(name, settings, language)
         if backend.unavailable_reason():  # no form is shown for it
             continue
         try:
             backend.learner_settings(given, {})
         except TutorError as exc:
             if not quiet:
-                await cl.Message(content=f"⚠️ {exc} The other {name} settings stay as they were.").send()
+                await cl.Message(content=text("train.bad_form", language, error=exc, backend=name)).send()
             continue
         kept[name] = given
     cl.user_session.set("training_form", kept)
 
 
-def form_widgets(settings, kept: dict | None = None) -> list:
+def form_widgets(settings, kept: dict | None = None, language: str = "en") -> list:
     """One field per learner setting of each available backend, pre-filled with the learner's value (a resumed
     chat's) or its default, explained below."""
     from chainlit.input_widget import TextInput
 
     widgets = []
     for name in training_backend_names():
-        backend = training_backend(name, settings)
+        backend = training_backend(name, settings, language)
         if backend.unavailable_reason() is None:
             values = (kept or {}).get(name, {})
             widgets += [TextInput(id=f"train.{name}.{field}", label=f"{backend.label}: {field}",
@@ -176,11 +187,12 @@ def form_widgets(settings, kept: dict | None = None) -> list:
 async def on_cancel_run(request: RunRef, learner: Learner, _sent):
     registry = registry_for(get_settings())
     run = await asyncio.to_thread(registry.run, request.run_id, learner.scope)
+    language = session_language()
     if run is None:
-        raise TutorError("That run is not among yours, so it was left alone.")
+        raise TutorError(text("train.run_left_alone", language))
     if run["status"] not in ACTIVE:
         return
-    await cl.Message(content=f"Stopping `{run['id']}`...").send()
+    await cl.Message(content=text("train.stopping", language, run=run["id"])).send()
     await asyncio.to_thread(backend_of(run, get_settings()).cancel, run, registry)
 
 
@@ -188,15 +200,20 @@ async def resume_watching(learner: Learner) -> None:
     """Follow, in this chat, every run of the learner still queued or training (e.g. after a restart)."""
     registry = registry_for(get_settings())
     active = await asyncio.to_thread(registry.runs, learner.scope, ACTIVE)
-    cl.user_session.set("watching", [asyncio.create_task(watch(run, "picked up after a restart")) for run in active])
+    language = session_language()
+    cl.user_session.set("watching", [asyncio.create_task(watch(run, text("train.picked_up", language), language))
+                                     for run in active])
 
 
-async def watch(run: dict, what: str) -> None:
+async def watch(run: dict, what: str, language: str = "en") -> None:
     """Show a run's progress, chart and summary in one message, from the run's shared follower."""
     settings = get_settings()
     registry = registry_for(settings)
-    message = cl.Message(content=f"**Training `{run['id']}`**: {what}. Starting...",
-                         actions=[cl.Action(name="cancel_run", payload={"run_id": run["id"]}, label="Cancel")])
+    message = cl.Message(content=text("train.heading", language, run=run["id"], what=what) + " "
+                         + text("train.starting", language),
+                         actions=[cl.Action(name="cancel_run", payload={"run_id": run["id"]},
+                                            label=text("train.cancel", language)),
+                                  explain_action(run["id"], language)])  # the curve so far
     await message.send()
     state = {"steps": [], "evals": [], "last": None, "total": None, "status": None, "log": [], "checkpoints": []}
     events = feed.subscribe(run, registry, settings)
@@ -215,25 +232,26 @@ async def watch(run: dict, what: str) -> None:
                 pending = True
                 if time.monotonic() - shown_at < UPDATE_EVERY or not events.empty():
                     continue
-            await show(message, state, run, what)
+            await show(message, state, run, what, language)
             shown_at, pending = time.monotonic(), False
     finally:
         feed.unsubscribe(run["id"], events)
-    await show(message, state, run, what)
+    await show(message, state, run, what, language)
     await message.remove_actions()
     finished = await asyncio.to_thread(registry.run, run["id"])
     callable_now = any(m["run_id"] == run["id"] for m in await asyncio.to_thread(registry.models))
-    actions = model_actions(run["id"]) if finished["status"] == "succeeded" and callable_now else []
-    await cl.Message(content=summary(finished), actions=actions + [explain_action(run["id"])]).send()
+    actions = model_actions(run["id"], language) if finished["status"] == "succeeded" and callable_now else []
+    await cl.Message(content=summary(finished, language),
+                     actions=actions + [explain_action(run["id"], language)]).send()
 
 
-def model_actions(run_id: str) -> list[cl.Action]:
-    return [cl.Action(name="chat_with_model", payload={"run_id": run_id}, label="Chat with it"),
-            cl.Action(name="compare_model", payload={"run_id": run_id}, label="Compare with RAG baseline")]
+def model_actions(run_id: str, language: str = "en") -> list[cl.Action]:
+    return [cl.Action(name="chat_with_model", payload={"run_id": run_id}, label=text("train.chat_with_it", language)),
+            cl.Action(name="compare_model", payload={"run_id": run_id}, label=text("train.compare", language))]
 
 
-def explain_action(run_id: str) -> cl.Action:
-    return cl.Action(name="explain_run", payload={"run_id": run_id}, label="Explain my run")
+def explain_action(run_id: str, language: str = "en") -> cl.Action:
+    return cl.Action(name="explain_run", payload={"run_id": run_id}, label=text("explain.button", language))
 
 
 # --- "Explain my run" ---------------------------------------------------------------------------
@@ -241,8 +259,18 @@ def explain_action(run_id: str) -> cl.Action:
 async def _own_run(run_id: str, learner: Learner) -> dict:
     run = await asyncio.to_thread(registry_for(get_settings()).run, run_id, learner.scope)
     if run is None:
-        raise TutorError("That run is not among yours.")
+        raise TutorError(text("train.not_your_run", session_language()))
     return run
+
+
+async def guarded_phrasing(report: dict, chat, language: str) -> str | None:
+    """The capable model's telling of the findings, or None (offline, refused or unreachable): the rules'
+    own sentences are then the whole answer, so a dead server costs the learner nothing."""
+    try:
+        return await phrased(report, chat, language)
+    except Exception as exc:  # noqa: BLE001 - any failure of the optional telling falls back to the rules
+        log.warning("The chat model could not tell the run's findings: %s", type(exc).__name__)
+        return None
 
 
 @action("explain_run", RunRef)
@@ -250,18 +278,29 @@ async def on_explain_run(request: RunRef, learner: Learner, _sent):
     """What the run's own curve and evaluation show, each finding quoting the notes, and a button for the
     run the most urgent finding recommends."""
     run = await _own_run(request.run_id, learner)
-    report = await asyncio.to_thread(explain, run, registry_for(get_settings()), learner.scope)
+    language = session_language()
+    settings = get_settings()
+    report = await asyncio.to_thread(explain, run, registry_for(settings), learner.scope, language)
+    chat = create_backend(cl.user_session.get("backend") or settings.effective_backend, settings)
+    told = await guarded_phrasing(report, chat, language)
     lines = [f"- {f['message']}\n  > {f['source']['quote']}\n  ({f['source']['path']} › {f['source']['heading']})"
-             for f in report["findings"]] or ["No rule found a problem in this run's curve or evaluation."]
-    if not report["curve"]:
-        lines.append("_This app has no loss curve of this run (a hosted job's stays with its provider): only its "
-                     "evaluation is read._")
+             for f in report["findings"]] or [text("explain.nothing", language)]
+    if told:  # the model's telling first; the rules' findings and quotes stay below it as its sources
+        lines = [told, "", text("explain.sources", language)] + [
+            f"[{i}] {line[2:]}" for i, line in enumerate(lines, 1)]
+    if report["curve"]:
+        lines = [report["curve"], ""] + lines
+    else:
+        lines.append(text("explain.no_curve", language))
     change = {key: value for key, value in report["next_settings"].items() if run["config"].get(key) != value}
     actions = []
     if change:
-        lines.append("**Next run to try:** " + ", ".join(f"{key} **{value}**" for key, value in change.items()))
-        actions = [cl.Action(name="start_recommended", payload={"run_id": run["id"]}, label="Start that run")]
-    await cl.Message(content=f"**What `{run['id']}` shows**\n\n" + "\n".join(lines), actions=actions).send()
+        lines.append(text("explain.next", language,
+                          settings=", ".join(f"{key} **{value}**" for key, value in change.items())))
+        actions = [cl.Action(name="start_recommended", payload={"run_id": run["id"]},
+                             label=text("explain.start", language))]
+    await cl.Message(content=text("explain.title", language, run=run["id"]) + "\n\n" + "\n".join(lines),
+                     actions=actions).send()
 
 
 @action("start_recommended", RunRef)
@@ -270,21 +309,23 @@ async def on_start_recommended(request: RunRef, learner: Learner, sent: cl.Actio
     await sent.remove()
     run = await _own_run(request.run_id, learner)
     settings = get_settings()
-    report = await asyncio.to_thread(explain, run, registry_for(settings), learner.scope)
+    language = session_language()
+    report = await asyncio.to_thread(explain, run, registry_for(settings), learner.scope, language)
     if not report["next_settings"]:
-        raise TutorError("This run has no recommended next run any more.")
-    backend = backend_of(run, settings)
+        raise TutorError(text("explain.no_next", language))
+    backend = backend_of(run, settings, language)
     config = backend.config(report["next_settings"])
     await asyncio.to_thread(backend.check, config)
     await _start(backend, config, learner)
 
 
-async def record_deployment(text: str) -> None:
+async def record_deployment(command: str) -> None:
     """/deployed [RUN] NAME: the deployment the learner made of a finished fine-tune (Azure's portal, say)."""
     learner = await current_learner()
-    words = re.sub(r"^/deployed\b", "", (text or "").strip(), flags=re.I).split()
+    language = session_language()
+    words = re.sub(r"^/deployed\b", "", (command or "").strip(), flags=re.I).split()
     if not 1 <= len(words) <= 2:
-        raise TutorError("Name the deployment: `/deployed NAME`, or `/deployed RUN NAME` for an older run.")
+        raise TutorError(text("deploy.usage", language))
     registry = registry_for(get_settings())
     if len(words) == 2:
         run = await asyncio.to_thread(registry.run, words[0], learner.scope)
@@ -293,10 +334,10 @@ async def record_deployment(text: str) -> None:
                    if r["metrics"].get("next_step")]
         run = waiting[0] if waiting else None
     if run is None:
-        raise TutorError("I found no finished fine-tune of yours waiting for a deployment.")
-    run = await asyncio.to_thread(backend_of(run, get_settings()).deployed, run, registry, words[-1])
-    await cl.Message(content=f"Recorded: `{run['id']}` answers through the deployment `{words[-1]}`.",
-                     actions=model_actions(run["id"])).send()
+        raise TutorError(text("deploy.none_waiting", language))
+    run = await asyncio.to_thread(backend_of(run, get_settings(), language).deployed, run, registry, words[-1])
+    await cl.Message(content=text("deploy.recorded", language, run=run["id"], name=words[-1]),
+                     actions=model_actions(run["id"], language)).send()
 
 
 def record(state: dict, event: Event) -> None:
@@ -316,83 +357,94 @@ def record(state: dict, event: Event) -> None:
             state["log"] = (state["log"] + [event.message])[-5:]
     elif isinstance(event, Checkpoint):
         state["checkpoints"].append(event.label)
+        state["checkpoint"] = event  # the latest, named in the chat's language
 
 
-def status_line(event: Status) -> str:
+def status_word(status: str | None, language: str = "en") -> str:
+    """A run's status in `language` (a provider's own status word as it is)."""
+    return text(f"status.{status}", language) if f"status.{status}" in CATALOG["en"] else str(status)
+
+
+def status_line(event: Status, language: str = "en") -> str:
     if event.status == "queued" and event.position:
         ahead = event.position - 1
-        return (f"status **queued**: position **{event.position} of {event.queue_length}** "
-                f"({'next' if not ahead else f'{ahead} ahead'}); it starts when a trainer is free")
-    return f"status **{event.status}**"
+        return text("train.queued", language, position=event.position, length=event.queue_length,
+                    ahead=text("train.ahead", language, count=ahead) if ahead else text("train.next", language))
+    return text("train.status", language, status=status_word(event.status, language))
 
 
-async def show(message: cl.Message, state: dict, run: dict, what: str) -> None:
+async def show(message: cl.Message, state: dict, run: dict, what: str, language: str = "en") -> None:
     last, evaluation = state["last"], state.get("eval")
-    lines = [f"**Training `{run['id']}`**: {what}."]
+    lines = [text("train.heading", language, run=run["id"], what=what)]
     if state["status"]:
-        lines.append(status_line(state["status"]))
+        lines.append(status_line(state["status"], language))
     if last:
-        lines.append(" · ".join(last.progress(bold="**")))
+        lines.append(" · ".join(last.progress(bold="**", language=language)))
     if evaluation:
-        lines.append(f"validation loss **{evaluation.val_loss:.4f}** · token accuracy "
-                     f"**{(evaluation.val_token_accuracy or 0):.1%}** (step {evaluation.step})")
+        lines.append(text("train.validation", language, loss=evaluation.val_loss,
+                          accuracy=evaluation.val_token_accuracy or 0, step=evaluation.step))
     if state["checkpoints"]:
-        lines.append(f"checkpoints: {len(state['checkpoints'])}, latest `{state['checkpoints'][-1]}`")
+        lines.append(text("train.checkpoints", language, count=len(state["checkpoints"]),
+                          latest=state["checkpoint"].label_in(language)))
     if state["log"]:
         lines.append("\n".join(f"> {line}" for line in state["log"]))
     message.content = "\n\n".join(lines)
     await message.update()
     if state["steps"]:
-        chart = cl.Plotly(name="loss", figure=loss_chart(state["steps"], state["evals"], state["total"]),
+        chart = cl.Plotly(name="loss", figure=loss_chart(state["steps"], state["evals"], state["total"], language),
                           display="inline", id=f"loss-{run['id']}")
         chart.updatable = True  # same id: the chart is replaced in place as it grows
         await chart.send(for_id=message.id)
 
 
-METRICS = {  # a finished run's metrics, as the summary names and shows them
-    "fine_tuned_model": ("fine-tuned model", "`{}`"), "deployment": ("deployment", "`{}`"),
-    "final_loss": ("final training loss", "{:.4f}"), "val_loss": ("validation loss", "{:.4f}"),
-    "val_token_accuracy": ("validation token accuracy", "{:.1%}"),
-    "val_f1": ("validation F1 (ingredient lists)", "{:.3f}"), "train_seconds": ("time", "{:.0f} s"),
-    "tokens_trained": ("tokens trained", "{:,}"), "trained_tokens": ("trained tokens", "{:,}")}
+METRICS = {  # a finished run's metrics, as the summary shows them (named by the catalog's "metric.KEY"; a shape
+    # that is a catalog key is one with words in it)
+    "fine_tuned_model": "`{}`", "deployment": "`{}`", "final_loss": "{:.4f}", "val_loss": "{:.4f}",
+    "val_token_accuracy": "{:.1%}", "val_f1": "{:.3f}", "train_seconds": "metric.seconds", "tokens_trained": "{:,}",
+    "trained_tokens": "{:,}"}
 
 
-def summary(run: dict) -> str:
+def summary(run: dict, language: str = "en") -> str:
     """A finished run in a few lines: its metrics as a table, then what its backend says of its result."""
-    backend = backend_of(run, get_settings())
+    backend = backend_of(run, get_settings(), language)
     note = backend.describe_result(run)
+    status = status_word(run["status"], language)
     if run["status"] == "cancelled":
-        return f"⏹️ `{run['id']}` was cancelled. {note}".rstrip()
+        return text("summary.cancelled", language, run=run["id"], note=note).rstrip()
     if run["status"] != "succeeded":
-        return f"⚠️ `{run['id']}` {run['status']}: {note}" if note else f"⚠️ `{run['id']}` {run['status']}."
-    rows = [(label, shape.format(run["metrics"][key])) for key, (label, shape) in METRICS.items()
+        return text("summary.ended_note" if note else "summary.ended", language, run=run["id"], status=status,
+                    note=note)
+    shapes = {key: text(shape, language) if shape in CATALOG["en"] else shape for key, shape in METRICS.items()}
+    rows = [(text(f"metric.{key}", language), shape.format(run["metrics"][key])) for key, shape in shapes.items()
             if run["metrics"].get(key) is not None]
-    table = "| metric | value |\n| --- | --- |\n" + "\n".join(f"| {label} | {value} |" for label, value in rows)
-    return f"### ✅ Fine-tuned `{run['id']}` with {backend.label}\n\n{table}\n\n{note}"
+    table = (text("summary.table", language) + "\n| --- | --- |\n"
+             + "\n".join(f"| {label} | {value} |" for label, value in rows))
+    return text("summary.title", language, run=run["id"], label=backend.label) + f"\n\n{table}\n\n{note}"
 
 
 # --- "Chat with it" -----------------------------------------------------------------------------
 
 @action("chat_with_model", RunRef)
 async def on_chat_with_model(request: RunRef, learner: Learner, _sent):
-    model = await asyncio.to_thread(model_for_run, registry_for(get_settings()), request.run_id, learner.scope)
+    language = session_language()
+    model = await asyncio.to_thread(model_for_run, registry_for(get_settings()), request.run_id, learner.scope,
+                                    language)
     cl.user_session.set("chat_model", {"id": model["run_id"], "model": model})
     cl.user_session.set("ab", None)
-    await cl.Message(content=(f"You are now chatting with the fine-tuned `{model['run_id']}`, a recipe assistant. Send "
-                              "a recipe as it was trained, e.g.\n\n`Title: Pancakes\n\nIngredients: [\"1 c. flour\", "
-                              "\"2 eggs\", \"1 c. milk\"]\n\nGeneric ingredients: `\n\nType `/tutor` to go back to the tutor.")).send()
+    await cl.Message(content=text("chat.now", language, run=model["run_id"])).send()
 
 
-async def answer_with_model(text: str) -> None:
+async def answer_with_model(prompt: str) -> None:
     """Stream the fine-tuned model's answer to one message (the recipe task's system prompt)."""
     run = cl.user_session.get("chat_model")
-    if problem := too_long(text):
+    language = session_language()
+    if problem := too_long(prompt, language):
         await cl.Message(content=problem).send()
         return
-    message = cl.Message(content="", author=f"fine-tuned {run['id']}")
-    contender = fine_tuned(run["model"], get_settings())
+    contender = fine_tuned(run["model"], get_settings(), language)
+    message = cl.Message(content="", author=contender.label)
     try:
-        async for piece in contender.stream(Case(prompt=text, gold=[]), Usage()):
+        async for piece in contender.stream(Case(prompt=prompt, gold=[]), Usage()):
             await message.stream_token(piece)
     except TutorError as exc:
         await message.stream_token(f"⚠️ {exc}")

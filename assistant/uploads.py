@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from assistant.accounts import Learner
+from assistant.i18n import text
 from training.errors import TutorError
 from training.registry import Registry, new_id
 from training.settings import Settings
@@ -28,16 +29,17 @@ def shown_name(name: str) -> str:
     return cleaned[:80]
 
 
-def keep(registry: Registry, settings: Settings, learner: Learner, name: str, path: str) -> dict:
-    """Check and keep one upload (blocking: call it off the loop); returns its registry row."""
+def keep(registry: Registry, settings: Settings, learner: Learner, name: str, path: str,
+         language: str = "en") -> dict:
+    """Check and keep one upload (blocking: call it off the loop); returns its registry row. A refusal says why
+    in `language`."""
     shown = shown_name(name)
     suffix = Path(shown).suffix.lower()
     if suffix not in ACCEPTED:
-        raise TutorError(f"I can read RecipeNLG `.csv` files and chat `.jsonl` files; `{shown}` is neither.")
+        raise TutorError(text("uploads.wrong_kind", language, name=shown))
     size = Path(path).stat().st_size
     if size > settings.max_upload_mb * 2**20:
-        raise TutorError(f"`{shown}` is {size / 2**20:,.0f} MB; files up to {settings.max_upload_mb:,} MB can be "
-                         "attached here. Prepare bigger ones on the server with `tutor prepare`.")
+        raise TutorError(text("uploads.too_big", language, name=shown, size=size / 2**20, limit=settings.max_upload_mb))
     file_id = new_id("file")
     folder = settings.data_dir / "uploads"
     folder.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from assistant.dataset_flow import DEFAULTS
 from assistant.generation import engine
 from benchmarks.generation import SHARED
 from training.config import TrainConfig
+from training.diagnosis import diagnose
 from training.evaluation import evaluate, load_cases
 from training.models import load_tokenizer, resolve_base_model
 from training.prepare import prepare
@@ -49,7 +50,9 @@ def run(overrides: dict | None = None) -> dict:
         seconds = time.perf_counter() - started
         if trained.returncode != 0:
             raise SystemExit(trained.stderr[-2000:])
-        done = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()][-1]
+        events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+        done = events[-1]
+        explained = [f.kind for f in diagnose(events, config.model_dump())] or ["no finding"]
         source = engine.call(resolve_base_model, settings)
         budget = answer_budget(files["train"], local_counter(load_tokenizer(source)))
         tuned = Contender("fine-tuned", "fine-tuned", create_backend("local", settings, model=str(run_dir / "adapter")),
@@ -62,7 +65,7 @@ def run(overrides: dict | None = None) -> dict:
     changed = ", ".join(f"{k}={v}" for k, v in (overrides or {}).items()) or "the defaults"
     print(f"{changed}: {seconds:.0f} s from the command to the finished run ({done['steps']} steps); "
           f"F1 on {HELD_OUT} held-out cookbook recipes {ours:.3f} (RAG baseline {theirs:.3f}); "
-          f"val loss {done.get('val_loss', float('nan')):.3f}")
+          f"val loss {done.get('val_loss', float('nan')):.3f}; Explain my run: {', '.join(explained)}")
     return {"name": f"default local fine-tune ({changed}), bundled sample -> {HELD_OUT} real held-out recipes",
             "project": f"F1 {ours:.2f} in {seconds:.0f} s from the command", "baseline": f"F1 {theirs:.2f} (RAG)",
             "ratio": f"{ours / theirs:.1f}x F1" if theirs else "RAG scored 0"}

@@ -36,11 +36,11 @@ class AppProcess:
         self.host, self.port = host, free_port()
         self.root = Path(data_dir).parent / f"app-root-{self.port}"
         self.root.mkdir(parents=True, exist_ok=True)
-        for name in ("assistant", "public", "chainlit.md"):
+        for name in ("assistant", "public", "chainlit.md", "chainlit_uk-UA.md"):
             if not (self.root / name).exists():
                 (self.root / name).symlink_to(PROJECT_ROOT / name)
-        shutil.copytree(PROJECT_ROOT / ".chainlit", self.root / ".chainlit", dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("translations"))
+        # With the project's own translations (uk.json): Chainlit only adds the languages it ships that are missing.
+        shutil.copytree(PROJECT_ROOT / ".chainlit", self.root / ".chainlit", dirs_exist_ok=True)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log or Path(data_dir) / "chainlit.log"
         self.env = {k: v for k, v in os.environ.items()

@@ -71,10 +71,13 @@ class RecordingEmitter(BaseChainlitEmitter):
         return [a for a in self.actions if a["forId"] == message_id and a["id"] not in self.removed_actions]
 
 
-def open_chat(user: str | None = None) -> RecordingEmitter:
-    """A new chat session in this task's context: the local learner's, or a logged-in user's."""
+def open_chat(user: str | None = None, language: str | None = None) -> RecordingEmitter:
+    """A new chat session in this task's context: the local learner's, or a logged-in user's; `language` is the
+    browser's (Chainlit's websocket session takes it from Accept-Language, e.g. "uk-UA")."""
     session = HTTPSession(id=str(uuid.uuid4()), client_type="webapp",
                           user=cl.User(identifier=user) if user else None)
+    if language:
+        session.language = language
     # Chainlit keeps session files in <repo>/.files and removes that folder when a `chainlit run` (another
     # test's app) exits: make sure it is there again.
     session.files_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ It answers like a tiny deterministic model (it quotes the first note it was give
 grounding), records every request, checks the bearer key, and fails on demand:
 
     server.fail_next = [429, 500]     # the next requests get these statuses, in order
+    server.replies = ["Step 7 ..."]    # the next chat answers, in order, instead of the scripted ones
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class FakeOpenAI:
         self.model = model
         self.requests: list[dict] = []
         self.fail_next: list[int] = []
+        self.replies: list[str] = []
         self._http = ServerThread(Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"]),
                                                     Route("/v1/models", self.models, methods=["GET"])]))
         self.port, self.base_url = self._http.port, self._http.base_url
@@ -55,7 +57,7 @@ class FakeOpenAI:
             return self._error(status, f"Simulated failure {status}", "simulated")
         if body.get("model") != self.model:
             return self._error(404, f"The model `{body.get('model')}` does not exist", "model_not_found")
-        return completion(body, self.model, self.reply_for(body["messages"]))
+        return completion(body, self.model, self.replies.pop(0) if self.replies else self.reply_for(body["messages"]))
 
     @staticmethod
     def reply_for(messages: list[dict]) -> str:
@@ -65,6 +67,8 @@ class FakeOpenAI:
         if "recipe assistant" in system:
             shots = [m["content"] for m in messages if m["role"] == "assistant"]
             return shots[0] if shots else '["flour"]'
+        if "fine-tuning run" in system:  # explain a run: retell the first finding, citing its note
+            return "In short: " + messages[-1]["content"].splitlines()[1].removeprefix("- ")
         match = re.search(r"\[1\] (.+?) \(", system)
         return f"According to the notes, see {match.group(1)} [1]." if match else "I have no notes for that."
 

@@ -13,6 +13,7 @@ from assistant.decision import QUESTIONS
 from assistant.tutor import Tutor
 from tests.chainlit_harness import open_chat, user_says
 from tests.conftest import MODEL_CACHE
+from training.config import TrainConfig
 from training.settings import get_settings
 
 
@@ -51,7 +52,8 @@ async def test_chat_start_welcomes_and_offers_settings_and_commands(app_env):
     assert {"backend", "temperature"} | {f"train.local.{name}" for name in (
         "epochs", "learning_rate", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "max_length",
         "batch_size", "gradient_accumulation", "seed", "base")} == set(fields)
-    assert fields["train.local.learning_rate"]["initial"] == "0.0002" and fields["train.local.lora_r"]["description"]
+    assert fields["train.local.learning_rate"]["initial"] == str(TrainConfig().learning_rate)
+    assert fields["train.local.lora_r"]["description"]
     assert [c["id"] for c in chat.commands] == ["check", "prepare", "train", "deployed", "compare"]
     starters = await app.starters()
     assert any(s.command == "check" for s in starters) and len(starters) >= 3

@@ -251,7 +251,7 @@ async def test_the_whole_flow_in_chat_to_a_deployment(chat_env, azure, caplog):
     chat = open_chat()
     await dataset_flow.run_prepare(PrepareRequest(source="sample", train=12, validation=4, test=4, seed=1), LOCAL_LEARNER)
     assert [a["label"] for a in chat.actions_for(chat.messages[-1]["id"])] == [
-        "Fine-tune locally", "Fine-tune with Azure OpenAI"], "OpenAI is not configured here, Azure is"
+        "Fine-tune locally", "Fine-tune with Azure OpenAI", "See what is trained"], "OpenAI is not configured, Azure is"
     _, confirm = await start_billed_training(chat, "/train azure epochs=2 suffix=chat", 120)
     assert "billed tokens" in confirm["output"] and "billed by the hour" in confirm["output"]
     assert f"base **{BASE}**" in confirm["output"] and "epochs 2" in confirm["output"]

@@ -7,7 +7,7 @@ import chainlit as cl
 import pytest
 
 import assistant.app as app
-from assistant import ab_flow
+from assistant import ab_flow, training_flow
 from assistant.accounts import LOCAL_LEARNER
 from assistant.contenders import ExampleIndex, pair_for_run
 from tests.chainlit_harness import open_chat, user_says
@@ -110,6 +110,11 @@ async def test_evaluation_from_chat_shows_a_table_a_chart_and_results(local_run,
     assert report.startswith("### Held-out evaluation (6 recipes)") and "| F1 |" in report and "p95 latency" in report
     names = {e["name"] for e in chat.elements if e.get("forId") == message["id"]}
     assert {"evaluation", "results.jsonl", "summary.json"} <= names
+
+    [explain] = chat.actions_for(message["id"])  # the run's findings now include this evaluation
+    assert explain["name"] == "explain_run" and explain["payload"] == {"run_id": "run-ab"}
+    await training_flow.on_explain_run(cl.Action(name="explain_run", payload=explain["payload"]))
+    assert "On 6 held-out recipes the fine-tune" in chat.messages[-1]["output"]
 
 
 def test_tutor_eval_json_has_every_key_per_system(local_run, tmp_path):

@@ -1,8 +1,18 @@
-"""The "Should I fine-tune?" check: verdicts follow the answers, and every answer gives a reason."""
+"""The "Should I fine-tune?" check: verdicts follow the answers, and every answer gives a reason, in English and
+in Ukrainian (the chat's browser language, or `tutor check --language uk`)."""
 
+import itertools
+import re
+
+import chainlit as cl
 import pytest
+from typer.testing import CliRunner
 
-from assistant.decision import QUESTIONS, next_question, recommend
+import assistant.app as app
+from assistant.cli import app as cli
+from assistant.decision import PHRASES, QUESTIONS, UKRAINIAN, next_question, recommend
+from assistant.i18n import LANGUAGES
+from tests.chainlit_harness import open_chat, user_says
 
 STRONG_CASE = {"use_case": "format", "prompting": "yes_short", "few_shot": "few_long", "rag": "not_needed",
                "model": "available", "data": "hundreds", "effort": "moderate", "benefit": "cost"}
@@ -54,3 +64,126 @@ def test_next_question_walks_in_order():
         seen.append(question.key)
         answers[question.key] = question.options[0].key
     assert seen == [q.key for q in QUESTIONS]
+
+
+# --- In Ukrainian --------------------------------------------------------------------------------
+
+def is_ukrainian(text: str) -> bool:
+    """Mostly Cyrillic letters, once file paths, `code` and {fields} are left out."""
+    words = re.sub(r"`[^`]*`|knowledge/\S+|\{\w+\}", "", text)
+    return len(re.findall(r"[а-яіїєґ]", words, re.I)) > len(re.findall(r"[a-z]", words, re.I))
+
+
+def every_text(question) -> list[str]:
+    return [question.topic, question.text, *(t for o in question.options for t in (o.label, o.reason))]
+
+
+def test_every_question_and_option_has_its_own_ukrainian():
+    expected = {q.key for q in QUESTIONS} | {f"{q.key}.{o.key}" for q in QUESTIONS for o in q.options}
+    assert set(UKRAINIAN) == expected, "a question or option lacks its Ukrainian, or a translation lost its item"
+    for question in QUESTIONS:
+        english, ukrainian = every_text(question), every_text(question.in_language("uk"))
+        for en, uk in zip(english, ukrainian):
+            assert uk != en and is_ukrainian(uk), f"not Ukrainian: {uk!r}"
+
+
+def test_every_fixed_sentence_has_its_own_ukrainian():
+    assert set(LANGUAGES) == set(PHRASES)
+    assert set(PHRASES["uk"]) == set(PHRASES["en"])
+    for key, uk in PHRASES["uk"].items():
+        assert uk != PHRASES["en"][key] and is_ukrainian(uk), f"{key} is not Ukrainian: {uk!r}"
+        assert re.findall(r"\{\w+\}", uk) == re.findall(r"\{\w+\}", PHRASES["en"][key]), key
+
+
+def test_a_translation_changes_texts_only():
+    for question in QUESTIONS:
+        shown = question.in_language("uk")
+        assert shown.key == question.key
+        assert [(o.key, o.score, o.blocker) for o in shown.options] == [
+            (o.key, o.score, o.blocker) for o in question.options]
+        assert question.in_language("en") == question == question.in_language("fr")  # English by default
+
+
+def test_ukrainian_gets_the_same_verdict_for_every_set_of_answers():
+    outcomes = set()
+    for values in itertools.product(*([o.key for o in q.options] for q in QUESTIONS)):
+        answers = dict(zip((q.key for q in QUESTIONS), values))
+        english, ukrainian = recommend(answers), recommend(answers, language="uk")
+        assert (ukrainian.outcome, ukrainian.score, len(ukrainian.reasons), len(ukrainian.blockers)) == (
+            english.outcome, english.score, len(english.reasons), len(english.blockers))
+        outcomes.add(english.outcome)
+    assert outcomes == {"yes", "maybe", "no", "not_yet"}
+
+
+@pytest.mark.parametrize("answers", [STRONG_CASE, {**STRONG_CASE, "prompting": "no", "data": "few"},
+                                     {**STRONG_CASE, "use_case": "facts", "rag": "rag_helps"},
+                                     {**STRONG_CASE, "benefit": "unclear", "effort": "low"}])
+def test_the_ukrainian_recommendation_is_all_ukrainian(answers):
+    result = recommend(answers, language="uk")
+    assert result.verdict == PHRASES["uk"][f"verdict.{recommend(answers).outcome}"]
+    markdown = result.as_markdown()
+    for line in filter(None, markdown.splitlines()):
+        assert is_ukrainian(line), f"not Ukrainian: {line!r}"
+    assert not any(en in markdown for en in PHRASES["en"].values())
+    assert ("Спершу розв'яжіть це" in markdown) == bool(result.blockers)
+
+
+# --- In the chat and the CLI -----------------------------------------------------------------------
+
+async def walk_the_check(chat, answers: dict[str, str]) -> list[tuple[dict, list[dict]]]:
+    """Start the check as the app does, press the buttons it sent for `answers`; each question and its buttons."""
+    await app.on_message(user_says("/check", command="check"))
+    asked = []
+    for _ in QUESTIONS:
+        question = chat.messages[-1]
+        buttons = chat.actions_for(question["id"])
+        asked.append((question, buttons))
+        [pressed] = [b for b in buttons if b["payload"]["option"] == answers[b["payload"]["question"]]]
+        await app.on_check_answer(cl.Action(**{k: pressed[k] for k in ("name", "payload", "label", "id")}))
+    return asked
+
+
+async def test_a_ukrainian_chat_gets_the_check_in_ukrainian():
+    chat = open_chat(language="uk-UA")
+    answers = {**STRONG_CASE, "data": "few"}
+    asked = await walk_the_check(chat, answers)
+    assert chat.messages[0]["output"] == PHRASES["uk"]["check.intro"]
+    for number, (question, (message, buttons)) in enumerate(zip(QUESTIONS, asked), 1):
+        shown = question.in_language("uk")
+        assert message["output"].startswith(f"**{number}/{len(QUESTIONS)} · {shown.topic}**\n\n{shown.text}")
+        assert is_ukrainian(message["output"])
+        assert [b["label"] for b in buttons] == [o.label for o in shown.options]
+        assert all(is_ukrainian(b["label"]) for b in buttons)
+        # Payloads carry keys only, the same in every language.
+        keys = [{"question": question.key, "option": o.key} for o in question.options]
+        assert [b["payload"] for b in buttons] == keys
+        chosen = shown.option(answers[question.key]).label
+        assert chat.steps[message["id"]]["output"].endswith(f"➡️ **{chosen}**")
+    verdict = chat.messages[-1]["output"]
+    assert verdict == recommend(answers, language="uk").as_markdown()
+    assert verdict.startswith("## Ще ні") and "Спершу розв'яжіть це" in verdict and "Менше 10 прикладів" in verdict
+    await app.on_check_answer(cl.Action(name="check_answer", payload={"question": "use_case", "option": "format"}))
+    assert chat.messages[-1]["output"] == PHRASES["uk"]["check.stale"]
+
+
+@pytest.mark.parametrize("language", [None, "en-US", "de-DE"])
+async def test_other_chats_get_the_check_in_english(language):
+    chat = open_chat(language=language)
+    asked = await walk_the_check(chat, STRONG_CASE)
+    assert chat.messages[0]["output"] == PHRASES["en"]["check.intro"]
+    for question, (message, buttons) in zip(QUESTIONS, asked):
+        assert question.topic in message["output"] and question.text in message["output"]
+        assert [b["label"] for b in buttons] == [o.label for o in question.options]
+    assert chat.messages[-1]["output"] == recommend(STRONG_CASE).as_markdown()
+    assert chat.messages[-1]["output"].startswith("## Yes, fine-tune")
+
+
+def test_the_cli_check_speaks_ukrainian_on_request():
+    runner = CliRunner()
+    ukrainian = runner.invoke(cli, ["check", "--language", "uk"], input="1\n1\n1\n1\n1\n3\n2\n1\n")
+    assert ukrainian.exit_code == 0, ukrainian.output
+    assert "Сценарій використання: Що модель має робити краще?" in ukrainian.output
+    assert "## Так, застосовуйте тонке налаштування" in ukrainian.output and "Ваша відповідь" in ukrainian.output
+    english = runner.invoke(cli, ["check"], input="1\n1\n1\n1\n1\n3\n2\n1\n")
+    assert english.exit_code == 0 and "## Yes, fine-tune" in english.output
+    assert runner.invoke(cli, ["check", "--language", "fr"]).exit_code == 2

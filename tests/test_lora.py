@@ -295,3 +295,35 @@ def test_two_process_accelerate_run(tmp_path, data, tiny_model_dir):
     assert seen[0]["type"] == "start" and seen[0]["processes"] == 2
     assert seen[-1]["type"] == "done" and (run_dir / "adapter" / "adapter_model.safetensors").exists()
     assert seen[0]["total_steps"] == 6  # 24 examples in batches of 2 = 12 batches, shared by 2 processes
+
+
+def test_the_runs_validation_answers_are_generated_in_batches_like_one_at_a_time(embedded_torch_dir):
+    """generation_f1 decodes its answers 8 at a time with left padding: the same greedy tokens as alone."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from training.lora import generate_answers
+
+    tokenizer = AutoTokenizer.from_pretrained(embedded_torch_dir)
+    model = AutoModelForCausalLM.from_pretrained(embedded_torch_dir)
+    system = {"role": "system", "content": "List the generic ingredients of the recipe as a JSON list."}
+    titles = ["Tea", "Pancakes with blueberries and maple syrup", "Soup", "Garlic bread with butter and parsley"]
+    conversations = [[system, {"role": "user", "content": f"Title: {title}"}, {"role": "assistant", "content": ""}]
+                     for title in titles]
+    together = generate_answers(model, tokenizer, conversations, max_new_tokens=24, batch_size=4)
+    alone = [generate_answers(model, tokenizer, [c], max_new_tokens=24, batch_size=1)[0] for c in conversations]
+    assert together == alone and len(set(together)) == 4
+
+
+def test_the_defaults_are_the_ones_the_readme_documents():
+    """What "Fine-tune locally" trains with when nothing is changed: the README's measured defaults, exactly."""
+    import re
+
+    from training.settings import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    [line] = [text for text in readme.splitlines() if text.startswith("Defaults (`TrainConfig()`):")]
+    documented = dict(pair.split("=", 1) for pair in re.findall(r"`(\w+=[^`]+)`", line))
+    assert set(documented) == {"epochs", "learning_rate", "lora_r", "lora_alpha", "lora_dropout", "target_modules",
+                               "batch_size", "gradient_accumulation", "max_length", "warmup_ratio", "eval_generate_limit"}
+    defaults = TrainConfig()
+    assert {name: str(getattr(defaults, name)) for name in documented} == documented

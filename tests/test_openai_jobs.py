@@ -292,7 +292,8 @@ async def test_the_whole_flow_in_chat(chat_env, tiny_model_dir, caplog):
     caplog.set_level(logging.DEBUG)
     chat = open_chat()
     await dataset_flow.run_prepare(PrepareRequest(source="sample", train=12, validation=4, test=4, seed=1), LOCAL_LEARNER)
-    assert [a["label"] for a in chat.actions_for(chat.messages[-1]["id"])] == ["Fine-tune locally", "Fine-tune with OpenAI"]
+    assert [a["label"] for a in chat.actions_for(chat.messages[-1]["id"])] == [
+        "Fine-tune locally", "Fine-tune with OpenAI", "See what is trained"]
 
     pick, confirm = await start_billed_training(
         chat, f"/train openai model={tiny_model_dir.name} epochs=2 batch_size=4 suffix=chat", 240)
@@ -351,8 +352,8 @@ async def test_without_configuration_the_chat_says_how_to_configure(monkeypatch,
         await dataset_flow.run_prepare(PrepareRequest(source="sample", train=12, validation=4, test=4, seed=1),
                                        LOCAL_LEARNER)
         ready = chat.messages[-1]
-        [local] = chat.actions_for(ready["id"])
-        assert local["label"] == "Fine-tune locally"
+        local, tokens = chat.actions_for(ready["id"])
+        assert local["label"] == "Fine-tune locally" and tokens["label"] == "See what is trained"
         assert "OPENAI_API_KEY" in ready["output"] and "OPENAI_BASE_URL" in ready["output"]
         from assistant import training_flow
 

@@ -65,14 +65,16 @@ async def prepared(chat) -> dict:
     await dataset_flow.run_prepare(PrepareRequest(source="sample", train=16, validation=4, test=4, seed=1),
                                    LOCAL_LEARNER)
     ready = chat.messages[-1]
-    [button] = chat.actions_for(ready["id"])
+    button, tokens = chat.actions_for(ready["id"])  # one per available training backend, then the token view
     assert button["name"] == "finetune" and button["label"] == "Fine-tune locally"
+    assert tokens["name"] == "see_tokens" and tokens["label"] == "See what is trained"
     assert button["payload"] == {"backend": "local", "dataset_id": button["payload"]["dataset_id"]}, \
         "a button carries a backend's name and an id, never a path"
     return button
 
 
-async def test_prepare_then_fine_tune_shows_progress_a_chart_and_a_summary(data_dir, tiny_model_dir):
+async def test_prepare_then_fine_tune_shows_progress_a_chart_and_a_summary(data_dir, tiny_model_dir, fake_openai,
+                                                                          monkeypatch):
     chat = open_chat()
     await app.on_message(user_says("/train", command="train"))
     assert "No prepared dataset yet" in chat.messages[-1]["output"]
@@ -98,8 +100,44 @@ async def test_prepare_then_fine_tune_shows_progress_a_chart_and_a_summary(data_
     explained = chat.messages[-1]["output"]
     assert explained.startswith(f"**What `{run['id']}` shows**") and "The run trained on 16 examples" in explained
     assert "(knowledge/what-you-need.md › How many examples you need)" in explained
+    assert "Validation loss went from" in explained and "validation answers' tokens were predicted right" in explained
     await training_flow.on_explain_run(cl.Action(name="explain_run", payload={"run_id": "run-not-yours"}))
     assert chat.messages[-1]["output"] == "⚠️ That run is not among yours."
+    while_running = {a["name"] for a in chat.actions if a["forId"] == progress["id"]}
+    assert while_running == {"cancel_run", "explain_run"}, "the curve so far can be explained while the run trains"
+
+    # With a capable chat model the findings are told by it, cited, above the rules' own sentences; when it
+    # fails, the rules' answer stands alone.
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_openai.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", fake_openai.api_key)
+    monkeypatch.setenv("TUTOR_OPENAI_MODEL", fake_openai.model)
+    get_settings.cache_clear()
+    cl.user_session.set("backend", "openai")
+    await training_flow.on_explain_run(cl.Action(name="explain_run", payload=explain_button["payload"]))
+    told = chat.messages[-1]["output"]
+    assert told.startswith(f"**What `{run['id']}` shows**\n\nTraining loss went from ")
+    first = told.split("\n[1] ")[1].split("\n")[0]  # the first finding, as the rules said it
+    assert f"\n\nIn short: {first}" in told and "The run trained on 16 examples" in told
+    fake_openai.fail_next = [400]
+    await training_flow.on_explain_run(cl.Action(name="explain_run", payload=explain_button["payload"]))
+    assert chat.messages[-1]["output"] == explained
+    cl.user_session.set("backend", None)
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "TUTOR_OPENAI_MODEL"):
+        monkeypatch.delenv(name)
+    get_settings.cache_clear()
+
+    # "Start that run": one click, the settings worked out again by the server from its record of the run.
+    [start] = chat.actions_for(chat.messages[-1]["id"])
+    assert start["name"] == "start_recommended" and start["payload"] == {"run_id": run["id"]}
+    await training_flow.on_start_recommended(cl.Action(name="start_recommended", payload=start["payload"],
+                                                       id=start["id"]))
+    await asyncio.wait_for(cl.user_session.get("training_job"), 180)
+    [second] = [r for r in registry_for(get_settings()).runs() if r["id"] != run["id"]]
+    changed = {k for k in run["config"] if second["config"].get(k) != run["config"][k]} - {"train_file",
+                                                                                         "validation_file"}
+    assert changed == {"learning_rate"}
+    assert second["config"]["learning_rate"] == pytest.approx(3 * run["config"]["learning_rate"])
+    assert second["status"] == "succeeded"
     await training_flow.on_chat_with_model(cl.Action(name="chat_with_model", payload=chat_button["payload"]))
     await app.on_message(user_says('Title: Toast\n\nIngredients: ["2 slices bread"]\n\nGeneric ingredients: '))
     reply = chat.messages[-1]

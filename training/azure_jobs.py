@@ -30,6 +30,7 @@ from training.backends import register_training_backend
 from training.clients import secret, secrets, server_label
 from training.errors import TutorError, redact
 from training.openai_jobs import MODEL_NAME, OpenAIJobConfig, OpenAIJobs
+from training.phrases import Phrases
 from training.registry import Registry
 from training.settings import DEPLOYMENT_NAME, Settings
 
@@ -39,11 +40,40 @@ DEFAULT_MODEL = "gpt-4.1-mini-2025-04-14"
 ARM_API_VERSION = "2024-10-01"
 ARM_SKU = {"standard": "Standard", "globalstandard": "GlobalStandard", "developertier": "DeveloperTier"}
 DEPLOYED, NOT_DEPLOYED = "Succeeded", ("Failed", "Canceled")
-# What a learner should know before deploying: the bill runs while a deployment exists.
-HOSTING = ("On Azure a deployment is billed by the hour while it exists, used or not: delete it when you are "
-           "done. Azure removes a fine-tuned deployment left unused for 15 days, Developer-tier deployments (for "
-           "trying a fine-tune cheaply) last 24 hours, and fine-tuning and each deployment type are offered in "
-           "some regions only.")
+PHRASES = Phrases(  # Azure's own texts; the others are the OpenAI backend's (training/openai_jobs.py)
+    en={
+        # What a learner should know before deploying: the bill runs while a deployment exists.
+        "hosting": ("On Azure a deployment is billed by the hour while it exists, used or not: delete it when you are "
+                    "done. Azure removes a fine-tuned deployment left unused for 15 days, Developer-tier deployments "
+                    "(for trying a fine-tune cheaply) last 24 hours, and fine-tuning and each deployment type are "
+                    "offered in some regions only."),
+        "unconfigured": ("To fine-tune with Azure OpenAI, set AZURE_OPENAI_ENDPOINT "
+                         "(https://RESOURCE.openai.azure.com) and AZURE_OPENAI_API_KEY (or an Entra ID token in "
+                         "AZURE_OPENAI_AD_TOKEN) in a `.env` file next to the app, then restart it."),
+        "price": " (priced per 1M training tokens on Azure's pricing page for your region and model)",
+        "deployed": "It answers through the deployment `{deployment}`. {hosting}",
+        "deploy_step": ("Azure keeps `{model}` as a custom model: it answers only once deployed. Deploy it in the "
+                        "Foundry portal (Fine-tuning → the job → Deploy), or with {command}. Then record it: "
+                        "`/deployed {run}` in chat or `tutor jobs deployed {run} {run}` (use the name you gave it). "
+                        "{hosting}"),
+    },
+    uk={
+        "hosting": ("В Azure розгортання оплачується щогодини, поки воно існує, використовуєте ви його чи ні: видаліть "
+                    "його, коли закінчите. Azure вилучає тонко налаштоване розгортання, яким не користувалися 15 днів, "
+                    "розгортання рівня Developer (щоб дешево спробувати тонко налаштовану модель) живуть 24 години, а "
+                    "тонке налаштування й кожен тип розгортання доступні лише в деяких регіонах."),
+        "unconfigured": ("Щоб налаштовувати в Azure OpenAI, задайте AZURE_OPENAI_ENDPOINT "
+                         "(https://RESOURCE.openai.azure.com) і AZURE_OPENAI_API_KEY (або токен Entra ID в "
+                         "AZURE_OPENAI_AD_TOKEN) у файлі `.env` поруч із застосунком і перезапустіть його."),
+        "price": " (ціна за 1 млн токенів навчання — на сторінці цін Azure для вашого регіону й моделі)",
+        "deployed": "Вона відповідає через розгортання `{deployment}`. {hosting}",
+        "deploy_step": ("Azure зберігає `{model}` як власну модель: вона відповідає лише після розгортання. Розгорніть "
+                        "її в порталі Foundry (Fine-tuning → завдання → Deploy) або командою {command}. Потім "
+                        "зареєструйте розгортання: `/deployed {run}` у чаті або `tutor jobs deployed {run} {run}` "
+                        "(з назвою, яку ви йому дали). {hosting}"),
+    },
+)
+HOSTING = PHRASES("hosting")  # the follower's notes, written to the run's events (in English)
 
 
 class AzureJobConfig(OpenAIJobConfig):
@@ -62,16 +92,15 @@ def deployment_name(run: dict) -> str:
     return run["id"]
 
 
-def deploy_step(settings: Settings, fine_tuned_model: str, run_id: str) -> str:
+def deploy_step(settings: Settings, fine_tuned_model: str, run_id: str, language: str = "en") -> str:
     """What the learner does when the app can't deploy: the portal, or the exact `az` command."""
     resource = settings.azure_resource_name or "<your-resource>"
     group = settings.azure_resource_group or "<your-resource-group>"
-    return (f"Azure keeps `{fine_tuned_model}` as a custom model: it answers only once deployed. Deploy it in the "
-            f"Foundry portal (Fine-tuning → the job → Deploy), or with `az cognitiveservices account deployment create "
-            f"--resource-group {group} --name {resource} --deployment-name {run_id} --model-name {fine_tuned_model} "
-            f"--model-version 1 --model-format OpenAI --sku-name {ARM_SKU[settings.azure_deployment_sku]} "
-            f"--sku-capacity 1`. Then record it: `/deployed {run_id}` in chat or `tutor jobs deployed {run_id} {run_id}` "
-            f"(use the name you gave it). {HOSTING}")
+    command = (f"`az cognitiveservices account deployment create --resource-group {group} --name {resource} "
+               f"--deployment-name {run_id} --model-name {fine_tuned_model} --model-version 1 --model-format OpenAI "
+               f"--sku-name {ARM_SKU[settings.azure_deployment_sku]} --sku-capacity 1`")
+    return PHRASES("deploy_step", language, model=fine_tuned_model, command=command, run=run_id,
+                   hosting=PHRASES("hosting", language))
 
 
 def can_deploy(settings: Settings) -> bool:
@@ -158,23 +187,24 @@ class AzureJobs(OpenAIJobs):
     name, label, Config = "azure", "Azure OpenAI", AzureJobConfig
     provider = chat_backend = "azure"
     file_poll = 2.0  # seconds between checks of an uploaded file's processing
-    UNCONFIGURED = ("To fine-tune with Azure OpenAI, set AZURE_OPENAI_ENDPOINT (https://RESOURCE.openai.azure.com) "
-                    "and AZURE_OPENAI_API_KEY (or an Entra ID token in AZURE_OPENAI_AD_TOKEN) in a `.env` file next "
-                    "to the app, then restart it.")
+    phrases = PHRASES
 
     def notice(self) -> str:
-        return HOSTING
+        return self.phrase("hosting")
 
     def price(self, report) -> str:
-        return " (priced per 1M training tokens on Azure's pricing page for your region and model)"
+        return self.phrase("price")
 
     def describe_result(self, run: dict) -> str:
         if run["status"] != "succeeded":
             return run.get("error") or ""
         metrics = run["metrics"]
         if metrics.get("deployment"):
-            return f"It answers through the deployment `{metrics['deployment']}`. {HOSTING}"
-        return (f"{metrics['deployment_error']} " if metrics.get("deployment_error") else "") + metrics["next_step"]
+            return self.phrase("deployed", deployment=metrics["deployment"], hosting=self.phrase("hosting"))
+        # The step was written in English when the job ended; another language gets it again, in its words.
+        step = metrics["next_step"] if self.language == "en" else deploy_step(
+            self.settings, metrics["fine_tuned_model"], run["id"], self.language)
+        return (f"{metrics['deployment_error']} " if metrics.get("deployment_error") else "") + step
 
     def refused(self) -> TutorError:
         return TutorError(f"{server_label(self.settings, 'azure')} refused to create the fine-tuning job (HTTP 403): "

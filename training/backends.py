@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from training.config import ConfigError, explain, field_names
 from training.errors import TutorError
+from training.phrases import Phrases
 from training.registry import ACTIVE, Registry
 from training.settings import Settings
 
@@ -39,10 +40,21 @@ from training.settings import Settings
 BUILT_IN = ("training.jobs", "training.openai_jobs", "training.azure_jobs")
 OFFERED = ("local", "azure", "openai")
 _backends: dict[str, type[TrainingBackend]] = {}
+PHRASES = Phrases(
+    en={"button": "Fine-tune with {label}", "invalid": "Invalid {label} settings",
+        "unknown_setting": "I don't know the setting `{name}`. You can set: {allowed}.",
+        "no_deployment": "A {label} model needs no deployment: it answers as soon as its run succeeds.",
+        "unknown_backend": "Unknown training backend '{name}'. Choose one of: {names}."},
+    uk={"button": "Тонке налаштування в {label}", "invalid": "Недійсні налаштування {label}",
+        "unknown_setting": "Я не знаю налаштування `{name}`. Можна задати: {allowed}.",
+        "no_deployment": "Модель {label} не потребує розгортання: вона відповідає, щойно її запуск завершився.",
+        "unknown_backend": "Невідомий спосіб навчання '{name}'. Виберіть один із: {names}."},
+)
 
 
 class TrainingBackend(ABC):
-    """Where a fine-tuning job runs. One instance per use, holding the settings it was made with."""
+    """Where a fine-tuning job runs. One instance per use, holding the settings it was made with and the language
+    its texts for the learner are in ("en" or "uk")."""
 
     name: ClassVar[str]
     label: ClassVar[str]
@@ -51,10 +63,10 @@ class TrainingBackend(ABC):
 
     @property
     def button(self) -> str:
-        return f"Fine-tune with {self.label}"
+        return PHRASES("button", self.language, label=self.label)
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
+    def __init__(self, settings: Settings, language: str = "en"):
+        self.settings, self.language = settings, language
 
     def unavailable_reason(self) -> str | None:
         """Why this backend can't be used with these settings (say, a missing key), or None."""
@@ -67,10 +79,15 @@ class TrainingBackend(ABC):
         return self._validated({key: value for key, value in values.items() if key in known and value is not None})
 
     def _validated(self, values: dict) -> BaseModel:
+        invalid = PHRASES("invalid", self.language, label=self.label)
         try:
             return self.Config(**values)
-        except ValidationError as exc:  # a Config that raises its own ConfigError never gets here
-            raise ConfigError(explain(f"Invalid {self.label} settings", exc)) from None
+        except ValidationError as exc:
+            raise ConfigError(explain(invalid, exc, self.language), exc.errors()) from None
+        except ConfigError as exc:  # the Config's own, in English: said again in the learner's language
+            if self.language == "en" or not exc.problems:
+                raise
+            raise ConfigError(explain(invalid, exc.problems, self.language), exc.problems) from None
 
     # --- what a learner sets in chat ------------------------------------------------------------------
 
@@ -81,16 +98,19 @@ class TrainingBackend(ABC):
         learner_fields = getattr(self.Config, "learner_fields", ())
         allowed = {alias: field for alias, field in field_names(self.Config).items() if field in learner_fields}
         if unknown := [key for key in values if key not in allowed]:
-            raise ConfigError(f"I don't know the setting `{unknown[0]}`. You can set: {', '.join(sorted(allowed))}.")
+            raise ConfigError(PHRASES("unknown_setting", self.language, name=unknown[0],
+                                      allowed=", ".join(sorted(allowed))))
         config = self._validated({**{allowed[key]: value for key, value in values.items()},
                                   "train_file": files.get("train", ""), "validation_file": files.get("validation")})
         chosen = {allowed[key]: getattr(config, allowed[key]) for key in values}
         return config, {key: value for key, value in chosen.items() if value is not None}
 
     def form(self) -> list[tuple[str, object, str]]:
-        """The learner's fields as (name, default, one-line explanation), for the chat's settings form."""
+        """The learner's fields as (name, default, one-line explanation), for the chat's settings form; the
+        explanation in the backend's language where the Config has it (its `descriptions`), else its own."""
         fields = self.Config.model_fields
-        return [(name, fields[name].default, fields[name].description or "")
+        translated = getattr(self.Config, "descriptions", {}).get(self.language, {})
+        return [(name, fields[name].default, translated.get(name) or fields[name].description or "")
                 for name in getattr(self.Config, "learner_fields", ())]
 
     def check(self, config: BaseModel) -> BaseModel:
@@ -129,7 +149,7 @@ class TrainingBackend(ABC):
 
     def deployed(self, run: dict, registry: Registry, name: str) -> dict:
         """Record where the learner deployed a finished run's model, for backends whose models must be deployed."""
-        raise TutorError(f"A {self.label} model needs no deployment: it answers as soon as its run succeeds.")
+        raise TutorError(PHRASES("no_deployment", self.language, label=self.label))
 
     def baseline_model(self, model: dict) -> str:
         """What the baseline of a comparison asks for: the registry model's base, as this backend's chat names it."""
@@ -163,13 +183,14 @@ def training_backend_names() -> list[str]:
     return sorted(_backends, key=lambda name: OFFERED.index(name) if name in OFFERED else len(OFFERED))
 
 
-def training_backend(name: str, settings: Settings) -> TrainingBackend:
+def training_backend(name: str, settings: Settings, language: str = "en") -> TrainingBackend:
+    """The backend called `name`, its texts for the learner in `language`."""
     _load_built_in()
     if name not in _backends:
-        raise TutorError(f"Unknown training backend '{name}'. Choose one of: {', '.join(_backends)}.")
-    return _backends[name](settings)
+        raise TutorError(PHRASES("unknown_backend", language, name=name, names=", ".join(_backends)))
+    return _backends[name](settings, language)
 
 
-def backend_of(run: dict, settings: Settings) -> TrainingBackend:
+def backend_of(run: dict, settings: Settings, language: str = "en") -> TrainingBackend:
     """The backend a run was started with."""
-    return training_backend(run["backend"], settings)
+    return training_backend(run["backend"], settings, language)

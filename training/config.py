@@ -25,7 +25,27 @@ MAX_LEARNING_RATE = 1e-2
 
 
 class ConfigError(TutorError, ValueError):
-    """A job setting a backend cannot use; the message says which and why."""
+    """A job setting a backend cannot use; the message says which and why. `problems` are pydantic's own, where it
+    found them, so that a caller can say them again in another language (`explain`)."""
+
+    def __init__(self, message: str, problems: list[dict] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
+
+
+# pydantic's problems in other languages, by their type (English is pydantic's own message, and so is any type
+# not here); the fields are the problem's field and its limits.
+PROBLEMS = {"uk": {
+    "int_parsing": "{field} має бути цілим числом", "int_from_float": "{field} має бути цілим числом",
+    "float_parsing": "{field} має бути числом", "finite_number": "{field} має бути скінченним числом",
+    "bool_parsing": "{field} має бути true або false",
+    "greater_than": "{field} має бути більше за {gt}", "greater_than_equal": "{field} має бути не менше за {ge}",
+    "less_than": "{field} має бути менше за {lt}", "less_than_equal": "{field} має бути не більше за {le}",
+    "string_too_long": "{field} має містити не більше {max_length} символів",
+    "string_pattern_mismatch": "{field} має відповідати шаблону {pattern}",
+    "literal_error": "{field} має бути одним зі значень {expected}",
+    "extra_forbidden": "{field} — невідоме налаштування", "missing": "{field} — обов'язкове налаштування",
+}}
 
 
 def field_names(model: type[BaseModel]) -> dict[str, str]:
@@ -38,11 +58,17 @@ def field_names(model: type[BaseModel]) -> dict[str, str]:
     return found
 
 
-def explain(prefix: str, errors: ValidationError | list[dict]) -> str:
-    """One sentence per problem, each naming its field (never echoing a long value)."""
+def explain(prefix: str, errors: ValidationError | list[dict], language: str = "en") -> str:
+    """One sentence per problem, each naming its field (never echoing a long value), in `language` where
+    PROBLEMS has its type."""
     problems = []
     for error in errors.errors() if isinstance(errors, ValidationError) else errors:
         field = ".".join(str(part) for part in error["loc"] if not _union_tag(part)) or "value"
+        if template := PROBLEMS.get(language, {}).get(error["type"]):
+            limits = {key: int(value) if isinstance(value, float) and value.is_integer() else value
+                      for key, value in (error.get("ctx") or {}).items()}
+            problems.append(template.format(**limits, field=field))
+            continue
         message = error["msg"].replace("Input should be", "must be").replace("Value error, ", "")
         problems.append(f"{field} {message}" if not message.startswith(field) else message)
     return f"{prefix}: " + "; ".join(dict.fromkeys(problems)) + "."
@@ -55,7 +81,9 @@ def _union_tag(part) -> bool:
 
 
 class TrainConfig(BaseModel):
-    """Local LoRA fine-tuning settings (defaults suit the embedded SmolLM2-135M on a laptop CPU).
+    """Local LoRA fine-tuning settings. The defaults were chosen by a measured sweep for the embedded
+    SmolLM2-135M on the bundled sample (README, "Defaults that work"): a learner who changes nothing gets a
+    held-out F1 over 0.7 in under 5 minutes on a 2-core CPU.
 
     Data:
         train_file, validation_file: chat JSONL ({"messages": [...]}); loss is on assistant tokens only.
@@ -83,23 +111,35 @@ class TrainConfig(BaseModel):
     learner_fields: ClassVar[tuple[str, ...]] = (
         "epochs", "learning_rate", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "max_length",
         "batch_size", "gradient_accumulation", "seed")
+    # The learner fields' descriptions (the chat settings form explains each with its own) in other languages.
+    descriptions: ClassVar[dict[str, dict[str, str]]] = {"uk": {
+        "max_length": "Приклади обрізаються до цієї кількості токенів.",
+        "lora_r": "Ранг адаптера: що він більший, то більше місткості й пам'яті.",
+        "lora_alpha": "Масштаб адаптера: оновлення множаться на alpha / r.",
+        "lora_dropout": "Dropout на вході адаптера, проти перенавчання на малих даних.",
+        "target_modules": 'Шари, що отримують адаптери: "all-linear" або q_proj,v_proj.',
+        "epochs": "Скільки разів пройти навчальним файлом.",
+        "learning_rate": "Розмір кроку: 1e-3 для вбудованої моделі (виміряно); більшим моделям — 1e-4–2e-4.",
+        "batch_size": "Прикладів на крок (більше — швидше, але потрібно більше пам'яті).",
+        "gradient_accumulation": "Кроки, градієнти яких додаються перед одним оновленням.",
+        "seed": "Той самий seed — той самий порядок даних і той самий початковий адаптер."}}
 
     train_file: str = ""
     validation_file: str | None = None
     max_length: int = Field(512, ge=16, le=131_072, description="Examples are cut to this many tokens.")
     base_model: str = "embedded"
     init_adapter: str | None = None
-    lora_r: int = Field(8, ge=1, le=1024, validation_alias=AliasChoices("lora_r", "r"),
+    lora_r: int = Field(16, ge=1, le=1024, validation_alias=AliasChoices("lora_r", "r"),
                         description="Adapter rank: more capacity and memory as it grows.")
-    lora_alpha: int = Field(16, ge=1, le=8192, validation_alias=AliasChoices("lora_alpha", "alpha"),
+    lora_alpha: int = Field(32, ge=1, le=8192, validation_alias=AliasChoices("lora_alpha", "alpha"),
                             description="Adapter scale: updates are multiplied by alpha / r.")
     lora_dropout: float = Field(0.05, ge=0, lt=1, validation_alias=AliasChoices("lora_dropout", "dropout"),
                                 description="Dropout on the adapter's input, against overfitting small data.")
     target_modules: str | list[str] = Field("all-linear", validation_alias=AliasChoices("target_modules", "modules"),
                                             description='Layers that get adapters: "all-linear" or q_proj,v_proj.')
-    epochs: float = Field(3.0, gt=0, le=1000, description="Passes over the training file.")
-    learning_rate: float = Field(2e-4, gt=0, validation_alias=AliasChoices("learning_rate", "lr"),
-                                 description="Step size; LoRA likes 1e-4 to 5e-4.")
+    epochs: float = Field(2.0, gt=0, le=1000, description="Passes over the training file.")
+    learning_rate: float = Field(1e-3, gt=0, validation_alias=AliasChoices("learning_rate", "lr"),
+                                 description="Step size: 1e-3 for the embedded model (measured); larger models like 1e-4 to 2e-4.")
     batch_size: int = Field(8, ge=1, le=4096, description="Examples per step (more is faster, needs more memory).")
     gradient_accumulation: int = Field(1, ge=1, le=4096, validation_alias=AliasChoices("gradient_accumulation", "grad_accum"),
                                        description="Steps whose gradients add up before one update.")
@@ -115,13 +155,13 @@ class TrainConfig(BaseModel):
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            raise ConfigError(explain("Invalid training settings", exc)) from None
+            raise ConfigError(explain("Invalid training settings", exc), exc.errors()) from None
 
     @field_validator("learning_rate")
     @classmethod
     def _sane_learning_rate(cls, value: float) -> float:
         if value > MAX_LEARNING_RATE:
-            raise ValueError(f"learning_rate {value:g} is far too high for LoRA (try 1e-4 to 5e-4)")
+            raise ValueError(f"learning_rate {value:g} is far too high for LoRA (try 1e-4 to 1e-3)")
         return value
 
     @field_validator("target_modules")

@@ -3,7 +3,8 @@
 Each finding states what it saw with the run's numbers (never a number the run did not produce), names the
 knowledge passage it rests on (file and heading, quoted by the tutor), and, where the rule implies one, the
 settings to try next as a change to the run's TrainConfig. The rules, in order:
-- LR too high: a loss spike (a step's loss over SPIKE x the median of the 5 before it) or divergence (the
+- LR too high: a loss spike (a step's loss over SPIKE x the median of the 5 before it, and over the run's
+  starting loss: smaller jumps late in a run are harder batches, not a step too large) or divergence (the
   last quarter's mean loss above the first quarter's, or a non-finite loss);
 - overfitting: validation loss rose SIGNIFICANT above its lowest point while training loss kept falling;
 - LR too low: the training loss barely moved (the last quarter's mean over FLAT x the first quarter's);
@@ -35,12 +36,45 @@ EXAMPLES = ("knowledge/what-you-need.md", "How many examples you need")
 BASELINES = ("knowledge/evaluation.md", "Comparing base, few-shot/RAG and fine-tuned models")
 
 
+# Each finding's sentences, filled with the run's numbers; assistant/explain.py keeps the same keys, with the same
+# fields, in Ukrainian (a test holds them in step).
+SENTENCES = {
+    "non_finite": "The training loss became {loss} at step {step}: training diverged.",
+    "spike": "The training loss spiked to {loss:.3f} at step {step}, {ratio:.1f}x the {recent:.3f} of the steps "
+             "before it and above the {start:.3f} the run started at.",
+    "rising": "The training loss rose from {first:.3f} (first quarter of the steps) to {last:.3f} (last quarter): "
+              "training diverged.",
+    "flat": "The training loss barely moved: {first:.3f} in the first quarter of the steps, {last:.3f} in the last.",
+    "overfitting": "Validation loss was lowest at step {best_step} ({best:.3f}) and rose to {last:.3f} by step "
+                   "{last_step}, while training loss fell from {train_then:.3f} to {train_last:.3f}: overfitting "
+                   "from step {best_step}.",
+    "still_falling": "Validation loss was still falling at the end: {before:.3f} at step {before_step}, {last:.3f} "
+                     "at step {last_step}.",
+    "still_falling_train": "With no validation set, the training loss was still falling at the end: {before:.3f} "
+                           "before the middle of the run, {after:.3f} at its end.",
+    "few_examples": "The run trained on {count} examples; fine-tunes usually improve clearly from {few} to 100.",
+    "beats_baseline": "On {n} held-out recipes the fine-tune beat the {baseline} baseline: F1 {f1:.3f} against "
+                      "{baseline_f1:.3f}.",
+    "trails_baseline": "On {n} held-out recipes the fine-tune did not beat the {baseline} baseline: F1 {f1:.3f} "
+                       "against {baseline_f1:.3f}.",
+    "prompt_tokens": "It read {tokens:.0f} prompt tokens per answer against {baseline}'s {baseline_tokens:.0f}.",
+    "curve": "Training loss went from {train_first:.3f} at step {first_step} to {train_last:.3f} at step {last_step}.",
+    "validation": "Validation loss went from {val_first:.3f} at step {val_first_step} to {val_last:.3f} at step "
+                  "{val_last_step}, against the training loss's {train_then:.3f} there.",
+    "accuracy": "At the end {accuracy:.3f} of the validation answers' tokens were predicted right.",
+}
+
+
 @dataclass
 class Finding:
     kind: str  # lr_too_high, overfitting, lr_too_low, underfitting, few_examples, beats_baseline, trails_baseline
-    message: str  # one or two sentences, every number from the run
+    says: tuple[str, ...]  # keys of SENTENCES, said in order
+    facts: dict  # the run's numbers the sentences show; nothing else is shown
     cites: tuple[str, str]  # (knowledge file, heading) the advice rests on
     change: dict = field(default_factory=dict)  # TrainConfig fields for the next run; empty when none
+
+    def message(self, sentences: dict[str, str] = SENTENCES) -> str:
+        return " ".join(sentences[key].format(**self.facts) for key in self.says)
 
 
 def _quarters(losses: list[float]) -> tuple[float, float]:
@@ -53,23 +87,24 @@ def _learning_rate(steps: list[dict], config: dict) -> list[Finding]:
     lr = config.get("learning_rate")
     lower = {"learning_rate": float(f"{lr / 2:.2g}")} if lr else {}
     if bad := next((step for step in steps if not math.isfinite(step["loss"])), None):
-        return [Finding("lr_too_high", f"The training loss became {bad['loss']} at step {bad['step']}: training "
-                                       "diverged.", LEARNING_RATE, lower)]
+        return [Finding("lr_too_high", ("non_finite",), {"loss": bad["loss"], "step": bad["step"]}, LEARNING_RATE,
+                        lower)]
+    start = statistics.median(losses[:3]) if losses else 0.0
     for i in range(5, len(steps)):
         recent = statistics.median(losses[i - 5:i])
-        if losses[i] > SPIKE * recent:
-            return [Finding("lr_too_high", f"The training loss spiked to {losses[i]:.3f} at step {steps[i]['step']}, "
-                                           f"{losses[i] / recent:.1f}x the {recent:.3f} of the steps before it.",
-                            HYPERPARAMETERS, lower)]
+        # Over the run's starting loss too: a jump that undoes the learning. Smaller ones late in a run are
+        # batches of harder examples (length-grouped batches differ), not a step too large.
+        if losses[i] > SPIKE * recent and losses[i] > start:
+            return [Finding("lr_too_high", ("spike",), {"loss": losses[i], "step": steps[i]["step"],
+                                                        "ratio": losses[i] / recent, "recent": recent,
+                                                        "start": start}, HYPERPARAMETERS, lower)]
     if len(losses) >= 4:
         first, last = _quarters(losses)
         if last > first:
-            return [Finding("lr_too_high", f"The training loss rose from {first:.3f} (first quarter of the steps) to "
-                                           f"{last:.3f} (last quarter): training diverged.", HYPERPARAMETERS, lower)]
+            return [Finding("lr_too_high", ("rising",), {"first": first, "last": last}, HYPERPARAMETERS, lower)]
         if last >= FLAT * first:
             higher = {"learning_rate": float(f"{lr * 3:.2g}")} if lr else {}
-            return [Finding("lr_too_low", f"The training loss barely moved: {first:.3f} in the first quarter of the "
-                                          f"steps, {last:.3f} in the last.", HYPERPARAMETERS, higher)]
+            return [Finding("lr_too_low", ("flat",), {"first": first, "last": last}, HYPERPARAMETERS, higher)]
     return []
 
 
@@ -83,24 +118,21 @@ def _fit(steps: list[dict], evals: list[dict], config: dict) -> list[Finding]:
                 and steps[-1]["loss"] < train_then:
             epoch = next((s.get("epoch") for s in reversed(steps) if s["step"] <= lowest["step"]), None)
             change = {"epochs": max(1, math.ceil(epoch))} if epoch and epochs and math.ceil(epoch) < epochs else {}
-            return [Finding("overfitting",
-                            f"Validation loss was lowest at step {lowest['step']} ({lowest['val_loss']:.3f}) and rose to "
-                            f"{last['val_loss']:.3f} by step {last['step']}, while training loss fell from "
-                            f"{train_then:.3f} to {steps[-1]['loss']:.3f}: overfitting from step {lowest['step']}.",
+            return [Finding("overfitting", ("overfitting",),
+                            {"best_step": lowest["step"], "best": lowest["val_loss"], "last": last["val_loss"],
+                             "last_step": last["step"], "train_then": train_then, "train_last": steps[-1]["loss"]},
                             SPOTTING_OVERFITTING, change)]
         if last["val_loss"] <= STILL_FALLING * evals[-2]["val_loss"]:
-            return [Finding("underfitting",
-                            f"Validation loss was still falling at the end: {evals[-2]['val_loss']:.3f} at step "
-                            f"{evals[-2]['step']}, {last['val_loss']:.3f} at step {last['step']}.",
+            return [Finding("underfitting", ("still_falling",),
+                            {"before": evals[-2]["val_loss"], "before_step": evals[-2]["step"],
+                             "last": last["val_loss"], "last_step": last["step"]},
                             HYPERPARAMETERS, {"epochs": epochs + 1} if epochs else {})]
     elif len(steps) >= 8:
         losses = [step["loss"] for step in steps]
         half = len(losses) // 2
         before, after = statistics.fmean(losses[half - half // 2:half]), statistics.fmean(losses[-(half // 2):])
         if after <= STILL_FALLING * before:
-            return [Finding("underfitting",
-                            f"With no validation set, the training loss was still falling at the end: {before:.3f} "
-                            f"before the middle of the run, {after:.3f} at its end.",
+            return [Finding("underfitting", ("still_falling_train",), {"before": before, "after": after},
                             HYPERPARAMETERS, {"epochs": epochs + 1} if epochs else {})]
     return []
 
@@ -108,8 +140,7 @@ def _fit(steps: list[dict], evals: list[dict], config: dict) -> list[Finding]:
 def _examples(start: dict | None) -> list[Finding]:
     count = (start or {}).get("train_examples")
     if count is not None and count < FEW_EXAMPLES:
-        return [Finding("few_examples", f"The run trained on {count} examples; fine-tunes usually improve clearly "
-                                        f"from {FEW_EXAMPLES} to 100.", EXAMPLES)]
+        return [Finding("few_examples", ("few_examples",), {"count": count, "few": FEW_EXAMPLES}, EXAMPLES)]
     return []
 
 
@@ -119,13 +150,11 @@ def _evaluation(summary: dict | None) -> list[Finding]:
         return []
     tuned = summary["fine-tuned"]
     name, other = next((n, s) for n, s in summary.items() if n != "fine-tuned")
-    tokens = (f" It read {tuned['mean_prompt_tokens']:.0f} prompt tokens per answer against {name}'s "
-              f"{other['mean_prompt_tokens']:.0f}." if tuned.get("mean_prompt_tokens") and other.get("mean_prompt_tokens")
-              else "")
     kind = "beats_baseline" if tuned["f1"] > other["f1"] else "trails_baseline"
-    verdict = "beat" if kind == "beats_baseline" else "did not beat"
-    return [Finding(kind, f"On {tuned.get('n', '?')} held-out recipes the fine-tune {verdict} the {name} baseline: "
-                          f"F1 {tuned['f1']:.3f} against {other['f1']:.3f}.{tokens}", BASELINES)]
+    facts = {"n": tuned.get("n", "?"), "baseline": name, "f1": tuned["f1"], "baseline_f1": other["f1"]}
+    if tuned.get("mean_prompt_tokens") and other.get("mean_prompt_tokens"):
+        facts.update(tokens=tuned["mean_prompt_tokens"], baseline_tokens=other["mean_prompt_tokens"])
+    return [Finding(kind, (kind, "prompt_tokens") if "tokens" in facts else (kind,), facts, BASELINES)]
 
 
 def diagnose(events: list[dict], config: dict, evaluation: dict | None = None) -> list[Finding]:
@@ -137,6 +166,26 @@ def diagnose(events: list[dict], config: dict, evaluation: dict | None = None) -
     if not findings or findings[0].kind == "lr_too_low":
         findings += _fit(steps, evals, config)
     return findings + _examples(start) + _evaluation(evaluation)
+
+
+def curve(events: list[dict]) -> Finding | None:
+    """What the curve shows before any rule: training loss first to last, validation loss first to last beside
+    the training loss at that step (the gap), token accuracy; None for a run with no steps here."""
+    steps = [e for e in events if e.get("type") == "step" and "loss" in e]
+    evals = [e for e in events if e.get("type") == "eval" and "val_loss" in e]
+    if not steps:
+        return None
+    says, facts = ["curve"], {"train_first": steps[0]["loss"], "first_step": steps[0]["step"],
+                              "train_last": steps[-1]["loss"], "last_step": steps[-1]["step"]}
+    if evals:
+        then = next((s["loss"] for s in reversed(steps) if s["step"] <= evals[-1]["step"]), steps[-1]["loss"])
+        says.append("validation")
+        facts.update(val_first=evals[0]["val_loss"], val_first_step=evals[0]["step"], val_last=evals[-1]["val_loss"],
+                     val_last_step=evals[-1]["step"], train_then=then)
+        if "val_token_accuracy" in evals[-1]:
+            says.append("accuracy")
+            facts["accuracy"] = evals[-1]["val_token_accuracy"]
+    return Finding("curve", tuple(says), facts, SPOTTING_OVERFITTING)
 
 
 def next_settings(config: dict, findings: list[Finding]) -> dict:
@@ -153,4 +202,4 @@ if __name__ == "__main__":
     run_dir = Path(sys.argv[1])
     summary = json.loads(Path(sys.argv[2]).read_text()) if len(sys.argv) > 2 else None
     findings = diagnose(read(run_dir)[0], json.loads((run_dir / "config.json").read_text()), summary)
-    print(json.dumps([asdict(f) for f in findings], indent=2, ensure_ascii=False))
+    print(json.dumps([{**asdict(f), "message": f.message()} for f in findings], indent=2, ensure_ascii=False))

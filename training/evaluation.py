@@ -18,7 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training.metrics import parse_list, score_answer, summarize
+from training.phrases import Phrases
 from training.recipes import SYSTEM_PROMPT, Recipe, read_recipenlg_csv, to_chat_example
+
+PHRASES = Phrases(
+    en={"title": "### Held-out evaluation ({n} recipes)", "metric": "metric", "precision": "precision",
+        "recall": "recall", "exact_match": "exact match", "valid_json": "valid JSON",
+        "mean_prompt_tokens": "mean prompt tokens", "p50_latency": "p50 latency", "p95_latency": "p95 latency",
+        "stops": "answers ended by", "seconds": "{:.2f} s"},
+    uk={"title": "### Оцінювання на відкладених рецептах ({n})", "metric": "метрика", "precision": "точність",
+        "recall": "повнота", "exact_match": "точний збіг", "valid_json": "валідний JSON",
+        "mean_prompt_tokens": "середня кількість токенів промпту", "p50_latency": "затримка p50",
+        "p95_latency": "затримка p95", "stops": "чим завершилися відповіді", "seconds": "{:.2f} с"},
+)
 
 
 @dataclass(frozen=True)
@@ -100,18 +112,22 @@ def write_results(out_dir: Path, summary: dict, rows: list[dict], meta: dict) ->
     return out_dir
 
 
-def markdown_table(summary: dict, labels: dict) -> str:
+def markdown_table(summary: dict, labels: dict, language: str = "en") -> str:
     """The summary as a markdown table, one column per system (chat and CLI)."""
-    rows = [("F1", "f1", "{:.3f}"), ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"),
-            ("exact match", "exact_match", "{:.0%}"), ("valid JSON", "valid_json_rate", "{:.0%}"),
-            ("mean prompt tokens", "mean_prompt_tokens", "{:.0f}"), ("p50 latency", "p50_latency_s", "{:.2f} s"),
-            ("p95 latency", "p95_latency_s", "{:.2f} s")]
+    seconds = PHRASES("seconds", language)  # a format for the latencies
+    rows = [("F1", "f1", "{:.3f}"), (PHRASES("precision", language), "precision", "{:.3f}"),
+            (PHRASES("recall", language), "recall", "{:.3f}"),
+            (PHRASES("exact_match", language), "exact_match", "{:.0%}"),
+            (PHRASES("valid_json", language), "valid_json_rate", "{:.0%}"),
+            (PHRASES("mean_prompt_tokens", language), "mean_prompt_tokens", "{:.0f}"),
+            (PHRASES("p50_latency", language), "p50_latency_s", seconds),
+            (PHRASES("p95_latency", language), "p95_latency_s", seconds)]
     names = list(summary)
-    lines = [f"### Held-out evaluation ({summary[names[0]]['n']} recipes)", "",
+    lines = [PHRASES("title", language, n=summary[names[0]]["n"]), "",
              *[f"- **{n}**: {labels[n]}" for n in names], "",
-             "| metric | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
+             f"| {PHRASES('metric', language)} | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
     lines += [f"| {title} | " + " | ".join(fmt.format(summary[n][key]) for n in names) + " |" for title, key, fmt in rows]
-    lines.append("| answers ended by | " + " | ".join(", ".join(f"{reason} {count}" for reason, count in
-                                                              sorted(summary[n].get("stops", {}).items()))
-                                                    for n in names) + " |")
+    lines.append(f"| {PHRASES('stops', language)} | " + " | ".join(
+        ", ".join(f"{reason} {count}" for reason, count in sorted(summary[n].get("stops", {}).items()))
+        for n in names) + " |")
     return "\n".join(lines)

@@ -22,8 +22,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from training.phrases import Phrases
+
 FINAL = ("done", "cancelled", "error")
 FILE = "events.jsonl"
+PHRASES = Phrases(
+    en={"step": "step {bold}{step}/{total}{bold}", "loss": "training loss {bold}{loss:.4f}{bold}",
+        "speed": "{speed:,.0f} tokens/s", "eta": "ETA {eta:.0f} s", "checkpoint": "step {step}"},
+    uk={"step": "крок {bold}{step}/{total}{bold}", "loss": "втрати навчання {bold}{loss:.4f}{bold}",
+        "speed": "{speed:,.0f} токенів/с", "eta": "залишилось ~{eta:.0f} с", "checkpoint": "крок {step}"},
+)
 
 
 class _Event(BaseModel):
@@ -50,11 +58,13 @@ class Step(_Event):
     tokens_per_second: float | None = None
     eta_seconds: float | None = None
 
-    def progress(self, bold: str = "") -> list[str]:
+    def progress(self, bold: str = "", language: str = "en") -> list[str]:
         """The step's facts, each a short phrase; `bold` marks the numbers that matter ("**" in chat)."""
-        return [f"step {bold}{self.step}/{self.total_steps or '?'}{bold}", f"training loss {bold}{self.loss:.4f}{bold}",
-                *([f"{self.tokens_per_second:,.0f} tokens/s"] if self.tokens_per_second is not None else []),
-                *([f"ETA {self.eta_seconds:.0f} s"] if self.eta_seconds is not None else [])]
+        return [PHRASES("step", language, bold=bold, step=self.step, total=self.total_steps or "?"),
+                PHRASES("loss", language, bold=bold, loss=self.loss),
+                *([PHRASES("speed", language, speed=self.tokens_per_second)]
+                  if self.tokens_per_second is not None else []),
+                *([PHRASES("eta", language, eta=self.eta_seconds)] if self.eta_seconds is not None else [])]
 
 
 class Eval(_Event):
@@ -74,7 +84,10 @@ class Checkpoint(_Event):
 
     @property
     def label(self) -> str:
-        return self.model or f"step {self.step}"
+        return self.label_in("en")
+
+    def label_in(self, language: str) -> str:
+        return self.model or PHRASES("checkpoint", language, step=self.step)
 
 
 class Status(_Event):

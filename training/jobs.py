@@ -24,8 +24,34 @@ from training.config import TrainConfig
 from training.errors import TutorError
 from training.lora import latest_checkpoint
 from training.models import display_name
+from training.phrases import Phrases
 from training.registry import ACTIVE, LOCAL_USER, Registry, new_id
 from training.settings import Settings, get_settings
+
+PHRASES = Phrases(
+    en={
+        "button": "Fine-tune locally",
+        "not_a_base": "`{base}` is not a base model here; choose one of: {choices}.",
+        "base_field": "The model to adapt: one of {choices}.",
+        "describe": ("base **{base}**, {epochs:g} epochs, lr {lr:g}, LoRA r {r} / alpha {alpha} / dropout {dropout:g} "
+                     "on {modules}, max length {max_length}, batch {batch} x {accumulation}, seed {seed}"),
+        "succeeded": ("The adapter is saved in the standard PEFT format (it loads with peft or vLLM); "
+                      "`tutor jobs export {run}` on the server merges it into its base model."),
+        "cancelled": "It kept a checkpoint: `tutor jobs resume {run}` continues it.",
+        "see_log": "see its train.log",
+    },
+    uk={
+        "button": "Тонке налаштування локально",
+        "not_a_base": "`{base}` не є базовою моделлю на цьому сервері; виберіть одну з: {choices}.",
+        "base_field": "Модель, яку адаптуємо: одна з {choices}.",
+        "describe": ("база **{base}**, епох {epochs:g}, lr {lr:g}, LoRA r {r} / alpha {alpha} / dropout {dropout:g} "
+                     "на {modules}, максимальна довжина {max_length}, пакет {batch} x {accumulation}, seed {seed}"),
+        "succeeded": ("Адаптер збережено в стандартному форматі PEFT (його завантажують peft або vLLM); "
+                      "`tutor jobs export {run}` на сервері зливає його з базовою моделлю."),
+        "cancelled": "Контрольну точку збережено: `tutor jobs resume {run}` продовжить запуск.",
+        "see_log": "подробиці в його train.log",
+    },
+)
 
 
 def start_local(config: TrainConfig, data_dir: Path, registry: Registry, owner: str = LOCAL_USER,
@@ -65,7 +91,10 @@ class LocalLoRA(TrainingBackend):
     """LoRA on this machine (training/lora.py in its own process), through the training queue."""
 
     name, label, Config = "local", "local LoRA", TrainConfig
-    button = "Fine-tune locally"
+
+    @property
+    def button(self) -> str:
+        return PHRASES("button", self.language)
 
     def base_choices(self) -> dict[str, str]:
         """The base models a learner may pick by name (`base=NAME`): the configured one and
@@ -76,29 +105,26 @@ class LocalLoRA(TrainingBackend):
         values = dict(values)
         base, choices = values.pop("base", None), self.base_choices()
         if base is not None and base not in choices:
-            raise TutorError(f"`{base}` is not a base model here; choose one of: {', '.join(choices)}.")
+            raise TutorError(PHRASES("not_a_base", self.language, base=base, choices=", ".join(choices)))
         config, chosen = super().learner_settings(values, files)
         config = config.model_copy(update={"base_model": choices[base] if base else self.settings.base_model})
         return config, {**chosen, **({"base": base} if base else {})}
 
     def form(self) -> list[tuple[str, object, str]]:
         return [*super().form(), ("base", next(iter(self.base_choices())),
-                                  f"The model to adapt: one of {', '.join(self.base_choices())}.")]
+                                  PHRASES("base_field", self.language, choices=", ".join(self.base_choices())))]
 
     def describe(self, config: TrainConfig) -> str:
         modules = config.target_modules if isinstance(config.target_modules, str) else ",".join(config.target_modules)
-        return (f"base **{display_name(config.base_model)}**, {config.epochs:g} epochs, lr {config.learning_rate:g}, "
-                f"LoRA r {config.lora_r} / alpha {config.lora_alpha} / dropout {config.lora_dropout:g} on {modules}, "
-                f"max length {config.max_length}, batch {config.batch_size} x {config.gradient_accumulation}, "
-                f"seed {config.seed}")
+        return PHRASES("describe", self.language, base=display_name(config.base_model), epochs=config.epochs,
+                       lr=config.learning_rate, r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
+                       modules=modules, max_length=config.max_length, batch=config.batch_size,
+                       accumulation=config.gradient_accumulation, seed=config.seed)
 
     def describe_result(self, run: dict) -> str:
-        if run["status"] == "succeeded":
-            return ("The adapter is saved in the standard PEFT format (it loads with peft or vLLM); "
-                    f"`tutor jobs export {run['id']}` on the server merges it into its base model.")
-        if run["status"] == "cancelled":
-            return f"It kept a checkpoint: `tutor jobs resume {run['id']}` continues it."
-        return run.get("error") or "see its train.log"
+        if run["status"] in ("succeeded", "cancelled"):
+            return PHRASES(run["status"], self.language, run=run["id"])
+        return run.get("error") or PHRASES("see_log", self.language)
 
     def start(self, config: TrainConfig, registry: Registry, owner: str = LOCAL_USER) -> dict:
         return start_local(config, self.settings.data_dir, registry, owner, self.settings.max_training_jobs)

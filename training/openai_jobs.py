@@ -26,6 +26,7 @@ from training.backends import TrainingBackend, register_training_backend
 from training.clients import Provider, explain_api_error, openai_client, openai_configured, secrets, server_label
 from training.config import ConfigError, explain
 from training.errors import TutorError, redact
+from training.phrases import Phrases
 from training.registry import LOCAL_USER, Registry, new_id
 from training.validate import validate_file
 
@@ -60,6 +61,15 @@ class OpenAIJobConfig(BaseModel):
     title: ClassVar[str] = "OpenAI fine-tuning"
     learner_fields: ClassVar[tuple[str, ...]] = (
         "model", "suffix", "n_epochs", "batch_size", "learning_rate_multiplier", "seed")
+    # The learner fields' descriptions in other languages (as training.config.TrainConfig's).
+    descriptions: ClassVar[dict[str, dict[str, str]]] = {"uk": {
+        "model": "Базова модель або попередня тонко налаштована модель, яку треба навчати далі.",
+        "suffix": "Додається до назви тонко налаштованої моделі, щоб розрізняти ваші запуски.",
+        "n_epochs": 'Скільки разів пройти даними; "auto" вибирає за розміром набору даних.',
+        "batch_size": 'Прикладів на крок; "auto" лишає вибір провайдерові.',
+        "learning_rate_multiplier": ("Масштабує швидкість навчання провайдера; зменште, якщо модель забуває "
+                                     "забагато."),
+        "seed": "Той самий seed — те саме завдання (наскільки це вдається провайдерові)."}}
 
     train_file: str = ""
     validation_file: str | None = None
@@ -79,7 +89,7 @@ class OpenAIJobConfig(BaseModel):
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            raise ConfigError(explain(f"Invalid {type(self).title} settings", exc)) from None
+            raise ConfigError(explain(f"Invalid {type(self).title} settings", exc), exc.errors()) from None
 
     def check(self) -> "OpenAIJobConfig":
         """The files exist and pass the cookbook's format checks (nothing is uploaded or billed otherwise)."""
@@ -100,11 +110,45 @@ class OpenAIJobConfig(BaseModel):
         return {name: getattr(self, name) for name in ("n_epochs", "batch_size", "learning_rate_multiplier")}
 
 
-# OpenAI's deprecations page, notice of 2026-05-07: what a learner refused a job should know, and where to go.
-WIND_DOWN = ("OpenAI is winding down self-serve fine-tuning: organisations new to it can't create jobs since "
-             "7 May 2026, nor those without fine-tuned-model calls in the past 60 days since 2 July 2026, and new jobs "
-             "stop for everyone on 6 January 2027. Fine-tune locally instead, with Azure OpenAI, or with an "
-             "OpenAI-compatible fine-tuning server (OPENAI_BASE_URL, e.g. this project's `tutor serve`).")
+PHRASES = Phrases(
+    en={
+        # OpenAI's deprecations page, notice of 2026-05-07: what a learner refused a job should know, and where to go.
+        "wind_down": ("OpenAI is winding down self-serve fine-tuning: organisations new to it can't create jobs since "
+                      "7 May 2026, nor those without fine-tuned-model calls in the past 60 days since 2 July 2026, "
+                      "and new jobs stop for everyone on 6 January 2027. Fine-tune locally instead, with Azure OpenAI, "
+                      "or with an OpenAI-compatible fine-tuning server (OPENAI_BASE_URL, e.g. this project's "
+                      "`tutor serve`)."),
+        "unconfigured": ("To fine-tune with OpenAI, set OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server, "
+                         "such as this project's own `tutor serve`) in a `.env` file next to the app, then restart "
+                         "it."),
+        "refused": "{server} refused to fine-tune for this organisation (HTTP 403). {wind_down}",
+        "describe": ("base **{model}**, suffix {suffix}, epochs {epochs}, batch size {batch}, learning-rate multiplier "
+                     "{multiplier}"),
+        "no_suffix": "(none)",
+        "estimate": ("At {server}. Estimate from the dataset report: {tokens:,} tokens x {epochs} epochs = "
+                     "**{billed:,} billed tokens**{price}."),
+        "price": ", about **${cost:.2f}** at ${price:g} per 1M training tokens",
+        "continue": "Continue fine-tuning it with `/train {backend} model={model}`.",
+    },
+    uk={
+        "wind_down": ("OpenAI згортає самостійне тонке налаштування: організації, що не користувалися ним раніше, не "
+                      "можуть створювати завдання з 7 травня 2026 року, організації без викликів тонко налаштованих "
+                      "моделей за останні 60 днів — з 2 липня 2026 року, а 6 січня 2027 року нові завдання припиняться "
+                      "для всіх. Натомість налаштовуйте локально, в Azure OpenAI або на OpenAI-сумісному сервері "
+                      "тонкого налаштування (OPENAI_BASE_URL, наприклад `tutor serve` цього проєкту)."),
+        "unconfigured": ("Щоб налаштовувати в OpenAI, задайте OPENAI_API_KEY (або OPENAI_BASE_URL для сумісного "
+                         "сервера, як-от `tutor serve` цього проєкту) у файлі `.env` поруч із застосунком і "
+                         "перезапустіть його."),
+        "refused": "{server} відмовив у тонкому налаштуванні для цієї організації (HTTP 403). {wind_down}",
+        "describe": ("база **{model}**, суфікс {suffix}, епох {epochs}, розмір пакета {batch}, множник швидкості "
+                     "навчання {multiplier}"),
+        "no_suffix": "(немає)",
+        "estimate": ("У {server}. Оцінка за звітом про набір даних: {tokens:,} токенів x {epochs} епох = "
+                     "**{billed:,} оплачуваних токенів**{price}."),
+        "price": ", приблизно **${cost:.2f}** за ціною ${price:g} за 1 млн токенів навчання",
+        "continue": "Продовжте тонке налаштування: `/train {backend} model={model}`.",
+    },
+)
 
 
 async def _new_events(api, job_id: str, seen: set[str]) -> list:
@@ -142,17 +186,21 @@ class OpenAIJobs(TrainingBackend):
     provider: Provider = "openai"
     chat_backend = "openai"
     min_poll = 1.0  # seconds: a provider's API is not polled faster, whatever a caller asks
-    UNCONFIGURED = ("To fine-tune with OpenAI, set OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server, such "
-                    "as this project's own `tutor serve`) in a `.env` file next to the app, then restart it.")
+    phrases = PHRASES  # a subclass's own texts where they differ (Azure's), the rest from here
+
+    def phrase(self, key: str, **fields) -> str:
+        """One of this backend's texts, in its language."""
+        table = self.phrases if key in self.phrases["en"] else PHRASES
+        return table(key, self.language, **fields)
 
     # --- the provider's client and its errors -------------------------------------------------------
 
     def unavailable_reason(self) -> str | None:
-        return None if openai_configured(self.settings, self.provider) else self.UNCONFIGURED
+        return None if openai_configured(self.settings, self.provider) else self.phrase("unconfigured")
 
     def client(self, asynchronous: bool = False):
         return openai_client(self.settings, provider=self.provider, asynchronous=asynchronous,
-                             unconfigured=self.UNCONFIGURED)
+                             unconfigured=self.phrase("unconfigured"))
 
     def explained(self, exc: Exception, model: str) -> TutorError:
         """A learner-facing error; the server's own message when it gave one (it may say which line is bad)."""
@@ -165,8 +213,8 @@ class OpenAIJobs(TrainingBackend):
 
     def refused(self) -> TutorError:
         """A 403 when creating a job: how the wind-down refuses an organisation."""
-        return TutorError(f"{server_label(self.settings)} refused to fine-tune for this organisation (HTTP 403). "
-                          f"{WIND_DOWN}")
+        return TutorError(self.phrase("refused", server=server_label(self.settings),
+                                      wind_down=self.phrase("wind_down")))
 
     # --- the job --------------------------------------------------------------------------------------
 
@@ -177,25 +225,27 @@ class OpenAIJobs(TrainingBackend):
         return super().config(values)
 
     def describe(self, config: OpenAIJobConfig) -> str:
-        return (f"base **{config.model}**, suffix {config.suffix or '(none)'}, epochs {config.n_epochs}, batch size "
-                f"{config.batch_size}, learning-rate multiplier {config.learning_rate_multiplier}")
+        return self.phrase("describe", model=config.model, suffix=config.suffix or self.phrase("no_suffix"),
+                           epochs=config.n_epochs, batch=config.batch_size,
+                           multiplier=config.learning_rate_multiplier)
 
     def notice(self) -> str | None:
-        return None if self.settings.openai_base_url else WIND_DOWN  # a compatible server is not winding down
+        # a compatible server is not winding down
+        return None if self.settings.openai_base_url else self.phrase("wind_down")
 
     def estimate(self, config: OpenAIJobConfig) -> str:
         """Billed tokens and their price, from the dataset's token count (what OpenAI's page charges)."""
         report = validate_file(Path(config.train_file), model="gpt-4o-mini")
-        return (f"At {server_label(self.settings, self.provider)}. Estimate from the dataset report: "
-                f"{report.tokens_in_dataset:,} tokens x {report.epochs} epochs = **{report.billed_tokens:,} billed "
-                f"tokens**{self.price(report)}.")
+        return self.phrase("estimate", server=server_label(self.settings, self.provider),
+                           tokens=report.tokens_in_dataset, epochs=report.epochs, billed=report.billed_tokens,
+                           price=self.price(report))
 
     def price(self, report) -> str:
-        return f", about **${report.estimated_cost:.2f}** at ${report.price_per_million:g} per 1M training tokens"
+        return self.phrase("price", cost=report.estimated_cost, price=report.price_per_million)
 
     def describe_result(self, run: dict) -> str:
         if run["status"] == "succeeded":
-            return (f"Continue fine-tuning it with `/train {self.name} model={run['metrics']['fine_tuned_model']}`.")
+            return self.phrase("continue", backend=self.name, model=run["metrics"]["fine_tuned_model"])
         return run.get("error") or ""
 
     def upload(self, api, path: str) -> str:

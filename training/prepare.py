@@ -30,10 +30,31 @@ from training.recipes import (
     read_recipenlg_csv,
     to_chat_example,
 )
+from training.phrases import Phrases
 from training.validate import example_errors, read_jsonl
 
 SPLITS = ("train", "validation", "test")
 MAX_PROBLEMS_KEPT = 200  # the report lists this many problem lines; counts are always complete
+PHRASES = Phrases(
+    en={
+        "read": ("Read **{rows:,}** rows from `{source}`: {usable:,} usable, {duplicates:,} duplicates removed, "
+                 "{skipped:,} skipped as malformed."),
+        "table": "| split | examples | file |",
+        "split.train": "train", "split.validation": "validation", "split.test": "test",
+        "scaled": "Only {available} usable examples: wrote {sizes} instead of {requested}.",
+        "skipped": "Skipped rows ({skipped:,}; first {shown}):",
+        "sample": "the bundled sample",
+    },
+    uk={
+        "read": ("`{source}`: прочитано рядків **{rows:,}**, придатних {usable:,}, вилучено дублікатів "
+                 "{duplicates:,}, пропущено як пошкоджені {skipped:,}."),
+        "table": "| вибірка | прикладів | файл |",
+        "split.train": "навчальна", "split.validation": "валідаційна", "split.test": "тестова",
+        "scaled": "Придатних прикладів лише {available}: записано {sizes} замість {requested}.",
+        "skipped": "Пропущені рядки ({skipped:,}; перші {shown}):",
+        "sample": "доданий зразок",
+    },
+)
 
 
 
@@ -54,15 +75,25 @@ class PrepareReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def as_markdown(self) -> str:
-        out = [f"Read **{self.rows_read:,}** rows from `{self.source}`: {self.usable:,} usable, "
-               f"{self.duplicates:,} duplicates removed, {self.skipped:,} skipped as malformed.", "",
-               "| split | examples | file |", "| --- | --- | --- |"]
-        out += [f"| {split} | {self.written[split]} | `{Path(self.files[split]).name}` |" for split in SPLITS]
-        out += [f"- {note}" for note in self.notes]
+    def scaled_note(self, language: str = "en") -> str | None:
+        """What was written instead of the sizes asked for, when the source had fewer usable examples."""
+        if not self.written or self.written == self.requested:
+            return None
+        return PHRASES("scaled", language, available=sum(self.written.values()),
+                       sizes="/".join(str(self.written[split]) for split in SPLITS),
+                       requested="/".join(str(self.requested[split]) for split in SPLITS))
+
+    def as_markdown(self, language: str = "en") -> str:
+        out = [PHRASES("read", language, rows=self.rows_read, source=self.source, usable=self.usable,
+                       duplicates=self.duplicates, skipped=self.skipped), "", PHRASES("table", language),
+               "| --- | --- | --- |"]
+        out += [f"| {PHRASES(f'split.{split}', language)} | {self.written[split]} | `{Path(self.files[split]).name}` |"
+                for split in SPLITS]
+        out += [f"- {note}" for note in [self.scaled_note(language)] if note]
         if self.problems:
             shown = self.problems[:10]
-            out += ["", f"Skipped rows ({self.skipped:,}; first {len(shown)}):"] + [f"- {p}" for p in shown]
+            out += ["", PHRASES("skipped", language, skipped=self.skipped, shown=len(shown))]
+            out += [f"- {p}" for p in shown]
         return "\n".join(out)
 
 
@@ -150,16 +181,17 @@ def split_sizes(requested: dict[str, int], available: int) -> dict[str, int]:
 
 def prepare(source: str | Path, out_dir: Path, *, train: int = 150, validation: int = 40, test: int = 40,
             seed: int = 42, dedupe: bool = True, progress: Progress | None = None,
-            label: str | None = None) -> PrepareReport:
+            label: str | None = None, language: str = "en") -> PrepareReport:
     """Build train/validation/test chat JSONL files from a source; see the module docstring. `label` names the
-    source in the report and in errors (the learner's name for an upload, never a server path)."""
+    source in the report and in errors (the learner's name for an upload, never a server path); the bundled
+    sample is named in `language`."""
     for name, value in (("train", train), ("validation", validation), ("test", test)):
         if value < 0:
             raise ValueError(f"{name} size must be 0 or more (got {value}).")
     if train < 1:
         raise ValueError("The training split needs at least 1 example (OpenAI requires at least 10).")
     path = SAMPLE_CSV if str(source) == "sample" else Path(source)
-    label = label or ("the bundled sample" if str(source) == "sample" else path.name)
+    label = label or (PHRASES("sample", language) if str(source) == "sample" else path.name)
     requested = {"train": train, "validation": validation, "test": test}
     report = PrepareReport(source=label, seed=seed, requested=requested)
     rng = random.Random(seed)
@@ -177,15 +209,14 @@ def prepare(source: str | Path, out_dir: Path, *, train: int = 150, validation: 
                           + (f", e.g. {report.problems[0]}" if report.problems else "") + ".")
     rng.shuffle(examples)
     sizes = split_sizes(requested, len(examples))
-    if sizes != requested:
-        report.notes.append(f"Only {len(examples)} usable examples: wrote {sizes['train']}/{sizes['validation']}/"
-                            f"{sizes['test']} instead of {train}/{validation}/{test}.")
     start = 0
     for split in SPLITS:
         target = Path(out_dir) / f"{split}.jsonl"
         report.written[split] = write_jsonl_atomic(target, examples[start:start + sizes[split]])
         report.files[split] = str(target)
         start += sizes[split]
+    if note := report.scaled_note():  # for the JSON report; the markdown says it in its own language
+        report.notes.append(note)
     return report
 
 

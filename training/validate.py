@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from training.phrases import Phrases
 from training.tokens import Counter
 
 ERROR_KEYS = ("invalid_json", "data_type", "missing_messages_list", "message_missing_key", "message_unrecognized_key",
@@ -40,6 +41,49 @@ DEFAULT_PRICE_PER_MILLION = 3.00  # gpt-4o-mini training, USD per 1M tokens at t
 KEPT_LINES = 20  # line numbers kept (and shown) per error or warning kind
 KEPT_DETAILS = 20  # lines whose JSON/UTF-8 problem is described
 SAMPLE_SIZE = 100_000  # token lengths kept for percentiles and the histogram
+PHRASES = Phrases(
+    en={
+        "header": "**{name}**: {examples} examples, {valid} well-formed (tokens counted with {tokenizer}).",
+        "errors.header": "| format error | examples | lines |",
+        "error.line": "- line {line}: {detail}",
+        "no_errors": "No format errors found.",
+        "warning": "- ⚠️ {count:,} example(s) {what}: lines {lines}",
+        "missing_system": "missing a system message",
+        "missing_user": "missing a user message",
+        "over_limit": "over the {limit:,}-token context limit (will be truncated)",
+        "more": " and {more:,} more",
+        "tokens.header": "| tokens per example | min | p10 | median | mean | p90 | max |",
+        "tokens.total": "total",
+        "tokens.assistant": "assistant",
+        "cost": ": **${cost:,.2f}** at ${price:.2f} per 1M training tokens",
+        "cost.local": " (local training: paid in compute time, not per token)",
+        "epochs": ("Training for **{epochs} epochs** (OpenAI's default for {examples} examples) processes about "
+                   "**{billed:,} tokens** ({per_epoch:,} per epoch){cost}."),
+        "tokenizer.local": "the local model's tokenizer and chat template",
+        "tokenizer.openai": "tiktoken for {model}",
+    },
+    uk={
+        "header": ("**{name}**: прикладів {examples}, правильно сформованих {valid} (токени пораховано: "
+                   "{tokenizer})."),
+        "errors.header": "| помилка формату | прикладів | рядки |",
+        "error.line": "- рядок {line}: {detail}",
+        "no_errors": "Помилок формату не знайдено.",
+        "warning": "- ⚠️ Прикладів {what}: {count:,}; рядки {lines}",
+        "missing_system": "без системного повідомлення",
+        "missing_user": "без повідомлення користувача",
+        "over_limit": "довших за контекст у {limit:,} токенів (їх буде обрізано)",
+        "more": " і ще {more:,}",
+        "tokens.header": "| токенів на приклад | мін. | p10 | медіана | середнє | p90 | макс. |",
+        "tokens.total": "усього",
+        "tokens.assistant": "асистент",
+        "cost": ": **${cost:,.2f}** за ціною ${price:.2f} за 1 млн токенів навчання",
+        "cost.local": " (локальне навчання: платите часом обчислень, а не за токени)",
+        "epochs": ("Навчання протягом **{epochs} епох** (типове значення OpenAI для {examples} прикладів) обробляє "
+                   "приблизно **{billed:,} токенів** ({per_epoch:,} за епоху){cost}."),
+        "tokenizer.local": "токенізатор і шаблон чату локальної моделі",
+        "tokenizer.openai": "токенізатор tiktoken для {model}",
+    },
+)
 
 
 def example_errors(example) -> list[str]:
@@ -108,9 +152,9 @@ class Found:
         if len(self.lines) < KEPT_LINES:
             self.lines.append(line)
 
-    def shown(self) -> str:
+    def shown(self, language: str = "en") -> str:
         more = self.count - len(self.lines)
-        return ", ".join(map(str, self.lines)) + (f" and {more:,} more" if more else "")
+        return ", ".join(map(str, self.lines)) + (PHRASES("more", language, more=more) if more else "")
 
 
 class LengthStats:
@@ -161,6 +205,7 @@ class ValidationReport:
     price_per_million: float = DEFAULT_PRICE_PER_MILLION
     estimated_cost: float = 0.0
     example_lengths: list[int] = field(default_factory=list, repr=False)  # all, or a seeded sample of SAMPLE_SIZE
+    tokenizer_model: str | None = field(default=None, repr=False)  # what `tokenizer` describes, for other languages
 
     @property
     def ok(self) -> bool:
@@ -169,32 +214,45 @@ class ValidationReport:
     def to_dict(self) -> dict:
         data = asdict(self)
         data.pop("example_lengths")
+        data.pop("tokenizer_model")
         data["error_details"] = {str(k): v for k, v in self.error_details.items()}
         data["ok"] = self.ok
         return data
 
-    def as_markdown(self) -> str:
-        out = [f"**{Path(self.path).name}**: {self.examples} examples, {self.valid_examples} well-formed "
-               f"(tokens counted with {self.tokenizer}).", ""]
+    def as_markdown(self, language: str = "en") -> str:
+        tokenizer = self.tokenizer if self.tokenizer_model is None else describe_tokenizer(self.tokenizer_model,
+                                                                                           language)
+        out = [PHRASES("header", language, name=Path(self.path).name, examples=self.examples,
+                       valid=self.valid_examples, tokenizer=tokenizer), ""]
         if self.errors:
-            out += ["| format error | examples | lines |", "| --- | --- | --- |"]
-            out += [f"| {key} | {found.count:,} | {found.shown()} |" for key, found in self.errors.items()]
+            out += [PHRASES("errors.header", language), "| --- | --- | --- |"]
+            out += [f"| {key} | {found.count:,} | {found.shown(language)} |" for key, found in self.errors.items()]
             detailed = list(self.error_details.items())[:5]
-            out += [""] + [f"- line {line}: {detail}" for line, detail in detailed] + [""]
+            out += [""] + [PHRASES("error.line", language, line=line, detail=detail)
+                           for line, detail in detailed] + [""]
         else:
-            out += ["No format errors found.", ""]
-        warnings = [("missing a system message", self.missing_system), ("missing a user message", self.missing_user),
-                    (f"over the {self.context_limit:,}-token context limit (will be truncated)", self.over_context_limit)]
-        out += [f"- ⚠️ {found.count:,} example(s) {what}: lines {found.shown()}" for what, found in warnings if found.count]
+            out += [PHRASES("no_errors", language), ""]
+        warnings = [(PHRASES("missing_system", language), self.missing_system),
+                    (PHRASES("missing_user", language), self.missing_user),
+                    (PHRASES("over_limit", language, limit=self.context_limit), self.over_context_limit)]
+        out += [PHRASES("warning", language, count=found.count, what=what, lines=found.shown(language))
+                for what, found in warnings if found.count]
         if self.total_tokens:
-            out += ["", "| tokens per example | min | p10 | median | mean | p90 | max |", "| --- | --- | --- | --- | --- | --- | --- |"]
+            out += ["", PHRASES("tokens.header", language), "| --- | --- | --- | --- | --- | --- | --- |"]
             for label, dist in (("total", self.total_tokens), ("assistant", self.assistant_tokens)):
-                out.append(f"| {label} | {dist.min} | {dist.p10} | {dist.median} | {dist.mean} | {dist.p90} | {dist.max} |")
-            cost = (f": **${self.estimated_cost:,.2f}** at ${self.price_per_million:.2f} per 1M training tokens"
-                    if self.price_per_million else " (local training: paid in compute time, not per token)")
-            out += ["", f"Training for **{self.epochs} epochs** (OpenAI's default for {self.valid_examples} examples) "
-                        f"processes about **{self.billed_tokens:,} tokens** ({self.tokens_in_dataset:,} per epoch){cost}."]
+                out.append(f"| {PHRASES(f'tokens.{label}', language)} | {dist.min} | {dist.p10} | {dist.median} | "
+                           f"{dist.mean} | {dist.p90} | {dist.max} |")
+            cost = (PHRASES("cost", language, cost=self.estimated_cost, price=self.price_per_million)
+                    if self.price_per_million else PHRASES("cost.local", language))
+            out += ["", PHRASES("epochs", language, epochs=self.epochs, examples=self.valid_examples,
+                                billed=self.billed_tokens, per_epoch=self.tokens_in_dataset, cost=cost)]
         return "\n".join(out)
+
+
+def describe_tokenizer(model: str, language: str = "en") -> str:
+    """How tokens are counted for `model` ("local": the local base model), in a few words."""
+    return PHRASES("tokenizer.local", language) if model == "local" else PHRASES("tokenizer.openai", language,
+                                                                                  model=model)
 
 
 def default_epochs(n_examples: int) -> int:
@@ -258,9 +316,9 @@ def counter_for(model: str, settings=None) -> tuple[Counter, str, int]:
 
         source = resolve_base_model(settings or get_settings())
         limit = context_length(source) or DEFAULT_CONTEXT_LIMIT
-        return local_counter(load_tokenizer(source)), "the local model's tokenizer and chat template", limit
+        return local_counter(load_tokenizer(source)), describe_tokenizer(model), limit
     limit = next((v for k, v in CONTEXT_LIMITS.items() if model.removeprefix("ft:").startswith(k)), DEFAULT_CONTEXT_LIMIT)
-    return openai_counter(model), f"tiktoken for {model}", limit
+    return openai_counter(model), describe_tokenizer(model), limit
 
 
 def validate_file(path: Path, model: str = "gpt-4o-mini", price_per_million: float = DEFAULT_PRICE_PER_MILLION,
@@ -271,8 +329,10 @@ def validate_file(path: Path, model: str = "gpt-4o-mini", price_per_million: flo
     counter, description, limit = counter_for(model, settings)
     if model == "local":
         price_per_million = 0.0
-    return validate_examples(read_jsonl(path), counter, path=str(path), tokenizer=description,
-                             context_limit=limit, price_per_million=price_per_million)
+    report = validate_examples(read_jsonl(path), counter, path=str(path), tokenizer=description,
+                               context_limit=limit, price_per_million=price_per_million)
+    report.tokenizer_model = model
+    return report
 
 
 if __name__ == "__main__":

@@ -100,14 +100,14 @@ def browser():
         instance.close()
 
 
-def logged_in(browser, url: str, name: str):
-    """A browser context (its own cookies: another person's browser) logged in as `name`."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+def logged_in(browser, url: str, name: str, locale: str = "en-US"):
+    """A browser context (its own cookies: another person's browser, speaking `locale`) logged in as `name`."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale=locale)
     page = context.new_page()
     page.goto(url)
     page.locator("#email").fill(name)
     page.locator("#password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign In").click()
+    page.locator('form button[type="submit"]').click()
     page.locator("#chat-input").wait_for(timeout=60_000)
     return context, page
 

@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from assistant.decision import UKRAINIAN
 from tests.browser.conftest import logged_in, say
 
 pytestmark = pytest.mark.browser
@@ -51,6 +52,14 @@ def test_prepare_the_recipe_dataset_from_the_sample(page):
     text = ready.inner_text()
     assert "train" in text and "No format errors found" in text and "epochs" in text
     assert page.get_by_text("validation.jsonl").count() >= 1  # the downloads
+
+    page.get_by_role("button", name="See what is trained").click()  # the custom element renders its tokens
+    view = page.locator("#token-view").last
+    view.wait_for(timeout=60_000)
+    trained = "".join(view.locator('[data-kind="trained"]').all_inner_texts())
+    assert trained.startswith('["') and "<|im_end|>" in trained
+    assert "Title:" in "".join(view.locator('[data-kind="context"]').all_inner_texts())
+    page.get_by_role("button", name="Next example ▶").wait_for()
 
 
 def open_ab_chat(page):
@@ -107,3 +116,17 @@ def test_two_sessions_ab_at_the_same_time(browser, app_url):
     finally:
         for context in contexts:
             context.close()
+
+
+def test_a_ukrainian_browser_gets_the_app_in_ukrainian(browser, app_url):
+    """Accept-Language uk-UA: Chainlit's own UI (uk.json), the starters, the check and the app's buttons."""
+    context, page = logged_in(browser, app_url, "alice", locale="uk-UA")
+    try:
+        page.get_by_text("Чи варто донавчати?").click()
+        page.get_by_text("Що модель має робити краще?").last.wait_for(timeout=60_000)
+        page.get_by_role("button", name=UKRAINIAN["use_case.format"][0]).wait_for()
+        say(page, "/prepare")
+        page.get_by_role("button", name="Взяти доданий зразок").wait_for(timeout=60_000)
+        assert page.locator("#chat-input").get_attribute("placeholder") == "Введіть повідомлення..."
+    finally:
+        context.close()
