@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from training.phrases import Phrases
+
 
 @dataclass(frozen=True)
 class Option:
@@ -217,7 +219,7 @@ UKRAINIAN: dict[str, tuple[str, str]] = {
 TRANSLATIONS: dict[str, dict[str, tuple[str, str]]] = {"uk": UKRAINIAN}  # English lives in QUESTIONS
 
 # The check's fixed sentences: verdicts and summaries (by Recommendation.outcome), headings, chat and CLI texts.
-PHRASES: dict[str, dict[str, str]] = {
+PHRASES = Phrases(**{
     "en": {
         "verdict.not_yet": "Not yet",
         "summary.not_yet": "Fine-tuning may still be right, but something has to come first.",
@@ -264,15 +266,14 @@ PHRASES: dict[str, dict[str, str]] = {
         "cli.answer": "Ваша відповідь",
         "cli.number": "Введіть число від 1 до {count}",
     },
-}
+})
 
 _BY_KEY = {q.key: q for q in QUESTIONS}
 
 
 def phrase(key: str, language: str = "en", **fields) -> str:
     """One of the check's fixed sentences in `language` (English where it has none), with `fields` filled in."""
-    template = PHRASES.get(language, {}).get(key) or PHRASES["en"][key]
-    return template.format(**fields) if fields else template
+    return PHRASES(key, language, **fields)
 
 
 @dataclass

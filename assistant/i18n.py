@@ -9,9 +9,11 @@ A text missing in a language falls back to English; a test keeps both catalogs c
 
 from __future__ import annotations
 
+from training.phrases import Phrases
+
 LANGUAGES = ("en", "uk")
 
-CATALOG: dict[str, dict[str, str]] = {
+CATALOG = Phrases(**{
     "en": {
         "app.welcome": """I teach LLM fine-tuning by explaining it and, step by step, by doing it.
 
@@ -392,7 +394,7 @@ Model: **{model}**. Change it and the temperature in the settings next to the me
         "ab.eval_failed": "⚠️ Оцінювання несподівано завершилося помилкою (подробиці в журналі сервера).",
         "ab.chart": "оцінювання",
     },
-}
+})
 
 STARTERS = {  # per language: (label, message, command)
     "en": [
@@ -420,8 +422,7 @@ def language_of(tag: str | None) -> str:
 
 def text(key: str, language: str = "en", **fields) -> str:
     """The text for `key` in `language` (English where it has none), with `fields` filled in."""
-    template = CATALOG.get(language, {}).get(key) or CATALOG["en"][key]
-    return template.format(**fields) if fields else template
+    return CATALOG(key, language, **fields)
 
 
 def session_language() -> str:

@@ -35,7 +35,7 @@ def prose(text: str) -> str:
     """What a reader reads as words: code, {fields}, URLs, file names, typed settings, environment variables,
     commands, ids, identifiers (table keys like `missing_content`) and lists of names left out: they are the same
     in every language."""
-    for pattern in (r"```.*?```", r"`[^`]*`", r"\{[^{}]*\}", r"https?://\S+", r"[\w.-]+\.(?:jsonl|csv|json|md|log)\b",
+    for pattern in (r"```.*?```", r"`[^`]*`", r"\{[^{}]*\}", r"https?://\S+", r"[\w./-]+\.(?:jsonl|csv|json|md|log)\b",
                     r"\S+=\S*", r"\b\w*_\w*\b", r"(?<!\w)/\w+", r"\b(?:run|ds|file|ab)-[\w-]+", r"\b[\w.-]+-seed\d+",
                     r"\((?:local-adapter|openai|azure)\)",  # ids: runs, datasets (`sample-seed1`), a model's kind
                     r"\b[a-z][\w-]*(?:, [a-z][\w-]*)+\b"):  # a list of names: settings, backends
