@@ -54,7 +54,7 @@ from training import queue
 from training.backends import training_backend
 from training.config import ConfigError, TrainConfig, explain
 from training.errors import TutorError
-from training.lora import checkpoints
+from training.checkpoints import checkpoints
 from training.models import context_length, display_name, resolve_base_model
 from training.openai_jobs import BatchSize, Epochs, LearningRateMultiplier
 from training.registry import FINISHED, Registry, registry_for

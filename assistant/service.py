@@ -43,8 +43,11 @@ def warm_up() -> None:
     try:
         tutor = get_tutor()
         if tutor.settings.effective_backend == "local":
+            from assistant.doctor import runtime
             from assistant.generation import warm_up as warm_up_model
 
+            used = runtime()
+            log.info("Local generation runs on %s: %s", used.name, used.reason)
             warm_up_model(tutor.settings)
     except TutorError as exc:  # the first question retries and shows this in chat; the log says it now
         log.error("Warm-up failed: %s", exc)

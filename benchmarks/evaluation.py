@@ -33,7 +33,7 @@ from assistant.generation import engine
 from benchmarks.generation import cookbook_files
 from training.config import TrainConfig
 from training.evaluation import evaluate, load_cases
-from training.lora import load_adapter_model
+from training.lora_model import load_adapter_model
 from training.metrics import score_answer
 from training.models import load_tokenizer, resolve_base_model
 from training.settings import load_settings

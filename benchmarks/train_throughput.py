@@ -71,7 +71,7 @@ def baseline(train_file: Path, folder: Path, bf16: bool) -> float:
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from training.lora import load_base
+    from training.lora_model import load_base
 
     model, tokenizer = load_base("embedded")
     model = get_peft_model(model, LoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=0.05, target_modules="all-linear",
@@ -93,7 +93,7 @@ def trl_baseline(train_file: Path, folder: Path, bf16: bool) -> float:
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from training.lora import load_base
+    from training.lora_model import load_base
 
     model, tokenizer = load_base("embedded")
     conversations = [json.loads(line)["messages"] for line in train_file.open()]

@@ -17,15 +17,10 @@ import torch
 from training import events, jobs, queue
 from training.config import ConfigError, TrainConfig
 from training.events import Done, Start, Step
-from training.lora import (
-    add_lora,
-    collate,
-    latest_checkpoint,
-    length_grouped_batches,
-    load_adapter_model,
-    load_base,
-    train,
-)
+from training.batches import collate, length_grouped_batches
+from training.checkpoints import latest_checkpoint
+from training.lora import train
+from training.lora_model import add_lora, load_adapter_model, load_base
 from training.registry import Registry
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -95,7 +90,7 @@ def test_the_bf16_path_trains_the_adapter_and_leaves_the_base_alone(tmp_path, da
 def test_batches_group_lengths_and_padding_stays_small(data, tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from training.lora import load_examples
+    from training.batches import load_examples
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     examples, _ = load_examples(str(data[0]), tokenizer, 512)
@@ -115,7 +110,8 @@ def test_the_answer_loss_is_the_models_own_loss(tiny_model_dir, data):
     """Same value as transformers' loss with the labels, though the head runs on the answer tokens only."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from training.lora import AnswerLoss, load_examples
+    from training.batches import load_examples
+    from training.lora_model import AnswerLoss
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     examples, _ = load_examples(str(data[0]), tokenizer, 512)
@@ -128,7 +124,7 @@ def test_the_answer_loss_is_the_models_own_loss(tiny_model_dir, data):
 
 
 def test_the_fast_lora_dropout_keeps_the_distribution():
-    from training.lora import LoraDropout
+    from training.lora_model import LoraDropout
 
     dropout = LoraDropout(0.05)
     out = dropout(torch.ones(400_000))
@@ -257,7 +253,7 @@ def test_failures_are_explained_in_words():
 def test_merged_export_matches_the_adapter(tmp_path, data, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from training.lora import export_merged
+    from training.lora_model import export_merged
 
     run_dir = make_run(tmp_path, data, tiny_model_dir, epochs=1, eval_generate_limit=0)
     train(run_dir)

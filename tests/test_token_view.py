@@ -10,7 +10,7 @@ from assistant import token_flow
 from assistant.cli import app as cli
 from tests.chainlit_harness import open_chat
 from training.errors import TutorError
-from training.lora import IGNORE, chat_ids, load_examples
+from training.batches import IGNORE, chat_ids, load_examples
 from training.models import load_tokenizer
 from training.prepare import prepare
 from training.recipes import SAMPLE_CSV

@@ -3,7 +3,7 @@ the benchmarks and the tests.
 
     from training.common import configure_process, device
     configure_process()   # first thing in an entry point, before transformers or huggingface_hub load
-    device()              # "cuda" when a GPU is visible, else "cpu"
+    device()              # "cuda" when a GPU is visible, "mps" on Apple silicon, else "cpu"
 
 Nothing here runs at import: each entry point calls `configure_process()` itself.
 """
@@ -49,10 +49,13 @@ def configure_process() -> None:
 
 
 def device() -> str:
-    """Where models run: the first CUDA GPU when there is one, else the CPU."""
+    """Where models train and run: the first CUDA GPU when there is one, else Apple silicon's GPU (MPS), else
+    the CPU."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    return "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu"
 
 
 def gpu_count() -> int:

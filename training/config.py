@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from training.errors import TutorError
 
@@ -45,6 +46,10 @@ PROBLEMS = {"uk": {
     "string_pattern_mismatch": "{field} має відповідати шаблону {pattern}",
     "literal_error": "{field} має бути одним зі значень {expected}",
     "extra_forbidden": "{field} — невідоме налаштування", "missing": "{field} — обов'язкове налаштування",
+    "qlora_needs_cuda": "{field} qlora тримає базову модель у 4 бітах через bitsandbytes, а це потребує відеокарти "
+                        "NVIDIA (CUDA); тут навчання йде на {device}: виберіть method=lora",
+    "qlora_needs_bitsandbytes": "{field} qlora потребує пакета bitsandbytes: перевстановіть застосунок зі збіркою "
+                                "torch для CUDA (TORCH_SPEC, див. README) або виберіть method=lora",
 }}
 
 
@@ -94,8 +99,14 @@ class TrainConfig(BaseModel):
         init_adapter: continue fine-tuning this adapter folder (trained on base_model) instead of a new one.
 
     LoRA:
+        method: "lora" (the base in bf16 or fp32, as measured) or "qlora" (the base in 4-bit NF4 with double
+            quantization through bitsandbytes; a CUDA GPU only).
         lora_r, lora_alpha, lora_dropout: adapter rank, scale (alpha / r) and dropout.
         target_modules: which linear layers get adapters ("all-linear" or a list like ["q_proj", "v_proj"]).
+
+    Memory:
+        gradient_checkpointing: keep only each layer's input for the backward pass and recompute the rest:
+            activations shrink to about a layer's worth, for about a third more compute.
 
     Optimisation:
         epochs, learning_rate, batch_size, gradient_accumulation, warmup_ratio, weight_decay, seed.
@@ -110,7 +121,7 @@ class TrainConfig(BaseModel):
     # What a learner may set from chat (the form, `/train key=value`); files and folders come from the server.
     learner_fields: ClassVar[tuple[str, ...]] = (
         "epochs", "learning_rate", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "max_length",
-        "batch_size", "gradient_accumulation", "seed")
+        "batch_size", "gradient_accumulation", "seed", "method", "gradient_checkpointing")
     # The learner fields' descriptions (the chat settings form explains each with its own) in other languages.
     descriptions: ClassVar[dict[str, dict[str, str]]] = {"uk": {
         "max_length": "Приклади обрізаються до цієї кількості токенів.",
@@ -122,7 +133,10 @@ class TrainConfig(BaseModel):
         "learning_rate": "Розмір кроку: 1e-3 для вбудованої моделі (виміряно); більшим моделям — 1e-4–2e-4.",
         "batch_size": "Прикладів на крок (більше — швидше, але потрібно більше пам'яті).",
         "gradient_accumulation": "Кроки, градієнти яких додаються перед одним оновленням.",
-        "seed": "Той самий seed — той самий порядок даних і той самий початковий адаптер."}}
+        "seed": "Той самий seed — той самий порядок даних і той самий початковий адаптер.",
+        "method": "lora, або qlora: база в 4 бітах (лише з відеокартою NVIDIA), щоб більша модель помістилася.",
+        "gradient_checkpointing": "true: менше пам'яті на активації (перерахунок у зворотному проході), "
+                                  "приблизно на третину довше."}}
 
     train_file: str = ""
     validation_file: str | None = None
@@ -146,6 +160,10 @@ class TrainConfig(BaseModel):
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0, le=1)
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Same seed, same data order and initial adapter.")
+    method: Literal["lora", "qlora"] = Field(
+        "lora", description="lora, or qlora: the base in 4 bits (NVIDIA GPUs only), so a larger model fits.")
+    gradient_checkpointing: bool = Field(
+        False, description="true: less memory for activations (recomputed in the backward pass), about a third slower.")
     eval_every: int = Field(0, ge=0)
     save_every: int = Field(20, ge=1)
     eval_generate_limit: int = Field(20, ge=0, le=100_000)
@@ -162,6 +180,25 @@ class TrainConfig(BaseModel):
     def _sane_learning_rate(cls, value: float) -> float:
         if value > MAX_LEARNING_RATE:
             raise ValueError(f"learning_rate {value:g} is far too high for LoRA (try 1e-4 to 1e-3)")
+        return value
+
+    @field_validator("method")
+    @classmethod
+    def _qlora_needs_cuda(cls, value: str) -> str:
+        """4-bit weights need bitsandbytes on a CUDA GPU: refused before any work on a machine without one."""
+        if value == "qlora":
+            from training.common import device
+            from training.hardware import qlora_missing
+
+            if (missing := qlora_missing()) == "cuda":
+                raise PydanticCustomError(
+                    "qlora_needs_cuda", "qlora keeps the base model in 4 bits through bitsandbytes, which needs an "
+                    "NVIDIA GPU (CUDA); this machine trains on the {device}: choose method=lora",
+                    {"device": device().upper()})
+            if missing:
+                raise PydanticCustomError(
+                    "qlora_needs_bitsandbytes", "qlora needs the bitsandbytes package: reinstall with a CUDA build of "
+                    "torch (TORCH_SPEC, see the README), or choose method=lora")
         return value
 
     @field_validator("target_modules")

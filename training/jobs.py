@@ -15,14 +15,16 @@ loop and returns.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from training import events, queue
+from training import catalog, events, queue
 from training.backends import TrainingBackend, backend_of, register_training_backend
-from training.config import TrainConfig
+from training.config import ConfigError, TrainConfig
 from training.errors import TutorError
-from training.lora import latest_checkpoint
+from training.estimate import ESTIMATE_FILE, estimate, expected
+from training.checkpoints import latest_checkpoint
 from training.models import display_name
 from training.phrases import Phrases
 from training.registry import ACTIVE, LOCAL_USER, Registry, new_id
@@ -32,6 +34,7 @@ PHRASES = Phrases(
     en={
         "button": "Fine-tune locally",
         "not_a_base": "`{base}` is not a base model here; choose one of: {choices}.",
+        "not_downloaded": "`{base}` is not downloaded yet: `/models {base}` fetches it, then fine-tune it.",
         "base_field": "The model to adapt: one of {choices}.",
         "describe": ("base **{base}**, {epochs:g} epochs, lr {lr:g}, LoRA r {r} / alpha {alpha} / dropout {dropout:g} "
                      "on {modules}, max length {max_length}, batch {batch} x {accumulation}, seed {seed}"),
@@ -43,6 +46,7 @@ PHRASES = Phrases(
     uk={
         "button": "Тонке налаштування локально",
         "not_a_base": "`{base}` не є базовою моделлю на цьому сервері; виберіть одну з: {choices}.",
+        "not_downloaded": "`{base}` ще не завантажено: `/models {base}` завантажить її, потім налаштовуйте.",
         "base_field": "Модель, яку адаптуємо: одна з {choices}.",
         "describe": ("база **{base}**, епох {epochs:g}, lr {lr:g}, LoRA r {r} / alpha {alpha} / dropout {dropout:g} "
                      "на {modules}, максимальна довжина {max_length}, пакет {batch} x {accumulation}, seed {seed}"),
@@ -55,14 +59,18 @@ PHRASES = Phrases(
 
 
 def start_local(config: TrainConfig, data_dir: Path, registry: Registry, owner: str = LOCAL_USER,
-                limit: int | None = None) -> dict:
-    """Check the settings, create the run and queue it (it starts at once when a slot is free).
-    Raises ConfigError on bad settings."""
+                limit: int | None = None, settings: Settings | None = None, language: str = "en") -> dict:
+    """Check the settings and that the run fits in memory, create the run and queue it (it starts at once when a
+    slot is free). Raises ConfigError on bad settings and on a run estimated not to fit (saying what would)."""
     config.check()
+    found = estimate(config, settings or get_settings(), measure="known")
+    if not found.fits:
+        raise ConfigError(found.refusal(language))
     run_id = new_id("run")
     run_dir = data_dir / "runs" / run_id
     run_dir.mkdir(parents=True)
     config.save(run_dir / "config.json")
+    (run_dir / ESTIMATE_FILE).write_text(json.dumps(expected(found)))  # beside the measured figures at its end
     registry.create_run("local", config.to_dict(), run_dir, status="queued", run_id=run_id, owner=owner)
     queue.dispatch(registry, limit)
     return registry.run(run_id)
@@ -97,18 +105,24 @@ class LocalLoRA(TrainingBackend):
         return PHRASES("button", self.language)
 
     def base_choices(self) -> dict[str, str]:
-        """The base models a learner may pick by name (`base=NAME`): the configured one and
-        TUTOR_TRAIN_BASE_MODELS. A name is all a client ever sends; the server maps it to an id or folder."""
-        return {display_name(model): model for model in [self.settings.base_model, *self.settings.train_base_models]}
+        """The instructor's base models by name (`base=NAME`): the configured one and TUTOR_TRAIN_BASE_MODELS. A name
+        is all a client ever sends; the server maps it to an id or folder (training/catalog.py)."""
+        return {display_name(model): model for model in catalog.configured(self.settings)}
 
     def learner_settings(self, values: dict, files: dict) -> tuple[TrainConfig, dict]:
+        """The base model is one of the instructor's, or in local mode a Hub model already downloaded (`/models`)."""
         values = dict(values)
-        base, choices = values.pop("base", None), self.base_choices()
-        if base is not None and base not in choices:
-            raise TutorError(PHRASES("not_a_base", self.language, base=base, choices=", ".join(choices)))
+        base, model = values.pop("base", None), self.settings.base_model
+        if base is not None:
+            try:
+                model = catalog.allowed(self.settings, str(base), self.language)
+            except TutorError:
+                raise TutorError(PHRASES("not_a_base", self.language, base=base,
+                                         choices=", ".join(self.base_choices()))) from None
+            if not catalog.on_disk(model):
+                raise TutorError(PHRASES("not_downloaded", self.language, base=base))
         config, chosen = super().learner_settings(values, files)
-        config = config.model_copy(update={"base_model": choices[base] if base else self.settings.base_model})
-        return config, {**chosen, **({"base": base} if base else {})}
+        return config.model_copy(update={"base_model": model}), {**chosen, **({"base": base} if base else {})}
 
     def form(self) -> list[tuple[str, object, str]]:
         return [*super().form(), ("base", next(iter(self.base_choices())),
@@ -126,8 +140,17 @@ class LocalLoRA(TrainingBackend):
             return PHRASES(run["status"], self.language, run=run["id"])
         return run.get("error") or PHRASES("see_log", self.language)
 
+    def estimate(self, config: TrainConfig) -> str:
+        """Peak memory, training time (a few steps measured here, the first time) and whether it fits; a run that
+        won't fit is refused here already, with the one change that makes it fit."""
+        found = estimate(config, self.settings)
+        if not found.fits:
+            raise ConfigError(found.refusal(self.language))
+        return found.describe(self.language)
+
     def start(self, config: TrainConfig, registry: Registry, owner: str = LOCAL_USER) -> dict:
-        return start_local(config, self.settings.data_dir, registry, owner, self.settings.max_training_jobs)
+        return start_local(config, self.settings.data_dir, registry, owner, self.settings.max_training_jobs,
+                           self.settings, self.language)
 
     def follow(self, run: dict, registry: Registry, poll: float = 0.5) -> AsyncIterator[dict]:
         return _follow_local(run, registry, poll, self.settings.max_training_jobs)

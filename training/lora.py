@@ -21,7 +21,6 @@ import contextlib
 import json
 import math
 import os
-import random
 import shutil
 import signal
 import sys
@@ -34,16 +33,19 @@ from training.common import configure_process
 from training.common import device as pick_device
 from training.config import ConfigError, TrainConfig
 from training.events import FILE as EVENTS_FILE
+from training.estimate import ESTIMATE_FILE
 from training.events import EventLog
 from training.events import read as read_events
 from training.gguf_export import export_fine_tune
+from training.hardware import one_arena, peak_memory, precision, release_memory
+from training.batches import IGNORE, chat_ids, collate, length_grouped_batches, load_examples, longest_first
+from training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.lora_model import AnswerLoss, add_lora, answer_logits, load_base, with_fast_dropout
 from training.metrics import named_items, parse_list, set_scores
-from training.models import adapter_base, load_tokenizer, resolve_base_model
+from training.models import resolve_base_model
 from training.queue import NICENESS_VARIABLE, process_alive
 from training.settings import get_settings
 
-IGNORE = -100
-KEEP_CHECKPOINTS = 2
 
 
 class RunBusy(Exception):
@@ -73,198 +75,25 @@ class RunLock:
         self.path.unlink(missing_ok=True)
 
 
-def bf16_is_faster(device: str) -> bool:
-    """Measure it: bfloat16 autocast only where this machine multiplies faster in it."""
-    if device == "cuda":
-        return torch.cuda.is_bf16_supported()
-    a = torch.randn(512, 512)
-    inputs = {dtype: a.to(dtype) for dtype in (torch.bfloat16, torch.float32)}
-    best = dict.fromkeys(inputs, float("inf"))
-    for _ in range(5):  # interleaved, best of 5: another process's burst must not decide a whole run's dtype
-        for dtype, x in inputs.items():
-            started = time.perf_counter()
-            for _ in range(10):
-                x @ x
-            best[dtype] = min(best[dtype], time.perf_counter() - started)
-    return best[torch.bfloat16] * 1.3 < best[torch.float32]
-
-
-# --- data -------------------------------------------------------------------------------------
-
-def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> list[int]:
-    """The token ids of `messages` after the model's chat template."""
-    encoded = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
-    return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
-
-
-def tokenize(tokenizer, messages: list[dict], max_length: int) -> dict | None:
-    """input_ids with labels on the final assistant message only; None when nothing is left to learn."""
-    if not messages or messages[-1].get("role") != "assistant":
-        return None
-    prompt = chat_ids(tokenizer, messages[:-1], add_generation_prompt=True)
-    full = chat_ids(tokenizer, messages)[:max_length]
-    labels = [IGNORE] * min(len(prompt), len(full)) + full[len(prompt):]
-    if all(label == IGNORE for label in labels):
-        return None
-    return {"input_ids": full, "labels": labels}
-
-
-def load_examples(path: str, tokenizer, max_length: int) -> tuple[list[dict], list[dict]]:
-    """(tokenized examples, their raw messages); malformed lines are skipped (they were validated before)."""
-    examples, raw = [], []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                messages = json.loads(line)["messages"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-            if item := tokenize(tokenizer, messages, max_length):
-                examples.append(item)
-                raw.append(messages)
-    return examples, raw
-
-
-def length_grouped_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
-    """Seeded batches of similar-length examples: shuffle, sort within large windows, shuffle batches."""
-    rng = random.Random(seed)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    window = batch_size * 16
-    batches = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start:start + window], key=lambda i: lengths[i])
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
-def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    width = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for row, e in enumerate(examples):
-        n = len(e["input_ids"])
-        ids[row, :n], labels[row, :n], mask[row, :n] = torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-
-# --- model ------------------------------------------------------------------------------------
-
-def load_base(base_model: str):
-    """(model, tokenizer) for "embedded", an HF id or a folder, fresh (not the chat app's shared copy)."""
-    from transformers import AutoModelForCausalLM
-
-    source = resolve_base_model(get_settings(), base_model)
-    tokenizer = load_tokenizer(source)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
-
-
-def add_lora(model, config: TrainConfig):
-    from peft import LoraConfig, get_peft_model
-
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=config.target_modules, task_type="CAUSAL_LM")
-    return with_fast_dropout(get_peft_model(model, lora))
-
-
-class LoraDropout(torch.nn.Module):
-    """peft's LoRA dropout (keep each input with probability 1 - p, scale by 1 / (1 - p)), twice as fast on a
-    CPU: 16 random bits per element from one int64 draw per four elements, where torch's dropout draws a
-    float per element. A LoRA step on SmolLM2 spent a fifth of its time in those draws (210 layers)."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x):
-        if not self.training or self.p == 0:
-            return x
-        if x.device.type != "cpu":
-            return torch.nn.functional.dropout(x, self.p, training=True)
-        n = x.numel()
-        bits = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64).view(torch.int16)[:n]
-        drop = bits.view(x.shape) < round(self.p * 65536) - 32768  # P(drop) = p, to 1/65536
-        return (x * (1 / (1 - self.p))).masked_fill_(drop, 0)
-
-
-def with_fast_dropout(model):
-    """The model with every LoRA layer's dropout replaced by LoraDropout (same distribution)."""
-    from peft.tuners.lora import LoraLayer
-
-    for module in model.modules():
-        if isinstance(module, LoraLayer):
-            for name, dropout in module.lora_dropout.items():
-                if isinstance(dropout, torch.nn.Dropout):
-                    module.lora_dropout[name] = LoraDropout(dropout.p)
-    return model
-
-
-class AnswerLoss(torch.nn.Module):
-    """The objective: mean cross-entropy on the answer tokens (labels not IGNORE), the same value as the model's
-    own loss, with the vocabulary projection computed for those tokens only. The head (576 x 49152 for
-    SmolLM2) is about a fifth of the model's compute, and most tokens are prompt. A module, so that DDP
-    wraps the whole objective. Architectures whose head does more than a projection (logit scaling or
-    soft-capping) use the model's own loss."""
-
-    PLAIN_HEADS = ("llama", "mistral", "qwen2", "qwen3", "phi3", "smollm3")
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask, labels):
-        causal_lm = self.model.get_base_model()
-        if causal_lm.config.model_type not in self.PLAIN_HEADS:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-        hidden = causal_lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        targets = labels[:, 1:]
-        keep = targets != IGNORE
-        logits = causal_lm.get_output_embeddings()(hidden[:, :-1][keep])
-        return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
-
-
-def load_adapter_model(adapter_dir: Path):
-    """Base model + adapter, wherever the adapter was trained: the base is named portably
-    ("embedded", an HF id or a folder) in adapter_config.json, never by a site-packages path."""
-    from peft import PeftModel
-
-    model, tokenizer = load_base(adapter_base(adapter_dir))
-    return PeftModel.from_pretrained(model, str(adapter_dir)), tokenizer
-
-
-def export_merged(adapter_dir: Path, target: Path) -> Path:
-    """Base + adapter merged into one ordinary transformers model folder (for servers without LoRA support)."""
-    model, tokenizer = load_adapter_model(adapter_dir)
-    merged = model.merge_and_unload()
-    staging = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    merged.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
-    return target
-
-
 # --- evaluation -------------------------------------------------------------------------------
 
 @torch.no_grad()
 def evaluate(model, examples: list[dict], pad_id: int, batch_size: int) -> dict:
-    """Validation loss per assistant token and next-token accuracy on assistant tokens."""
+    """Validation loss per assistant token and next-token accuracy on assistant tokens (the head on those
+    tokens only, as in training)."""
     model.eval()
     device = next(model.parameters()).device
     loss_sum, correct, count = 0.0, 0, 0
     for start in range(0, len(examples), batch_size):
         batch = {key: value.to(device) for key, value in collate(examples[start:start + batch_size], pad_id).items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
-        targets = batch["labels"][:, 1:]
-        keep = targets != IGNORE
-        loss_sum += torch.nn.functional.cross_entropy(logits[keep], targets[keep], reduction="sum").item()
-        correct += (logits.argmax(-1)[keep] == targets[keep]).sum().item()
-        count += keep.sum().item()
+        if (found := answer_logits(model, **batch)) is None:  # a head that is more than a projection: all logits
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+            keep = batch["labels"][:, 1:] != IGNORE
+            found = logits[keep].float(), batch["labels"][:, 1:][keep]
+        logits, targets = found
+        loss_sum += torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
+        correct += (logits.argmax(-1) == targets).sum().item()
+        count += len(targets)
     model.train()
     return {"val_loss": loss_sum / max(count, 1), "val_token_accuracy": correct / max(count, 1)}
 
@@ -284,64 +113,32 @@ def generate_answers(model, tokenizer, conversations: list[list[dict]], max_new_
         width = max(map(len, prompts))
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
         attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
-        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
-                                do_sample=False, pad_token_id=pad)
+        # The adapters live inside the base model's layers: its own generate computes the prompt's logits for the
+        # last position only (PeftModel's forward hides that option, and the whole prompt's logits cost 300 MB).
+        causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+        output = causal_lm.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+                                    do_sample=False, pad_token_id=pad)
         answers += [tokenizer.decode(row[width:], skip_special_tokens=True) for row in output]
     model.train()
     return answers
 
 
-def generation_f1(model, tokenizer, conversations: list[list[dict]], limit: int) -> float | None:
-    """Mean set F1 of the generated ingredient lists against the gold answers."""
+def answer_budget(examples: list[dict]) -> int:
+    """New tokens for a validation answer: 1.5 x the 99th percentile of the training answers' lengths (as the
+    A/B chat and the evaluation budget theirs), so that a learnt answer fits and a runaway one stops early."""
+    lengths = sorted(sum(label != IGNORE for label in example["labels"]) for example in examples) or [85]
+    return max(16, min(256, math.ceil(1.5 * lengths[min(len(lengths) - 1, math.ceil(0.99 * len(lengths)) - 1)])))
+
+
+def generation_f1(model, tokenizer, conversations: list[list[dict]], limit: int, budget: int = 128) -> float | None:
+    """Mean set F1 of the generated ingredient lists against the gold answers (`budget` new tokens each at most)."""
     if not conversations or limit <= 0:
         return None
     chosen = conversations[:limit]
-    answers = generate_answers(model, tokenizer, chosen)
+    answers = generate_answers(model, tokenizer, chosen, max_new_tokens=budget)
     scores = [set_scores(named_items(answer), parse_list(messages[-1]["content"]) or [])[2]
               for answer, messages in zip(answers, chosen)]
     return sum(scores) / len(scores)
-
-
-# --- checkpoints ------------------------------------------------------------------------------
-
-def save_checkpoint(run_dir: Path, model, optimizer, scheduler, progress: dict) -> Path:
-    from peft import get_peft_model_state_dict
-    from safetensors.torch import save_file
-
-    folder = run_dir / "checkpoints"
-    staging = folder / f".step-{progress['step']}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in get_peft_model_state_dict(model).items()}, staging / "adapter.safetensors")
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, staging / "state.pt")
-    (staging / "progress.json").write_text(json.dumps(progress))
-    final = folder / f"step-{progress['step']}"
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(staging, final)  # a checkpoint is either whole or absent
-    for old in sorted(checkpoints(run_dir), key=lambda p: int(p.name[5:]))[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def checkpoints(run_dir: Path) -> list[Path]:
-    folder = run_dir / "checkpoints"
-    return [p for p in folder.glob("step-*") if (p / "progress.json").exists()] if folder.exists() else []
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = checkpoints(run_dir)
-    return max(found, key=lambda p: int(p.name[5:])) if found else None
-
-
-def load_checkpoint(folder: Path, model, optimizer, scheduler) -> dict:
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    set_peft_model_state_dict(model, load_file(folder / "adapter.safetensors"))
-    state = torch.load(folder / "state.pt", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    return json.loads((folder / "progress.json").read_text())
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -368,15 +165,16 @@ def train(run_dir: Path, resume: bool = False, registry=None, handle_signals: bo
 
     config = TrainConfig.load(run_dir / "config.json")
     device = pick_device()
-    use_bf16 = config.bf16 == "yes" or (config.bf16 == "auto" and bf16_is_faster(device))
-    accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no", cpu=device == "cpu")
+    chosen = precision(device, config.bf16)
+    accelerator = Accelerator(mixed_precision=chosen.dtype if chosen.dtype == "bf16" else "no", cpu=device == "cpu")
     main = accelerator.is_main_process
     events = EventLog(run_dir / EVENTS_FILE, enabled=main)
     torch.manual_seed(config.seed)
 
-    model, tokenizer = load_base(config.base_model)
-    if use_bf16:  # the frozen base in bf16: autocast would cast its fp32 weights again at every use (frozen
-        model.to(torch.bfloat16)  # weights are not in its cache); the adapter stays fp32 (peft keeps it so)
+    # The frozen base in the precision it computes in: autocast would cast fp32 weights again at every use (frozen
+    # weights are not in its cache). The adapter stays fp32 (peft keeps it so).
+    model, tokenizer = load_base(config.base_model, chosen.dtype, quantize=config.method == "qlora")
+    release_memory()  # what loading freed (an fp32 file read into bf16, say) goes back to the system, not to the peak
     config.check(context_length=getattr(model.config, "max_position_embeddings", None))
     train_set, _ = load_examples(config.train_file, tokenizer, config.max_length)
     val_set, val_raw = (load_examples(config.validation_file, tokenizer, config.max_length)
@@ -386,6 +184,8 @@ def train(run_dir: Path, resume: bool = False, registry=None, handle_signals: bo
     if config.init_adapter:  # continue a fine-tune: its adapter, trainable, instead of a fresh one
         from peft import PeftModel
 
+        if config.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model = with_fast_dropout(PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True))
     else:
         model = add_lora(model, config)
@@ -410,7 +210,10 @@ def train(run_dir: Path, resume: bool = False, registry=None, handle_signals: bo
     if registry and main:
         registry.update_run(run_dir.name, status="running", handle=str(os.getpid()), error=None)
     events.write("start", total_steps=total_steps, train_examples=len(train_set), val_examples=len(val_set),
-                 processes=world, bf16=use_bf16, trainable_parameters=sum(p.numel() for p in trainable),
+                 processes=world, bf16=chosen.dtype == "bf16", precision_reason=chosen.reason, device=device,
+                 method=config.method, gradient_checkpointing=config.gradient_checkpointing,
+                 attention=getattr(model.get_base_model().config, "_attn_implementation", None),
+                 trainable_parameters=sum(p.numel() for p in trainable),
                  step=progress["step"], resumed=resumed_from is not None, checkpoint=resumed_from)
 
     stop = Stop(run_dir, handle_signals)
@@ -422,8 +225,9 @@ def train(run_dir: Path, resume: bool = False, registry=None, handle_signals: bo
     micro = progress["micro_step"]
     while micro < micro_total:
         epoch, position = divmod(micro, batches_per_epoch)
-        batches = length_grouped_batches([len(e["input_ids"]) for e in train_set], config.batch_size,
-                                         config.seed + epoch)[rank::world][:batches_per_epoch]
+        lengths = [len(e["input_ids"]) for e in train_set]
+        batches = length_grouped_batches(lengths, config.batch_size, config.seed + epoch)
+        batches = (longest_first(batches, lengths) if epoch == 0 else batches)[rank::world][:batches_per_epoch]
         for batch_indices in batches[position:]:
             if micro >= micro_total:
                 break
@@ -467,10 +271,12 @@ def train(run_dir: Path, resume: bool = False, registry=None, handle_signals: bo
                 if registry and main:
                     registry.update_run(run_dir.name, status="cancelled", handle=None)
                 return {"status": "cancelled", "step": step}
-    return finish(run_dir, accelerator, model, tokenizer, config, val_set, val_raw, progress, events, registry)
+    return finish(run_dir, accelerator, model, tokenizer, config, val_set, val_raw, progress, events, registry,
+                  chosen.dtype, answer_budget(train_set))
 
 
-def finish(run_dir, accelerator, model, tokenizer, config, val_set, val_raw, progress, events, registry) -> dict:
+def finish(run_dir, accelerator, model, tokenizer, config, val_set, val_raw, progress, events, registry,
+           dtype: str, budget: int) -> dict:
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return {"status": "succeeded"}
@@ -481,7 +287,7 @@ def finish(run_dir, accelerator, model, tokenizer, config, val_set, val_raw, pro
     saved["base_model_name_or_path"] = config.base_model  # portable: "embedded", an HF id, or the user's folder
     adapter_config.write_text(json.dumps(saved, indent=2))
     summary = {"status": "succeeded", "steps": progress["step"], "tokens_trained": progress["tokens"],
-               "train_seconds": round(progress["seconds"], 1), "adapter": str(adapter_dir)}
+               "train_seconds": round(progress["seconds"], 1), "adapter": str(adapter_dir), "precision": dtype}
     logged = read_events(run_dir)[0]
     summary["final_loss"] = next((e["loss"] for e in reversed(logged) if e["type"] == "step"), None)
     if val_set:
@@ -489,7 +295,11 @@ def finish(run_dir, accelerator, model, tokenizer, config, val_set, val_raw, pro
         if last_eval is None or last_eval["step"] != progress["step"]:  # the last epoch's pass is this model's
             last_eval = evaluate(model, val_set, tokenizer.pad_token_id, config.batch_size)
         summary.update(val_loss=last_eval["val_loss"], val_token_accuracy=last_eval["val_token_accuracy"])
-        summary["val_f1"] = generation_f1(model, tokenizer, val_raw, config.eval_generate_limit)
+        summary["val_f1"] = generation_f1(model, tokenizer, val_raw, config.eval_generate_limit, budget)
+    summary.update(peak_memory(accelerator.device.type))  # training's peak, beside what was estimated before Start
+    with contextlib.suppress(OSError, ValueError):
+        summary.update(json.loads((run_dir / ESTIMATE_FILE).read_text()))
+    release_memory()  # training's freed activations back to the system before the export loads its own copy
     try:  # chat runs a fine-tune of a GGUF base on llama.cpp, merged: written now, not while a learner waits
         export_fine_tune(resolve_base_model(get_settings(), config.base_model), adapter_dir)
     except Exception as exc:  # noqa: BLE001 - the adapter is saved and usable: an export failure must not fail the run
@@ -507,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--registry", type=Path)
     args = parser.parse_args(argv)
+    one_arena()  # before torch starts its threads: a step's peak memory the same every run
     configure_process()
     from training.registry import Registry
 

@@ -107,7 +107,7 @@ def _convert(target: Path) -> None:
 def display_name(model: str) -> str:
     """How a base model is named to learners: "embedded", an HF id, or a folder's name (never its path)."""
     path = Path(model)
-    return path.name if model != EMBEDDED and (path.is_absolute() or len(path.parts) > 1) else model
+    return path.name if model != EMBEDDED and (path.is_absolute() or path.is_dir()) else model
 
 
 def resolve_base_model(settings: Settings, base: str | None = None) -> str:
@@ -150,6 +150,16 @@ def context_length(source: str) -> int | None:
         raise _not_local(source) from exc
 
 
+def contiguous_head(model):
+    """The model with its vocabulary projection fed a contiguous input. Generation hands the head the last position
+    of the prompt (`hidden[:, -1:]`, a strided view); torch's CPU matmul then expands the whole weight per row of
+    the batch: 432 MB and a quarter of a second for a batch of 8 on SmolLM2, where the copied input is 18 KB."""
+    head = model.get_output_embeddings()
+    if head is not None:
+        head.register_forward_pre_hook(lambda _module, args: (args[0].contiguous(), *args[1:]))
+    return model
+
+
 @lru_cache(maxsize=None)  # a handful of base models at most; the generation engine keeps adapters on them
 def load_pretrained(source: str, device: str):
     """(model, tokenizer) for a resolved base model, in fp32 on `device`, in eval mode; loaded once per process
@@ -163,7 +173,7 @@ def load_pretrained(source: str, device: str):
     except OSError as exc:
         raise _not_local(source) from exc
     model.eval()
-    return model, tokenizer
+    return contiguous_head(model), tokenizer
 
 
 if __name__ == "__main__":

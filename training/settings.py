@@ -78,7 +78,9 @@ class Settings(BaseSettings):
         max_training_jobs: local trainers at once (default: one per CUDA GPU, else 1); the rest queue.
         max_upload_mb: the largest file a learner can attach in chat.
         train_base_models: base models (HF ids or folders) a learner may pick with `/train base=NAME`,
-            besides the configured base_model.
+            besides the configured base_model; in shared mode, the only Hub models offered for download.
+        train_memory_gb: the most memory one local trainer may use (default: what is free when it starts); a run
+            estimated to need more is refused with the change that makes it fit.
 
     `tutor serve`:
         serve_api_key: the bearer key it requires; it refuses to listen beyond loopback without one.
@@ -125,6 +127,7 @@ class Settings(BaseSettings):
     max_training_jobs: int | None = Field(None, ge=1, le=64)
     max_upload_mb: int = Field(200, ge=1, le=100_000)
     train_base_models: Annotated[list[str], NoDecode] = []
+    train_memory_gb: float | None = Field(None, gt=0, le=100_000)
 
     serve_api_key: SecretStr | None = None
     serve_allowed_hosts: Annotated[list[str], NoDecode] = []

@@ -2,7 +2,7 @@
 tokens that count in the loss (the final assistant answer and its end-of-turn mark), those that don't (the
 system and user turns and the template's markup), and those cut off at `max_length`.
 
-It calls the trainer's own `training.lora.tokenize`, so the view cannot disagree with training: a token is
+It calls the trainer's own `training.batches.tokenize`, so the view cannot disagree with training: a token is
 "trained" exactly when its label there is not IGNORE.
 
     tutor tokens data/datasets/ds-1/train.jsonl --line 3
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from training.errors import TutorError
-from training.lora import IGNORE, chat_ids, tokenize
+from training.batches import IGNORE, chat_ids, tokenize
 
 TRAINED, CONTEXT, CUT = "trained", "context", "cut"
 
