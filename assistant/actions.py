@@ -52,12 +52,25 @@ class RunRef(Payload):
     run_id: RunId
 
 
+HubDataset = Annotated[str, StringConstraints(pattern=r"^hub:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9._-]{1,96}$")]
+
+
 class PrepareRequest(Payload):
-    source: Literal["sample"] | FileId
+    """The bundled sample, one of the learner's uploads, or a Hub dataset (`hub:OWNER/NAME`, checked again by the
+    Hub's rules before the download starts)."""
+
+    source: Literal["sample"] | FileId | HubDataset
     train: Annotated[int, Field(ge=1, le=1_000_000)]
     validation: Annotated[Size, Field(validation_alias=AliasChoices("validation", "val"))]
     test: Size
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)]
+
+
+class ModelRequest(Payload):
+    """A base model chosen from the offer: its label (an HF id, "embedded", or an instructor's model by name),
+    resolved on the server for what this server allows (training/catalog.py)."""
+
+    model: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")]
 
 
 class TrainRequest(Payload):

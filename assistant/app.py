@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 import chainlit as cl  # noqa: E402
 from chainlit.input_widget import Select, Slider  # noqa: E402
 
-from assistant import ab_flow, dataset_flow, decision, history, token_flow, training_flow  # noqa: E402, F401
+from assistant import ab_flow, dataset_flow, decision, history, models_flow, token_flow, training_flow  # noqa: E402, F401
 from assistant.accounts import auth_secret, authenticate, learner_for  # noqa: E402
 from assistant.actions import CheckAnswer, action, current_learner, guarded  # noqa: E402
 from assistant.backends import backend_names, create_backend  # noqa: E402
@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 PROFILE = "Fine-Tuning Tutor"
 PASSAGES = text("app.passages")  # an English answer's side panel of passages (each answer names its own)
 TUTOR_BACKENDS = ("local", "openai")  # the tutor's own model; Azure serves fine-tunes and their baselines
-COMMANDS = (("check", "list-checks"), ("prepare", "database"), ("train", "cpu"), ("deployed", "rocket"),
-            ("compare", "columns-2"))  # (id, icon); each described by the catalog's "app.command.ID"
+COMMANDS = (("check", "list-checks"), ("prepare", "database"), ("models", "boxes"), ("train", "cpu"),
+            ("deployed", "rocket"), ("compare", "columns-2"))  # (id, icon); each described by the catalog's "app.command.ID"
 
 
 def commands(language: str) -> list[dict]:
@@ -260,6 +260,8 @@ async def on_message(message: cl.Message):
         await start_check()
     elif message.command == "prepare" or said.lower().startswith("/prepare"):
         await guarded(dataset_flow.offer_prepare(said), "Offering to prepare")
+    elif message.command == "models" or said.lower().startswith("/models"):
+        await guarded(models_flow.offer_models(said), "Offering models")
     elif message.command == "train" or said.lower().startswith("/train"):
         await guarded(training_flow.offer_training(said), "Offering to train")
     elif message.command == "deployed" or said.lower().startswith("/deployed"):

@@ -28,6 +28,7 @@ from typing import Optional
 
 import typer
 
+from assistant.cli_models import doctor, fail, models_app, show_estimate
 from training.config import TrainConfig
 from training.errors import TutorError
 from training.registry import LOCAL_USER, RegistryError
@@ -43,14 +44,6 @@ def configure() -> None:
     from training.common import configure_process
 
     configure_process()
-
-
-def fail(message: str, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps({"error": message}))
-    else:
-        typer.secho(f"Error: {message}", fg="red", err=True)
-    raise typer.Exit(1)
 
 
 @app.command()
@@ -84,7 +77,9 @@ def ask(
 
 @app.command()
 def prepare(
-    source: str = typer.Option("sample", help="'sample' (bundled recipes), a RecipeNLG CSV, or a chat JSONL."),
+    source: str = typer.Option("sample", help="'sample' (bundled recipes), a RecipeNLG CSV, a chat JSONL, or "
+                                              "hub:OWNER/NAME[@SPLIT], a Hub dataset with a messages column (or "
+                                              "prompt/completion columns)."),
     out: Optional[Path] = typer.Option(None, help="A new output folder (default: DATA_DIR/datasets/<dataset id>)."),
     train: int = typer.Option(150, min=1, help="Training examples."),
     validation: int = typer.Option(40, min=0, help="Validation examples."),
@@ -96,6 +91,7 @@ def prepare(
 ):
     """Build the recipe-assistant dataset: train/validation/test chat JSONL in a fresh folder, deduplicated and
     seeded. An earlier dataset's files are never overwritten."""
+    from assistant.cli_models import hub_dataset
     from training.prepare import prepare as build
     from training.recipes import SourceError
     from training.registry import new_id
@@ -112,9 +108,11 @@ def prepare(
         if folder.exists() and any(folder.iterdir()):
             raise TutorError(f"{folder} already holds files; `tutor prepare` never overwrites a dataset. "
                              "Choose a new --out folder, or leave --out out for a fresh one.")
-        report = build(source, folder, train=train, validation=validation, test=test, seed=seed, dedupe=dedupe,
-                       progress=progress)
-        name = f"{Path(source).stem}-seed{seed}"
+        path, label = (hub_dataset(source, get_settings().data_dir, as_json) if source.startswith("hub:")
+                       else (source, None))
+        report = build(path, folder, train=train, validation=validation, test=test, seed=seed, dedupe=dedupe,
+                       progress=progress, label=label)
+        name = f"{Path(label).name if label else Path(source).stem}-seed{seed}"
         registry.add_dataset(name, report.files, report.to_dict(), owner, dataset_id)  # /train in chat offers it
     except (SourceError, ValueError, OSError, TutorError, RegistryError) as exc:
         fail(str(exc), as_json)
@@ -247,6 +245,13 @@ def train(
     save_every: Optional[int] = typer.Option(None, help=f"Steps between checkpoints{local_default('save_every')}."),
     eval_generate: Optional[int] = typer.Option(None, help="Validation examples the model answers for the F1 score"
                                                            f"{local_default('eval_generate_limit')}."),
+    method: Optional[str] = typer.Option(None, help="local: lora, or qlora (4-bit base, NVIDIA GPUs only)."),
+    gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing",
+                                                          help="local: recompute activations, for less memory."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only estimate: peak memory, time and whether it fits "
+                                                          "(hosted backends: the cost). Nothing starts."),
+    gpu: Optional[str] = typer.Option(None, help="With --dry-run: estimate for a GPU that is not here (one of "
+                                                 "T4, L4, A10G, RTX 4090, A100-40GB, A100-80GB, L40S, H100, H200)."),
     owner: str = typer.Option(LOCAL_USER, help="The account that owns the run (chat shows it to them)."),
     detach: bool = typer.Option(False, help="Start and return; follow later with `tutor jobs show`."),
     as_json: bool = typer.Option(False, "--json", help="Print the final run record as JSON."),
@@ -263,9 +268,13 @@ def train(
               "auto": auto, "epochs": epochs, "learning_rate": learning_rate, "lora_r": lora_r,
               "lora_alpha": lora_alpha, "lora_dropout": lora_dropout, "target_modules": target_modules,
               "max_length": max_length, "batch_size": batch_size, "gradient_accumulation": gradient_accumulation,
-              "seed": seed, "save_every": save_every, "eval_generate_limit": eval_generate}
+              "seed": seed, "save_every": save_every, "eval_generate_limit": eval_generate, "method": method,
+              "gradient_checkpointing": gradient_checkpointing}
     try:
         trainer = training_backend(backend, get_settings())
+        if dry_run:
+            show_estimate(trainer, trainer.check(trainer.config(values)), gpu, as_json)
+            return
         run = trainer.start(trainer.config(values), registry, owner)
     except (ConfigError, TutorError, RegistryError, OSError) as exc:
         fail(str(exc), as_json)
@@ -283,6 +292,8 @@ def _finish_train(run: dict, registry, detach: bool, as_json: bool) -> None:
 
 jobs_app = typer.Typer(help="List, inspect, cancel and resume fine-tuning jobs.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(models_app, name="models")
+app.command()(doctor)
 
 
 def _find(run_id: str, as_json: bool):
@@ -366,7 +377,7 @@ def jobs_deployed(run_id: str, deployment: str = typer.Argument(..., help="The d
 @jobs_app.command("export")
 def jobs_export(run_id: str, as_json: bool = typer.Option(False, "--json")):
     """Merge a finished run's adapter into its base model: RUN_DIR/merged, an ordinary model folder."""
-    from training.lora import export_merged
+    from training.lora_model import export_merged
 
     run, _ = _find(run_id, as_json)
     if run["status"] != "succeeded" or not run.get("adapter_path"):

@@ -42,10 +42,13 @@ def parse_options(command: str, language: str = "en") -> PrepareRequest:
     typed = typed_settings(re.sub(r"^/prepare\b", "", (command or "").strip(), flags=re.I).split(), language)
     names = field_names(PrepareRequest)  # `val` is `validation`
     typed = {names.get(key, key): value for key, value in typed.items()}
-    if unknown := sorted(set(typed) - set(DEFAULTS)):
+    if unknown := sorted(set(typed) - set(DEFAULTS) - {"source"}):
         raise TutorError(text("prepare.unknown_setting", language, name=unknown[0]))
+    source = typed.get("source", "sample")
+    if source != "sample" and not (isinstance(source, str) and source.startswith("hub:")):
+        raise TutorError(text("prepare.bad_source", language))
     try:
-        return PrepareRequest.model_validate({"source": "sample", **DEFAULTS, **typed}, strict=False)
+        return PrepareRequest.model_validate({**DEFAULTS, **typed, "source": source}, strict=False)
     except ValidationError as exc:
         raise TutorError(explain(text("prepare.bad_sizes", language), exc, language) + " "
                          + text("prepare.whole_numbers", language)) from None
@@ -60,11 +63,10 @@ async def offer_prepare(command: str = "") -> None:
     language = session_language()
     options = parse_options(command, language)
     sizes = f"{options.train} / {options.validation} / {options.test}"
-    await cl.Message(
-        content=text("prepare.offer", language, sizes=sizes, seed=options.seed),
-        actions=[cl.Action(name="prepare_dataset", payload=options.model_dump(),
-                           label=text("prepare.sample_button", language, count=sample_size()))],
-    ).send()
+    label = (text("prepare.sample_button", language, count=sample_size()) if options.source == "sample" else
+             text("prepare.hub_button", language, name=options.source.removeprefix("hub:")))
+    await cl.Message(content=text("prepare.offer", language, sizes=sizes, seed=options.seed),
+                     actions=[cl.Action(name="prepare_dataset", payload=options.model_dump(), label=label)]).send()
 
 
 @action("prepare_dataset", PrepareRequest)
@@ -81,6 +83,8 @@ async def run_prepare(request: PrepareRequest, learner: Learner) -> None:
     language = session_language()
     if request.source == "sample":
         source, label = "sample", None  # prepare names the bundled sample in the chat's language
+    elif request.source.startswith("hub:"):
+        source, label = await hub_dataset(request.source.removeprefix("hub:"), settings, language)
     else:
         upload = await asyncio.to_thread(registry.file, request.source, learner.scope)
         if upload is None:
@@ -88,7 +92,7 @@ async def run_prepare(request: PrepareRequest, learner: Learner) -> None:
         source, label = upload["path"], upload["name"]
     dataset_id = new_id("ds")
     out_dir = settings.data_dir / "datasets" / dataset_id
-    name = f"{'sample' if source == 'sample' else Path(label).stem}-seed{request.seed}"
+    name = f"{'sample' if source == 'sample' else Path(label).stem}-seed{request.seed}".replace("/", "-")
     seen = {"rows": 0, "fraction": 0.0}
     tasks = cl.TaskList(status=text("prepare.preparing", language))
     reading = cl.Task(title=text("prepare.task.read", language), status=cl.TaskStatus.RUNNING)
@@ -131,6 +135,31 @@ async def run_prepare(request: PrepareRequest, learner: Learner) -> None:
     await cl.Message(content=text("prepare.ready", language, name=name, report=report.as_markdown(language),
                                   validation=validation.as_markdown(language)) + (f" {note}" if note else ""),
                      elements=elements, actions=actions).send()
+
+
+async def hub_dataset(repo_id: str, settings, language: str) -> tuple[str, str]:
+    """A Hub dataset's rows as chat JSONL in a fresh folder of the data dir, downloaded by a child process with its
+    progress shown (rows read); (the file, the dataset's id as its label). A failure is one sentence."""
+    from contextlib import aclosing
+
+    from training.hub import Done, Failed, Progress, dataset_request, fetch
+
+    request = dataset_request(repo_id, settings.data_dir)  # the id checked by the Hub's rules before anything runs
+    message = cl.Message(content=text("prepare.hub_reading", language, name=repo_id, rows=0))
+    await message.send()
+    async with aclosing(fetch(request)) as events:
+        async for event in events:
+            if isinstance(event, Progress):
+                message.content = text("prepare.hub_reading", language, name=repo_id, rows=event.downloaded)
+                await message.update()
+            elif isinstance(event, Failed):
+                raise TutorError(event.message(language))
+            elif isinstance(event, Done):
+                message.content = text("prepare.hub_done", language, name=repo_id, rows=event.rows,
+                                       skipped=event.skipped or 0)
+                await message.update()
+                return event.path, repo_id
+    raise TutorError(text("prepare.failed", language))
 
 
 async def handle_uploads(files: list) -> None:

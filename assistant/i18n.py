@@ -24,6 +24,8 @@ ending in a recommendation with reasons. Type `/check` or press the starter.
 - **Prepare the recipe dataset** (`/prepare`): build train/validation/test chat JSONL from the bundled recipes \
 or your RecipeNLG CSV, validated like OpenAI's data-prep checks, with token counts and a cost estimate. \
 Attach a `.jsonl` to validate your own file.
+- **Choose a base model** (`/models`): open models from the Hugging Face Hub with their size, license and what they \
+need on this machine, downloaded when you pick one.
 - **Fine-tune locally** (`/train`): LoRA on the embedded model, with live loss, a chart, cancel and resume. \
 Or on **Azure OpenAI** (`/train azure`) or **OpenAI** (`/train openai`) when configured: upload, start, follow and \
 cancel the job; an Azure fine-tune is deployed for you, or you name your deployment with `/deployed NAME`. \
@@ -60,6 +62,26 @@ Model: **{model}**. Change it and the temperature in the settings next to the me
         "app.command.train": "Fine-tune on a prepared dataset (locally with LoRA, `/train azure`, `/train openai`)",
         "app.command.deployed": "Name the deployment you made of a fine-tune: `/deployed NAME`",
         "app.command.compare": "A/B chat: a fine-tuned model vs the RAG baseline",
+        "app.command.models": "Choose the base model to fine-tune: open models from the Hugging Face Hub",
+        "models.title": "**Base models you can fine-tune here**, each with what it needs on this machine "
+                        "(default settings on your latest dataset):",
+        "models.offline": "_The Hugging Face Hub can't be reached from this server, so only the models already here "
+                          "are offered._",
+        "models.shared": "_On this shared server the instructor chose these models._",
+        "models.type_any": "_Or type any Hub model: `/models OWNER/NAME`._",
+        "models.no_dataset": "_Prepare a dataset (`/prepare`) to see how much memory and time each would need._",
+        "models.parameters": "{billions:.2f} B parameters",
+        "models.gated": "gated 🔒 (accept its license on the Hub, set HF_TOKEN)",
+        "models.here": "downloaded ✓",
+        "models.to_download": "{size:.1f} GB to download",
+        "models.use": "Use {name}",
+        "models.downloading": "Downloading `{model}`: {bar} ({done:,.0f} of {total:,.0f} MB)",
+        "models.downloaded": "`{model}` is downloaded ✓",
+        "models.cannot_download": "`{model}` is not on this server and the Hugging Face Hub can't be reached from it, "
+                                  "so it can't be downloaded now.",
+        "models.ready": "**`{model}`** is ready. Fine-tune it on one of your datasets:",
+        "models.ready_no_dataset": "**`{model}`** is ready. Prepare a dataset (`/prepare`), then `/train base={model}`.",
+        "models.finetune": "Fine-tune it on {name}",
         "app.not_configured": "not configured ({error})",
         "app.setting.backend": "Tutor model",
         "app.setting.backend_help": ("The offline model runs in this process; OpenAI-compatible needs OPENAI_API_KEY "
@@ -89,6 +111,11 @@ Model: **{model}**. Change it and the temperature in the settings next to the me
                           "Use the bundled sample, or attach your own file with the paperclip: a RecipeNLG-format "
                           "`.csv` or a chat `.jsonl` to validate and split."),
         "prepare.sample_button": "Use the bundled sample ({count} recipes)",
+        "prepare.hub_button": "Use the Hub dataset {name}",
+        "prepare.hub_reading": "Reading the Hub dataset `{name}`: {rows:,} rows so far",
+        "prepare.hub_done": "Read `{name}`: {rows:,} chat examples ({skipped:,} rows skipped: no user turn and answer).",
+        "prepare.bad_source": ("`source` is `sample` (the bundled recipes) or a Hub dataset as `hub:OWNER/NAME`; attach "
+                               "a file to use your own."),
         "prepare.not_your_upload": "That upload is not among your files: attach it again.",
         "prepare.preparing": "Preparing...",
         "prepare.failed": "Failed",
@@ -212,6 +239,8 @@ Model: **{model}**. Change it and the temperature in the settings next to the me
 - **Підготуйте набір даних рецептів** (`/prepare`): навчальна, валідаційна й тестова вибірки у форматі chat JSONL \
 з доданих рецептів або вашого CSV RecipeNLG, перевірені як у перевірках підготовки даних OpenAI, з кількістю токенів \
 і оцінкою вартості. Прикріпіть `.jsonl`, щоб перевірити власний файл.
+- **Виберіть базову модель** (`/models`): відкриті моделі з Hugging Face Hub із розміром, ліцензією й тим, чого \
+вони потребують на цій машині; завантажується, коли ви її виберете.
 - **Тонке налаштування локально** (`/train`): LoRA на вбудованій моделі з живими втратами, графіком, скасуванням і \
 відновленням. Або в **Azure OpenAI** (`/train azure`) чи **OpenAI** (`/train openai`), якщо їх налаштовано. Під \
 кожним завершеним запуском кнопка **«Explain my run»** пояснює, що показує саме ваша крива, з посиланнями на нотатки.
@@ -248,6 +277,27 @@ Model: **{model}**. Change it and the temperature in the settings next to the me
                               "`/train openai`)"),
         "app.command.deployed": "Назвати розгортання, яке ви зробили для тонко налаштованої моделі: `/deployed NAME`",
         "app.command.compare": "A/B-чат: тонко налаштована модель проти базового варіанта RAG",
+        "app.command.models": "Вибрати базову модель для налаштування: відкриті моделі з Hugging Face Hub",
+        "models.title": "**Базові моделі, які тут можна налаштувати**, і чого кожна потребує на цій машині "
+                        "(типові налаштування на вашому останньому наборі даних):",
+        "models.offline": "_Цей сервер не може зв'язатися з Hugging Face Hub, тож пропоную лише моделі, які вже є тут._",
+        "models.shared": "_На цьому спільному сервері ці моделі вибрав викладач._",
+        "models.type_any": "_Або введіть будь-яку модель з Hub: `/models ВЛАСНИК/НАЗВА`._",
+        "models.no_dataset": "_Підготуйте набір даних (`/prepare`), щоб побачити, скільки пам'яті й часу потребує "
+                             "кожна._",
+        "models.parameters": "{billions:.2f} млрд параметрів",
+        "models.gated": "доступ обмежено 🔒 (прийміть ліцензію на Hub, задайте HF_TOKEN)",
+        "models.here": "завантажено ✓",
+        "models.to_download": "завантажити {size:.1f} ГБ",
+        "models.use": "Вибрати {name}",
+        "models.downloading": "Завантажую `{model}`: {bar} ({done:,.0f} з {total:,.0f} МБ)",
+        "models.downloaded": "`{model}` завантажено ✓",
+        "models.cannot_download": "`{model}` немає на цьому сервері, а Hugging Face Hub звідси недоступний, тож "
+                                  "завантажити її зараз не можна.",
+        "models.ready": "**`{model}`** готова. Налаштуйте її на одному з ваших наборів даних:",
+        "models.ready_no_dataset": "**`{model}`** готова. Підготуйте набір даних (`/prepare`), потім "
+                                   "`/train base={model}`.",
+        "models.finetune": "Налаштувати на {name}",
         "app.not_configured": "не налаштовано ({error})",
         "app.setting.backend": "Модель тьютора",
         "app.setting.backend_help": ("Офлайн-модель працює в цьому процесі; OpenAI-сумісній потрібен OPENAI_API_KEY "
@@ -277,6 +327,12 @@ Model: **{model}**. Change it and the temperature in the settings next to the me
                           "Скористайтеся доданим зразком або прикріпіть власний файл скріпкою: `.csv` у форматі "
                           "RecipeNLG чи chat `.jsonl`, щоб перевірити й розділити його."),
         "prepare.sample_button": "Взяти доданий зразок (рецептів: {count})",
+        "prepare.hub_button": "Взяти набір даних з Hub {name}",
+        "prepare.hub_reading": "Читаю набір даних з Hub `{name}`: прочитано рядків {rows:,}",
+        "prepare.hub_done": "Прочитано `{name}`: прикладів чату {rows:,} (пропущено рядків без запиту й відповіді: "
+                            "{skipped:,}).",
+        "prepare.bad_source": ("`source` — це `sample` (доданий зразок рецептів) або набір даних з Hub як "
+                               "`hub:ВЛАСНИК/НАЗВА`; щоб узяти власний файл, прикріпіть його."),
         "prepare.not_your_upload": "Цього файлу немає серед ваших: прикріпіть його ще раз.",
         "prepare.preparing": "Готую...",
         "prepare.failed": "Не вдалося",

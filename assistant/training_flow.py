@@ -29,6 +29,8 @@ from assistant.run_feed import feed
 from training.backends import backend_of, training_backend, training_backend_names
 from training.charts import loss_chart
 from training.errors import TutorError
+from training.estimate import GB
+from training.estimate import PHRASES as ESTIMATE_PHRASES
 from training.evaluation import Case
 from training.events import Checkpoint, Eval, Event, Start, Status, Step
 from training.registry import ACTIVE, registry_for
@@ -419,7 +421,17 @@ def summary(run: dict, language: str = "en") -> str:
             if run["metrics"].get(key) is not None]
     table = (text("summary.table", language) + "\n| --- | --- |\n"
              + "\n".join(f"| {label} | {value} |" for label, value in rows))
-    return text("summary.title", language, run=run["id"], label=backend.label) + f"\n\n{table}\n\n{note}"
+    return text("summary.title", language, run=run["id"], label=backend.label) + f"\n\n{table}\n\n" + \
+        "".join(f"{line}\n\n" for line in [against_estimate(run["metrics"], language)] if line) + note
+
+
+def against_estimate(metrics: dict, language: str = "en") -> str | None:
+    """A local run's measured peak memory and training time beside what was estimated before Start."""
+    if not metrics.get("peak_memory_bytes") or not metrics.get("estimated_peak_memory_bytes"):
+        return None
+    return ESTIMATE_PHRASES("measured", language, peak=metrics["peak_memory_bytes"] / GB,
+                            estimate=metrics["estimated_peak_memory_bytes"] / GB, seconds=metrics["train_seconds"],
+                            estimated_seconds=metrics.get("estimated_train_seconds") or float("nan"))
 
 
 # --- "Chat with it" -----------------------------------------------------------------------------

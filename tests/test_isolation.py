@@ -16,7 +16,7 @@ import assistant.app as app
 from assistant import dataset_flow, training_flow
 from assistant.accounts import Learner, add_user
 from assistant.actions import PrepareRequest
-from tests.chainlit_harness import open_chat, user_says
+from tests.chainlit_harness import open_chat, press_start, user_says
 from tests.conftest import MODEL_CACHE
 from training import jobs, queue
 from training.registry import registry_for
@@ -35,12 +35,16 @@ sys.addaudithook(_audit)  # cannot be removed; records only while a test turns i
 
 
 @pytest.fixture
-async def shared(monkeypatch, tmp_path, tiny_model_dir, tiny_adapter_dir):
+async def shared(monkeypatch, tmp_path, indexed_data_dir, tiny_model_dir, tiny_adapter_dir):
     """A class instance: alice and bob are learners, carol an admin. Alice owns a dataset, a queued run, a
-    finished run with its model, and a comparison."""
+    finished run with its model, and a comparison. The knowledge index is already built (a copy of the
+    session's), so the tutor's warm-up a chat starts does not embed knowledge/ again."""
+    import shutil
+
     import assistant.service as service
 
     data_dir = tmp_path / "data"
+    shutil.copytree(indexed_data_dir, data_dir)
     monkeypatch.chdir(tmp_path)
     for name, value in {"TUTOR_DATA_DIR": str(data_dir), "TUTOR_CACHE_DIR": str(MODEL_CACHE),
                         "TUTOR_BASE_MODEL": str(tiny_model_dir), "TUTOR_AUTH": "password"}.items():
@@ -213,8 +217,10 @@ async def test_a_queued_run_shows_its_place_live(shared, monkeypatch, tiny_model
     chat = open_chat("alice")
     payload = {"backend": "local", "dataset_id": shared["dataset"], "settings": {"epochs": 300, "batch_size": 2}}
     await training_flow.on_finetune(cl.Action(name="finetune", payload=payload))
+    await press_start(chat)
     first = cl.user_session.get("training_job")
     await training_flow.on_finetune(cl.Action(name="finetune", payload={**payload, "settings": {}}))
+    await press_start(chat)
     second = cl.user_session.get("training_job")
     try:
         for _ in range(200):

@@ -265,11 +265,14 @@ def test_timeouts_are_retried_then_waited_out(tmp_path, server, dataset, tiny_mo
 
 
 @pytest.fixture
-def chat_env(monkeypatch, tmp_path, server):
+def chat_env(monkeypatch, tmp_path, server, indexed_data_dir):
+    """The app's environment against the server, on a copy of the session's knowledge index (a chat's warm-up
+    builds the tutor: it finds the index up to date instead of embedding knowledge/ beside the trainer)."""
     import assistant.service as service
     from tests.conftest import MODEL_CACHE
     from training.settings import get_settings
 
+    shutil.copytree(indexed_data_dir, tmp_path / "app")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUTOR_DATA_DIR", str(tmp_path / "app"))
     monkeypatch.setenv("TUTOR_CACHE_DIR", str(MODEL_CACHE))

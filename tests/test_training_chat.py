@@ -1,6 +1,7 @@
 """Local fine-tuning in chat, through Chainlit's handlers with a recording emitter and a tiny model."""
 
 import asyncio
+import re
 
 import chainlit as cl
 import pytest
@@ -9,7 +10,7 @@ import assistant.app as app
 from assistant import dataset_flow, training_flow
 from assistant.accounts import LOCAL_LEARNER
 from assistant.actions import PrepareRequest, typed_settings
-from tests.chainlit_harness import open_chat, user_says
+from tests.chainlit_harness import open_chat, press_start, user_says
 from tests.conftest import make_settings
 from training.backends import training_backend
 from training.config import ConfigError
@@ -82,6 +83,10 @@ async def test_prepare_then_fine_tune_shows_progress_a_chart_and_a_summary(data_
     button = await prepared(chat)
     payload = {**button["payload"], "settings": {"epochs": 2, "batch_size": 4, "learning_rate": 1e-3}}
     await training_flow.on_finetune(cl.Action(name="finetune", payload=payload))
+    confirm = await press_start(chat)  # the estimate before any work: memory, time, the verdict
+    assert "Peak memory about **" in confirm["output"] and "training time about **" in confirm["output"]
+    assert "measured over a few steps just now" in confirm["output"] or "earlier run" in confirm["output"]
+    assert "it fits." in confirm["output"]
     await asyncio.wait_for(cl.user_session.get("training_job"), 180)
 
     progress = next(m for m in chat.messages if m["output"].startswith("**Training `run-"))
@@ -90,6 +95,8 @@ async def test_prepare_then_fine_tune_shows_progress_a_chart_and_a_summary(data_
     assert len(charts) >= 1 and len({c["id"] for c in charts}) == 1, "the chart should be updated in place"
     summary = chat.messages[-1]["output"]
     assert summary.startswith("### ✅ Fine-tuned") and "validation F1" in summary and "adapter" in summary.lower()
+    assert re.search(r"measured peak memory [\d.]+ GB \(estimated [\d.]+ GB\); training \d+ s \(estimated \d+ s\)",
+                     summary), summary
     [run] = registry_for(get_settings()).runs()
     assert run["status"] == "succeeded" and run["metrics"]["steps"] == 8
 
@@ -157,8 +164,9 @@ async def test_cancel_from_chat(data_dir, tiny_model_dir):
     button = await prepared(chat)
     payload = {**button["payload"], "settings": {"epochs": 200, "batch_size": 2}}
     await training_flow.on_finetune(cl.Action(name="finetune", payload=payload))
+    await press_start(chat)
     watching = cl.user_session.get("training_job")
-    for _ in range(600):
+    for _ in range(3000):  # a generous bound: the first step comes after the trainer's start-up
         if any("step **" in m["output"] for m in chat.messages):
             break
         await asyncio.sleep(0.1)

@@ -28,7 +28,7 @@ from training.settings import get_settings
 
 TRAINING_MODULES = ("training.validate", "training.prepare", "training.events", "training.evaluation",
                     "training.charts", "training.backends", "training.jobs", "training.openai_jobs",
-                    "training.azure_jobs")
+                    "training.azure_jobs", "training.hub", "training.estimate")
 
 
 def prose(text: str) -> str:
@@ -158,7 +158,7 @@ async def test_a_ukrainian_chat_gets_every_flow_in_ukrainian(data_dir):
     labels = {widget["id"]: widget["label"] for widget in chat.chat_settings}
     assert (labels["backend"], labels["temperature"]) == ("Модель тьютора", "Температура")
     explained = [w for w in chat.chat_settings if w["id"] == "backend" or w["id"].startswith("train.local.")]
-    assert len(explained) == 12 and all(cyrillic_share(w["description"]) > 0.5 for w in explained)
+    assert len(explained) == 14 and all(cyrillic_share(w["description"]) > 0.5 for w in explained)
     [profile] = await app.chat_profiles(language="uk-UA")
     assert_ukrainian(profile.markdown_description, "the welcome")
 

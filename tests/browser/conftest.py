@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +20,13 @@ from training.registry import Registry
 
 USERS = ("alice", "bob")
 PASSWORD = "correct horse battery"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Debian's chromium on Linux (Playwright cannot download its own browser offline); elsewhere (macOS, Windows) the
+# Chromium that `python make.py test` installs with `playwright install chromium`.
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+# Every wait in the browser suite is for something to appear; these are upper bounds, generous so that a machine
+# half as fast, with the main suite running beside it, never fails where a fast one passes.
+UI = 120_000  # a page's own reaction: a button, a message, a login (ms)
+MODEL = 600_000  # what waits on a model: an answer, a dataset, an A/B pair
 # Without these, Chromium keeps trying to reach Google's services on this offline machine.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -49,10 +56,12 @@ def seed_a_fine_tuned_model(data_dir: Path, embedded_model_dir: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def app(tmp_path_factory, embedded_model_dir, tiny_model_dir):
+def app(tmp_path_factory, embedded_model_dir, tiny_model_dir, indexed_data_dir):
     """The app as an instructor runs it for a class: password logins for alice and bob, chat history, and the tiny
-    model offered as a base a learner can train quickly (`/train base=tiny-llama0`)."""
+    model offered as a base a learner can train quickly (`/train base=tiny-llama0`). Its data dir starts with the
+    knowledge index built (the main suite's, kept in .test-data), so its warm-up does not embed the notes again."""
     data_dir = tmp_path_factory.mktemp("app-data")
+    shutil.copytree(indexed_data_dir, data_dir, dirs_exist_ok=True)
     seed_a_fine_tuned_model(data_dir, embedded_model_dir)
     registry = Registry(data_dir / "registry.sqlite")
     for name in USERS:
@@ -92,7 +101,7 @@ def pytest_runtest_makereport(item, call):
 def browser():
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).exists():
+    if CHROMIUM is None and sys.platform.startswith("linux"):
         pytest.fail("Debian's chromium is missing: `make browser` installs it")
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -103,19 +112,20 @@ def browser():
 def logged_in(browser, url: str, name: str, locale: str = "en-US"):
     """A browser context (its own cookies: another person's browser, speaking `locale`) logged in as `name`."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale=locale)
+    context.set_default_timeout(UI)  # every click and wait without its own bound
     page = context.new_page()
     page.goto(url)
     page.locator("#email").fill(name)
     page.locator("#password").fill(PASSWORD)
     page.locator('form button[type="submit"]').click()
-    page.locator("#chat-input").wait_for(timeout=60_000)
+    page.locator("#chat-input").wait_for(timeout=UI)
     return context, page
 
 
 def say(page, text: str) -> None:
     """Type and send; the first message of a chat moves the page to the thread's address, which re-renders the
     composer and can clear what was typed just then: type again until it can be sent."""
-    deadline = time.time() + 30
+    deadline = time.time() + UI / 1000
     while True:
         page.locator("#chat-input").fill(text)
         try:

@@ -10,13 +10,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.app_process import free_port
-from tests.browser.conftest import logged_in, say
+from tests.browser.conftest import MODEL, UI, logged_in, say
 from training.registry import Registry
 
 pytestmark = pytest.mark.browser
 
 
-def last_step(page, text: str, timeout: float = 60_000):
+def last_step(page, text: str, timeout: float = UI):
     step = page.locator(".step").filter(has_text=text).last
     step.wait_for(timeout=timeout)
     return step
@@ -40,11 +40,13 @@ def test_two_learners_see_and_touch_only_their_own_work(browser, app, tiny_model
     try:
         say(alice, "/prepare train=16 validation=4 test=4 seed=9")
         alice.get_by_role("button", name="Use the bundled sample").click()
-        last_step(alice, "Dataset ready", 120_000)
+        last_step(alice, "Dataset ready", MODEL)
         say(alice, f"/train base={tiny_model_dir.name} epochs=300 batch_size=2")
         # .last: on a slow run the socket may reconnect and show the offer twice; either button starts the job.
         alice.get_by_role("button", name="sample-seed9 (16 examples)").last.click()
-        last_step(alice, "training loss", 120_000)  # training
+        last_step(alice, "it fits.", MODEL)  # the estimate, measured on this machine, before any work
+        alice.get_by_role("button", name="Start", exact=True).last.click()
+        last_step(alice, "training loss", MODEL)  # training
         [run] = registry.runs("alice", ("running",))
         [dataset] = [d for d in registry.datasets("alice") if d["name"] == "sample-seed9"]
 
@@ -69,7 +71,7 @@ def test_two_learners_see_and_touch_only_their_own_work(browser, app, tiny_model
         assert not registry.runs("bob")
 
         alice.get_by_role("button", name="Cancel").last.click()
-        last_step(alice, "was cancelled", 120_000)
+        last_step(alice, "was cancelled", MODEL)
     finally:
         for record in registry.runs("alice", ("running", "queued")):
             from training import jobs
@@ -114,7 +116,7 @@ fetch("http://127.0.0.1:{port}/project/action", {{method: "POST", credentials: "
         evil = context.new_page()
         evil.on("response", lambda response: statuses.append((response.url, response.status)))
         evil.goto(f"http://127.0.0.2:{attacker.server_address[1]}/")
-        deadline = time.time() + 20
+        deadline = time.time() + UI / 1000
         while "pending" in (results := evil.evaluate("window.results")).values() and time.time() < deadline:
             time.sleep(0.2)
         assert results["ws"] == "refused", results
@@ -127,11 +129,11 @@ fetch("http://127.0.0.1:{port}/project/action", {{method: "POST", credentials: "
 
 def test_history_survives_a_reload_and_keeps_feedback(page, app):
     say(page, "What is catastrophic forgetting?")
-    answer = last_step(page, "Sources", 120_000)
+    answer = last_step(page, "Sources", MODEL)
     answer.locator(".positive-feedback-off").first.click()
     page.get_by_role("button", name="Submit feedback").click()  # the comment is optional
     database = app.data_dir / "history.sqlite"
-    deadline = time.time() + 20
+    deadline = time.time() + UI / 1000
     while time.time() < deadline:
         with sqlite3.connect(database) as db:
             if db.execute("SELECT value FROM feedbacks").fetchall() == [(1,)]:
@@ -141,6 +143,6 @@ def test_history_survives_a_reload_and_keeps_feedback(page, app):
         assert db.execute("SELECT value FROM feedbacks").fetchall() == [(1,)]
     page.goto(app.url)  # a fresh page: a new chat, with the earlier one in the sidebar
     earlier = page.locator("#thread-history").get_by_text("What is catastrophic forgetting?")
-    earlier.first.wait_for(timeout=30_000)
+    earlier.first.wait_for(timeout=UI)
     earlier.first.click()
-    last_step(page, "knowledge/overfitting-and-forgetting.md", 30_000)
+    last_step(page, "knowledge/overfitting-and-forgetting.md", UI)
