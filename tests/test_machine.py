@@ -34,7 +34,9 @@ def trainer(run_dir: Path, base: str, batch: int, data: Path, **values) -> subpr
     config = TrainConfig(train_file=str(data / "train.jsonl"), base_model=base, batch_size=batch,
                          epochs=batch / 24, eval_generate_limit=0, **values)
     config.save(run_dir / "config.json")
-    env = {**os.environ, "TUTOR_CACHE_DIR": str(MODEL_CACHE), "TUTOR_DATA_DIR": str(run_dir.parent)}
+    # One thread each: four trainers side by side on a 2-core machine took twice as long with a thread per core.
+    env = {**os.environ, "TUTOR_CACHE_DIR": str(MODEL_CACHE), "TUTOR_DATA_DIR": str(run_dir.parent),
+           "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "training.lora", str(run_dir)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 

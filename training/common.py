@@ -4,6 +4,7 @@ the benchmarks and the tests.
     from training.common import configure_process, device
     configure_process()   # first thing in an entry point, before transformers or huggingface_hub load
     device()              # "cuda" when a GPU is visible, "mps" on Apple silicon, else "cpu"
+    write_atomic(path, b"...")  # a small file whole or not at all, safe when two processes write it at once
 
 Nothing here runs at import: each entry point calls `configure_process()` itself.
 """
@@ -13,7 +14,21 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import tempfile
 from pathlib import Path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a small file whole or not at all: a staging file of its own (two writers never share one), then a
+    rename over the target."""
+    handle, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
 
 
 def usable_cpus() -> int:

@@ -171,20 +171,23 @@ def machine() -> Machine:
 
 @lru_cache(maxsize=1)
 def bf16_speedup(size: int = 512, rounds: int = 5) -> float:
-    """bf16 matrix-product throughput over fp32's on this CPU, measured once per process: interleaved, best of
-    `rounds`, so that another process's burst can't decide a whole run's precision."""
+    """bf16 matrix-product throughput over fp32's on this CPU, measured once per process: each warmed up first
+    (oneDNN compiles its kernels on first use: a cold bf16 product on an AMX CPU took 10x a warm one), then
+    interleaved, best of `rounds`, so that another process's burst can't decide a whole run's precision."""
     import torch
 
     a = torch.randn(size, size)
     inputs = {dtype: a.to(dtype) for dtype in (torch.bfloat16, torch.float32)}
+    for x in inputs.values():
+        x @ x
     best = dict.fromkeys(inputs, float("inf"))
     for round_ in range(rounds):
         for dtype, x in inputs.items():
             started = time.perf_counter()
-            for _ in range(10 if round_ else 1):  # one product first: emulated bf16 can be 100x slower
+            for _ in range(3):
                 x @ x
-            best[dtype] = min(best[dtype], (time.perf_counter() - started) / (10 if round_ else 1))
-        if best[torch.bfloat16] > 4 * best[torch.float32]:  # clearly slower: no need to wait for the rest
+            best[dtype] = min(best[dtype], (time.perf_counter() - started) / 3)
+        if round_ and best[torch.bfloat16] > 4 * best[torch.float32]:  # clearly slower (emulated): stop early
             break
     return best[torch.float32] / best[torch.bfloat16]
 

@@ -20,7 +20,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from training.common import package_folder
+from training.common import package_folder, write_atomic
 from training.errors import TutorError
 from training.settings import EMBEDDED, Settings
 
@@ -59,11 +59,8 @@ def gguf_file(source: str) -> Path | None:
 
 
 def _mark_source(folder: Path, gguf: Path) -> None:
-    marker = {"gguf": str(gguf)}
     if gguf_file(str(folder)) != gguf:  # written once, and again if the package moved (a rebuilt venv)
-        staging = folder / f".{GGUF_MARKER}.tmp"
-        staging.write_text(json.dumps(marker))
-        os.replace(staging, folder / GGUF_MARKER)
+        write_atomic(folder / GGUF_MARKER, json.dumps({"gguf": str(gguf)}).encode())
 
 
 def convert_embedded(settings: Settings) -> Path:

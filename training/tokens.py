@@ -21,6 +21,8 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from training.common import write_atomic
+
 Counter = Callable[[list[dict]], tuple[int, int]]
 _BPE_URL = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"  # tiktoken's cache key only
 
@@ -36,9 +38,7 @@ def seed_tiktoken_cache(encoding_name: str) -> None:
         raise RuntimeError("The package 'bpe-openai' (offline tiktoken files) is not installed. Run `make install`.")
     packed = Path(next(iter(spec.submodule_search_locations))) / "data" / f"{encoding_name}.tiktoken.gz"
     cache.mkdir(parents=True, exist_ok=True)
-    staging = target.with_suffix(".tmp")
-    staging.write_bytes(gzip.decompress(packed.read_bytes()))
-    os.replace(staging, target)
+    write_atomic(target, gzip.decompress(packed.read_bytes()))
 
 
 def openai_counter(model: str = "gpt-4o-mini") -> Counter:
