@@ -40,9 +40,9 @@ GB = 1024**3
 # accelerate); a bf16 base read from an fp32 file leaves nothing behind (the trainer gives back what loading freed).
 RUNTIME_BYTES = 450 * 1024**2
 CUDA_CONTEXT_BYTES = 600 * 1024**2  # the CUDA context and kernels: on the GPU, outside torch's allocator
-ACTIVATION_BYTES = {"bf16": (24.0, 12.0), "fp32": (48.0, 17.3)}  # per token and layer: x hidden, x intermediate
+ACTIVATION_BYTES = {"bf16": (24.0, 12.0), "fp32": (42.0, 15.2)}  # per token and layer: x hidden, x intermediate
 LOGIT_BYTES = 11  # per answer token and vocabulary entry
-ALLOCATOR = {"saved": 1.5, "checkpointed": 6.0}  # a CPU step's peak RSS over what it holds live (glibc, one arena)
+ALLOCATOR = {"saved": 1.35, "checkpointed": 3.0}  # a CPU step's peak RSS over what it holds live (glibc)
 GENERATION_BYTES = 256 * 1024**2  # the run's validation answers, 8 at a time, when it generates them
 ADAM_BYTES = 16  # per trainable parameter: the fp32 weight, its gradient and AdamW's two moments
 NF4_BYTES = 0.5 + 0.5 / 64 + 4 / (64 * 256)  # 4 bits, an 8-bit scale per 64 weights, an fp32 one per 256 scales
@@ -431,8 +431,8 @@ def _measure(config: TrainConfig) -> float:
 
 if __name__ == "__main__":
     from training.common import configure_process
-    from training.hardware import one_arena
+    from training.hardware import steady_heap
 
-    one_arena()  # as the trainer does
+    steady_heap()  # as the trainer does
     configure_process()
     print(json.dumps({"tokens_per_second": _measure(TrainConfig.model_validate_json(sys.stdin.read()))}))

@@ -37,7 +37,7 @@ from training.estimate import ESTIMATE_FILE
 from training.events import EventLog
 from training.events import read as read_events
 from training.gguf_export import export_fine_tune
-from training.hardware import one_arena, peak_memory, precision, release_memory
+from training.hardware import peak_memory, precision, release_memory, steady_heap
 from training.batches import IGNORE, chat_ids, collate, length_grouped_batches, load_examples, longest_first
 from training.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.lora_model import AnswerLoss, add_lora, answer_logits, load_base, with_fast_dropout
@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--registry", type=Path)
     args = parser.parse_args(argv)
-    one_arena()  # before torch starts its threads: a step's peak memory the same every run
+    steady_heap()  # before torch allocates: a step's peak memory the same every run
     configure_process()
     from training.registry import Registry
 
