@@ -92,6 +92,7 @@ def prepare(
     """Build the recipe-assistant dataset: train/validation/test chat JSONL in a fresh folder, deduplicated and
     seeded. An earlier dataset's files are never overwritten."""
     from assistant.cli_models import hub_dataset
+    from training.hub import discard_dataset
     from training.prepare import prepare as build
     from training.recipes import SourceError
     from training.registry import new_id
@@ -110,8 +111,12 @@ def prepare(
                              "Choose a new --out folder, or leave --out out for a fresh one.")
         path, label = (hub_dataset(source, get_settings().data_dir, as_json) if source.startswith("hub:")
                        else (source, None))
-        report = build(path, folder, train=train, validation=validation, test=test, seed=seed, dedupe=dedupe,
-                       progress=progress, label=label)
+        try:
+            report = build(path, folder, train=train, validation=validation, test=test, seed=seed, dedupe=dedupe,
+                           progress=progress, label=label)
+        finally:
+            if label:  # a Hub download, now copied into the dataset
+                discard_dataset(Path(path).parent, get_settings().data_dir)
         name = f"{Path(label).name if label else Path(source).stem}-seed{seed}"
         registry.add_dataset(name, report.files, report.to_dict(), owner, dataset_id)  # /train in chat offers it
     except (SourceError, ValueError, OSError, TutorError, RegistryError) as exc:

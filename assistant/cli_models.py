@@ -34,7 +34,12 @@ def models(ctx: typer.Context,
     from training.settings import get_settings
 
     online = catalog.hub_reachable()
-    offers = catalog.offered(get_settings(), online, str(train_file) if train_file else None)
+    if train_file is not None and not train_file.is_file():
+        fail(f"{train_file} is not a file: --train takes a training split (chat JSONL).", as_json)
+    try:
+        offers = catalog.offered(get_settings(), online, str(train_file) if train_file else None)
+    except (TutorError, OSError, ValueError) as exc:
+        fail(str(exc), as_json)
     if as_json:
         print(json.dumps({"online": online, "models": [
             {**o.model_dump(exclude={"estimate"}), "estimate": None if o.estimate is None else {
@@ -91,10 +96,15 @@ def fetch_with_bar(request, as_json: bool):
 
 def hub_dataset(source: str, data_dir: Path, as_json: bool) -> tuple[Path, str]:
     """`hub:OWNER/NAME[@SPLIT]` downloaded as chat JSONL into a fresh folder of the data dir: (file, its label)."""
-    from training.hub import dataset_request
+    from training.hub import dataset_request, discard_dataset
 
     repo_id, _, split = source.removeprefix("hub:").partition("@")
-    done = fetch_with_bar(dataset_request(repo_id, data_dir, split=split or "train"), as_json)
+    request = dataset_request(repo_id, data_dir, split=split or "train")
+    try:
+        done = fetch_with_bar(request, as_json)
+    except BaseException:
+        discard_dataset(request.destination, data_dir)
+        raise
     return Path(done.path), repo_id
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+from contextlib import aclosing
 from pathlib import Path
 
 import chainlit as cl
@@ -27,6 +28,7 @@ from assistant.training_flow import training_actions
 from training.charts import token_histogram
 from training.config import explain, field_names
 from training.errors import TutorError
+from training.hub import Done, Failed, Progress, dataset_request, discard_dataset, fetch, valid_repo_id
 from training.prepare import prepare
 from training.recipes import SAMPLE_CSV
 from training.registry import new_id, registry_for
@@ -47,6 +49,8 @@ def parse_options(command: str, language: str = "en") -> PrepareRequest:
     source = typed.get("source", "sample")
     if source != "sample" and not (isinstance(source, str) and source.startswith("hub:")):
         raise TutorError(text("prepare.bad_source", language))
+    if source != "sample":
+        valid_repo_id(source.removeprefix("hub:"), language)  # its own sentence, before the sizes are read
     try:
         return PrepareRequest.model_validate({**DEFAULTS, **typed, "source": source}, strict=False)
     except ValidationError as exc:
@@ -84,7 +88,10 @@ async def run_prepare(request: PrepareRequest, learner: Learner) -> None:
     if request.source == "sample":
         source, label = "sample", None  # prepare names the bundled sample in the chat's language
     elif request.source.startswith("hub:"):
-        source, label = await hub_dataset(request.source.removeprefix("hub:"), settings, language)
+        from training.catalog import allowed_dataset
+
+        repo_id = allowed_dataset(settings, request.source.removeprefix("hub:"), language)
+        source, label = await hub_dataset(repo_id, settings, language)
     else:
         upload = await asyncio.to_thread(registry.file, request.source, learner.scope)
         if upload is None:
@@ -125,6 +132,9 @@ async def run_prepare(request: PrepareRequest, learner: Learner) -> None:
         await tasks.send()
         shutil.rmtree(out_dir, ignore_errors=True)  # a fresh folder of this run only: no half dataset stays
         raise
+    finally:
+        if request.source.startswith("hub:"):  # the download, copied into the dataset (or refused with it)
+            await asyncio.to_thread(discard_dataset, Path(source).parent, settings.data_dir)
     checking.status, tasks.status = cl.TaskStatus.DONE, text("prepare.done", language)
     await tasks.send()
     elements = [cl.Plotly(name=text("prepare.chart", language), display="inline", figure=token_histogram(
@@ -140,26 +150,26 @@ async def run_prepare(request: PrepareRequest, learner: Learner) -> None:
 async def hub_dataset(repo_id: str, settings, language: str) -> tuple[str, str]:
     """A Hub dataset's rows as chat JSONL in a fresh folder of the data dir, downloaded by a child process with its
     progress shown (rows read); (the file, the dataset's id as its label). A failure is one sentence."""
-    from contextlib import aclosing
-
-    from training.hub import Done, Failed, Progress, dataset_request, fetch
-
-    request = dataset_request(repo_id, settings.data_dir)  # the id checked by the Hub's rules before anything runs
+    request = dataset_request(repo_id, settings.data_dir, language=language)  # checked before anything runs
     message = cl.Message(content=text("prepare.hub_reading", language, name=repo_id, rows=0))
     await message.send()
-    async with aclosing(fetch(request)) as events:
-        async for event in events:
-            if isinstance(event, Progress):
-                message.content = text("prepare.hub_reading", language, name=repo_id, rows=event.downloaded)
-                await message.update()
-            elif isinstance(event, Failed):
-                raise TutorError(event.message(language))
-            elif isinstance(event, Done):
-                message.content = text("prepare.hub_done", language, name=repo_id, rows=event.rows,
-                                       skipped=event.skipped or 0)
-                await message.update()
-                return event.path, repo_id
-    raise TutorError(text("prepare.failed", language))
+    try:
+        async with aclosing(fetch(request)) as events:
+            async for event in events:
+                if isinstance(event, Progress):
+                    message.content = text("prepare.hub_reading", language, name=repo_id, rows=event.downloaded)
+                    await message.update()
+                elif isinstance(event, Failed):
+                    raise TutorError(event.message(language))
+                elif isinstance(event, Done):
+                    message.content = text("prepare.hub_done", language, name=repo_id, rows=event.rows,
+                                           skipped=event.skipped or 0)
+                    await message.update()
+                    return event.path, repo_id
+        raise TutorError(text("prepare.failed", language))
+    except BaseException:
+        await asyncio.to_thread(discard_dataset, request.destination, settings.data_dir)
+        raise
 
 
 async def handle_uploads(files: list) -> None:

@@ -104,9 +104,8 @@ async def download(model_id: str, language: str) -> None:
     shown = 0.0
     async with aclosing(fetch(HubRequest(kind="model", repo_id=model_id))) as events:
         async for event in events:
-            if isinstance(event, Failed):
-                message.content = "⚠️ " + event.message(language)
-                await message.update()
+            if isinstance(event, Failed):  # the sentence is shown once, by the caller, in place of the progress
+                await message.remove()
                 raise TutorError(event.message(language))
             if isinstance(event, Progress) and (time.monotonic() - shown >= UPDATE_EVERY or event.downloaded == event.total):
                 fraction = event.downloaded / event.total if event.total else 0.0

@@ -89,7 +89,8 @@ async def offer_training(command: str = "") -> None:
     if not datasets:
         await cl.Message(content=text("train.no_dataset", language)).send()
         return
-    config, chosen = backend.learner_settings({**form_values(name), **typed}, datasets[0]["files"])
+    config, chosen = await asyncio.to_thread(backend.learner_settings, {**form_values(name), **typed},
+                                             datasets[0]["files"])
     example = " ".join(f"{field}={default}" for field, default, _ in backend.form()[:4] if default is not None)
     intro = text("train.intro", language, button=backend.button, settings=backend.describe(config),
                  example=f"/train{'' if name == 'local' else ' ' + name} {example}")
@@ -102,7 +103,8 @@ async def offer_training(command: str = "") -> None:
 async def _config(request: TrainRequest, learner: Learner, check: bool = True):
     backend = backend_for(request.backend, session_language())
     dataset = await _dataset(request.dataset_id, learner)
-    config, chosen = backend.learner_settings({**form_values(request.backend), **request.settings}, dataset["files"])
+    config, chosen = await asyncio.to_thread(backend.learner_settings,  # its checks may load torch: off the loop
+                                             {**form_values(request.backend), **request.settings}, dataset["files"])
     if check:  # the files read and validated (a big upload takes seconds): not again where `start` does it
         await asyncio.to_thread(backend.check, config)
     return backend, config, chosen
@@ -159,7 +161,7 @@ async def update_form(values: dict, quiet: bool = False) -> None:
         if backend.unavailable_reason():  # no form is shown for it
             continue
         try:
-            backend.learner_settings(given, {})
+            await asyncio.to_thread(backend.learner_settings, given, {})
         except TutorError as exc:
             if not quiet:
                 await cl.Message(content=text("train.bad_form", language, error=exc, backend=name)).send()
@@ -429,9 +431,10 @@ def against_estimate(metrics: dict, language: str = "en") -> str | None:
     """A local run's measured peak memory and training time beside what was estimated before Start."""
     if not metrics.get("peak_memory_bytes") or not metrics.get("estimated_peak_memory_bytes"):
         return None
-    return ESTIMATE_PHRASES("measured", language, peak=metrics["peak_memory_bytes"] / GB,
-                            estimate=metrics["estimated_peak_memory_bytes"] / GB, seconds=metrics["train_seconds"],
-                            estimated_seconds=metrics.get("estimated_train_seconds") or float("nan"))
+    estimated_seconds = metrics.get("estimated_train_seconds")
+    return ESTIMATE_PHRASES("measured" if estimated_seconds else "measured_memory", language,
+                            peak=metrics["peak_memory_bytes"] / GB, estimate=metrics["estimated_peak_memory_bytes"] / GB,
+                            seconds=metrics["train_seconds"], estimated_seconds=estimated_seconds)
 
 
 # --- "Chat with it" -----------------------------------------------------------------------------

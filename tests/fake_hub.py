@@ -13,6 +13,7 @@ ever sent, so hf_xet stays out of it.
         hub.add_repo("org/gated", folder, gated=True)    # files need `Bearer hub.token`: else 401 GatedRepo
         hub.break_once.add("model.safetensors")          # the next GET of it sends half, then closes
         hub.chunk_delay = 0.01                           # seconds per 64 KiB sent: a slow network
+        hub.hold_after = 10 * 2**20                      # a file's GET stops there until hub.release.set()
         hub.requests                                     # every request: server, method, path, Range, auth or not
         hub.served["model.safetensors"]                  # bytes of that file sent, all requests together
 """
@@ -80,6 +81,8 @@ class FakeHub:
         self.requests: list[Seen] = []
         self.break_once: set[str] = set()  # paths in a repo whose next GET sends half the bytes, then closes
         self.chunk_delay = 0.0
+        self.hold_after: int | None = None
+        self.release = threading.Event()
         self.served: dict[str, int] = {}  # bytes of each file (path in its repo) sent so far
         self._lock = threading.Lock()
         self._hub = ThreadingHTTPServer(("127.0.0.1", 0), self._handler("hub"))
@@ -246,6 +249,8 @@ class FakeHub:
                     hub.break_once.discard(name)
                 sent = data[:len(data) // 2] if broken else data
                 for offset in range(0, len(sent), CHUNK):
+                    if hub.hold_after is not None and offset >= hub.hold_after:
+                        hub.release.wait(120)
                     self.wfile.write(sent[offset:offset + CHUNK])
                     if hub.chunk_delay:
                         time.sleep(hub.chunk_delay)

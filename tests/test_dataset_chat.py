@@ -29,6 +29,8 @@ def test_options_parse_from_the_command():
         dataset_flow.parse_options("/prepare train=0")
     with pytest.raises(TutorError, match="seed must be a valid integer"):
         dataset_flow.parse_options("/prepare seed=lucky")
+    with pytest.raises(TutorError, match="owner/name"):  # the id's own sentence, not the sizes'
+        dataset_flow.parse_options("/prepare source=hub:a/b/c")
 
 
 async def test_prepare_from_the_sample_reports_progress_files_and_a_chart(data_dir):

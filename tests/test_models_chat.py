@@ -15,6 +15,9 @@ import assistant.app as app
 from assistant import ab_flow, dataset_flow, models_flow, training_flow
 from tests.chainlit_harness import open_chat, press_start, user_says
 from tests.fake_hub import FakeHub
+from training import catalog
+from training.errors import TutorError
+from training.models import display_name
 from training.registry import registry_for
 from training.settings import get_settings
 
@@ -61,6 +64,7 @@ async def prepare_from_the_hub(chat) -> dict:
     assert any(m["output"].startswith("Read `org/recipes-chat`: 40 chat examples") for m in chat.messages)
     [dataset] = registry_for(get_settings()).datasets()
     assert dataset["report"]["written"] == {"train": 24, "validation": 4, "test": 4}
+    assert not list((get_settings().data_dir / "hub-datasets").iterdir()), "the download is removed once prepared"
     return dataset
 
 
@@ -103,7 +107,8 @@ async def test_pick_a_hub_model_see_its_estimate_download_it_fine_tune_it_and_co
         assert side["done"] and side["error"] is None and side["text"] and side["stats"]["completion_tokens"]
 
 
-async def test_shared_mode_offers_only_the_instructors_models_and_refuses_others(hub_chat, monkeypatch):
+async def test_shared_mode_offers_only_the_instructors_models_and_refuses_others(hub_chat, monkeypatch,
+                                                                                  tiny_model_dir):
     monkeypatch.setenv("TUTOR_AUTH", "password")
     monkeypatch.setenv("TUTOR_TRAIN_BASE_MODELS", "org/tiny-chat")
     get_settings.cache_clear()
@@ -113,7 +118,7 @@ async def test_shared_mode_offers_only_the_instructors_models_and_refuses_others
     listing = chat.messages[-1]
     assert "the instructor chose these models" in listing["output"]
     labels = [a["payload"]["model"] for a in chat.actions_for(listing["id"])]
-    assert labels == ["tiny-llama0", "org/tiny-chat"] or set(labels) == {labels[0], "org/tiny-chat"}
+    assert labels == [display_name(str(tiny_model_dir)), "org/tiny-chat"]
     assert "Qwen" not in listing["output"]
 
     await app.on_message(user_says("/models Qwen/Qwen2.5-0.5B-Instruct", command="models"))
@@ -126,6 +131,13 @@ async def test_shared_mode_offers_only_the_instructors_models_and_refuses_others
             cl.user_session.set("model_job", None)
         assert chat.messages[-1]["output"].startswith("⚠️"), forged
     assert not hub_chat.gets("/resolve/main/config.json"), "nothing was downloaded"
+
+    # Hub datasets too: only the instructor's (each download lands on the server's disk).
+    await dataset_flow.on_prepare_dataset(cl.Action(name="prepare_dataset", payload={
+        "source": "hub:org/recipes-chat", "train": 24, "validation": 4, "test": 4, "seed": 1}))
+    await cl.user_session.get("dataset_job")
+    assert "only the instructor's Hub datasets" in chat.messages[-1]["output"]
+    assert not hub_chat.gets("train.jsonl") and not registry_for(get_settings()).datasets()
 
 
 async def test_offline_only_cached_models_are_offered(hub_chat, monkeypatch):
@@ -140,3 +152,11 @@ async def test_offline_only_cached_models_are_offered(hub_chat, monkeypatch):
     assert [a["payload"]["model"] for a in chat.actions_for(listing["id"])] == ["tiny-llama0"]
     await app.on_message(user_says("/models Qwen/Qwen2.5-0.5B-Instruct", command="models"))
     assert "can't be reached from it, so it can't be downloaded now" in chat.messages[-1]["output"]
+
+
+async def test_a_typed_id_that_is_also_a_folder_here_is_refused(hub_chat, tmp_path):
+    (tmp_path / "data" / "runs").mkdir(parents=True, exist_ok=True)  # the app's working directory is tmp_path
+    with pytest.raises(TutorError, match="also a folder where the app runs"):
+        catalog.allowed(get_settings(), "data/runs")  # transformers would load that folder, not a Hub model
+    assert catalog.allowed(get_settings(), "org/tiny-chat") == "org/tiny-chat"
+    assert not catalog.on_disk("data/runs")

@@ -67,6 +67,25 @@ def test_dispatching_at_once_never_exceeds_the_limit(tmp_path):
     assert started == ["run-0"] and [r["status"] for r in registry.runs()].count("running") == 1
 
 
+def test_a_queued_run_counts_the_memory_of_the_trainer_it_waits_for(tmp_path):
+    """Every slot busy: the run starts only after a trainer ends, so that trainer's memory is counted as free."""
+    registry = Registry(tmp_path / "registry.sqlite")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; block = bytearray(300 * 2**20); sys.stdin.read()"],
+                              stdin=subprocess.PIPE)
+    try:
+        registry.create_run("local", {}, tmp_path / "r0", status="running", run_id="run-0")
+        registry.update_run("run-0", handle=str(holder.pid))
+        import psutil
+
+        wait_for(lambda: psutil.Process(holder.pid).memory_info().rss > 300 * 2**20, 120)
+        assert queue.reclaimable_memory(registry, limit=1) > 300 * 2**20
+        assert queue.reclaimable_memory(registry, limit=2) == 0  # a free slot: it would start beside the trainer
+    finally:
+        holder.kill()
+        holder.wait()
+    assert queue.reclaimable_memory(registry, limit=1) == 0  # a trainer that is gone holds nothing
+
+
 def test_three_jobs_with_a_limit_of_one_run_one_at_a_time_in_order(tmp_path, data, tiny_model_dir):
     registry = Registry(tmp_path / "data" / "registry.sqlite")
     started = [jobs.start_local(config(data, tiny_model_dir, seed=i), tmp_path / "data", registry, limit=1)

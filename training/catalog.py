@@ -28,8 +28,18 @@ from training.settings import EMBEDDED, Settings
 
 EMBEDDED_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the embedded GGUF was made from
 PHRASES = Phrases(
-    en={"typed_shared": "On a shared server only the instructor's models can be chosen: {choices}."},
-    uk={"typed_shared": "На спільному сервері можна вибрати лише моделі викладача: {choices}."},
+    en={"typed_shared": "On a shared server only the instructor's models can be chosen: {choices}.",
+        "dataset_shared": "On a shared server only the instructor's Hub datasets can be used: {choices}.",
+        "typed_folder": "`{name}` is also a folder where the app runs, so it can't be told from a Hub id: "
+                        "list the folder's absolute path in TUTOR_TRAIN_BASE_MODELS instead.",
+        "no_datasets": "On a shared server only the instructor's Hub datasets can be used, and none are set "
+                       "(TUTOR_TRAIN_DATASETS): attach your own file instead."},
+    uk={"typed_shared": "На спільному сервері можна вибрати лише моделі викладача: {choices}.",
+        "dataset_shared": "На спільному сервері можна взяти лише набори даних викладача з Hub: {choices}.",
+        "typed_folder": "`{name}` — це ще й тека там, де працює застосунок, тож її не відрізнити від id з Hub: "
+                        "натомість додайте абсолютний шлях до теки в TUTOR_TRAIN_BASE_MODELS.",
+        "no_datasets": "На спільному сервері можна взяти лише набори даних викладача з Hub, а їх не задано "
+                       "(TUTOR_TRAIN_DATASETS): прикріпіть натомість власний файл."},
 )
 
 
@@ -73,8 +83,8 @@ def _curated(model_id: str) -> HubModel | None:
 
 
 def on_disk(model_id: str) -> bool:
-    """The model is here: the embedded one, a folder, or complete in the HF cache."""
-    if model_id == EMBEDDED or Path(model_id).is_dir():
+    """The model is here: the embedded one, an (absolute) folder, or complete in the HF cache."""
+    if model_id == EMBEDDED or (Path(model_id).is_absolute() and Path(model_id).is_dir()):
         return True
     try:
         return cached(model_id)
@@ -91,7 +101,7 @@ def offered(settings: Settings, online: bool, train_file: str | None = None, lan
     offers = []
     for model_id in dict.fromkeys(ids):
         curated, downloaded = _curated(EMBEDDED_ID if model_id == EMBEDDED else model_id), on_disk(model_id)
-        if not downloaded and not (online and (curated or not shared(settings) or model_id in ids)):
+        if not downloaded and not online:
             continue
         if not downloaded and Path(model_id).is_absolute():
             continue  # an instructor's folder that is gone
@@ -130,7 +140,21 @@ def allowed(settings: Settings, name: str, language: str = "en") -> str:
         return choices[name]
     if shared(settings):
         raise TutorError(PHRASES("typed_shared", language, choices=", ".join(choices)))
-    return valid_repo_id(name, language)
+    valid_repo_id(name, language)
+    if Path(name).exists():  # transformers would load this folder of the server's working directory instead
+        raise TutorError(PHRASES("typed_folder", language, name=name))
+    return name
+
+
+def allowed_dataset(settings: Settings, repo_id: str, language: str = "en") -> str:
+    """A Hub dataset id a client names, checked by the Hub's rules; in shared mode also one of the instructor's
+    TUTOR_TRAIN_DATASETS (each download fills the server's disk). Refused with a sentence."""
+    valid_repo_id(repo_id, language)
+    if shared(settings) and repo_id not in settings.train_datasets:
+        if not settings.train_datasets:
+            raise TutorError(PHRASES("no_datasets", language))
+        raise TutorError(PHRASES("dataset_shared", language, choices=", ".join(settings.train_datasets)))
+    return repo_id
 
 
 if __name__ == "__main__":

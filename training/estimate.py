@@ -23,7 +23,9 @@ child process (`python -m training.estimate`), or, for a GPU that is not here, f
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -34,6 +36,8 @@ from pydantic import BaseModel
 
 from training.config import TrainConfig
 from training.phrases import Phrases
+
+log = logging.getLogger(__name__)
 
 GB = 1024**3
 # Measured: the trainer process with a tokenizer and a tiny model loaded (Python, torch, transformers, peft,
@@ -71,7 +75,9 @@ PHRASES = Phrases(
         "refused": "This run won't fit: it needs about {total:.1f} GB and {available:.1f} GB are free on the {device}. "
                    "To make it fit, {fix}.",
         "measured": "measured peak memory {peak:.1f} GB (estimated {estimate:.1f} GB); training {seconds:.0f} s "
-                    "(estimated {estimated_seconds:.0f} s)"},
+                    "(estimated {estimated_seconds:.0f} s)",
+        "measured_memory": "measured peak memory {peak:.1f} GB (estimated {estimate:.1f} GB); training {seconds:.0f} s "
+                           "(no time was estimated)"},
     uk={"memory": "Пікова пам'ять близько **{total:.1f} ГБ** з {available:.1f} ГБ вільних на {device} (ваги "
                   "{weights:.2f} ГБ у {dtype}, адаптер і оптимізатор {adapter:.2f} ГБ, активації {activations:.2f} ГБ "
                   "для найбільшого пакета {batch} x {width} токенів, сам тренер {runtime:.2f} ГБ)",
@@ -89,7 +95,9 @@ PHRASES = Phrases(
         "refused": "Цей запуск не поміститься: йому потрібно близько {total:.1f} ГБ, а вільно {available:.1f} ГБ на "
                    "{device}. Щоб помістився, {fix}.",
         "measured": "виміряна пікова пам'ять {peak:.1f} ГБ (оцінка {estimate:.1f} ГБ); навчання {seconds:.0f} с "
-                    "(оцінка {estimated_seconds:.0f} с)"},
+                    "(оцінка {estimated_seconds:.0f} с)",
+        "measured_memory": "виміряна пікова пам'ять {peak:.1f} ГБ (оцінка {estimate:.1f} ГБ); навчання "
+                           "{seconds:.0f} с (час не оцінювали)"},
 )
 
 
@@ -271,11 +279,13 @@ def available_memory(device: str) -> int | None:
 
 
 def estimate(config: TrainConfig, settings, gpu: str | None = None,
-             measure: Literal["probe", "known", "no"] = "probe", arch: Architecture | None = None) -> Estimate:
+             measure: Literal["probe", "known", "no"] = "probe", arch: Architecture | None = None,
+             reclaimable: int = 0) -> Estimate:
     """The run's estimate on this machine, or on `gpu` (a GPU_TABLE name) when it is not here. `measure`: how to
     find the time: "probe" (an earlier run's throughput, else a few steps measured now), "known" (only an earlier
     run's or probe's), "no". `arch`: the shape of a model not downloaded yet (its time is then scaled from the
-    embedded model's measured speed here, when known). Memory is capped by TUTOR_TRAIN_MEMORY_GB where set."""
+    embedded model's measured speed here, when known). `reclaimable`: memory that frees before the run starts (the
+    trainer a queued run waits for). Memory is capped by TUTOR_TRAIN_MEMORY_GB where set."""
     from training.common import device as this_device
     from training.hardware import precision
     from training.models import load_tokenizer, resolve_base_model
@@ -293,6 +303,8 @@ def estimate(config: TrainConfig, settings, gpu: str | None = None,
     else:
         device = this_device()
         dtype, available = precision(device, config.bf16).dtype, available_memory(device)
+        if available is not None and device != "cuda":  # a trainer's RSS frees system (or unified) memory
+            available += reclaimable
     if limit := settings.train_memory_gb:
         available = min(available or int(limit * GB), int(limit * GB))
     found = Estimate(memory=memory(config, arch, data, device, dtype, available), shape=data)
@@ -369,30 +381,36 @@ def throughput(config: TrainConfig, settings, dtype: str, probe: bool = True) ->
     key = _setup(config, dtype)
     from filelock import FileLock
 
+    from training.common import write_atomic
+
     cache.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(cache.with_suffix(".lock")):  # one probe per setup, however many learners ask at once
+    # One probe per setup however many learners ask at once; other setups are probed (or read) meanwhile.
+    with FileLock(cache.parent / f"throughput-{hashlib.sha256(key.encode()).hexdigest()[:16]}.lock"):
         known = json.loads(cache.read_text()) if cache.is_file() else {}
-        if key not in known and not probe:
-            return None
         if key not in known:
-            known[key] = measure_steps(config)
-            staging = cache.with_suffix(".tmp")
-            staging.write_text(json.dumps(known, indent=1))
-            staging.replace(cache)
+            if not probe or (measured := measure_steps(config)) is None:
+                return None
+            with FileLock(cache.with_suffix(".lock")):  # the file itself: read again, add, write whole
+                known = json.loads(cache.read_text()) if cache.is_file() else {}
+                known[key] = measured
+                write_atomic(cache, json.dumps(known, indent=1).encode())
     return "measured", known[key]
 
 
-def measure_steps(config: TrainConfig, timeout: float = 600) -> float:
+def measure_steps(config: TrainConfig, timeout: float = 600) -> float | None:
     """Real tokens/s over a few training steps of this run, measured in a child process (the app's memory and
-    threads stay its own)."""
-    from training.errors import TutorError
+    threads stay its own); None when the probe fails (the estimate then says the time is unknown, the log why)."""
     from training.settings import PROJECT_ROOT
 
-    done = subprocess.run([sys.executable, "-m", "training.estimate"], input=config.model_dump_json(), text=True,
-                          capture_output=True, cwd=PROJECT_ROOT, timeout=timeout)
-    if done.returncode != 0:
-        raise TutorError("Measuring a few training steps failed: " + (done.stderr.strip().splitlines() or ["?"])[-1])
-    return json.loads(done.stdout.strip().splitlines()[-1])["tokens_per_second"]
+    try:
+        done = subprocess.run([sys.executable, "-m", "training.estimate"], input=config.model_dump_json(), text=True,
+                              capture_output=True, cwd=PROJECT_ROOT, timeout=timeout)
+        if done.returncode == 0:
+            return float(json.loads(done.stdout.strip().splitlines()[-1])["tokens_per_second"])
+        log.warning("Measuring a few training steps failed: %s", (done.stderr.strip().splitlines() or ["?"])[-1])
+    except (subprocess.TimeoutExpired, OSError, IndexError, ValueError, KeyError, TypeError) as exc:
+        log.warning("Measuring a few training steps failed: %s", exc)
+    return None
 
 
 def _measure(config: TrainConfig) -> float:

@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -49,6 +50,7 @@ PASSED_ENV = {"PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "T
 PHRASES = Phrases(
     en={"bad_id": "That is not a Hugging Face id: write it as owner/name, like `HuggingFaceTB/SmolLM2-135M-Instruct`.",
         "bad_request": "The download request was malformed; nothing was downloaded.",
+        "bad_split": "A split's name is 1 to 64 letters, digits, '_' or '-', like `train` in `hub:OWNER/NAME@train`.",
         "gated": "`{repo}` is gated: accept its license on {page} while logged in, set HF_TOKEN to a token of that "
                  "account, then try again.",
         "gated_denied": "HF_TOKEN has no access to `{repo}` yet: accept its license on {page} with that account "
@@ -75,6 +77,7 @@ PHRASES = Phrases(
     uk={"bad_id": "Це не ідентифікатор Hugging Face: пишіть його як власник/назва, наприклад "
                   "`HuggingFaceTB/SmolLM2-135M-Instruct`.",
         "bad_request": "Запит на завантаження був хибним; нічого не завантажено.",
+        "bad_split": "Назва частини набору має від 1 до 64 літер, цифр, '_' або '-', як `train` у `hub:ВЛАСНИК/НАЗВА@train`.",
         "gated": "Доступ до `{repo}` обмежено: прийміть його ліцензію на {page}, увійшовши в обліковий запис, "
                  "задайте HF_TOKEN токеном цього облікового запису й спробуйте ще раз.",
         "gated_denied": "HF_TOKEN ще не має доступу до `{repo}`: прийміть ліцензію на {page} з цього облікового "
@@ -186,9 +189,20 @@ class HubRequest(BaseModel):
         return self
 
 
-def dataset_request(repo_id: str, data_dir: Path, split: str = "train", max_rows: int = MAX_ROWS) -> HubRequest:
+def dataset_request(repo_id: str, data_dir: Path, split: str = "train", max_rows: int = MAX_ROWS,
+                    language: str = "en") -> HubRequest:
     folder = (Path(data_dir) / "hub-datasets" / uuid.uuid4().hex).resolve()
-    return HubRequest(kind="dataset", repo_id=repo_id, split=split, destination=str(folder), max_rows=max_rows)
+    try:
+        return HubRequest(kind="dataset", repo_id=repo_id, split=split, destination=str(folder), max_rows=max_rows)
+    except ValidationError:  # the id raised its own sentence above; what is left is the split's name
+        raise TutorError(PHRASES("bad_split", language)) from None
+
+
+def discard_dataset(folder: str | Path, data_dir: Path) -> None:
+    """Remove a dataset download's folder once it is prepared or has failed (a folder of data_dir/hub-datasets only)."""
+    folder = Path(folder).resolve()
+    if folder.parent == (Path(data_dir) / "hub-datasets").resolve():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class Progress(BaseModel):

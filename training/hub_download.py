@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -80,7 +79,7 @@ def _download_model(request: HubRequest, emit: _Emitter) -> BaseModel:
     info = HfApi().model_info(request.repo_id, files_metadata=True)
     sizes = {s.rfilename: s.size or 0 for s in info.siblings or []}
     if not loadable(wanted := wanted_files(sizes)):
-        return Failed(key="notloadable", fields={"repo": request.repo_id})
+        return Failed(key="not_loadable", fields={"repo": request.repo_id})
     cache = hub_cache()
     emit.total = sum(sizes[f] for f in wanted if not isinstance(
         try_to_load_from_cache(request.repo_id, f, cache_dir=cache, revision=info.sha), str))
@@ -125,35 +124,41 @@ def _download_dataset(request: HubRequest, emit: _Emitter) -> BaseModel:
     import datasets
     from huggingface_hub import HfApi
 
+    from training.prepare import write_jsonl_atomic
     from training.validate import example_errors
 
     HfApi().dataset_info(request.repo_id)  # fails fast: datasets retries an unreachable Hub for ~20 s
     datasets.disable_progress_bars()
     rows = datasets.load_dataset(request.repo_id, split=request.split, streaming=True)
-    folder = Path(request.destination)
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=".hub-", suffix=".tmp", dir=folder)
-    emit.total, emit.unit, read, written, to_chat = request.max_rows, "rows", 0, 0, None
+    emit.total, emit.unit, read = request.max_rows, "rows", 0
+
+    def examples():
+        nonlocal read
+        to_chat = None
+        for row in rows:
+            if to_chat is None and (to_chat := _converter(row)) is None:
+                raise _Unusable(", ".join(f"`{name.replace('`', '')}`" for name in sorted(row))[:300])
+            read += 1
+            emit.progress(1)
+            if (chat := to_chat(row)) and len(json.dumps(chat, ensure_ascii=False)) <= MAX_EXAMPLE_CHARS \
+                    and not example_errors(chat):
+                yield chat
+            if read >= request.max_rows:
+                break
+
+    target = Path(request.destination) / f"{request.split}.jsonl"
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            for row in rows:
-                if to_chat is None and (to_chat := _converter(row)) is None:
-                    columns = ", ".join(sorted(row))[:300]
-                    return Failed(key="columns", fields={"repo": request.repo_id, "columns": columns})
-                read += 1
-                line = json.dumps(chat, ensure_ascii=False) if (chat := to_chat(row)) else ""
-                if chat and len(line) <= MAX_EXAMPLE_CHARS and not example_errors(chat):
-                    out.write(line + "\n")
-                    written += 1
-                emit.progress(1)
-                if read >= request.max_rows:
-                    break
-        if not written:
-            return Failed(key="no_examples", fields={"repo": request.repo_id, "rows": read})
-        os.replace(staging, target := folder / f"{request.split}.jsonl")
-        return Done(path=str(target), rows=written, skipped=read - written)
-    finally:
-        Path(staging).unlink(missing_ok=True)
+        written = write_jsonl_atomic(target, examples())
+    except _Unusable as columns:
+        return Failed(key="columns", fields={"repo": request.repo_id, "columns": str(columns)})
+    if not written:
+        target.unlink()
+        return Failed(key="no_examples", fields={"repo": request.repo_id, "rows": read})
+    return Done(path=str(target), rows=written, skipped=read - written)
+
+
+class _Unusable(Exception):
+    """A dataset's first row has no column the app can read as chat; the message lists its columns."""
 
 
 def _failure(exc: BaseException, request: HubRequest) -> Failed:

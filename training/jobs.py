@@ -63,7 +63,8 @@ def start_local(config: TrainConfig, data_dir: Path, registry: Registry, owner: 
     """Check the settings and that the run fits in memory, create the run and queue it (it starts at once when a
     slot is free). Raises ConfigError on bad settings and on a run estimated not to fit (saying what would)."""
     config.check()
-    found = estimate(config, settings or get_settings(), measure="known")
+    found = estimate(config, settings or get_settings(), measure="known",
+                     reclaimable=queue.reclaimable_memory(registry, limit))
     if not found.fits:
         raise ConfigError(found.refusal(language))
     run_id = new_id("run")

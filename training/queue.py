@@ -146,6 +146,23 @@ def _state(registry: Registry) -> tuple[list[dict], list[dict], dict[str, float]
     return ([r for r in runs if r["status"] == "queued"], [r for r in runs if r["status"] == "running"], started)
 
 
+def reclaimable_memory(registry: Registry, limit: int | None = None) -> int:
+    """Bytes a run queued now gets back before it starts: with every slot busy it waits for a trainer to end, so the
+    smallest running trainer's resident memory; 0 while a slot is free (it then starts beside them)."""
+    import psutil
+
+    _, running, _ = _state(registry)
+    if len(running) < (limit or default_limit()):
+        return 0
+    sizes = []
+    for run in running:
+        try:
+            sizes.append(psutil.Process(int(run["handle"])).memory_info().rss)
+        except (psutil.Error, TypeError, ValueError):  # gone, or a handle that is not a local pid
+            continue
+    return min(sizes, default=0)
+
+
 def positions(registry: Registry) -> dict[str, tuple[int, int]]:
     """Each queued run's (position, queue length), 1 being next."""
     queued, running, started = _state(registry)

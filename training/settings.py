@@ -79,6 +79,8 @@ class Settings(BaseSettings):
         max_upload_mb: the largest file a learner can attach in chat.
         train_base_models: base models (HF ids or folders) a learner may pick with `/train base=NAME`,
             besides the configured base_model; in shared mode, the only Hub models offered for download.
+        train_datasets: Hub datasets (owner/name) learners may prepare from with `/prepare source=hub:ID` in shared
+            mode; in local mode any Hub dataset may be used.
         train_memory_gb: the most memory one local trainer may use (default: what is free when it starts); a run
             estimated to need more is refused with the change that makes it fit.
 
@@ -127,6 +129,7 @@ class Settings(BaseSettings):
     max_training_jobs: int | None = Field(None, ge=1, le=64)
     max_upload_mb: int = Field(200, ge=1, le=100_000)
     train_base_models: Annotated[list[str], NoDecode] = []
+    train_datasets: Annotated[list[str], NoDecode] = []
     train_memory_gb: float | None = Field(None, gt=0, le=100_000)
 
     serve_api_key: SecretStr | None = None
@@ -154,7 +157,7 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("allowed_origins", "train_base_models", "serve_allowed_hosts", mode="before")
+    @field_validator("allowed_origins", "train_base_models", "train_datasets", "serve_allowed_hosts", mode="before")
     @classmethod
     def _comma_list(cls, value):
         return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
