@@ -197,7 +197,7 @@ async def compare(message_text: str, gold: list[str] | None = None) -> None:
     learner = await current_learner()
     comparison_id = await asyncio.to_thread(
         registry.add_comparison, sides["a"].label, sides["b"].label, prompt, states["a"]["text"], states["b"]["text"],
-        {n: states[n]["stats"] for n in sides}, learner.name)
+        {n: states[n]["stats"] for n in sides}, learner.id)
     await cl.Message(content=text("ab.which", language), actions=[
         cl.Action(name="ab_vote", payload={"id": comparison_id, "vote": vote}, label=text(f"ab.vote.{vote}", language))
         for vote in ("a", "b", "tie")]).send()
@@ -249,7 +249,7 @@ async def run_eval(ab: dict, learner: Learner, language: str = "en") -> None:
         kinds = {name: contender.kind for name, contender in systems.items()}
         recorded = {kinds[name]: figures for name, figures in summary.items()} if len(set(kinds.values())) == 2 \
             else summary
-        await asyncio.to_thread(registry_for(get_settings()).add_evaluation, learner.name, ab["run_id"], recorded,
+        await asyncio.to_thread(registry_for(get_settings()).add_evaluation, learner.id, ab["run_id"], recorded,
                                 out_dir)
     except (TutorError, OSError) as exc:  # an OSError's own text would name server paths
         progress.content = text("ab.eval_stopped", language,

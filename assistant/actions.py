@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 import chainlit as cl
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from assistant.accounts import LOCAL_LEARNER, Learner
+from assistant.accounts import LOCAL_LEARNER, Learner, learner_of
 from assistant.i18n import session_language, text
 from training.config import ConfigError
 from training.errors import TutorError
@@ -120,10 +120,10 @@ async def current_learner() -> Learner:
     user = cl.user_session.get("user")
     if user is None:
         return LOCAL_LEARNER
-    account = await asyncio.to_thread(registry_for(get_settings()).user, user.identifier)
-    if account is None:
+    learner = await asyncio.to_thread(learner_of, registry_for(get_settings()), user.identifier)
+    if learner is None:
         raise TutorError(text("actions.no_account", session_language()))
-    return Learner(account["name"], admin=account["role"] == "admin")
+    return learner
 
 
 async def guarded(work: Awaitable, what: str):

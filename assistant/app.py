@@ -12,7 +12,7 @@ kept by Chainlit's data layer (assistant.history); uploads are size-limited befo
 
 from __future__ import annotations
 
-from training.common import configure_process
+from training.common import configure_process, make_private
 
 configure_process()  # the app's entry point: offline and sized to this machine before transformers loads
 
@@ -27,6 +27,7 @@ from chainlit.input_widget import Select, Slider  # noqa: E402
 
 from assistant import ab_flow, dataset_flow, decision, history, models_flow, token_flow, training_flow  # noqa: E402, F401
 from assistant.accounts import auth_secret, authenticate, learner_for  # noqa: E402
+from assistant.logins import Busy, HashingPool, LoginGuard, oauth_identity  # noqa: E402
 from assistant.actions import CheckAnswer, action, current_learner, guarded  # noqa: E402
 from assistant.backends import backend_names, create_backend  # noqa: E402
 from assistant.limits import BodyLimit  # noqa: E402
@@ -59,6 +60,8 @@ _background: list[asyncio.Task] = []
 # thread), which serves them between two model steps. Those threads only wait; the default pool's size (CPUs + 4,
 # 6 here) would queue a class's questions behind each other's waits (the `load` benchmark measured it).
 WAITING_THREADS = 64
+UPLOAD_ROUTE = "/project/file"
+REQUEST_LIMIT = 2 * 2**20  # the body of any other request
 SESSION_KEYS = ("backend", "temperature", "training_form")  # what a resumed chat keeps (checked again);
 # buttons and jobs of the old one are gone
 
@@ -85,23 +88,41 @@ def configure_server(settings: Settings, host: str, port: int) -> None:
         raise SystemExit(f"Refusing to serve on {host}: other machines could use the app without logging in. "
                          "Set TUTOR_AUTH=password and add accounts with `tutor users add NAME` (or TUTOR_AUTH=header "
                          "behind a proxy that logs users in), or serve on 127.0.0.1. See SECURITY.md.")
+    if settings.auth == "header" and not is_loopback(host) and not (
+            "trusted_proxies" in settings.model_fields_set or settings.proxy_secret):
+        raise SystemExit(f"Refusing header logins on {host}: anyone who reaches it could name any user. Set "
+                         "TUTOR_TRUSTED_PROXIES to your proxy's address, or TUTOR_PROXY_SECRET to a secret the proxy "
+                         "adds (or both). See SECURITY.md.")
+    if settings.auth == "oauth" and not settings.oauth_allowed:
+        raise SystemExit("TUTOR_AUTH=oauth needs TUTOR_OAUTH_ALLOWED: the emails, email domains or GitHub "
+                         "organisations (github-org:NAME) whose members may log in. See SECURITY.md.")
+    make_private(settings.data_dir)
     registry = registry_for(settings)
     if settings.auth != "none":
         os.environ["CHAINLIT_AUTH_SECRET"] = auth_secret(settings.data_dir)
     if settings.auth == "password":
+        hashing = HashingPool()
+
         @cl.password_auth_callback
         async def password_login(username: str, password: str):
-            return _user(await asyncio.to_thread(authenticate, registry, username, password))
+            try:
+                return _user(await hashing.run(authenticate, registry, username, password))
+            except Busy:
+                from fastapi import HTTPException
+
+                raise HTTPException(429, "Too many logins at once: try again in a few seconds.",
+                                    headers={"Retry-After": "5"}) from None
     elif settings.auth == "header":
         @cl.header_auth_callback
-        async def header_login(headers):
+        async def header_login(headers):  # only from a trusted proxy: assistant.logins refuses the rest first
             name = headers.get(settings.auth_header)
             return _user(await _vouched(registry, name)) if name else None
     elif settings.auth == "oauth":
         try:
             @cl.oauth_callback
             async def oauth_login(provider_id, token, raw_user_data, default_user, id_token=None):
-                return _user(await _vouched(registry, default_user.identifier))
+                name = await oauth_identity(settings, provider_id, token, raw_user_data, default_user)
+                return _user(await _vouched(registry, name)) if name else None
         except ValueError:
             raise SystemExit("TUTOR_AUTH=oauth needs an OAuth provider: set its OAUTH_* variables as Chainlit's "
                              "authentication docs describe.") from None
@@ -111,14 +132,20 @@ def configure_server(settings: Settings, host: str, port: int) -> None:
 
     if config.features.spontaneous_file_upload:
         config.features.spontaneous_file_upload.max_size_mb = settings.max_upload_mb
-    # Chainlit reads an upload whole before checking its size: refuse an oversized one before that.
-    server.add_middleware(BodyLimit, max_bytes=settings.max_upload_mb * 2**20 + 2**20, paths=("/project/file",))
+    # Chainlit reads an upload whole before checking its size: refuse an oversized one before that; every other
+    # route takes small JSON (socket.io's polling posts included), logged in or not.
+    server.add_middleware(BodyLimit, max_bytes=settings.max_upload_mb * 2**20 + 2**20, paths=(UPLOAD_ROUTE,))
+    server.add_middleware(BodyLimit, max_bytes=REQUEST_LIMIT, exclude=(UPLOAD_ROUTE,))
+    if settings.auth != "none":
+        server.add_middleware(LoginGuard, settings=settings, registry=registry)
     cl.data_layer(lambda: history.data_layer(get_settings()))
     history.serve_files(settings)
 
 
 def _user(learner) -> cl.User | None:
-    return cl.User(identifier=learner.name, metadata={"role": "admin" if learner.admin else "user"}) if learner else None
+    """The session's user: the account's stable id (what owns its work and its history), its name for display."""
+    return cl.User(identifier=learner.id, display_name=learner.name,
+                   metadata={"role": "admin" if learner.admin else "user"}) if learner else None
 
 
 async def _vouched(registry, name: str):
@@ -159,6 +186,7 @@ async def on_startup():
     if isinstance(layer := get_data_layer(), history.HistoryLayer):
         try:
             await layer.create_schema()
+            await layer.adopt_accounts(registry_for(settings))
             log.info("Chat history in %s", history.describe(settings))
         except Exception as exc:  # noqa: BLE001 - the chat works without history; say why once
             log.error("Chat history is off: the database at %s can't be used (%s).", history.describe(settings),

@@ -8,7 +8,7 @@
     tutor train --backend local --train train.jsonl --val validation.jsonl [--epochs 2 --lr 1e-3 --r 8 ...]
     tutor train --backend openai --train train.jsonl --val validation.jsonl [--model ft:... --suffix recipes --auto]
     tutor serve [--port 8100]            # this project's OpenAI-compatible fine-tuning + chat server
-    tutor users add NAME [--admin] | list | remove NAME     # accounts for a shared instance
+    tutor users add NAME [--admin] | list | remove NAME | transfer ID NAME   # accounts for a shared instance
     tutor jobs list | show RUN | cancel RUN | resume RUN | export RUN
     tutor explain RUN [--json] [--language uk]   # what the run's curve shows, cited, and the next run
     tutor tokens FILE.jsonl --line 3 [--json]    # which tokens of an example the trainer trains on
@@ -28,6 +28,7 @@ from typing import Optional
 
 import typer
 
+from assistant.accounts import owner_named
 from assistant.cli_models import doctor, fail, models_app, show_estimate
 from training.config import TrainConfig
 from training.errors import TutorError
@@ -118,7 +119,7 @@ def prepare(
             if label:  # a Hub download, now copied into the dataset
                 discard_dataset(Path(path).parent, get_settings().data_dir)
         name = f"{Path(label).name if label else Path(source).stem}-seed{seed}"
-        registry.add_dataset(name, report.files, report.to_dict(), owner, dataset_id)  # /train in chat offers it
+        registry.add_dataset(name, report.files, report.to_dict(), owner_named(registry, owner), dataset_id)  # /train in chat offers it
     except (SourceError, ValueError, OSError, TutorError, RegistryError) as exc:
         fail(str(exc), as_json)
     if as_json:
@@ -280,7 +281,7 @@ def train(
         if dry_run:
             show_estimate(trainer, trainer.check(trainer.config(values)), gpu, as_json)
             return
-        run = trainer.start(trainer.config(values), registry, owner)
+        run = trainer.start(trainer.config(values), registry, owner_named(registry, owner))
     except (ConfigError, TutorError, RegistryError, OSError) as exc:
         fail(str(exc), as_json)
     _finish_train(run, registry, detach, as_json)
@@ -317,17 +318,19 @@ def jobs_list(owner: Optional[str] = typer.Option(None, help="Only this account'
 
     registry = _registry()
     try:
-        runs, places = registry.runs(owner), queue.positions(registry)
-    except RegistryError as exc:
+        runs, places = registry.runs(owner and owner_named(registry, owner)), queue.positions(registry)
+        names = {u["id"]: u["name"] for u in registry.users() + registry.users(removed=True)}
+    except (TutorError, RegistryError) as exc:
         fail(str(exc), as_json)
     for run in runs:
         run["queue_position"] = places.get(run["id"], (None,))[0]
+        run["owner_name"] = names.get(run["owner"], run["owner"])
     if as_json:
         print(json.dumps(runs, indent=2))
     for run in [] if as_json else runs:
         f1 = (run.get("metrics") or {}).get("val_f1")
         place = f"queue #{run['queue_position']}" if run["queue_position"] else ""
-        print(f"{run['id']}  {run['owner']:<12} {run['status']:<11} {run['backend']:<6} {place}"
+        print(f"{run['id']}  {run['owner_name']:<12} {run['status']:<11} {run['backend']:<6} {place}"
               + (f"val F1 {f1:.3f}" if f1 is not None else ""))
 
 
@@ -482,7 +485,8 @@ def evaluate_model(
         summary, rows = asyncio.run(evaluate({name: c.answer for name, c in systems.items()}, cases, progress))
         out_dir = write_results(settings.data_dir / "evals" / new_id("eval"), summary, rows,
                                 {"model": model, "baseline": baseline.value, "data": str(data)})
-        registry.add_evaluation(owner, model if model.startswith("run-") else None, summary, out_dir)
+        registry.add_evaluation(owner_named(registry, owner), model if model.startswith("run-") else None, summary,
+                                out_dir)
     except (TutorError, ValueError, OSError, RegistryError) as exc:  # ValueError: a CSV without RecipeNLG's columns
         fail(str(exc), as_json)
     if as_json:
@@ -539,22 +543,26 @@ def users_add(name: str, admin: bool = typer.Option(False, help="An admin sees a
 
 
 @users_app.command("list")
-def users_list(as_json: bool = typer.Option(False, "--json")):
-    """Accounts and their roles (never a password or its hash)."""
+def users_list(as_json: bool = typer.Option(False, "--json"),
+               removed: bool = typer.Option(False, "--removed", help="Removed accounts (their work waits for "
+                                                                   "`tutor users transfer`).")):
+    """Accounts, their ids and roles (never a password or its hash)."""
     try:
-        accounts = [{"name": u["name"], "role": u["role"], "password": bool(u["password_hash"])}
-                    for u in _registry().users()]
+        accounts = [{"id": u["id"], "name": u["name"], "role": u["role"], "password": bool(u["password_hash"])}
+                    for u in _registry().users(removed=removed)]
     except RegistryError as exc:
         fail(str(exc), as_json)
     if as_json:
         print(json.dumps(accounts, indent=2))
     for account in [] if as_json else accounts:
-        print(f"{account['name']:<24} {account['role']:<6} {'password' if account['password'] else 'no password'}")
+        print(f"{account['id']:<20} {account['name']:<24} {account['role']:<6} "
+              f"{'password' if account['password'] else 'no password'}")
 
 
 @users_app.command("remove")
 def users_remove(name: str):
-    """Remove an account: it can't log in or use an open chat any more; its datasets and runs stay."""
+    """Remove an account: it can't log in, and its open sessions stop at once; its work stays, for
+    `tutor users transfer` (the same name added again is a new person and sees none of it)."""
     try:
         removed = _registry().remove_user(name)
     except RegistryError as exc:
@@ -562,6 +570,21 @@ def users_remove(name: str):
     if not removed:
         fail(f"No account named {name}.", False)
     typer.echo(f"Removed {name}.")
+
+
+@users_app.command("transfer")
+def users_transfer(from_id: str = typer.Argument(..., help="The id of the account whose work moves "
+                                                           "(`tutor users list --removed` shows it)."),
+                   to_name: str = typer.Argument(..., help="The account that receives it.")):
+    """Hand all the work of one account (datasets, uploads, runs, models, comparisons, evaluations) to another."""
+    registry = _registry()
+    try:
+        if not any(u["id"] == from_id for u in registry.users() + registry.users(removed=True)):
+            raise TutorError(f"No account has the id {from_id}: `tutor users list --removed` shows them.")
+        moved = registry.transfer(from_id, owner_named(registry, to_name))
+    except (TutorError, RegistryError) as exc:
+        fail(str(exc), False)
+    typer.echo(f"Moved to {to_name}: " + ", ".join(f"{count} {table}" for table, count in moved.items()) + ".")
 
 
 @app.command()

@@ -126,7 +126,7 @@ async def run_prepare(request: PrepareRequest, learner: Learner) -> None:
                                                           cl.TaskStatus.DONE, cl.TaskStatus.RUNNING)
         await tasks.send()
         validation = await asyncio.to_thread(validate_file, Path(report.files["train"]))
-        await asyncio.to_thread(registry.add_dataset, name, report.files, report.to_dict(), learner.name, dataset_id)
+        await asyncio.to_thread(registry.add_dataset, name, report.files, report.to_dict(), learner.id, dataset_id)
     except BaseException:
         tasks.status = text("prepare.failed", language)
         await tasks.send()

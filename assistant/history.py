@@ -13,6 +13,7 @@ keys never become paths: a file's name on disk is the hash of its key.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -89,8 +90,6 @@ class LocalFiles(BaseStorageClient):
 
     async def upload_file(self, object_key, data, mime="application/octet-stream", overwrite=True,
                           content_disposition=None):
-        import asyncio
-
         def write() -> None:
             # A chart that grows is stored again under the same key while its previous copy may still be on its
             # way: each write has its own staging file, and the last rename wins.
@@ -140,6 +139,23 @@ class HistoryLayer(SQLAlchemyDataLayer):
         async with self.engine.begin() as connection:
             for statement in _SCHEMA.format(**types).split(";"):
                 await connection.execute(text(statement))
+
+
+    async def adopt_accounts(self, registry) -> int:
+        """Chat history kept under an account's name (before accounts had ids) moves to its id; returns the users
+        moved. Each account moves once: a name added again later is a new person and finds nothing."""
+        from sqlalchemy import text
+
+        moved = 0
+        for name, user_id in (await asyncio.to_thread(registry.legacy_names)).items():
+            async with self.engine.begin() as connection:
+                found = await connection.execute(text('UPDATE users SET "identifier" = :id WHERE "identifier" = :name'),
+                                                 {"id": user_id, "name": name})
+                await connection.execute(text('UPDATE threads SET "userIdentifier" = :id WHERE "userIdentifier" = :name'),
+                                         {"id": user_id, "name": name})
+            moved += found.rowcount
+            await asyncio.to_thread(registry.forget_legacy_name, user_id)
+        return moved
 
 
 def _decode(row: dict, *keys: str) -> None:
@@ -193,8 +209,6 @@ def serve_files(settings: Settings) -> None:
     app.router.routes.insert(0, app.router.routes.pop())  # before Chainlit's catch-all route
 
 if __name__ == "__main__":
-    import asyncio
-
     from training.settings import get_settings
 
     current = get_settings()

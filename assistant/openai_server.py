@@ -11,11 +11,13 @@ types, and EventSourceResponse for streams, so the `openai` client reads it as i
 
 Safe by default:
 - TUTOR_SERVE_API_KEY (environment or .env) is the bearer key; beyond loopback it refuses to start without one.
-- POSTs must be application/json or multipart/form-data (415 otherwise): no web page can post to it with a
-  plain form, and a Host outside the bind address (or TUTOR_SERVE_ALLOWED_HOSTS) is refused.
+- Before a body is read (assistant.limits.RequestGate): the key; an Origin other than the server's own (or
+  TUTOR_ALLOWED_ORIGINS) gets 403, so a page elsewhere can't post to it, not even a multipart form a browser
+  sends without asking; POSTs must be application/json or multipart/form-data (415 otherwise). A Host outside
+  the bind address (or TUTOR_SERVE_ALLOWED_HOSTS) is refused.
 - Bodies are limited before they are read (uploads TUTOR_MAX_UPLOAD_MB, JSON 4 MB); uploads stream to disk.
 - max_tokens and the prompt must fit the model's context; file ids are looked up, never made into paths.
-- Jobs are local runs in the app's registry and training queue, owned by API_OWNER; they outlive the server.
+- Jobs are local runs in the app's registry and training queue, owned by API_USER; they outlive the server.
   A job killed with the server resumes from its checkpoint at the next start; a trainer that dies while the
   server runs is reported as failed.
 """
@@ -23,7 +25,6 @@ Safe by default:
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import re
@@ -35,7 +36,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, Query, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from openai.types import FileObject, Model
@@ -47,7 +48,7 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from assistant.generation import Usage, engine
-from assistant.limits import BodyLimit
+from assistant.limits import BodyLimit, RequestGate
 from assistant.origins import WILDCARDS, is_loopback
 from training import events as run_events
 from training import queue
@@ -55,16 +56,16 @@ from training.backends import training_backend
 from training.config import ConfigError, TrainConfig, explain
 from training.errors import TutorError
 from training.checkpoints import checkpoints
+from training.common import make_private
 from training.models import context_length, display_name, resolve_base_model
 from training.openai_jobs import BatchSize, Epochs, LearningRateMultiplier
-from training.registry import FINISHED, Registry, registry_for
+from training.registry import API_USER, FINISHED, Registry, registry_for
 from training.settings import EMBEDDED, Settings
 from training.validate import validate_file
 
 log = logging.getLogger(__name__)
 
 BASE_MODEL_ID = "smollm2-135m-instruct"  # how the embedded base model is named to API clients
-API_OWNER = "api"  # the registry owner of the jobs, files and models made through this API
 LOCAL_DEFAULTS = TrainConfig.model_fields  # "auto" means the local trainer's measured defaults
 JSON_LIMIT = 4 * 2**20
 FileId = Annotated[str, StringConstraints(pattern=r"^file-[A-Za-z0-9-]{1,64}$")]
@@ -159,7 +160,7 @@ class FineTuningServer:
         self.base_id = BASE_MODEL_ID if settings.base_model == EMBEDDED else display_name(settings.base_model)
         adopt_legacy_registry(self.root, self.registry)
         queue.reconcile(self.registry)
-        for run in self.registry.runs(API_OWNER, ("interrupted",)):  # killed with the previous server: carry on
+        for run in self.registry.runs(API_USER, ("interrupted",)):  # killed with the previous server: carry on
             try:
                 self.trainer.resume(run, self.registry)
             except TutorError as exc:  # no checkpoint yet: the job fails with the reason
@@ -177,24 +178,17 @@ class FineTuningServer:
         api.add_exception_handler(APIError, lambda request, exc: exc.response())
         api.add_exception_handler(RequestValidationError, _invalid_request)
         api.add_exception_handler(Exception, _internal_error)
-        guards = [Depends(self.require_key), Depends(_json_or_multipart)]
         for router in (self._files(), self._jobs(), self._models_and_chat()):
-            api.include_router(router, prefix="/v1", dependencies=guards)
+            api.include_router(router, prefix="/v1")
         if allowed_hosts is not None:
             api.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
         app = BodyLimit(api, JSON_LIMIT, paths=("/v1/fine_tuning", "/v1/chat"),
                         body=_error_body("The request body is over the 4 MB limit.", "request_too_large"))
-        return BodyLimit(app, self.settings.max_upload_mb * 2**20 + 2**20, paths=("/v1/files",),
-                         body=_error_body(f"Files up to {self.settings.max_upload_mb} MB can be uploaded here.",
-                                          "file_too_large"))
-
-    async def require_key(self, request: Request) -> None:
-        """The bearer key, compared in constant time and never logged, when the server has one."""
-        if self.api_key is None:
-            return
-        sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(sent.encode(), self.api_key.encode()):
-            raise APIError(401, "Incorrect API key provided.", "invalid_api_key")
+        app = BodyLimit(app, self.settings.max_upload_mb * 2**20 + 2**20, paths=("/v1/files",),
+                        body=_error_body(f"Files up to {self.settings.max_upload_mb} MB can be uploaded here.",
+                                         "file_too_large"))
+        # The key (compared in constant time, never logged), the Origin and the content type, before any body.
+        return RequestGate(app, self.api_key, self.settings.allowed_origins, _error_body, paths=("/v1/",))
 
     # --- files ---------------------------------------------------------------------------------------
 
@@ -218,7 +212,7 @@ class FineTuningServer:
                 staging.replace(path)
             finally:
                 staging.unlink(missing_ok=True)
-            row = await asyncio.to_thread(self.registry.add_file, API_OWNER, file.filename or "upload.jsonl", path,
+            row = await asyncio.to_thread(self.registry.add_file, API_USER, file.filename or "upload.jsonl", path,
                                           "fine-tune", file_id)
             return _file_object(row)
 
@@ -229,7 +223,7 @@ class FineTuningServer:
         return router
 
     async def _file(self, file_id: str | None, param: str) -> dict:
-        row = await asyncio.to_thread(self.registry.file, file_id, API_OWNER) if file_id else None
+        row = await asyncio.to_thread(self.registry.file, file_id, API_USER) if file_id else None
         if row is None:
             raise APIError(404 if param == "file_id" else 400, f"No such file: {file_id}.", "invalid_file", param)
         return row
@@ -254,7 +248,7 @@ class FineTuningServer:
                                      learning_rate=LOCAL_DEFAULTS["learning_rate"].default
                                      * pick(chosen.learning_rate_multiplier, 1.0),
                                      seed=42 if body.seed is None else body.seed)
-                run = await asyncio.to_thread(self.trainer.start, config, self.registry, API_OWNER)
+                run = await asyncio.to_thread(self.trainer.start, config, self.registry, API_USER)
             except ConfigError as exc:
                 raise APIError(400, str(exc), "invalid_hyperparameters", "hyperparameters") from None
             multiplier = config.learning_rate / LOCAL_DEFAULTS["learning_rate"].default
@@ -317,10 +311,10 @@ class FineTuningServer:
         """The API's runs, with any whose trainer died while this server ran reported as failed (the API has no
         "interrupted"; a job killed together with the server resumes at its next start instead)."""
         queue.reconcile(self.registry)
-        for run in self.registry.runs(API_OWNER, ("interrupted",)):
+        for run in self.registry.runs(API_USER, ("interrupted",)):
             self.registry.update_run(run["id"], status="failed", error="The trainer stopped unexpectedly (killed, or "
                                      "out of memory). Start a new job; its checkpoints are kept on the server.")
-        return self.registry.runs(API_OWNER)
+        return self.registry.runs(API_USER)
 
     async def _find(self, job_id: str) -> dict:
         run_id = job_id.removeprefix("ftjob-")
@@ -334,7 +328,7 @@ class FineTuningServer:
         if model == self.base_id:
             return self.settings.base_model, None
         match = re.fullmatch(r"ft:[^:]+:[^:]*:(run-[\w-]+)", model)
-        run = self.registry.run(match.group(1), API_OWNER) if match else None
+        run = self.registry.run(match.group(1), API_USER) if match else None
         if run is None or run["status"] != "succeeded":
             raise APIError(404, f"The model `{model}` does not exist or you do not have access to it.",
                            "model_not_found", "model")
@@ -363,7 +357,7 @@ class FineTuningServer:
 
         @router.get("/models")
         async def models():
-            runs = await asyncio.to_thread(self.registry.runs, API_OWNER, ("succeeded",))
+            runs = await asyncio.to_thread(self.registry.runs, API_USER, ("succeeded",))
             ids = [self.base_id] + [self._job(r)["fine_tuned_model"] for r in runs
                                     if (Path(r["run_dir"]) / "openai.json").is_file()]
             return {"object": "list", "data": [Model(id=i, object="model", created=0,
@@ -437,15 +431,6 @@ def _error_body(message: str, code: str) -> dict:
     return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
 
 
-async def _json_or_multipart(request: Request) -> None:
-    """Only the content types the API uses: a web page's plain-text or form POST never gets in."""
-    if request.method == "POST":
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind not in ("application/json", "multipart/form-data"):
-            raise APIError(415, "Send application/json (or multipart/form-data for file uploads).",
-                           "unsupported_media_type")
-
-
 async def _invalid_request(_request, exc: RequestValidationError) -> JSONResponse:
     """Pydantic's report as one 400 sentence naming the fields (never a 422 or a 500)."""
     errors = [{**e, "loc": tuple(p for p in e["loc"] if p not in ("body", "query", "path"))} for e in exc.errors()]
@@ -485,7 +470,7 @@ def _api_event(run_id: str, index: int, event: dict) -> dict:
 
 def adopt_legacy_registry(root: Path, registry: Registry) -> None:
     """Before accounts, the server kept its own registry in its folder: its runs, models and files join the
-    app's registry (owned by API_OWNER), once; the old file is renamed, nothing is deleted."""
+    app's registry (owned by API_USER), once; the old file is renamed, nothing is deleted."""
     legacy = root / "registry.sqlite"
     if not legacy.is_file():
         return
@@ -496,17 +481,17 @@ def adopt_legacy_registry(root: Path, registry: Registry) -> None:
     for run in runs:
         if registry.run(run["id"]) is None:
             registry.create_run(run["backend"], json.loads(run["config"]), Path(run["run_dir"]), run["status"],
-                                run["id"], API_OWNER)
+                                run["id"], API_USER)
             registry.update_run(run["id"], metrics=json.loads(run["metrics"]), adapter_path=run["adapter_path"],
                                 error=run["error"], handle=str(run["pid"]) if run["pid"] else None)
-    known = {m["run_id"] for m in registry.models(API_OWNER)}
+    known = {m["run_id"] for m in registry.models(API_USER)}
     for model in models:
         if model["run_id"] not in known:
-            registry.add_model(model["run_id"], model["kind"], model["location"], model["base_model"], API_OWNER)
+            registry.add_model(model["run_id"], model["kind"], model["location"], model["base_model"], API_USER)
     for meta in (root / "files").glob("file-*.json"):
         info = json.loads(meta.read_text())
         if (path := meta.with_suffix(".jsonl")).is_file() and registry.file(info["id"]) is None:
-            registry.add_file(API_OWNER, info.get("filename") or path.name, path, "fine-tune", info["id"])
+            registry.add_file(API_USER, info.get("filename") or path.name, path, "fine-tune", info["id"])
     legacy.rename(legacy.with_name("registry.sqlite.adopted"))
 
 
@@ -526,6 +511,7 @@ def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8100) -> None
     if not is_loopback(host) and settings.serve_api_key is None:
         raise TutorError(f"Refusing to serve on {host} without a key: set TUTOR_SERVE_API_KEY (in the environment or "
                          ".env), or serve on 127.0.0.1.")
+    make_private(settings.data_dir)
     server = FineTuningServer(settings, allowed_hosts(host, settings.serve_allowed_hosts))
     log.info("OpenAI-compatible fine-tuning server at http://%s:%d/v1", host, port)
     uvicorn.run(server.app, host=host, port=port, log_level="warning")

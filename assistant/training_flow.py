@@ -134,7 +134,7 @@ async def on_start_training(request: TrainRequest, learner: Learner, sent: cl.Ac
 
 
 async def _start(backend, config, learner: Learner) -> None:
-    run = await asyncio.to_thread(backend.start, config, registry_for(get_settings()), learner.name)
+    run = await asyncio.to_thread(backend.start, config, registry_for(get_settings()), learner.id)
     cl.user_session.set("training_job", asyncio.create_task(watch(run, backend.describe(config), backend.language)))
 
 

@@ -51,7 +51,7 @@ def keep(registry: Registry, settings: Settings, learner: Learner, name: str, pa
         staging.replace(target)
     finally:
         staging.unlink(missing_ok=True)
-    return registry.add_file(learner.name, shown, target, purpose="dataset", file_id=file_id)
+    return registry.add_file(learner.id, shown, target, purpose="dataset", file_id=file_id)
 
 
 if __name__ == "__main__":

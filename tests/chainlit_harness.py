@@ -75,10 +75,15 @@ class RecordingEmitter(BaseChainlitEmitter):
 
 
 def open_chat(user: str | None = None, language: str | None = None) -> RecordingEmitter:
-    """A new chat session in this task's context: the local learner's, or a logged-in user's; `language` is the
-    browser's (Chainlit's websocket session takes it from Accept-Language, e.g. "uk-UA")."""
+    """A new chat session in this task's context: the local learner's, or a logged-in user's (by account name: the
+    session carries the account's id, as a login makes it); `language` is the browser's (Chainlit's websocket
+    session takes it from Accept-Language, e.g. "uk-UA")."""
+    from training.registry import registry_for
+    from training.settings import get_settings
+
+    account = registry_for(get_settings()).user(user) if user else None
     session = HTTPSession(id=str(uuid.uuid4()), client_type="webapp",
-                          user=cl.User(identifier=user) if user else None)
+                          user=cl.User(identifier=account["id"], display_name=user) if account else None)
     if language:
         session.language = language
     # Chainlit keeps session files in <repo>/.files and removes that folder when a `chainlit run` (another

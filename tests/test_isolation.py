@@ -51,19 +51,20 @@ async def shared(monkeypatch, tmp_path, indexed_data_dir, tiny_model_dir, tiny_a
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     registry = registry_for(get_settings())
-    for name, admin in (("alice", False), ("bob", False), ("carol", True)):
-        add_user(registry, name, "correct horse", admin=admin)
+    ids = {name: add_user(registry, name, "correct horse", admin=admin)["id"]
+           for name, admin in (("alice", False), ("bob", False), ("carol", True))}
     open_chat("alice")
     await dataset_flow.run_prepare(PrepareRequest(source="sample", train=12, validation=4, test=4, seed=1),
-                                   Learner("alice"))
-    [dataset] = registry.datasets("alice")
+                                   Learner(ids["alice"], "alice"))
+    [dataset] = registry.datasets(ids["alice"])
     queued = registry.create_run("local", {"train_file": dataset["files"]["train"]}, data_dir / "runs" / "run-q",
-                                 run_id="run-alice-queued", owner="alice")
+                                 run_id="run-alice-queued", owner=ids["alice"])
     done = registry.create_run("local", {"train_file": dataset["files"]["train"], "base_model": str(tiny_model_dir)},
-                               data_dir / "runs" / "run-d", status="succeeded", run_id="run-alice-done", owner="alice")
+                               data_dir / "runs" / "run-d", status="succeeded", run_id="run-alice-done",
+                               owner=ids["alice"])
     registry.add_model(done["id"], "local-adapter", str(tiny_adapter_dir), str(tiny_model_dir))
-    comparison = registry.add_comparison("A", "B", "p", "a", "b", {}, owner="alice")
-    yield {"registry": registry, "dataset": dataset["id"], "queued": queued["id"], "done": done["id"],
+    comparison = registry.add_comparison("A", "B", "p", "a", "b", {}, owner=ids["alice"])
+    yield {"registry": registry, "ids": ids, "dataset": dataset["id"], "queued": queued["id"], "done": done["id"],
            "comparison": comparison, "data_dir": data_dir}
     if app._warmup is not None:
         await asyncio.wait([app._warmup])
@@ -186,8 +187,8 @@ async def test_uploads_are_kept_with_their_real_suffix_owned_and_limited(shared,
     message = user_says("")
     message.elements = [upload(tmp_path, "../../mine.JSONL", (json.dumps(good) + "\n").encode() * 3)]
     await app.on_message(message)
-    [kept] = registry.files("alice")
-    assert kept["name"] == "mine.JSONL" and kept["owner"] == "alice"
+    [kept] = registry.files(shared["ids"]["alice"])
+    assert kept["name"] == "mine.JSONL" and kept["owner"] == shared["ids"]["alice"]
     assert Path(kept["path"]).parent == shared["data_dir"] / "uploads" and kept["path"].endswith(".jsonl")
     assert "**mine.JSONL**: 3 examples" in chat.messages[-1]["output"]
     [split] = chat.actions_for(chat.messages[-1]["id"])
@@ -196,7 +197,7 @@ async def test_uploads_are_kept_with_their_real_suffix_owned_and_limited(shared,
     bob = open_chat("bob")  # alice's upload id is no use to bob
     await dataset_flow.on_prepare_dataset(cl.Action(name="prepare_dataset", payload=split["payload"]))
     await cl.user_session.get("dataset_job")
-    assert "not among your files" in bob.messages[-1]["output"] and not registry.datasets("bob")
+    assert "not among your files" in bob.messages[-1]["output"] and not registry.datasets(shared["ids"]["bob"])
 
     monkeypatch.setenv("TUTOR_MAX_UPLOAD_MB", "1")
     get_settings.cache_clear()
@@ -205,8 +206,8 @@ async def test_uploads_are_kept_with_their_real_suffix_owned_and_limited(shared,
     message.elements = [upload(tmp_path, "big.csv", b"x" * (2 * 2**20))]
     await app.on_message(message)
     assert "`big.csv` is 2 MB; files up to 1 MB can be attached here" in limited.messages[-1]["output"]
-    assert len(registry.files("alice")) == 1 and len(list((shared["data_dir"] / "uploads").iterdir())) == 1, \
-        "an oversized upload is not kept"
+    kept = registry.files(shared["ids"]["alice"])
+    assert len(kept) == 1 and len(list((shared["data_dir"] / "uploads").iterdir())) == 1, "an oversized upload is kept"
 
 
 async def test_a_queued_run_shows_its_place_live(shared, monkeypatch, tiny_model_dir):
@@ -229,11 +230,11 @@ async def test_a_queued_run_shows_its_place_live(shared, monkeypatch, tiny_model
             await asyncio.sleep(0.1)
         waiting = next(m for m in chat.messages if "position **1 of 1**" in m["output"])
         assert "status **queued**" in waiting["output"] and "next" in waiting["output"]
-        queued = next(r for r in registry.runs("alice") if r["status"] == "queued")
+        queued = next(r for r in registry.runs(shared["ids"]["alice"]) if r["status"] == "queued")
         await training_flow.on_cancel_run(cl.Action(name="cancel_run", payload={"run_id": queued["id"]}))
         await asyncio.wait_for(second, 60)
         assert "was cancelled" in chat.messages[-1]["output"]
     finally:
-        for record in registry.runs("alice", ("queued", "running")):
+        for record in registry.runs(shared["ids"]["alice"], ("queued", "running")):
             await asyncio.to_thread(jobs.cancel, record, registry)
         await asyncio.wait_for(first, 120)

@@ -1,6 +1,6 @@
 """Serving safely: only the app's own origins drive it (HTTP, socket.io polling and the websocket), foreign Hosts
-are refused on loopback, uploads are limited before they are read, and the modes start as configured: no login
-on 127.0.0.1, a refusal beyond it without logins, password and proxy-header logins when asked for."""
+are refused on loopback, uploads are limited before they are read, and a local app starts without logins on
+127.0.0.1 and refuses beyond it without them (logins themselves: tests/test_logins.py)."""
 
 import socket
 
@@ -9,10 +9,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from assistant.accounts import add_user
 from assistant.origins import OriginGuard, OriginPolicy
 from tests.app_process import AppProcess
-from training.registry import Registry
 
 
 def test_the_policy_allows_the_apps_own_origins_only():
@@ -93,26 +91,3 @@ def test_a_shared_address_without_logins_is_refused_with_how_to_fix_it(tmp_path)
     code, output = AppProcess(tmp_path / "data", host="0.0.0.0").run_to_exit()
     assert code != 0 and "Set TUTOR_AUTH=password and add accounts with `tutor users add NAME`" in output
     assert "Traceback" not in output
-
-
-def test_password_logins(tmp_path):
-    add_user(Registry(tmp_path / "data" / "registry.sqlite"), "alice", "correct horse")
-    with AppProcess(tmp_path / "data", TUTOR_AUTH="password") as app:
-        config = httpx.get(f"{app.url}/auth/config").json()
-        assert config["requireLogin"] and config["passwordAuth"]
-        assert httpx.post(f"{app.url}/login", data={"username": "alice", "password": "wrong one"}).status_code == 401
-        assert httpx.post(f"{app.url}/login", data={"username": "mallory", "password": "x" * 8}).status_code == 401
-        ok = httpx.post(f"{app.url}/login", data={"username": "alice", "password": "correct horse"})
-        assert ok.status_code == 200 and "access_token" in ok.cookies
-        assert httpx.get(f"{app.url}/user", cookies=ok.cookies).json()["identifier"] == "alice"
-    secret = (tmp_path / "data" / "auth-secret")
-    assert secret.is_file() and oct(secret.stat().st_mode & 0o777) == "0o600", "generated once, owner-only"
-
-
-def test_proxy_header_logins(tmp_path):
-    with AppProcess(tmp_path / "data", TUTOR_AUTH="header", TUTOR_AUTH_HEADER="X-Remote-User") as app:
-        assert httpx.post(f"{app.url}/auth/header").status_code == 401
-        ok = httpx.post(f"{app.url}/auth/header", headers={"X-Remote-User": "bob"})
-        assert ok.status_code == 200 and httpx.get(f"{app.url}/user", cookies=ok.cookies).json()["identifier"] == "bob"
-        assert httpx.post(f"{app.url}/auth/header", headers={"X-Remote-User": "../admin"}).status_code == 401
-    assert Registry(tmp_path / "data" / "registry.sqlite").user("bob")["role"] == "user"

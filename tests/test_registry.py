@@ -53,6 +53,30 @@ def test_an_existing_data_dir_upgrades_in_place_and_loses_nothing(tmp_path):
     assert len(Registry(tmp_path / "registry.sqlite").evaluations()) == 1
 
 
+def test_accounts_keyed_by_name_move_to_stable_ids_and_keep_their_work(tmp_path):
+    """Version 2 keyed owners by account name: each account gets an id that owns its rows; a name that was once
+    a reserved owner (a proxy could send `local`) is retired and the system's rows stay the system's."""
+    registry = Registry(tmp_path / "registry.sqlite")
+    with sqlite3.connect(tmp_path / "registry.sqlite") as db:  # the version-2 users table, as a data dir has it
+        db.executescript("""DROP TABLE users; DROP INDEX IF EXISTS users_active_name;
+            CREATE TABLE users (name TEXT PRIMARY KEY, password_hash TEXT, role TEXT NOT NULL DEFAULT 'user',
+                                created_at REAL NOT NULL);
+            INSERT INTO users VALUES ('alice', '$argon2id$x', 'user', 1), ('local', NULL, 'user', 2);
+            PRAGMA user_version = 2;""")
+    registry.add_dataset("hers", {}, {}, owner="alice")
+    registry.add_dataset("system", {}, {}, owner=LOCAL_USER)
+    registry.create_run("local", {}, tmp_path / "r", run_id="run-a", owner="alice")
+
+    upgraded = Registry(tmp_path / "registry.sqlite")
+    alice = upgraded.user("alice")
+    assert alice["id"].startswith("u-") and alice["password_hash"] == "$argon2id$x"
+    assert [d["name"] for d in upgraded.datasets(alice["id"])] == ["hers"]
+    assert upgraded.run("run-a", alice["id"]) and not upgraded.datasets("alice")
+    assert [d["name"] for d in upgraded.datasets(LOCAL_USER)] == ["system"]
+    assert upgraded.user("local") is None, "the account named like the system owner is retired"
+    assert upgraded.legacy_names() == {"alice": alice["id"], "local": upgraded.users(removed=True)[0]["id"]}
+
+
 def test_rows_belong_to_their_owner(tmp_path):
     registry = Registry(tmp_path / "registry.sqlite")
     mine = registry.add_dataset("a", {}, {}, owner="alice")

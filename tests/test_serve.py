@@ -169,6 +169,12 @@ def test_an_oversized_upload_is_refused_with_bounded_memory(tmp_path):
 
         declared = httpx.post(url, headers={**headers, **kind, "content-length": str(300 * 2**20 + len(head))},
                               content=body(), timeout=60)
+        # A wrong key is answered before the body is read: the 300 MB never arrive (the server hangs up).
+        wrong = {**kind, "authorization": "Bearer sk-wrong", "content-length": str(300 * 2**20 + len(head))}
+        with socket.create_connection(("127.0.0.1", port)) as raw:
+            raw.sendall(b"POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+                        "".join(f"{k}: {v}\r\n" for k, v in wrong.items()).encode() + b"\r\n" + head)
+            assert raw.recv(200).split(b"\r\n")[0] == b"HTTP/1.1 401 Unauthorized"
         streamed = httpx.post(url, headers={**headers, **kind}, content=body(), timeout=60)
         assert declared.status_code == 413 and streamed.status_code == 413
         assert "2 MB" in streamed.json()["error"]["message"]
@@ -177,6 +183,22 @@ def test_an_oversized_upload_is_refused_with_bounded_memory(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_without_a_key_pages_of_other_sites_are_refused_multipart_included(tmp_path, tiny_model_dir):
+    """A keyless server on loopback: a page elsewhere may send a multipart form without asking the server first,
+    so any foreign Origin is refused before the upload is read; the server's own page and non-browser clients
+    (no Origin) are served."""
+    keyless = make_settings(tmp_path / "keyless", base_model=str(tiny_model_dir), max_upload_mb=2)
+    with ServerThread(FineTuningServer(keyless, allowed_hosts("127.0.0.1", [])).app) as http:
+        upload = {"files": {"file": ("x.jsonl", b'{"messages": []}\n')}, "data": {"purpose": "fine-tune"}}
+        for origin in ("https://evil.example", "http://127.0.0.2:8100", "null"):
+            refused = httpx.post(f"{http.base_url}/files", headers={"origin": origin}, **upload)
+            assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden_origin", origin
+        assert not list((tmp_path / "keyless" / "openai-server" / "files").iterdir()), "nothing was kept"
+        own = f"http://127.0.0.1:{http.port}"
+        assert httpx.get(f"{http.base_url}/models", headers={"origin": own}).status_code == 200
+        assert httpx.get(f"{http.base_url}/models").status_code == 200
 
 
 def test_it_refuses_to_listen_beyond_loopback_without_a_key(tmp_path):

@@ -128,3 +128,30 @@ def test_memory_stays_bounded_whatever_the_file(tmp_path, monkeypatch):
     assert len(report.example_lengths) == 5_000 and report.total_tokens.max == 4
     assert "and 19,980 more" in report.as_markdown()
     assert peak < 2 * 2**20, f"peak {peak / 2**20:.1f} MB"
+
+
+def test_one_huge_line_is_named_and_skipped_within_the_line_limit(tmp_path):
+    """A 200 MB upload that is one line (and, beside it, a line just over a small limit among good ones): the line
+    is reported by number and skipped in megabyte reads, so memory never holds it (tracemalloc: Python's own
+    allocations, where a read of the line would show 200 MB at once)."""
+    import tracemalloc
+
+    path = tmp_path / "one-line.jsonl"
+    with open(path, "wb") as handle:
+        handle.write(b'{"messages": [{"role": "user", "content": "')
+        for _ in range(200):
+            handle.write(b"x" * 2**20)
+        handle.write(b'"}]}\n' + json.dumps(GOOD).encode() + b"\n")
+    tracemalloc.start()
+    report = validate_examples(read_jsonl(path, max_line=2**20), words, path="one-line.jsonl", tokenizer="words")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert report.examples == 2 and report.valid_examples == 1
+    assert report.errors["invalid_json"].lines == [1]
+    assert report.error_details[1] == "longer than the line limit of 1,048,576 bytes (TUTOR_MAX_LINE_BYTES)"
+    assert peak < 5 * 2**20, f"peak {peak / 2**20:.1f} MB"
+
+    small = tmp_path / "small.jsonl"
+    small.write_bytes(json.dumps(GOOD).encode() + b"\n" + b'{"x": "' + b"y" * 2000 + b'"}\n' + json.dumps(GOOD).encode())
+    lines = list(read_jsonl(small, max_line=1024))
+    assert [(n, problem is None) for n, _, problem in lines] == [(1, True), (2, False), (3, True)]

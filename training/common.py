@@ -12,7 +12,9 @@ Nothing here runs at import: each entry point calls `configure_process()` itself
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -52,8 +54,11 @@ def package_folder(module: str) -> Path | None:
 
 
 def configure_process() -> None:
-    """Offline and sized to this machine: nothing may reach a model hub at run time, torch uses the CPUs this
-    process really has. A user's explicit choice (an environment variable already set) is kept. Idempotent."""
+    """Offline, private and sized to this machine: nothing may reach a model hub at run time, what the process
+    creates is its owner's only (umask 077: folders 0700, files 0600, the trainers it starts included), and torch
+    uses the CPUs this process really has. A user's explicit choice (an environment variable already set) is kept.
+    Idempotent."""
+    os.umask(0o077)
     for name, value in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False",
                         "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(usable_cpus())}.items():
         os.environ.setdefault(name, value)
@@ -61,6 +66,26 @@ def configure_process() -> None:
         import torch
 
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+def make_private(folder: Path) -> int:
+    """Create `folder` owner-only, or tighten an existing one and everything in it (0700 folders, 0600 files);
+    returns how many entries were tightened (and says so in the log)."""
+    folder = Path(folder)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tightened = 0
+    for root, _, files in os.walk(folder):
+        for path, mode in [(Path(root), 0o700), *((Path(root) / name, 0o600) for name in files)]:
+            try:
+                current = path.lstat().st_mode
+                if not stat.S_ISLNK(current) and current & 0o077:
+                    path.chmod(stat.S_IMODE(current) & mode)
+                    tightened += 1
+            except OSError:
+                continue
+    if tightened:
+        logging.getLogger(__name__).warning("Made %d entries of %s readable by their owner only", tightened, folder)
+    return tightened
 
 
 def device() -> str:

@@ -5,8 +5,9 @@ queue included), models, comparisons (A/B answers and votes) and evaluations. Ev
 carries its owner; a query with `owner=None` spans every owner (admins, the operator's CLI). It
 survives restarts and never holds secrets: settings, statuses, metrics, paths and error messages only.
 
-Schema versions live in `PRAGMA user_version`; opening an older file migrates it in place and loses
-nothing (rows from before accounts existed belong to the local user, LOCAL_USER).
+Owners are account ids (`u-...`, stable: a name removed and added again is a new person), or the reserved
+LOCAL_USER (no login; rows from before accounts) and API_USER (`tutor serve`). The schema and its migrations
+are training/registry_schema.py: opening an older file migrates it in place and loses nothing.
 
     python -m training.registry            # lists runs
 """
@@ -22,49 +23,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from training.registry_schema import API_USER, LOCAL_USER, OWNED, RESERVED, migrate, new_user_id
+
+__all__ = ["API_USER", "LOCAL_USER", "RESERVED", "Registry", "RegistryError", "new_id", "registry_for"]
+
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 FINISHED = ("succeeded", "failed", "cancelled")
 ACTIVE = ("queued", "running")
 ROLES = ("user", "admin")
 VOTES = ("a", "b", "tie")
-LOCAL_USER = "local"  # the learner of a single-user install (no login), owner of rows from before accounts
-SCHEMA_VERSION = 2
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    name TEXT PRIMARY KEY, password_hash TEXT, role TEXT NOT NULL DEFAULT 'user', created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS files (
-    id TEXT PRIMARY KEY, owner TEXT NOT NULL, name TEXT NOT NULL, path TEXT NOT NULL, bytes INTEGER NOT NULL,
-    purpose TEXT NOT NULL, created_at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS datasets (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, files TEXT NOT NULL, report TEXT NOT NULL, created_at REAL NOT NULL,
-    owner TEXT NOT NULL DEFAULT 'local');
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, backend TEXT NOT NULL, status TEXT NOT NULL, config TEXT NOT NULL,
-    metrics TEXT NOT NULL DEFAULT '{}', run_dir TEXT NOT NULL UNIQUE, adapter_path TEXT, error TEXT, handle TEXT,
-    created_at REAL NOT NULL, updated_at REAL NOT NULL, owner TEXT NOT NULL DEFAULT 'local', queued_at REAL,
-    started_at REAL);
-CREATE TABLE IF NOT EXISTS models (
-    id TEXT PRIMARY KEY, run_id TEXT REFERENCES runs(id), kind TEXT NOT NULL, location TEXT NOT NULL,
-    base_model TEXT NOT NULL, created_at REAL NOT NULL, owner TEXT NOT NULL DEFAULT 'local');
-CREATE TABLE IF NOT EXISTS comparisons (
-    id TEXT PRIMARY KEY, a_label TEXT NOT NULL, b_label TEXT NOT NULL, prompt TEXT NOT NULL, a_answer TEXT NOT NULL,
-    b_answer TEXT NOT NULL, stats TEXT NOT NULL DEFAULT '{}', vote TEXT, created_at REAL NOT NULL,
-    owner TEXT NOT NULL DEFAULT 'local');
-CREATE TABLE IF NOT EXISTS evaluations (
-    id TEXT PRIMARY KEY, owner TEXT NOT NULL, run_id TEXT, summary TEXT NOT NULL, results_dir TEXT NOT NULL,
-    created_at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS runs_queue ON runs (status, queued_at);
-"""
-# Version 1 (before accounts) had no owners, users, files, evaluations or queue times.
-_MIGRATE_1_TO_2 = [
-    *(f"ALTER TABLE {table} ADD COLUMN owner TEXT NOT NULL DEFAULT 'local'"
-      for table in ("datasets", "runs", "models", "comparisons")),
-    "ALTER TABLE runs RENAME COLUMN pid TO handle",  # what the launcher knows a trainer by (a pid, locally)
-    "ALTER TABLE runs ADD COLUMN queued_at REAL",
-    "ALTER TABLE runs ADD COLUMN started_at REAL",
-    "UPDATE runs SET queued_at = created_at, started_at = CASE WHEN status = 'queued' THEN NULL ELSE created_at END",
-]
 _JSON_COLUMNS = ("files", "report", "config", "metrics", "stats", "summary")
 
 
@@ -88,16 +55,8 @@ class Registry:
         self._local = threading.local()  # the connection of an open `locked()` block, per thread
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connection() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if version < SCHEMA_VERSION and "runs" in tables:  # a file from before accounts: migrate in place
-                for statement in _MIGRATE_1_TO_2:
-                    db.execute(statement)
-            for statement in SCHEMA.split(";"):  # executescript would commit our transaction
-                db.execute(statement)
-            if version < SCHEMA_VERSION and "runs" in tables:
+            if migrate(db) < 2:
                 self._adopt_evaluations(db)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # --- connections --------------------------------------------------------------------------------
 
@@ -200,22 +159,48 @@ class Registry:
     # --- users --------------------------------------------------------------------------------------
 
     def add_user(self, name: str, password_hash: str | None, role: str = "user") -> dict:
+        """A new account (a new id, even for the name of a removed one); ValueError for a taken or reserved name."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}")
+        if name in RESERVED:
+            raise ValueError(f"'{name}' is reserved for the app's own work.")
+        user_id = new_user_id()
         with self._connection() as db:
-            if db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+            if db.execute("SELECT 1 FROM users WHERE name = ? AND removed_at IS NULL", (name,)).fetchone():
                 raise ValueError(f"User '{name}' exists already.")
-            db.execute("INSERT INTO users VALUES (?, ?, ?, ?)", (name, password_hash, role, time.time()))
-        return self.user(name)
+            db.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?, NULL, NULL)",
+                       (user_id, name, password_hash, role, time.time()))
+        return self.account(user_id)
 
     def user(self, name: str) -> dict | None:
-        return self._one("SELECT * FROM users WHERE name = ?", (name,))
+        """The active account of this name."""
+        return self._one("SELECT * FROM users WHERE name = ? AND removed_at IS NULL", (name,))
 
-    def users(self) -> list[dict]:
-        return self._read("SELECT * FROM users ORDER BY name")
+    def account(self, user_id: str) -> dict | None:
+        """The active account of this id (None once removed: its sessions stop at once)."""
+        return self._one("SELECT * FROM users WHERE id = ? AND removed_at IS NULL", (user_id,))
+
+    def users(self, removed: bool = False) -> list[dict]:
+        return self._read(f"SELECT * FROM users WHERE removed_at IS {'NOT ' if removed else ''}NULL "
+                          "ORDER BY name, created_at")
 
     def remove_user(self, name: str) -> bool:
-        return self._write("DELETE FROM users WHERE name = ?", (name,)) > 0
+        """Retire the account: it can't log in, its sessions end, its work stays (for `transfer`)."""
+        return self._write("UPDATE users SET removed_at = ? WHERE name = ? AND removed_at IS NULL",
+                           (time.time(), name)) > 0
+
+    def legacy_names(self) -> dict[str, str]:
+        """{name: id} of accounts whose chat history is still kept under their name (from before ids)."""
+        return {u["name"]: u["id"] for u in self._read("SELECT name, id FROM users WHERE legacy_name IS NOT NULL")}
+
+    def forget_legacy_name(self, user_id: str) -> None:
+        self._write("UPDATE users SET legacy_name = NULL WHERE id = ?", (user_id,))
+
+    def transfer(self, from_owner: str, to_owner: str) -> dict[str, int]:
+        """Hand every row of one owner to another (an admin's explicit choice); rows moved per table."""
+        with self._connection() as db:
+            return {table: db.execute(f"UPDATE {table} SET owner = ? WHERE owner = ?", (to_owner, from_owner)).rowcount
+                    for table in OWNED}
 
     # --- uploaded files -----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ Try it: `python -m training.settings` prints the effective settings (keys masked
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -32,7 +33,7 @@ EMBEDDED = "embedded"
 # Azure's rule for deployment names; a name becomes part of a request path, so nothing else gets through.
 DEPLOYMENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$"
 SECRETS = ("openai_api_key", "serve_api_key", "database_url", "azure_openai_api_key", "azure_openai_ad_token",
-           "azure_management_token")
+           "azure_management_token", "proxy_secret")
 
 
 def _env(name: str) -> AliasChoices:
@@ -75,8 +76,17 @@ class Settings(BaseSettings):
             providers, configured with their OAUTH_* variables).
         allowed_origins: origins besides the app's own address that may use it (e.g. the public
             https:// address behind a reverse proxy).
+        trusted_proxies: addresses or networks (CIDR) the header mode believes, loopback by default; off loopback
+            the app refuses header mode unless they (or proxy_secret) are set.
+        proxy_secret, proxy_secret_header: a secret the proxy adds in that header (X-Proxy-Secret): header
+            logins without it are refused, from any address.
+        oauth_allowed: who may log in through OAuth: emails (ada@uni.edu), email domains (uni.edu) and GitHub
+            organisations (github-org:NAME, asked of github_api with the learner's own token); required in oauth
+            mode.
         max_training_jobs: local trainers at once (default: one per CUDA GPU, else 1); the rest queue.
         max_upload_mb: the largest file a learner can attach in chat.
+        max_line_bytes: the longest line of a JSONL file that is read (a longer one is reported by its number and
+            skipped unread, so one huge line can't take the memory).
         train_base_models: base models (HF ids or folders) a learner may pick with `/train base=NAME`,
             besides the configured base_model; in shared mode, the only Hub models offered for download.
         train_datasets: Hub datasets (owner/name) learners may prepare from with `/prepare source=hub:ID` in shared
@@ -126,8 +136,14 @@ class Settings(BaseSettings):
     auth: Literal["none", "password", "header", "oauth"] = "none"
     auth_header: str = Field("X-Forwarded-User", pattern=r"^[A-Za-z0-9-]{1,64}$")
     allowed_origins: Annotated[list[str], NoDecode] = []
+    trusted_proxies: Annotated[list[str], NoDecode] = ["127.0.0.0/8", "::1"]
+    proxy_secret: SecretStr | None = None
+    proxy_secret_header: str = Field("X-Proxy-Secret", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    oauth_allowed: Annotated[list[str], NoDecode] = []
+    github_api: str = Field("https://api.github.com", pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     max_training_jobs: int | None = Field(None, ge=1, le=64)
     max_upload_mb: int = Field(200, ge=1, le=100_000)
+    max_line_bytes: int = Field(2**20, ge=1024, le=2**30)
     train_base_models: Annotated[list[str], NoDecode] = []
     train_datasets: Annotated[list[str], NoDecode] = []
     train_memory_gb: float | None = Field(None, gt=0, le=100_000)
@@ -152,12 +168,13 @@ class Settings(BaseSettings):
     @field_validator("openai_base_url", "chroma_host", "openai_organization", "openai_project", "database_url",
                      "serve_api_key", "azure_openai_endpoint", "azure_openai_api_key", "azure_openai_ad_token",
                      "azure_base_deployment", "azure_subscription_id", "azure_resource_group", "azure_resource_name",
-                     "azure_management_token", mode="before")
+                     "azure_management_token", "proxy_secret", mode="before")
     @classmethod
     def _blank_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("allowed_origins", "train_base_models", "train_datasets", "serve_allowed_hosts", mode="before")
+    @field_validator("allowed_origins", "train_base_models", "train_datasets", "serve_allowed_hosts", "trusted_proxies",
+                     "oauth_allowed", mode="before")
     @classmethod
     def _comma_list(cls, value):
         return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
@@ -170,6 +187,16 @@ class Settings(BaseSettings):
             if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
                 raise ValueError("each origin must look like https://tutor.example.edu (scheme, host, optional port)")
         return [origin.rstrip("/") for origin in value]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"'{network}' is not an address or a network like 10.0.0.0/8") from None
+        return value
 
     @property
     def model_cache_dir(self) -> Path:

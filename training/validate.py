@@ -112,10 +112,23 @@ def example_errors(example) -> list[str]:
     return list(dict.fromkeys(errors))
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, object | None, str | None]]:
-    """(line number, parsed value or None, problem or None) for each line, streamed."""
+def read_jsonl(path: Path, max_line: int | None = None) -> Iterator[tuple[int, object | None, str | None]]:
+    """(line number, parsed value or None, problem or None) for each line, streamed. A line longer than `max_line`
+    bytes (TUTOR_MAX_LINE_BYTES) is a problem, skipped without ever being held: memory stays bounded even when a
+    whole file is one line."""
+    if max_line is None:
+        from training.settings import get_settings
+
+        max_line = get_settings().max_line_bytes
     with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, 1):
+        number = 0
+        while raw := handle.readline(max_line + 1):
+            number += 1
+            if len(raw) > max_line and not raw.endswith(b"\n"):
+                while (rest := handle.readline(1 << 20)) and not rest.endswith(b"\n"):
+                    pass  # the rest of the line, a megabyte at a time
+                yield number, None, f"longer than the line limit of {max_line:,} bytes (TUTOR_MAX_LINE_BYTES)"
+                continue
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:

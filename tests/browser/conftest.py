@@ -32,8 +32,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-component-update", "--disable-sync"]
 
 
-def seed_a_fine_tuned_model(data_dir: Path, embedded_model_dir: Path) -> None:
-    """A succeeded run in the app's registry: the sample dataset and a LoRA adapter on the embedded model
+def seed_a_fine_tuned_model(data_dir: Path, embedded_model_dir: Path, owner: str) -> None:
+    """A succeeded run of `owner` in the app's registry: the sample dataset and a LoRA adapter on the embedded model
     (freshly initialised, so it answers like its base: enough to see both sides of the A/B chat)."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -51,7 +51,7 @@ def seed_a_fine_tuned_model(data_dir: Path, embedded_model_dir: Path) -> None:
     registry = Registry(data_dir / "registry.sqlite")
     registry.create_run("local", {"train_file": files["train"], "validation_file": files["validation"],
                                   "base_model": "embedded"}, adapter.parent, status="succeeded", run_id="run-browser",
-                        owner="alice")
+                        owner=owner)
     registry.add_model("run-browser", "local-adapter", str(adapter), "embedded")
 
 
@@ -62,10 +62,9 @@ def app(tmp_path_factory, embedded_model_dir, tiny_model_dir, indexed_data_dir):
     knowledge index built (the main suite's, kept in .test-data), so its warm-up does not embed the notes again."""
     data_dir = tmp_path_factory.mktemp("app-data")
     shutil.copytree(indexed_data_dir, data_dir, dirs_exist_ok=True)
-    seed_a_fine_tuned_model(data_dir, embedded_model_dir)
     registry = Registry(data_dir / "registry.sqlite")
-    for name in USERS:
-        add_user(registry, name, PASSWORD)
+    ids = {name: add_user(registry, name, PASSWORD)["id"] for name in USERS}
+    seed_a_fine_tuned_model(data_dir, embedded_model_dir, owner=ids["alice"])
     log = tmp_path_factory.mktemp("logs") / "chainlit.log"
     _APP_LOG.append(log)
     with AppProcess(data_dir, log=log, TUTOR_AUTH="password", TUTOR_TRAIN_BASE_MODELS=str(tiny_model_dir)) as running:

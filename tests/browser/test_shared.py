@@ -47,8 +47,8 @@ def test_two_learners_see_and_touch_only_their_own_work(browser, app, tiny_model
         last_step(alice, "it fits.", MODEL)  # the estimate, measured on this machine, before any work
         alice.get_by_role("button", name="Start", exact=True).last.click()
         last_step(alice, "training loss", MODEL)  # training
-        [run] = registry.runs("alice", ("running",))
-        [dataset] = [d for d in registry.datasets("alice") if d["name"] == "sample-seed9"]
+        [run] = registry.runs(registry.user("alice")["id"], ("running",))
+        [dataset] = [d for d in registry.datasets(registry.user("alice")["id"]) if d["name"] == "sample-seed9"]
 
         say(bob, "/train")
         last_step(bob, "No prepared dataset yet")
@@ -67,13 +67,13 @@ def test_two_learners_see_and_touch_only_their_own_work(browser, app, tiny_model
             bob.get_by_role("button", name="Use the bundled sample").last.click()
             last_step(bob, refusal)
             undo()
-        assert registry.run(run["id"])["status"] == "running" and not registry.datasets("bob")
-        assert not registry.runs("bob")
+        assert registry.run(run["id"])["status"] == "running" and not registry.datasets(registry.user("bob")["id"])
+        assert not registry.runs(registry.user("bob")["id"])
 
         alice.get_by_role("button", name="Cancel").last.click()
         last_step(alice, "was cancelled", MODEL)
     finally:
-        for record in registry.runs("alice", ("running", "queued")):
+        for record in registry.runs(registry.user("alice")["id"], ("running", "queued")):
             from training import jobs
 
             jobs.cancel(record, registry)

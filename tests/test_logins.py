@@ -1,0 +1,159 @@
+"""Logins under attack, against the real app on 127.0.0.1: throttled passwords (429 + Retry-After) with the app's
+memory bounded, bodies refused before they are read without a cookie, a removed account's cookie refused on HTTP
+and on the websocket, a private data dir; header logins only from the trusted proxy with its secret, never as
+the app's own owners, and no header mode beyond loopback without a trusted proxy."""
+
+import socket
+import threading
+
+import httpx
+import psutil
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from assistant.accounts import add_user
+from assistant.logins import trusted_proxy
+from tests.app_process import AppProcess
+from training.registry import Registry
+from training.settings import Settings
+
+MB = 2**20
+
+
+def rss(app: AppProcess) -> int:
+    return psutil.Process(app.process.pid).memory_info().rss
+
+
+def peak_growth(app: AppProcess, work) -> int:
+    """How far the app's resident memory rose above where it was while `work()` ran (sampled every 10 ms: Argon2
+    gives its 64 MiB back as soon as a hash is done)."""
+    before, peak, done = rss(app), 0, threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss(app))
+            done.wait(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        work()
+    finally:
+        done.set()
+        sampler.join()
+    return peak - before
+
+
+def socket_url(app: AppProcess) -> str:
+    return app.url.replace("http", "ws") + "/ws/socket.io/?EIO=4&transport=websocket"
+
+
+def modes(folder) -> set[tuple[str, str]]:
+    """(kind, mode) of the folder and everything in it."""
+    found = {("dir", oct(folder.stat().st_mode & 0o777))}
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            found.add(("dir" if path.is_dir() else "file", oct(path.stat().st_mode & 0o777)))
+    return found
+
+
+def test_password_logins_are_throttled_bounded_revocable_and_private(tmp_path):
+    data = tmp_path / "data"
+    registry = Registry(data / "registry.sqlite")
+    alice = add_user(registry, "alice", "correct horse")
+    (data / "uploads").mkdir()
+    (data / "uploads" / "old.jsonl").write_text("{}\n")
+    for path in (data, data / "uploads", data / "uploads" / "old.jsonl", data / "registry.sqlite"):
+        path.chmod(0o755 if path.is_dir() else 0o644)  # as a data dir made before this release is
+    with AppProcess(data, TUTOR_AUTH="password") as app:
+        config = httpx.get(f"{app.url}/auth/config").json()
+        assert config["requireLogin"] and config["passwordAuth"]
+        login = f"{app.url}/login"
+        assert httpx.post(login, data={"username": "alice", "password": "wrong one"}).status_code == 401
+
+        # A flood of wrong passwords: five tries per name, then 429 with Retry-After before any hash is computed.
+        flood = [httpx.post(login, data={"username": "bob", "password": f"guess-{n}"}) for n in range(20)]
+        assert [r.status_code for r in flood] == [401] * 5 + [429] * 15
+        assert int(flood[-1].headers["retry-after"]) >= 30
+        assert "Failed login for 'bob' from 127.0.0.1" in app.log_text() and "guess-" not in app.log_text()
+        # Concurrent wrong logins for many names: Argon2's 64 MiB each, but at most one hash per core at a time.
+        def concurrent_logins():
+            threads = [threading.Thread(target=httpx.post, args=(login,), kwargs={
+                "data": {"username": f"user{n}", "password": "x" * 12}, "timeout": 120}) for n in range(12)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+        grown = peak_growth(app, concurrent_logins)
+        assert grown < 64 * MB * (min(4, psutil.cpu_count()) + 3), f"logins grew the app by {grown / MB:.0f} MB"
+
+        ok = httpx.post(login, data={"username": "alice", "password": "correct horse"})
+        assert ok.status_code == 200 and "access_token" in ok.cookies
+        me = httpx.get(f"{app.url}/user", cookies=ok.cookies).json()
+        assert me["identifier"] == alice["id"] and me["display_name"] == "alice"
+        connect(socket_url(app), origin=app.url, additional_headers={"Cookie": f"access_token={ok.cookies['access_token']}"}).close()
+
+        # Bodies are refused before they are read, logged in or not: a declared 150 MB and a streamed one.
+        with socket.create_connection(("127.0.0.1", app.port), timeout=60) as raw:
+            raw.sendall(f"POST /project/threads HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\nContent-Type: "
+                        f"application/json\r\nContent-Length: {150 * MB}\r\n\r\n".encode())
+            assert raw.recv(200).split(b"\r\n")[0] == b"HTTP/1.1 413 Request Entity Too Large"
+        streamed = []
+        grown = peak_growth(app, lambda: streamed.append(httpx.post(
+            f"{app.url}/project/threads", headers={"content-type": "application/json"},
+            content=(b"[" + b"1," * (MB // 2) for _ in range(150)), timeout=60)))
+        assert streamed[0].status_code == 413 and grown < 50 * MB, f"{grown / MB:.0f} MB"
+
+        # Removing the account ends its sessions at once: HTTP and the websocket refuse its cookie.
+        registry.remove_user("alice")
+        assert httpx.get(f"{app.url}/user", cookies=ok.cookies).status_code == 401
+        with pytest.raises(InvalidStatus) as refused:
+            connect(socket_url(app), origin=app.url,
+                    additional_headers={"Cookie": f"access_token={ok.cookies['access_token']}"}).close()
+        assert refused.value.response.status_code == 403
+
+        # The data dir and everything in it is its owner's only, old files tightened at start, new ones made so.
+        assert modes(data) == {("dir", "0o700"), ("file", "0o600")}
+        assert "readable by their owner only" in app.log_text()
+    assert (data / "history.sqlite").is_file() and (data / "auth-secret").is_file()
+
+
+def test_header_logins_come_only_from_the_trusted_proxy_with_its_secret(tmp_path):
+    with AppProcess(tmp_path / "data", TUTOR_AUTH="header", TUTOR_AUTH_HEADER="X-Remote-User",
+                    TUTOR_TRUSTED_PROXIES="127.0.0.1", TUTOR_PROXY_SECRET="proxy-secret-123") as app:
+        header = f"{app.url}/auth/header"
+        spoofed = httpx.post(header, headers={"X-Remote-User": "prof"})
+        assert spoofed.status_code == 403, "a client that is not the proxy names no user"
+        assert httpx.post(header, headers={"X-Remote-User": "prof", "X-Proxy-Secret": "wrong"}).status_code == 403
+        proxied = {"X-Proxy-Secret": "proxy-secret-123"}
+        assert httpx.post(header, headers=proxied).status_code == 401
+        ok = httpx.post(header, headers={**proxied, "X-Remote-User": "bob"})
+        assert ok.status_code == 200
+        assert httpx.get(f"{app.url}/user", cookies=ok.cookies).json()["display_name"] == "bob"
+        for name in ("../admin", "local", "api", "LOCAL"):
+            assert httpx.post(header, headers={**proxied, "X-Remote-User": name}).status_code == 401, name
+        assert "proxy-secret-123" not in app.log_text()
+    registry = Registry(tmp_path / "data" / "registry.sqlite")
+    assert registry.user("bob")["role"] == "user" and registry.user("local") is None
+
+
+def test_only_the_configured_proxies_are_trusted():
+    loopback = Settings(auth="header")
+    assert trusted_proxy(loopback, "127.0.0.1", {}) and trusted_proxy(loopback, "::1", {})
+    assert not trusted_proxy(loopback, "10.1.2.3", {}), "another machine on the network"
+    network = Settings(auth="header", trusted_proxies=["10.0.0.0/8"], proxy_secret="s3cret-value")
+    assert trusted_proxy(network, "10.9.9.9", {"x-proxy-secret": "s3cret-value"})
+    assert not trusted_proxy(network, "10.9.9.9", {}) and not trusted_proxy(network, "127.0.0.1",
+                                                                            {"x-proxy-secret": "s3cret-value"})
+    secret_only = Settings(auth="header", trusted_proxies=[], proxy_secret="s3cret-value")
+    assert trusted_proxy(secret_only, "192.0.2.1", {"x-proxy-secret": "s3cret-value"})
+    assert not trusted_proxy(secret_only, "192.0.2.1", {"x-proxy-secret": "s3cret-valuf"})
+    assert not trusted_proxy(Settings(auth="header", trusted_proxies=[]), "127.0.0.1", {}), "nothing configured"
+
+
+def test_header_mode_beyond_loopback_needs_a_trusted_proxy(tmp_path):
+    code, output = AppProcess(tmp_path / "data", host="0.0.0.0", TUTOR_AUTH="header").run_to_exit()
+    assert code != 0 and "Set TUTOR_TRUSTED_PROXIES to your proxy's address" in output and "Traceback" not in output
