@@ -97,9 +97,12 @@ def authenticate(registry: Registry, name: str, password: str) -> Learner | None
 
 
 def learner_for(registry: Registry, name: str) -> Learner:
-    """A learner vouched for by a trusted proxy or an OAuth provider: their account, made on first sight."""
+    """A learner vouched for by a trusted proxy or an OAuth provider: their account, made on first sight. A name
+    whose account an admin removed stays out until an admin adds it again (`tutor users add NAME --no-password`)."""
     check_name(name, vouched=True)
     account = registry.user(name)
+    if account is None and any(u["name"] == name for u in registry.users(removed=True)):
+        raise TutorError(f"The account {name} was removed; an admin can add it again.")
     if account is None:
         try:
             account = registry.add_user(name, None, "user")

@@ -30,6 +30,7 @@ from assistant.accounts import auth_secret, authenticate, learner_for  # noqa: E
 from assistant.logins import Busy, HashingPool, LoginGuard, oauth_identity  # noqa: E402
 from assistant.actions import CheckAnswer, action, current_learner, guarded  # noqa: E402
 from assistant.backends import backend_names, create_backend  # noqa: E402
+from assistant.history_guard import guard_chainlit_routes  # noqa: E402
 from assistant.limits import BodyLimit  # noqa: E402
 from assistant.origins import OriginPolicy, is_loopback, protect_chainlit  # noqa: E402
 from assistant.service import get_tutor, warm_up  # noqa: E402
@@ -140,6 +141,7 @@ def configure_server(settings: Settings, host: str, port: int) -> None:
         server.add_middleware(LoginGuard, settings=settings, registry=registry)
     cl.data_layer(lambda: history.data_layer(get_settings()))
     history.serve_files(settings)
+    guard_chainlit_routes()
 
 
 def _user(learner) -> cl.User | None:
@@ -150,11 +152,11 @@ def _user(learner) -> cl.User | None:
 
 async def _vouched(registry, name: str):
     """The account of a user a proxy or an OAuth provider vouches for (made on first sight); None for a name
-    that can't be an account name."""
+    that can't be an account name, or whose account an admin removed."""
     try:
         return await asyncio.to_thread(learner_for, registry, name)
-    except TutorError:
-        log.warning("Refused a login: the name is not a valid account name")
+    except TutorError as exc:
+        log.warning("Refused a login: %s", exc)
         return None
 
 

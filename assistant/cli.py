@@ -545,18 +545,32 @@ def users_add(name: str, admin: bool = typer.Option(False, help="An admin sees a
 @users_app.command("list")
 def users_list(as_json: bool = typer.Option(False, "--json"),
                removed: bool = typer.Option(False, "--removed", help="Removed accounts (their work waits for "
-                                                                   "`tutor users transfer`).")):
+                                                                   "`tutor users transfer`)."),
+               usage: bool = typer.Option(False, "--usage", help="Each account's disk use and jobs, against the "
+                                                                 "quotas.")):
     """Accounts, their ids and roles (never a password or its hash)."""
+    from assistant.history import files_bytes
+    from training import quotas
+    from training.registry import ACTIVE
+    from training.settings import get_settings
+
+    registry = _registry()
     try:
         accounts = [{"id": u["id"], "name": u["name"], "role": u["role"], "password": bool(u["password_hash"])}
-                    for u in _registry().users(removed=removed)]
-    except RegistryError as exc:
+                    for u in registry.users(removed=removed)]
+        settings = get_settings()
+        for account in accounts if usage else []:
+            used = quotas.usage(settings, registry, account["id"], files_bytes(settings, account["id"]))
+            account.update(disk_gb=round(used / quotas.GB, 3), jobs=len(registry.runs(account["id"], ACTIVE)))
+    except (RegistryError, TutorError) as exc:
         fail(str(exc), as_json)
     if as_json:
         print(json.dumps(accounts, indent=2))
     for account in [] if as_json else accounts:
         print(f"{account['id']:<20} {account['name']:<24} {account['role']:<6} "
-              f"{'password' if account['password'] else 'no password'}")
+              f"{'password' if account['password'] else 'no password'}" + (
+                  f"  {account['disk_gb']:.2f} of {settings.max_learner_gb:g} GB, {account['jobs']} of "
+                  f"{settings.max_queued_jobs} jobs" if usage else ""))
 
 
 @users_app.command("remove")

@@ -97,6 +97,7 @@ async def run_prepare(request: PrepareRequest, learner: Learner) -> None:
         if upload is None:
             raise TutorError(text("prepare.not_your_upload", language))
         source, label = upload["path"], upload["name"]
+    await asyncio.to_thread(uploads.check_disk, settings, registry, learner, 0, language)
     dataset_id = new_id("ds")
     out_dir = settings.data_dir / "datasets" / dataset_id
     name = f"{'sample' if source == 'sample' else Path(label).stem}-seed{request.seed}".replace("/", "-")

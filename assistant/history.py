@@ -171,6 +171,19 @@ def data_layer(settings: Settings) -> HistoryLayer:
     return HistoryLayer(conninfo=database_url(settings), storage_provider=LocalFiles(settings.data_dir / "history-files"))
 
 
+def files_bytes(settings: Settings, identifier: str) -> int:
+    """Bytes of the element files in one user's chats (counted towards their disk quota; blocking). SQLite's
+    history only: with PostgreSQL the files are the database's and count there."""
+    database = settings.data_dir / "history.sqlite"
+    if settings.database_url is not None or not database.is_file():
+        return 0
+    files = LocalFiles(settings.data_dir / "history-files")
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        keys = db.execute('SELECT e."objectKey" FROM elements e JOIN threads t ON t."id" = e."threadId" '
+                          'WHERE t."userIdentifier" = ? AND e."objectKey" IS NOT NULL', (identifier,)).fetchall()
+    return sum(path.stat().st_size for (key,) in keys if (path := files.path(key)).is_file())
+
+
 def describe(settings: Settings) -> str:
     """Where the history lives, for logs: never the URL's credentials."""
     parts = urlsplit(database_url(settings))
@@ -201,12 +214,17 @@ def files_router(files: LocalFiles):
     return router
 
 
-def serve_files(settings: Settings) -> None:
-    """Add the element-file route to Chainlit's server, ahead of its catch-all page route."""
+def include_first(router) -> None:
+    """Add routes to Chainlit's server ahead of its own (its catch-all page route included)."""
     from chainlit.server import app
 
-    app.include_router(files_router(LocalFiles(settings.data_dir / "history-files")))
-    app.router.routes.insert(0, app.router.routes.pop())  # before Chainlit's catch-all route
+    app.include_router(router)
+    app.router.routes.insert(0, app.router.routes.pop())  # the router is one entry, matched before the rest
+
+
+def serve_files(settings: Settings) -> None:
+    """Add the element-file route to Chainlit's server, ahead of its catch-all page route."""
+    include_first(files_router(LocalFiles(settings.data_dir / "history-files")))
 
 if __name__ == "__main__":
     from training.settings import get_settings

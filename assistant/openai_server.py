@@ -337,7 +337,7 @@ class FineTuningServer:
     def _job(self, run: dict) -> dict:
         meta = json.loads((Path(run["run_dir"]) / "openai.json").read_text())
         succeeded = run["status"] == "succeeded"
-        status = {"interrupted": "running"}.get(run["status"], run["status"])
+        status = {"interrupted": "running", "timed_out": "cancelled"}.get(run["status"], run["status"])
         return FineTuningJob.model_validate({
             "id": f"ftjob-{run['id']}", "object": "fine_tuning.job", "created_at": int(run["created_at"]),
             "model": meta["model"], "status": status, "training_file": meta["training_file"],

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import chainlit as cl
 
+from assistant import history
 from assistant.accounts import Learner
 from assistant.actions import RunRef, TrainRequest, action, current_learner, typed_settings
 from assistant.backends import create_backend
@@ -27,6 +28,7 @@ from assistant.generation import Usage
 from assistant.i18n import CATALOG, session_language, text
 from assistant.run_feed import feed
 from training.backends import backend_of, training_backend, training_backend_names
+from training import quotas
 from training.charts import loss_chart
 from training.errors import TutorError
 from training.estimate import GB
@@ -134,7 +136,15 @@ async def on_start_training(request: TrainRequest, learner: Learner, sent: cl.Ac
 
 
 async def _start(backend, config, learner: Learner) -> None:
-    run = await asyncio.to_thread(backend.start, config, registry_for(get_settings()), learner.id)
+    settings = get_settings()
+    registry = registry_for(settings)
+
+    def checked_start():  # the learner's quotas first: a refused run writes nothing
+        quotas.check_start(settings, registry, learner.id, config, history.files_bytes(settings, learner.id),
+                           backend.language)
+        return backend.start(config, registry, learner.id)
+
+    run = await asyncio.to_thread(checked_start)
     cl.user_session.set("training_job", asyncio.create_task(watch(run, backend.describe(config), backend.language)))
 
 

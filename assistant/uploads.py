@@ -13,8 +13,10 @@ import re
 import shutil
 from pathlib import Path
 
+from assistant import history
 from assistant.accounts import Learner
 from assistant.i18n import text
+from training import quotas
 from training.errors import TutorError
 from training.registry import Registry, new_id
 from training.settings import Settings
@@ -29,6 +31,11 @@ def shown_name(name: str) -> str:
     return cleaned[:80]
 
 
+def check_disk(settings: Settings, registry: Registry, learner: Learner, adding: int = 0, language: str = "en"):
+    """The learner's disk quota, their chat files counted (blocking: call it off the loop)."""
+    quotas.check_disk(settings, registry, learner.id, adding, history.files_bytes(settings, learner.id), language)
+
+
 def keep(registry: Registry, settings: Settings, learner: Learner, name: str, path: str,
          language: str = "en") -> dict:
     """Check and keep one upload (blocking: call it off the loop); returns its registry row. A refusal says why
@@ -40,6 +47,7 @@ def keep(registry: Registry, settings: Settings, learner: Learner, name: str, pa
     size = Path(path).stat().st_size
     if size > settings.max_upload_mb * 2**20:
         raise TutorError(text("uploads.too_big", language, name=shown, size=size / 2**20, limit=settings.max_upload_mb))
+    check_disk(settings, registry, learner, size, language)
     file_id = new_id("file")
     folder = settings.data_dir / "uploads"
     folder.mkdir(parents=True, exist_ok=True)

@@ -59,6 +59,12 @@ def test_users_add_list_remove_and_transfer_from_the_cli(tmp_path):
     moved = tutor(tmp_path, "users", "transfer", old_bob, "bob")
     assert moved.returncode == 0 and "1 datasets" in moved.stdout, moved.stderr
     assert [d["name"] for d in registry.datasets(new_bob)] == ["bob's"]
+    (tmp_path / "upload.jsonl").write_bytes(b"x" * 3 * 2**20)
+    registry.add_file(new_bob, "upload.jsonl", tmp_path / "upload.jsonl", purpose="dataset")
+    registry.create_run("local", {}, tmp_path / "run-b", run_id="run-b", owner=new_bob)
+    usage = {u["name"]: u for u in json.loads(tutor(tmp_path, "users", "list", "--usage", "--json").stdout)}
+    assert usage["bob"]["disk_gb"] == round(3 * 2**20 / 2**30, 3) and usage["bob"]["jobs"] == 1
+    assert usage["alice"]["disk_gb"] == 0 and usage["alice"]["jobs"] == 0
     unknown = tutor(tmp_path, "users", "transfer", "u-nobody", "bob")
     assert unknown.returncode == 1 and "No account has the id u-nobody" in unknown.stderr
 
@@ -83,6 +89,11 @@ def test_passwords_are_checked_names_validated_and_sessions_end_with_the_account
     assert learner_of(registry, alice["id"]).name == "alice"
     registry.remove_user("alice")
     assert learner_of(registry, alice["id"]) is None and authenticate(registry, "alice", "correct horse") is None
+    registry.remove_user("dora@example.edu")  # vouched for by a proxy: not re-made at the next login
+    with pytest.raises(TutorError, match="was removed; an admin can add it again"):
+        learner_for(registry, "dora@example.edu")
+    add_user(registry, "dora@example.edu", None)
+    assert learner_for(registry, "dora@example.edu").id != dora.id, "re-added by an admin: a new person"
 
 
 def test_the_login_secret_is_made_once_and_kept_private(tmp_path, monkeypatch):

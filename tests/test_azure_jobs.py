@@ -310,3 +310,30 @@ def cl_session(key):
     import chainlit as cl
 
     return cl.user_session.get(key)
+
+
+def test_shared_mode_names_only_deployments_of_the_learners_own_fine_tunes(tmp_path, azure):
+    """A learner may record a deployment the control plane shows serving their own run's model, or one the
+    instructor lists, never another learner's or an expensive base model's; a local install takes any name."""
+    settings = azure_settings(tmp_path, azure).model_copy(update={"auth": "password"})
+    registry = registry_for(settings)
+    runs = {}
+    for owner, model in (("u-ann", "gpt-4o-mini.ft-ann"), ("u-bob", "gpt-4o-mini.ft-bob")):
+        run = registry.create_run("azure", {"model": BASE}, tmp_path / owner, status="succeeded",
+                                  run_id=f"run-{owner}", owner=owner)
+        runs[owner] = registry.update_run(run["id"], metrics={"fine_tuned_model": model})
+        azure.add_deployment(f"dep-{owner}", model)
+    azure.add_deployment("gpt-4o-big", "gpt-4o")
+    backend = backend_of(runs["u-bob"], settings)
+    for name in ("dep-u-ann", "gpt-4o-big", "no-such-deployment"):
+        with pytest.raises(TutorError, match="neither"):
+            backend.deployed(runs["u-bob"], registry, name)
+    assert backend.deployed(runs["u-bob"], registry, "dep-u-bob")["metrics"]["deployment"] == "dep-u-bob"
+    assert backend.deployed(runs["u-ann"], registry, "dep-u-ann")["metrics"]["deployment"] == "dep-u-ann"
+    listed = settings.model_copy(update={"azure_deployments": ["gpt-4o-big", "dep-u-ann"]})
+    backend = backend_of(runs["u-bob"], listed, "uk")
+    assert backend.deployed(runs["u-bob"], registry, "gpt-4o-big")["metrics"]["deployment"] == "gpt-4o-big"
+    with pytest.raises(TutorError, match="ні те, ні інше"):  # listed, but another learner's run answers through it
+        backend.deployed(runs["u-bob"], registry, "dep-u-ann")
+    local = backend_of(runs["u-bob"], settings.model_copy(update={"auth": "none"}))
+    assert local.deployed(runs["u-bob"], registry, "dep-u-ann")["metrics"]["deployment"] == "dep-u-ann"

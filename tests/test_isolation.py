@@ -210,8 +210,21 @@ async def test_uploads_are_kept_with_their_real_suffix_owned_and_limited(shared,
     assert len(kept) == 1 and len(list((shared["data_dir"] / "uploads").iterdir())) == 1, "an oversized upload is kept"
 
 
+async def test_a_learner_at_the_queue_quota_gets_its_sentence_and_no_run(shared, monkeypatch):
+    monkeypatch.setenv("TUTOR_MAX_QUEUED_JOBS", "1")  # alice's queued run from the fixture is her one
+    get_settings.cache_clear()
+    chat = open_chat("alice")
+    before = shared["registry"].runs(shared["ids"]["alice"])
+    await training_flow.on_finetune(cl.Action(name="finetune", payload={
+        "backend": "local", "dataset_id": shared["dataset"], "settings": {}}))
+    await press_start(chat)
+    assert "You have 1 training jobs waiting or running" in chat.messages[-1]["output"]
+    assert shared["registry"].runs(shared["ids"]["alice"]) == before, "no run was made"
+
+
 async def test_a_queued_run_shows_its_place_live(shared, monkeypatch, tiny_model_dir):
     monkeypatch.setenv("TUTOR_MAX_TRAINING_JOBS", "1")
+    monkeypatch.setenv("TUTOR_MAX_EPOCHS", "1000")  # a run that keeps going while the test looks
     get_settings.cache_clear()
     registry = shared["registry"]
     registry.update_run(shared["queued"], status="cancelled")  # the fixture's record: out of the way

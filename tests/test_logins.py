@@ -135,9 +135,57 @@ def test_header_logins_come_only_from_the_trusted_proxy_with_its_secret(tmp_path
         assert httpx.get(f"{app.url}/user", cookies=ok.cookies).json()["display_name"] == "bob"
         for name in ("../admin", "local", "api", "LOCAL"):
             assert httpx.post(header, headers={**proxied, "X-Remote-User": name}).status_code == 401, name
+
+        # Chainlit's feedback and sharing routes, closed in front: bob can't touch carol's thread by its ids.
+        carol = httpx.post(header, headers={**proxied, "X-Remote-User": "carol"})
+        ids = seed_thread(tmp_path / "data" / "history.sqlite", carol_id := httpx.get(
+            f"{app.url}/user", cookies=carol.cookies).json()["identifier"])
+        forged = {"forId": ids["step"], "threadId": ids["thread"], "value": 0, "id": ids["feedback"]}
+        assert httpx.put(f"{app.url}/feedback", cookies=ok.cookies,
+                         json={"feedback": forged, "sessionId": "x"}).status_code == 404
+        assert httpx.request("DELETE", f"{app.url}/feedback", cookies=ok.cookies,
+                             json={"feedbackId": ids["feedback"]}).status_code == 404
+        for element in ({"id": ids["element"], "threadId": ids["thread"], "type": "custom", "name": "x",
+                         "display": "inline"}, {"id": ids["element"], "type": "custom", "name": "x", "display": "inline"}):
+            for method in ("PUT", "DELETE"):
+                assert httpx.request(method, f"{app.url}/project/element", cookies=ok.cookies,
+                                     json={"element": element, "sessionId": "x"}).status_code == 404
+        assert httpx.put(f"{app.url}/project/thread/share", cookies=carol.cookies,
+                         json={"threadId": ids["thread"], "isShared": True}).status_code == 403, "sharing is off"
+        mine = httpx.put(f"{app.url}/feedback", cookies=carol.cookies,
+                         json={"feedback": {**forged, "value": 1}, "sessionId": "x"})
+        assert mine.status_code == 200, "the thread's own user still gives feedback"
+        assert feedback_value(tmp_path / "data" / "history.sqlite", ids["feedback"]) == 1 and carol_id
         assert "proxy-secret-123" not in app.log_text()
     registry = Registry(tmp_path / "data" / "registry.sqlite")
     assert registry.user("bob")["role"] == "user" and registry.user("local") is None
+
+
+def seed_thread(database, identifier: str) -> dict[str, str]:
+    """A thread of the user with this identifier, with a step, an element and a feedback, straight in the app's
+    history database; their ids."""
+    import sqlite3
+    import uuid
+
+    ids = {kind: str(uuid.uuid4()) for kind in ("thread", "step", "element", "feedback")}
+    with sqlite3.connect(database) as db:
+        [(user_id,)] = db.execute('SELECT "id" FROM users WHERE "identifier" = ?', (identifier,)).fetchall()
+        db.execute('INSERT INTO threads ("id", "userId", "userIdentifier", "name") VALUES (?, ?, ?, ?)',
+                   (ids["thread"], user_id, identifier, "carol's"))
+        db.execute('INSERT INTO steps ("id", "name", "type", "threadId", "streaming", "output") '
+                   "VALUES (?, 'tutor', 'assistant_message', ?, 0, 'an answer')", (ids["step"], ids["thread"]))
+        db.execute('INSERT INTO elements ("id", "threadId", "type", "name") VALUES (?, ?, \'custom\', \'x\')',
+                   (ids["element"], ids["thread"]))
+        db.execute('INSERT INTO feedbacks ("id", "forId", "threadId", "value") VALUES (?, ?, ?, 1)',
+                   (ids["feedback"], ids["step"], ids["thread"]))
+    return ids
+
+
+def feedback_value(database, feedback_id: str) -> int:
+    import sqlite3
+
+    with sqlite3.connect(database) as db:
+        return db.execute('SELECT "value" FROM feedbacks WHERE "id" = ?', (feedback_id,)).fetchone()[0]
 
 
 def test_only_the_configured_proxies_are_trusted():

@@ -108,10 +108,9 @@ async def test_the_chat_button_steps_through_the_learners_own_dataset_only(train
     monkeypatch.setenv("TUTOR_CACHE_DIR", str(MODEL_CACHE))
     get_settings.cache_clear()
     registry = registry_for(get_settings())
-    mine = registry.add_dataset("mine", {"train": train_file}, {}, owner="ann")
-    theirs = registry.add_dataset("theirs", {"train": train_file}, {}, owner="bob")
-    registry.add_user("ann", None)
-    registry.add_user("bob", None)
+    ann, bob = registry.add_user("ann", None)["id"], registry.add_user("bob", None)["id"]
+    mine = registry.add_dataset("mine", {"train": train_file}, {}, owner=ann)
+    theirs = registry.add_dataset("theirs", {"train": train_file}, {}, owner=bob)
 
     chat = open_chat(user="ann", language="uk-UA")
     await token_flow.on_see_tokens(token_flow.tokens_action(mine, 12))

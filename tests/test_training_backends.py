@@ -117,13 +117,16 @@ async def test_a_registered_backend_is_offered_set_up_started_and_summarised_in_
 def test_a_registered_backend_is_driven_from_the_cli(data_dir, tmp_path):
     train = tmp_path / "train.jsonl"
     train.write_text('{"messages": []}\n')
+    nobody = tutor("train", "--backend", "fake-service", "--train", str(train), "--owner", "alice", "--json")
+    assert nobody.exit_code == 1 and "No account named alice" in nobody.output and not FakeService.calls
+    alice = registry_for(get_settings()).add_user("alice", None)["id"]  # --owner names an account: its id owns
     done = tutor("train", "--backend", "fake-service", "--train", str(train), "--epochs", "2", "--owner", "alice",
                  "--json")
     assert done.exit_code == 0, done.output
     run = json.loads(done.stdout)
     assert (run["id"], run["backend"], run["status"], run["owner"]) == ("run-fake-1", "fake-service", "succeeded",
-                                                                        "alice")
-    assert run["metrics"] == {"final_loss": 0.25} and FakeService.calls == [("start", 2.0, "alice")]
+                                                                        alice)
+    assert run["metrics"] == {"final_loss": 0.25} and FakeService.calls == [("start", 2.0, alice)]
 
     registry_for(get_settings()).update_run("run-fake-1", status="running")
     cancelled = tutor("jobs", "cancel", "run-fake-1", "--json")

@@ -52,6 +52,8 @@ PHRASES = Phrases(  # Azure's own texts; the others are the OpenAI backend's (tr
                          "AZURE_OPENAI_AD_TOKEN) in a `.env` file next to the app, then restart it."),
         "price": " (priced per 1M training tokens on Azure's pricing page for your region and model)",
         "deployed": "It answers through the deployment `{deployment}`. {hosting}",
+        "not_yours": ("On a shared server you can name only a deployment of your own fine-tune, or one the instructor "
+                      "lists (TUTOR_AZURE_DEPLOYMENTS): `{deployment}` is neither."),
         "deploy_step": ("Azure keeps `{model}` as a custom model: it answers only once deployed. Deploy it in the "
                         "Foundry portal (Fine-tuning → the job → Deploy), or with {command}. Then record it: "
                         "`/deployed {run}` in chat or `tutor jobs deployed {run} {run}` (use the name you gave it). "
@@ -67,6 +69,8 @@ PHRASES = Phrases(  # Azure's own texts; the others are the OpenAI backend's (tr
                          "AZURE_OPENAI_AD_TOKEN) у файлі `.env` поруч із застосунком і перезапустіть його."),
         "price": " (ціна за 1 млн токенів навчання — на сторінці цін Azure для вашого регіону й моделі)",
         "deployed": "Вона відповідає через розгортання `{deployment}`. {hosting}",
+        "not_yours": ("На спільному сервері можна назвати лише розгортання вашої власної тонко налаштованої моделі "
+                      "або одне з тих, що задав викладач (TUTOR_AZURE_DEPLOYMENTS): `{deployment}` — ні те, ні інше."),
         "deploy_step": ("Azure зберігає `{model}` як власну модель: вона відповідає лише після розгортання. Розгорніть "
                         "її в порталі Foundry (Fine-tuning → завдання → Deploy) або командою {command}. Потім "
                         "зареєструйте розгортання: `/deployed {run}` у чаті або `tutor jobs deployed {run} {run}` "
@@ -113,9 +117,7 @@ async def deploy(settings: Settings, fine_tuned_model: str, name: str, timeout: 
     the deployment's name. Raises TutorError with the control plane's reason."""
     import httpx
 
-    url = (f"{settings.azure_management_url.rstrip('/')}/subscriptions/{quote(settings.azure_subscription_id, safe='')}"
-           f"/resourceGroups/{quote(settings.azure_resource_group, safe='')}/providers/Microsoft.CognitiveServices"
-           f"/accounts/{quote(settings.azure_resource_name, safe='')}/deployments/{quote(name, safe='')}")
+    url = _deployment_url(settings, name)
     body = {"sku": {"name": ARM_SKU[settings.azure_deployment_sku], "capacity": 1},
             "properties": {"model": {"format": "OpenAI", "name": fine_tuned_model, "version": "1"}}}
     headers = {"Authorization": f"Bearer {secret(settings.azure_management_token)}"}
@@ -133,6 +135,26 @@ async def deploy(settings: Settings, fine_tuned_model: str, name: str, timeout: 
         raise TutorError(f"Azure could not deploy {fine_tuned_model} (the deployment ended {state}): check its "
                          "quota and region in the Foundry portal.")
     return name
+
+
+def _deployment_url(settings: Settings, name: str) -> str:
+    return (f"{settings.azure_management_url.rstrip('/')}/subscriptions/{quote(settings.azure_subscription_id, safe='')}"
+            f"/resourceGroups/{quote(settings.azure_resource_group, safe='')}/providers/Microsoft.CognitiveServices"
+            f"/accounts/{quote(settings.azure_resource_name, safe='')}/deployments/{quote(name, safe='')}")
+
+
+async def deployed_model(settings: Settings, name: str) -> str | None:
+    """The model a deployment serves, asked of the control plane; None when there is no such deployment."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {secret(settings.azure_management_token)}"}
+    async with httpx.AsyncClient(timeout=settings.request_timeout, headers=headers,
+                                 params={"api-version": ARM_API_VERSION}) as http:
+        try:
+            response = await _arm(http, "GET", _deployment_url(settings, name), settings)
+        except TutorError:
+            return None
+    return ((response.json().get("properties") or {}).get("model") or {}).get("name")
 
 
 def _state(response) -> str:
@@ -256,9 +278,21 @@ class AzureJobs(OpenAIJobs):
             raise TutorError(f"Run {run['id']} is {run['status']}: only a finished fine-tune can be deployed.")
         if not re.match(DEPLOYMENT_NAME, name):
             raise TutorError("A deployment name is 2 to 64 letters, digits, '.', '-' or '_'.")
+        if self.settings.auth != "none" and not self._may_name(run, registry, name):
+            raise TutorError(PHRASES("not_yours", self.language, deployment=name))
         metrics = {key: value for key, value in run["metrics"].items() if key not in ("next_step", "deployment_error")}
         self.record_model(run, registry, {**metrics, "deployment": name}, name)
         return registry.run(run["id"])
+
+    def _may_name(self, run: dict, registry: Registry, name: str) -> bool:
+        """Shared mode: one of the instructor's deployments, or (asked of the control plane) one serving this very
+        run's model, and never one another learner's run answers through."""
+        if any(r["metrics"].get("deployment") == name and r["owner"] != run["owner"] for r in registry.runs()):
+            return False
+        if name in self.settings.azure_deployments:
+            return True
+        model = run["metrics"].get("fine_tuned_model")
+        return bool(model and can_deploy(self.settings) and asyncio.run(deployed_model(self.settings, name)) == model)
 
     def baseline_model(self, model: dict) -> str:
         if not self.settings.azure_base_deployment:

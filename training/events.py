@@ -114,8 +114,11 @@ class Done(_Event):
 
 
 class Cancelled(_Event):
+    """Stopped with a checkpoint: by the learner, or at the server's wall time per run."""
+
     type: Literal["cancelled"] = "cancelled"
     step: int | None = None
+    reason: Literal["cancelled", "timed_out"] = "cancelled"
 
 
 class Error(_Event):

@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from training import catalog, events, queue
+from training.quotas import PHRASES as QUOTA_PHRASES
+from training.quotas import run_seconds
 from training.backends import TrainingBackend, backend_of, register_training_backend
 from training.config import ConfigError, TrainConfig
 from training.errors import TutorError
@@ -139,6 +141,9 @@ class LocalLoRA(TrainingBackend):
     def describe_result(self, run: dict) -> str:
         if run["status"] in ("succeeded", "cancelled"):
             return PHRASES(run["status"], self.language, run=run["id"])
+        if run["status"] == "timed_out":
+            return QUOTA_PHRASES("timed_out", self.language, run=run["id"],
+                                 hours=(run_seconds(self.settings) or 0) / 3600)
         return run.get("error") or PHRASES("see_log", self.language)
 
     def estimate(self, config: TrainConfig) -> str:

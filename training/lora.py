@@ -44,6 +44,7 @@ from training.lora_model import AnswerLoss, add_lora, answer_logits, load_base, 
 from training.metrics import named_items, parse_list, set_scores
 from training.models import resolve_base_model
 from training.queue import NICENESS_VARIABLE, process_alive
+from training.quotas import run_seconds
 from training.settings import get_settings
 
 
@@ -144,18 +145,24 @@ def generation_f1(model, tokenizer, conversations: list[list[dict]], limit: int,
 # --- training ---------------------------------------------------------------------------------
 
 class Stop:
-    """Set by SIGTERM (when this process owns its signals) or by a `cancel` file in the run directory."""
+    """Set by SIGTERM (when this process owns its signals), by a `cancel` file in the run directory, or by the
+    server's wall time per run (`limit` seconds of this process's training: a resumed run gets its own)."""
 
-    def __init__(self, run_dir: Path, handle_signals: bool):
+    def __init__(self, run_dir: Path, handle_signals: bool, limit: float | None = None):
         self.file, self.flag = run_dir / "cancel", False
+        self.deadline = time.monotonic() + limit if limit else None
         if handle_signals:
             signal.signal(signal.SIGTERM, self._on_signal)
 
     def _on_signal(self, *_):
         self.flag = True
 
+    @property
+    def timed_out(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
     def requested(self) -> bool:
-        return self.flag or self.file.exists()
+        return self.flag or self.file.exists() or self.timed_out
 
 
 def train(run_dir: Path, resume: bool = False, registry=None, handle_signals: bool = False) -> dict:
@@ -216,7 +223,7 @@ def train(run_dir: Path, resume: bool = False, registry=None, handle_signals: bo
                  trainable_parameters=sum(p.numel() for p in trainable),
                  step=progress["step"], resumed=resumed_from is not None, checkpoint=resumed_from)
 
-    stop = Stop(run_dir, handle_signals)
+    stop = Stop(run_dir, handle_signals, run_seconds(get_settings()))
     eval_every = config.eval_every or max(1, batches_per_epoch // config.gradient_accumulation)
     window_tokens, window_started = 0, time.perf_counter()
     started_seconds = progress["seconds"]
@@ -267,10 +274,11 @@ def train(run_dir: Path, resume: bool = False, registry=None, handle_signals: bo
                 events.write("checkpoint", step=step, path=str(saved))
             accelerator.wait_for_everyone()
             if cancel:
-                events.write("cancelled", step=step)
+                status = "timed_out" if stop.timed_out and not stop.flag else "cancelled"
+                events.write("cancelled", step=step, reason=status)
                 if registry and main:
-                    registry.update_run(run_dir.name, status="cancelled", handle=None)
-                return {"status": "cancelled", "step": step}
+                    registry.update_run(run_dir.name, status=status, handle=None)
+                return {"status": status, "step": step}
     return finish(run_dir, accelerator, model, tokenizer, config, val_set, val_raw, progress, events, registry,
                   chosen.dtype, answer_budget(train_set))
 

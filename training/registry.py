@@ -27,8 +27,8 @@ from training.registry_schema import API_USER, LOCAL_USER, OWNED, RESERVED, migr
 
 __all__ = ["API_USER", "LOCAL_USER", "RESERVED", "Registry", "RegistryError", "new_id", "registry_for"]
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
-FINISHED = ("succeeded", "failed", "cancelled")
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted", "timed_out")
+FINISHED = ("succeeded", "failed", "cancelled", "timed_out")
 ACTIVE = ("queued", "running")
 ROLES = ("user", "admin")
 VOTES = ("a", "b", "tie")

@@ -85,6 +85,12 @@ class Settings(BaseSettings):
             mode.
         max_training_jobs: local trainers at once (default: one per CUDA GPU, else 1); the rest queue.
         max_upload_mb: the largest file a learner can attach in chat.
+        max_learner_gb, max_queued_jobs: with logins on, each learner's disk allowance (datasets, uploads, runs,
+            chat files) and jobs waiting or running at once (training/quotas.py).
+        max_epochs, max_lora_r, max_train_length: with logins on, the largest epochs, LoRA rank and example
+            length a learner may ask for.
+        max_run_hours: wall time per run; it then stops as timed_out with its checkpoint (default: 12 with logins
+            on, none without).
         max_line_bytes: the longest line of a JSONL file that is read (a longer one is reported by its number and
             skipped unread, so one huge line can't take the memory).
         train_base_models: base models (HF ids or folders) a learner may pick with `/train base=NAME`,
@@ -102,6 +108,8 @@ class Settings(BaseSettings):
         azure_openai_endpoint: https://RESOURCE.openai.azure.com; with azure_openai_api_key, or an Entra ID
             token in azure_openai_ad_token. openai_api_version: the data-plane API version.
         azure_base_deployment: the deployment of the base model, for the RAG baseline of A/B chats and evals.
+        azure_deployments: in shared mode, the deployments learners may name with `/deployed` besides those the
+            control plane shows serving their own fine-tunes.
         azure_subscription_id / azure_resource_group / azure_resource_name / azure_management_token: with all
             four, a finished fine-tune is deployed through the control plane at azure_management_url;
             without them, the learner deploys it (portal or `az`) and names the deployment.
@@ -144,6 +152,12 @@ class Settings(BaseSettings):
     max_training_jobs: int | None = Field(None, ge=1, le=64)
     max_upload_mb: int = Field(200, ge=1, le=100_000)
     max_line_bytes: int = Field(2**20, ge=1024, le=2**30)
+    max_learner_gb: float = Field(5.0, gt=0, le=100_000)
+    max_queued_jobs: int = Field(3, ge=1, le=1000)
+    max_epochs: float = Field(20, gt=0, le=1000)
+    max_lora_r: int = Field(64, ge=1, le=1024)
+    max_train_length: int = Field(4096, ge=16, le=131_072)
+    max_run_hours: float | None = Field(None, gt=0, le=10_000)
     train_base_models: Annotated[list[str], NoDecode] = []
     train_datasets: Annotated[list[str], NoDecode] = []
     train_memory_gb: float | None = Field(None, gt=0, le=100_000)
@@ -163,6 +177,7 @@ class Settings(BaseSettings):
     azure_resource_name: str | None = Field(None, validation_alias=_env("AZURE_RESOURCE_NAME"))
     azure_management_token: SecretStr | None = Field(None, validation_alias=_env("AZURE_MANAGEMENT_TOKEN"))
     azure_management_url: str = Field("https://management.azure.com", validation_alias=_env("AZURE_MANAGEMENT_URL"))
+    azure_deployments: Annotated[list[str], NoDecode] = []
     azure_deployment_sku: Literal["standard", "globalstandard", "developertier"] = "standard"
 
     @field_validator("openai_base_url", "chroma_host", "openai_organization", "openai_project", "database_url",
@@ -174,7 +189,7 @@ class Settings(BaseSettings):
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("allowed_origins", "train_base_models", "train_datasets", "serve_allowed_hosts", "trusted_proxies",
-                     "oauth_allowed", mode="before")
+                     "oauth_allowed", "azure_deployments", mode="before")
     @classmethod
     def _comma_list(cls, value):
         return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value

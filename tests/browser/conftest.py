@@ -67,7 +67,8 @@ def app(tmp_path_factory, embedded_model_dir, tiny_model_dir, indexed_data_dir):
     seed_a_fine_tuned_model(data_dir, embedded_model_dir, owner=ids["alice"])
     log = tmp_path_factory.mktemp("logs") / "chainlit.log"
     _APP_LOG.append(log)
-    with AppProcess(data_dir, log=log, TUTOR_AUTH="password", TUTOR_TRAIN_BASE_MODELS=str(tiny_model_dir)) as running:
+    with AppProcess(data_dir, log=log, TUTOR_AUTH="password", TUTOR_TRAIN_BASE_MODELS=str(tiny_model_dir),
+                    TUTOR_MAX_EPOCHS="1000") as running:  # a run that keeps going while the test looks
         running.wait_until_warm()
         running.data_dir = data_dir
         yield running

@@ -70,6 +70,21 @@ def test_two_learners_see_and_touch_only_their_own_work(browser, app, tiny_model
         assert registry.run(run["id"])["status"] == "running" and not registry.datasets(registry.user("bob")["id"])
         assert not registry.runs(registry.user("bob")["id"])
 
+        # Bob's browser calls Chainlit's feedback and element routes with the ids of alice's thread: refused.
+        with sqlite3.connect(app.data_dir / "history.sqlite") as db:
+            thread, step = db.execute(
+                'SELECT s."threadId", s."id" FROM steps s JOIN threads t ON t."id" = s."threadId" '
+                'WHERE t."userIdentifier" = ? LIMIT 1', (registry.user("alice")["id"],)).fetchone()
+        calls = [("PUT", "/feedback", {"feedback": {"forId": step, "threadId": thread, "value": 0}, "sessionId": "x"}),
+                 ("PUT", "/project/element", {"element": {"id": step, "threadId": thread, "type": "custom",
+                                                          "name": "x", "display": "inline"}, "sessionId": "x"}),
+                 ("DELETE", "/project/element", {"element": {"id": step, "threadId": thread, "type": "custom",
+                                                             "name": "x", "display": "inline"}, "sessionId": "x"})]
+        statuses = bob.evaluate("""async (calls) => Promise.all(calls.map(([method, path, body]) => fetch(path, {
+            method, headers: {"content-type": "application/json"}, body: JSON.stringify(body)}).then(r => r.status)))""",
+                                calls)
+        assert statuses == [404, 404, 404], statuses
+
         alice.get_by_role("button", name="Cancel").last.click()
         last_step(alice, "was cancelled", MODEL)
     finally:
