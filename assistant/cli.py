@@ -8,7 +8,7 @@
     tutor train --backend local --train train.jsonl --val validation.jsonl [--epochs 2 --lr 1e-3 --r 8 ...]
     tutor train --backend openai --train train.jsonl --val validation.jsonl [--model ft:... --suffix recipes --auto]
     tutor serve [--port 8100]            # this project's OpenAI-compatible fine-tuning + chat server
-    tutor users add NAME [--admin] | list | remove NAME | transfer ID NAME   # accounts for a shared instance
+    tutor users add NAME [--admin] | list [--usage] | remove NAME | transfer ID NAME   # (assistant/cli_users.py)
     tutor jobs list | show RUN | cancel RUN | resume RUN | export RUN
     tutor explain RUN [--json] [--language uk]   # what the run's curve shows, cited, and the next run
     tutor tokens FILE.jsonl --line 3 [--json]    # which tokens of an example the trainer trains on
@@ -29,7 +29,9 @@ from typing import Optional
 import typer
 
 from assistant.accounts import owner_named
-from assistant.cli_models import doctor, fail, models_app, show_estimate
+from assistant.cli_common import fail, open_registry
+from assistant.cli_models import doctor, models_app, show_estimate
+from assistant.cli_users import users_app
 from training.config import TrainConfig
 from training.errors import TutorError
 from training.registry import LOCAL_USER, RegistryError
@@ -103,7 +105,7 @@ def prepare(
         if not as_json:
             typer.echo(f"\r{rows:,} rows read ({done / max(total, 1):.0%})", err=True, nl=False)
 
-    registry = _registry()
+    registry = open_registry()
     dataset_id = new_id("ds")
     try:
         folder = out or get_settings().data_dir / "datasets" / dataset_id
@@ -146,24 +148,6 @@ def validate(
     print(json.dumps(report.to_dict(), indent=2) if as_json else report.as_markdown())
     if not report.ok:
         raise typer.Exit(1)
-
-
-def _registry():
-    """The data dir's registry, with runs whose trainer died marked as interrupted; a damaged or locked
-    registry is one line and exit 1."""
-    from training import queue
-    from training.clients import secrets
-    from training.errors import install_secret_redaction
-    from training.registry import registry_for
-    from training.settings import get_settings
-
-    try:
-        install_secret_redaction(*secrets(get_settings()))  # the provider clients' logs, say, name no key
-        registry = registry_for(get_settings())
-        queue.reconcile(registry)
-    except (TutorError, RegistryError) as exc:
-        fail(str(exc), False)
-    return registry
 
 
 def _follow(run: dict, registry, as_json: bool) -> dict:
@@ -268,7 +252,7 @@ def train(
     from training.config import ConfigError
     from training.settings import get_settings
 
-    registry = _registry()
+    registry = open_registry()
     values = {"train_file": str(train_file), "validation_file": str(val_file) if val_file else None,
               "base_model": base_model, "model": model, "suffix": suffix, "lr_multiplier": lr_multiplier,
               "auto": auto, "epochs": epochs, "learning_rate": learning_rate, "lora_r": lora_r,
@@ -303,7 +287,7 @@ app.command()(doctor)
 
 
 def _find(run_id: str, as_json: bool):
-    registry = _registry()
+    registry = open_registry()
     run = registry.run(run_id)
     if run is None:
         fail(f"No run '{run_id}'. `tutor jobs list` shows the runs.", as_json)
@@ -316,7 +300,7 @@ def jobs_list(owner: Optional[str] = typer.Option(None, help="Only this account'
     """Every run (or one account's), newest first, with its owner and its place in the training queue."""
     from training import queue
 
-    registry = _registry()
+    registry = open_registry()
     try:
         runs, places = registry.runs(owner and owner_named(registry, owner)), queue.positions(registry)
         names = {u["id"]: u["name"] for u in registry.users() + registry.users(removed=True)}
@@ -478,7 +462,7 @@ def evaluate_model(
         cases = load_cases(data, limit)
         if not cases:
             raise TutorError(f"{data} has no recipe with a valid gold ingredient list.")
-        registry = _registry()
+        registry = open_registry()
         tuned, base = pair_for_run(registry, settings, model, baseline.value, k)
         systems = {"fine-tuned": tuned, baseline.value: base}
         progress = None if as_json else lambda n, total: typer.echo(f"\r{n}/{total} answers", nl=False, err=True)
@@ -516,89 +500,7 @@ def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8100, 
         fail(str(exc), False)
 
 
-users_app = typer.Typer(help="Accounts for a shared instance (TUTOR_AUTH=password).", no_args_is_help=True)
 app.add_typer(users_app, name="users")
-
-
-@users_app.command("add")
-def users_add(name: str, admin: bool = typer.Option(False, help="An admin sees and manages everyone's work."),
-              password_stdin: bool = typer.Option(False, help="Read the password from standard input."),
-              no_password: bool = typer.Option(False, help="An account that logs in through a proxy header or OAuth.")):
-    """Add an account; the password comes from a prompt (typed twice) or from stdin."""
-    import sys
-
-    from assistant.accounts import add_user
-
-    if no_password:
-        password = None
-    elif password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    try:
-        add_user(_registry(), name, password, admin=admin)
-    except (TutorError, RegistryError) as exc:
-        fail(str(exc), False)
-    typer.echo(f"Added {'admin' if admin else 'user'} {name}.")
-
-
-@users_app.command("list")
-def users_list(as_json: bool = typer.Option(False, "--json"),
-               removed: bool = typer.Option(False, "--removed", help="Removed accounts (their work waits for "
-                                                                   "`tutor users transfer`)."),
-               usage: bool = typer.Option(False, "--usage", help="Each account's disk use and jobs, against the "
-                                                                 "quotas.")):
-    """Accounts, their ids and roles (never a password or its hash)."""
-    from assistant.history import files_bytes
-    from training import quotas
-    from training.registry import ACTIVE
-    from training.settings import get_settings
-
-    registry = _registry()
-    try:
-        accounts = [{"id": u["id"], "name": u["name"], "role": u["role"], "password": bool(u["password_hash"])}
-                    for u in registry.users(removed=removed)]
-        settings = get_settings()
-        for account in accounts if usage else []:
-            used = quotas.usage(settings, registry, account["id"], files_bytes(settings, account["id"]))
-            account.update(disk_gb=round(used / quotas.GB, 3), jobs=len(registry.runs(account["id"], ACTIVE)))
-    except (RegistryError, TutorError) as exc:
-        fail(str(exc), as_json)
-    if as_json:
-        print(json.dumps(accounts, indent=2))
-    for account in [] if as_json else accounts:
-        print(f"{account['id']:<20} {account['name']:<24} {account['role']:<6} "
-              f"{'password' if account['password'] else 'no password'}" + (
-                  f"  {account['disk_gb']:.2f} of {settings.max_learner_gb:g} GB, {account['jobs']} of "
-                  f"{settings.max_queued_jobs} jobs" if usage else ""))
-
-
-@users_app.command("remove")
-def users_remove(name: str):
-    """Remove an account: it can't log in, and its open sessions stop at once; its work stays, for
-    `tutor users transfer` (the same name added again is a new person and sees none of it)."""
-    try:
-        removed = _registry().remove_user(name)
-    except RegistryError as exc:
-        fail(str(exc), False)
-    if not removed:
-        fail(f"No account named {name}.", False)
-    typer.echo(f"Removed {name}.")
-
-
-@users_app.command("transfer")
-def users_transfer(from_id: str = typer.Argument(..., help="The id of the account whose work moves "
-                                                           "(`tutor users list --removed` shows it)."),
-                   to_name: str = typer.Argument(..., help="The account that receives it.")):
-    """Hand all the work of one account (datasets, uploads, runs, models, comparisons, evaluations) to another."""
-    registry = _registry()
-    try:
-        if not any(u["id"] == from_id for u in registry.users() + registry.users(removed=True)):
-            raise TutorError(f"No account has the id {from_id}: `tutor users list --removed` shows them.")
-        moved = registry.transfer(from_id, owner_named(registry, to_name))
-    except (TutorError, RegistryError) as exc:
-        fail(str(exc), False)
-    typer.echo(f"Moved to {to_name}: " + ", ".join(f"{count} {table}" for table, count in moved.items()) + ".")
 
 
 @app.command()

@@ -16,6 +16,7 @@ from typing import Optional
 
 import typer
 
+from assistant.cli_common import fail
 from training.errors import TutorError
 
 models_app = typer.Typer(help="Base models: what this server offers, and downloads from the Hugging Face Hub.",
@@ -136,12 +137,3 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print the report 
 
     found = report(get_settings())
     print(found.model_dump_json(indent=2) if as_json else render(found))
-
-
-def fail(message: str, as_json: bool) -> None:
-    """Every `tutor` command's error: one line (`Error: ...`, or `{"error": ...}` with --json), exit code 1."""
-    if as_json:
-        print(json.dumps({"error": message}))
-    else:
-        typer.secho(f"Error: {message}", fg="red", err=True)
-    raise typer.Exit(1)
