@@ -71,8 +71,9 @@ def check_name(name: str, vouched: bool = False) -> str:
 
 
 def add_user(registry: Registry, name: str, password: str | None, admin: bool = False) -> dict:
-    """Create an account; `password=None` makes one that logs in only through a proxy header or OAuth."""
-    check_name(name)
+    """Create an account; `password=None` makes one that logs in only through a proxy header or OAuth (whose names
+    may be namespaced by their provider, `github:ada`)."""
+    check_name(name, vouched=password is None)
     if password is not None and len(password) < MIN_PASSWORD:
         raise TutorError(f"The password must have at least {MIN_PASSWORD} characters.")
     try:

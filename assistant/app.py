@@ -94,6 +94,11 @@ def configure_server(settings: Settings, host: str, port: int) -> None:
         raise SystemExit(f"Refusing header logins on {host}: anyone who reaches it could name any user. Set "
                          "TUTOR_TRUSTED_PROXIES to your proxy's address, or TUTOR_PROXY_SECRET to a secret the proxy "
                          "adds (or both). See SECURITY.md.")
+    if settings.auth != "none" and os.environ.get("CHAINLIT_ROOT_PATH", "").strip("/"):
+        raise SystemExit("Logins are not served under a root path (CHAINLIT_ROOT_PATH / --root-path): give the app "
+                         "its own host name at the proxy instead. See SECURITY.md.")
+    if settings.auth == "header":  # the proxy's own address is what header mode checks, not X-Forwarded-For
+        os.environ["FORWARDED_ALLOW_IPS"] = ""
     if settings.auth == "oauth" and not settings.oauth_allowed:
         raise SystemExit("TUTOR_AUTH=oauth needs TUTOR_OAUTH_ALLOWED: the emails, email domains or GitHub "
                          "organisations (github-org:NAME) whose members may log in. See SECURITY.md.")
@@ -282,6 +287,8 @@ async def on_settings_update(values: dict):
 
 @cl.on_message
 async def on_message(message: cl.Message):
+    if await guarded(current_learner(), "Checking the account") is None:  # removed while the chat was open
+        return
     said = message.content.strip()
     files = [e for e in message.elements or [] if getattr(e, "path", None)]
     if files:

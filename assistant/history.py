@@ -148,12 +148,27 @@ class HistoryLayer(SQLAlchemyDataLayer):
 
         moved = 0
         for name, user_id in (await asyncio.to_thread(registry.legacy_names)).items():
-            async with self.engine.begin() as connection:
-                found = await connection.execute(text('UPDATE users SET "identifier" = :id WHERE "identifier" = :name'),
-                                                 {"id": user_id, "name": name})
-                await connection.execute(text('UPDATE threads SET "userIdentifier" = :id WHERE "userIdentifier" = :name'),
-                                         {"id": user_id, "name": name})
-            moved += found.rowcount
+            values = {"id": user_id, "name": name}
+            try:
+                async with self.engine.begin() as connection:
+                    # A history user for the id may exist already (a login before this ran): its threads join it.
+                    kept = (await connection.execute(text('SELECT "id" FROM users WHERE "identifier" = :id'),
+                                                     values)).scalar()
+                    old = (await connection.execute(text('SELECT "id" FROM users WHERE "identifier" = :name'),
+                                                    values)).scalar()
+                    if old is not None and kept is not None:
+                        await connection.execute(text('UPDATE threads SET "userId" = :kept WHERE "userId" = :old'),
+                                                 {"kept": kept, "old": old})
+                        await connection.execute(text('DELETE FROM users WHERE "id" = :old'), {"old": old})
+                    elif old is not None:
+                        await connection.execute(text('UPDATE users SET "identifier" = :id WHERE "id" = :old'),
+                                                 {**values, "old": old})
+                    await connection.execute(text('UPDATE threads SET "userIdentifier" = :id '
+                                                  'WHERE "userIdentifier" = :name'), values)
+            except Exception as exc:  # noqa: BLE001 - one account's history stays where it was; the rest move
+                log.error("Chat history of one account could not be moved to its id (%s)", type(exc).__name__)
+                continue
+            moved += old is not None
             await asyncio.to_thread(registry.forget_legacy_name, user_id)
         return moved
 
@@ -218,8 +233,10 @@ def include_first(router) -> None:
     """Add routes to Chainlit's server ahead of its own (its catch-all page route included)."""
     from chainlit.server import app
 
-    app.include_router(router)
-    app.router.routes.insert(0, app.router.routes.pop())  # the router is one entry, matched before the rest
+    routes = app.router.routes
+    before = len(routes)
+    app.include_router(router)  # one entry (FastAPI 0.165) or one per route (older): all of them go first
+    routes[:0] = [routes.pop(before) for _ in range(len(routes) - before)]
 
 
 def serve_files(settings: Settings) -> None:

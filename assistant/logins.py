@@ -98,9 +98,19 @@ def _client(scope) -> str:
     return (scope.get("client") or ("?", 0))[0]
 
 
+def _network(address: str) -> str:
+    """The throttle's key for an address: IPv6 by its /64 (a client may rotate within one), IPv4 as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else address
+
+
 def trusted_proxy(settings: Settings, address: str, headers: dict[str, str]) -> bool:
     """Whether a request may name its user in the header: from a trusted proxy, with the secret where one is set."""
-    if settings.trusted_proxies:
+    explicit = "trusted_proxies" in settings.model_fields_set
+    if settings.trusted_proxies and (explicit or settings.proxy_secret is None):  # a secret alone is enough
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -131,19 +141,28 @@ class LoginGuard:
                 and not trusted_proxy(self.settings, _client(scope), headers):
             log.warning("Refused a header login from %s: not a trusted proxy", _client(scope))
             return await _answer(scope, send, 403, "Logins through a header come only from the trusted proxy.")
-        if self.settings.auth != "none" and (token := _token(headers)) and not await self._active(token):
-            return await _answer(scope, send, 401, "This account was removed: log in again.")
+        if self.settings.auth != "none" and not await self._active(_tokens(scope["headers"])):
+            if scope["type"] == "websocket":
+                return await _answer(scope, send, 401, "This account was removed: log in again.")
+            # Over HTTP the request goes on without its login: pages load (and offer the login again), API calls
+            # get Chainlit's own 401.
+            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"]
+                                          if k.lower() not in (b"cookie", b"authorization")]}
         await self.app(scope, receive, send)
 
-    async def _active(self, token: str) -> bool:
-        """False for a validly signed token whose account is gone (a bad signature is Chainlit's to refuse)."""
+    async def _active(self, tokens: list[str]) -> bool:
+        """False when any validly signed token names an account that is gone (a bad signature is Chainlit's to
+        refuse): every token a client sent is checked, whichever Chainlit would read."""
         from chainlit.auth import decode_jwt
 
-        try:
-            user = decode_jwt(token)
-        except Exception:  # noqa: BLE001 - pyjwt's many errors: not ours to judge
-            return True
-        return await asyncio.to_thread(self.registry.account, user.identifier) is not None
+        for token in tokens[:8]:
+            try:
+                identifier = decode_jwt(token).identifier
+            except Exception:  # noqa: BLE001 - pyjwt's many errors: not ours to judge
+                continue
+            if await asyncio.to_thread(self.registry.account, identifier) is None:
+                return False
+        return True
 
     async def _login(self, scope, receive, send):
         body, more = b"", True
@@ -155,8 +174,11 @@ class LoginGuard:
             more = message.get("more_body", False)
             if len(body) > LOGIN_BODY:
                 return await _answer(scope, send, 413, "A login form is a name and a password.")
-        name = (parse_qs(body.decode("utf-8", "replace")).get("username") or [""])[0][:64].lower()
-        address = _client(scope)
+        kind = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
+        names = parse_qs(body.decode("utf-8", "replace")).get("username") or []
+        if kind != b"application/x-www-form-urlencoded" or len(names) != 1:  # Chainlit's page sends exactly that
+            return await _answer(scope, send, 400, "A login is one url-encoded name and password.")
+        name, address = names[0][:64].lower(), _network(_client(scope))
         if wait := max(self.names.retry_after(name), self.addresses.retry_after(address)):
             log.warning("Throttled a login for %r from %s (%d s)", name, address, wait)
             return await _answer(scope, send, 429, "Too many failed logins: wait, then try again.",
@@ -187,16 +209,17 @@ GITHUB_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 
 
 def verified_emails(raw: dict) -> set[str]:
-    """The emails a provider vouches for: Google's (when verified), GitHub's verified list, Entra ID's."""
+    """The emails a provider says it verified: Google's (`verified_email` in userinfo v2, `email_verified` in
+    OpenID Connect, explicitly true), GitHub's verified list, and Entra ID's user principal name (a tenant may only
+    use domains it proved it owns; its `mail` is set by any tenant's admin, so it never counts)."""
     found = set()
-    if isinstance(raw.get("email"), str) and raw.get("email_verified", True) is not False:
+    if isinstance(raw.get("email"), str) and (raw.get("verified_email") is True or raw.get("email_verified") is True):
         found.add(raw["email"])
     for entry in raw.get("emails") or []:
-        if isinstance(entry, dict) and entry.get("verified") and isinstance(entry.get("email"), str):
+        if isinstance(entry, dict) and entry.get("verified") is True and isinstance(entry.get("email"), str):
             found.add(entry["email"])
-    for key in ("mail", "userPrincipalName"):
-        if isinstance(raw.get(key), str):
-            found.add(raw[key])
+    if isinstance(raw.get("userPrincipalName"), str):
+        found.add(raw["userPrincipalName"])
     return {email.lower() for email in found if "@" in email}
 
 
@@ -235,21 +258,22 @@ async def _github_member(settings: Settings, login: str, orgs: list[str], token:
     return False
 
 
-def _token(headers: dict[str, str]) -> str | None:
-    from http.cookies import SimpleCookie
-
+def _tokens(raw_headers) -> list[str]:
+    """Every login token a request carries, read as Chainlit and socket.io read them: the cookie (each Cookie header,
+    Starlette's parser, chunked cookies joined) and a bearer token."""
     from chainlit.auth import get_token_from_cookies
+    from starlette.requests import cookie_parser
 
-    if (auth := headers.get("authorization", "")).lower().startswith("bearer "):
-        return auth[7:].strip() or None
-    if cookie := headers.get("cookie"):
-        jar = SimpleCookie()
-        try:
-            jar.load(cookie)
-        except Exception:  # noqa: BLE001 - a malformed cookie header: no token
-            return None
-        return get_token_from_cookies({name: morsel.value for name, morsel in jar.items()})
-    return None
+    cookies, found = {}, []
+    for key, value in raw_headers:
+        name = key.decode("latin-1").lower()
+        if name == "cookie":
+            cookies.update(cookie_parser(value.decode("latin-1")))
+        elif name == "authorization" and value[:7].lower() == b"bearer ":
+            found.append(value[7:].decode("latin-1").strip())
+    if cookies and (token := get_token_from_cookies(cookies)):
+        found.append(token)
+    return [token for token in found if token]
 
 
 async def _answer(scope, send, status: int, detail: str, extra: list | None = None) -> None:

@@ -94,6 +94,10 @@ def test_passwords_are_checked_names_validated_and_sessions_end_with_the_account
         learner_for(registry, "dora@example.edu")
     add_user(registry, "dora@example.edu", None)
     assert learner_for(registry, "dora@example.edu").id != dora.id, "re-added by an admin: a new person"
+    add_user(registry, "github:ada", None, admin=True)  # an instructor made admin before their first OAuth login
+    assert learner_for(registry, "github:ada").admin
+    with pytest.raises(TutorError, match="A user name is"):
+        add_user(registry, "github:ada2", "a password")  # a password account never takes a provider's name
 
 
 def test_the_login_secret_is_made_once_and_kept_private(tmp_path, monkeypatch):
@@ -137,8 +141,13 @@ async def test_oauth_admits_only_listed_emails_domains_and_organisations(tmp_pat
 
         assert await who("google", {"email": "Grace@navy.mil", "email_verified": True}, "grace@navy.mil") == \
             "google:grace@navy.mil"
-        assert await who("google", {"email": "bob@uni.edu"}, "bob@uni.edu") == "google:bob@uni.edu"
-        assert await who("google", {"email": "bob@uni.edu", "email_verified": False}, "bob@uni.edu") is None
+        assert await who("google", {"email": "bob@uni.edu", "verified_email": True}, "bob@uni.edu") == \
+            "google:bob@uni.edu"
+        for unverified in ({"email": "bob@uni.edu"}, {"email": "bob@uni.edu", "verified_email": False}):
+            assert await who("google", unverified, "bob@uni.edu") is None, "only an email the provider verified"
+        assert await who("azure-ad", {"mail": "eve@uni.edu", "userPrincipalName": "eve@evil.example"}, "eve") is None, \
+            "Entra ID's `mail` is any tenant admin's to set"
+        assert await who("azure-ad", {"userPrincipalName": "ada@uni.edu"}, "ada@uni.edu") == "azure-ad:ada@uni.edu"
         assert await who("google", {"email": "eve@evil.example"}, "eve@evil.example") is None
         assert await who("github", {"emails": [{"email": "x@uni.edu", "verified": False}]}, "eve") is None
         assert await who("github", {"emails": []}, "ada") == "github:ada", "a member of the listed organisation"

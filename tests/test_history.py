@@ -119,3 +119,23 @@ def test_database_url_defaults_to_sqlite_and_takes_postgres(tmp_path):
     postgres = make_settings(tmp_path, database_url="postgres://tutor:s3cret@db.internal/tutor")
     assert history.database_url(postgres) == "postgresql+asyncpg://tutor:s3cret@db.internal/tutor"
     assert history.describe(postgres) == "postgresql+asyncpg://db.internal/tutor", "no credentials in logs"
+
+
+async def test_history_kept_under_a_name_moves_to_the_account_id_once(layer):
+    """Before accounts had ids Chainlit kept each learner's chats under their name; at start they move to the id
+    once, into a history user the id may have already (a login before the move), and a later start moves nothing."""
+    import sqlite3
+
+    registry = registry_for(get_settings())
+    alice = registry.user("alice")
+    with sqlite3.connect(registry.path) as db:
+        db.execute("UPDATE users SET legacy_name = name WHERE name = 'alice'")
+    old = await layer.create_user(cl.User(identifier="alice"))
+    thread_id = str(uuid.uuid4())
+    await layer.update_thread(thread_id, user_id=old.id, name="from before ids")
+    new = await layer.create_user(cl.User(identifier=alice["id"]))  # she logged in before the move ran
+    assert await layer.adopt_accounts(registry) == 1
+    threads = await layer.list_threads(Pagination(first=10), ThreadFilter(userId=new.id))
+    assert [t["id"] for t in threads.data] == [thread_id] and threads.data[0]["userIdentifier"] == alice["id"]
+    assert await layer.get_user("alice") is None and registry.legacy_names() == {}
+    assert await layer.adopt_accounts(registry) == 0

@@ -107,9 +107,20 @@ def test_password_logins_are_throttled_bounded_revocable_and_private(tmp_path):
             content=(b"[" + b"1," * (MB // 2) for _ in range(150)), timeout=60)))
         assert streamed[0].status_code == 413 and grown < 50 * MB, f"{grown / MB:.0f} MB"
 
+        # A second username can't steer the throttle away from the name Chainlit logs in.
+        twice = httpx.post(login, content="username=decoy&username=alice&password=x",
+                           headers={"content-type": "application/x-www-form-urlencoded"})
+        assert twice.status_code == 400
+
         # Removing the account ends its sessions at once: HTTP and the websocket refuse its cookie.
         registry.remove_user("alice")
         assert httpx.get(f"{app.url}/user", cookies=ok.cookies).status_code == 401
+        token = ok.cookies["access_token"]
+        for extra in ({"authorization": "Bearer not-a-token"}, {"cookie": f"x=\"a; access_token={token}"}):
+            sneaky = httpx.get(f"{app.url}/user", headers={"cookie": f"access_token={token}", **extra})
+            assert sneaky.status_code == 401, extra
+        page = httpx.get(app.url, cookies=ok.cookies)  # the page itself still loads, to offer the login again
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
         with pytest.raises(InvalidStatus) as refused:
             connect(socket_url(app), origin=app.url,
                     additional_headers={"Cookie": f"access_token={ok.cookies['access_token']}"}).close()
