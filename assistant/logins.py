@@ -26,7 +26,6 @@ import re
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import parse_qs
 
 from training.registry import Registry
 from training.settings import Settings
@@ -174,10 +173,9 @@ class LoginGuard:
             more = message.get("more_body", False)
             if len(body) > LOGIN_BODY:
                 return await _answer(scope, send, 413, "A login form is a name and a password.")
-        kind = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
-        names = parse_qs(body.decode("utf-8", "replace")).get("username") or []
-        if kind != b"application/x-www-form-urlencoded" or len(names) != 1:  # Chainlit's page sends exactly that
-            return await _answer(scope, send, 400, "A login is one url-encoded name and password.")
+        names = await _usernames(scope, body)
+        if len(names) != 1:  # exactly the one name FastAPI will log in: no second one to steer the throttle
+            return await _answer(scope, send, 400, "A login is one name and one password.")
         name, address = names[0][:64].lower(), _network(_client(scope))
         if wait := max(self.names.retry_after(name), self.addresses.retry_after(address)):
             log.warning("Throttled a login for %r from %s (%d s)", name, address, wait)
@@ -256,6 +254,21 @@ async def _github_member(settings: Settings, login: str, orgs: list[str], token:
             if answer.status_code == 204:
                 return True
     return False
+
+
+async def _usernames(scope, body: bytes) -> list[str]:
+    """The `username` fields of a login form, parsed as FastAPI parses it (Chainlit's page posts multipart
+    FormData; url-encoded works too); none for anything else."""
+    from starlette.requests import Request
+
+    async def buffered():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(scope, buffered).form()
+    except Exception:  # noqa: BLE001 - a malformed form: no name
+        return []
+    return [value for value in form.getlist("username") if isinstance(value, str)]
 
 
 def _tokens(raw_headers) -> list[str]:

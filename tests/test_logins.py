@@ -90,8 +90,8 @@ def test_password_logins_are_throttled_bounded_revocable_and_private(tmp_path):
         grown = peak_growth(app, concurrent_logins)
         assert grown < 64 * MB * (min(4, psutil.cpu_count()) + 3), f"logins grew the app by {grown / MB:.0f} MB"
 
-        ok = httpx.post(login, data={"username": "alice", "password": "correct horse"})
-        assert ok.status_code == 200 and "access_token" in ok.cookies
+        ok = httpx.post(login, files={"username": (None, "alice"), "password": (None, "correct horse")})
+        assert ok.status_code == 200 and "access_token" in ok.cookies, "multipart, as Chainlit's page posts it"
         me = httpx.get(f"{app.url}/user", cookies=ok.cookies).json()
         assert me["identifier"] == alice["id"] and me["display_name"] == "alice"
         connect(socket_url(app), origin=app.url, additional_headers={"Cookie": f"access_token={ok.cookies['access_token']}"}).close()
@@ -111,6 +111,8 @@ def test_password_logins_are_throttled_bounded_revocable_and_private(tmp_path):
         twice = httpx.post(login, content="username=decoy&username=alice&password=x",
                            headers={"content-type": "application/x-www-form-urlencoded"})
         assert twice.status_code == 400
+        assert httpx.post(login, files={"username": (None, "decoy"), "password": (None, "x"),
+                                        "x": (None, "y")}).status_code == 401  # one name, multipart: checked
 
         # Removing the account ends its sessions at once: HTTP and the websocket refuse its cookie.
         registry.remove_user("alice")
