@@ -7,7 +7,8 @@ the learner as one clear sentence, details go to the server log (with secrets re
 Local by default: on 127.0.0.1 nobody logs in and the one learner owns everything. For a class, set
 TUTOR_AUTH (password, header or oauth): each learner then owns their work, and the app refuses to listen
 beyond loopback without it. Pages from other origins are refused (assistant.origins); chat history is
-kept by Chainlit's data layer (assistant.history); uploads are size-limited before they are read.
+kept by Chainlit's data layer (assistant.history); uploads are size-limited before they are read and
+streamed to disk (assistant.upload_route).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from assistant.actions import CheckAnswer, action, current_learner, guarded  # n
 from assistant.backends import backend_names, create_backend  # noqa: E402
 from assistant.history_guard import guard_chainlit_routes  # noqa: E402
 from assistant.limits import BodyLimit  # noqa: E402
+from assistant.upload_route import stream_uploads  # noqa: E402
 from assistant.origins import OriginPolicy, is_loopback, protect_chainlit  # noqa: E402
 from assistant.service import get_tutor, warm_up  # noqa: E402
 from assistant.i18n import STARTERS, language_of, session_language, text  # noqa: E402
@@ -138,8 +140,8 @@ def configure_server(settings: Settings, host: str, port: int) -> None:
 
     if config.features.spontaneous_file_upload:
         config.features.spontaneous_file_upload.max_size_mb = settings.max_upload_mb
-    # Chainlit reads an upload whole before checking its size: refuse an oversized one before that; every other
-    # route takes small JSON (socket.io's polling posts included), logged in or not.
+    # An oversized upload is refused before it is read (and a fitting one streamed to disk: assistant.upload_route);
+    # every other route takes small JSON (socket.io's polling posts included), logged in or not.
     server.add_middleware(BodyLimit, max_bytes=settings.max_upload_mb * 2**20 + 2**20, paths=(UPLOAD_ROUTE,))
     server.add_middleware(BodyLimit, max_bytes=REQUEST_LIMIT, exclude=(UPLOAD_ROUTE,))
     if settings.auth != "none":
@@ -147,6 +149,7 @@ def configure_server(settings: Settings, host: str, port: int) -> None:
     cl.data_layer(lambda: history.data_layer(get_settings()))
     history.serve_files(settings)
     guard_chainlit_routes()
+    stream_uploads()
 
 
 def _user(learner) -> cl.User | None:

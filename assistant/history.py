@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -25,6 +26,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 from chainlit.data.storage_clients.base import BaseStorageClient
+from chainlit.data.utils import queue_until_user_message
 
 from training.settings import Settings
 
@@ -90,16 +92,27 @@ class LocalFiles(BaseStorageClient):
 
     async def upload_file(self, object_key, data, mime="application/octet-stream", overwrite=True,
                           content_disposition=None):
+        content = data.encode() if isinstance(data, str) else data
+        return await self.store(object_key, mime, lambda out: out.write(content))
+
+    async def upload_path(self, object_key: str, path: Path, mime: str) -> dict:
+        """A file on disk, copied in 1 MiB pieces (an attachment may be hundreds of MB)."""
+        def copy(out) -> None:
+            with open(path, "rb") as source:
+                shutil.copyfileobj(source, out, 1 << 20)
+
+        return await self.store(object_key, mime, copy)
+
+    async def store(self, object_key: str, mime: str, fill) -> dict:
         def write() -> None:
             # A chart that grows is stored again under the same key while its previous copy may still be on its
             # way: each write has its own staging file, and the last rename wins.
             target = self.path(object_key)
             target.parent.mkdir(parents=True, exist_ok=True)
             meta = json.dumps({"mime": mime, "name": object_key.rsplit("/", 1)[-1]}).encode()
-            for final, content in ((target.with_suffix(".json"), meta),
-                                   (target, data.encode() if isinstance(data, str) else data)):
+            for final, writer in ((target.with_suffix(".json"), lambda out: out.write(meta)), (target, fill)):
                 with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as staging:
-                    staging.write(content)
+                    writer(staging)
                 os.replace(staging.name, final)
 
         await asyncio.to_thread(write)
@@ -119,7 +132,27 @@ class LocalFiles(BaseStorageClient):
 
 
 class HistoryLayer(SQLAlchemyDataLayer):
-    """Chainlit's SQLAlchemy layer, reading SQLite's JSON text back into the lists and dicts it stored."""
+    """Chainlit's SQLAlchemy layer, reading SQLite's JSON text back into the lists and dicts it stored, and
+    storing a file on disk without reading it whole."""
+
+    @queue_until_user_message()
+    async def create_element(self, element):
+        """Chainlit's (2.12), except that a file on disk (a learner's attachment, up to TUTOR_MAX_UPLOAD_MB) is
+        copied into the storage in pieces: Chainlit reads it whole into memory first."""
+        if not (element.path and element.for_id and isinstance(self.storage_provider, LocalFiles)):
+            return await super().create_element(element)
+        owner = await self._get_user_id_by_thread(element.thread_id) or "unknown"
+        key = f"{owner}/{element.id}" + (f"/{element.name}" if element.name else "")
+        mime = element.mime or "application/octet-stream"
+        stored = await self.storage_provider.upload_path(key, Path(element.path), mime)
+        record = {name: value for name, value in {**element.to_dict(), "mime": mime, "url": stored["url"],
+                                                   "objectKey": key}.items() if value is not None}
+        if "props" in record:
+            record["props"] = json.dumps(record["props"])
+        updates = ", ".join(f'"{column}" = :{column}' for column in record if column != "id")
+        columns, values = ", ".join(f'"{column}"' for column in record), ", ".join(f":{column}" for column in record)
+        await self.execute_sql(f"INSERT INTO elements ({columns}) VALUES ({values}) ON CONFLICT (id) DO UPDATE SET "
+                               f"{updates}", record)
 
     async def get_all_user_threads(self, user_id=None, thread_id=None):
         threads = await super().get_all_user_threads(user_id=user_id, thread_id=thread_id)

@@ -2,8 +2,8 @@
 the key, a content type the API takes, and no foreign Origin.
 
 A declared Content-Length over the limit is refused at once, and a body without one is counted as it streams in
-and cut off past the limit (HTTP 413). The chat app limits every route (uploads get their own, larger limit:
-Chainlit reads a whole upload before checking its size) and `tutor serve` every request, so neither a large
+and cut off past the limit (HTTP 413). The chat app limits every route (uploads get their own, larger limit, and
+are streamed to disk: assistant.upload_route) and `tutor serve` every request, so neither a large
 declared nor a large chunked body reaches memory or disk, logged in or not.
 
     app = BodyLimit(app, max_bytes=200 * 2**20, paths=("/project/file",))

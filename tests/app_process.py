@@ -17,9 +17,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
+
+import psutil
 
 from tests.conftest import MODEL_CACHE
 from training.settings import PROJECT_ROOT
@@ -87,3 +90,28 @@ class AppProcess:
         result = subprocess.run(self.command(), cwd=self.root, env=self.env, capture_output=True, text=True,
                                 timeout=timeout)
         return result.returncode, result.stdout + result.stderr
+
+
+def rss(app: AppProcess) -> int:
+    return psutil.Process(app.process.pid).memory_info().rss
+
+
+def peak_growth(app: AppProcess, work) -> int:
+    """How far the app's resident memory rose above where it was while `work()` ran (sampled every 10 ms: Argon2
+    gives its 64 MiB back as soon as a hash is done)."""
+    before, peak, done = rss(app), 0, threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, rss(app))
+            done.wait(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        work()
+    finally:
+        done.set()
+        sampler.join()
+    return peak - before

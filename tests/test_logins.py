@@ -14,36 +14,11 @@ from websockets.sync.client import connect
 
 from assistant.accounts import add_user
 from assistant.logins import trusted_proxy
-from tests.app_process import AppProcess
+from tests.app_process import AppProcess, peak_growth
 from training.registry import Registry
 from training.settings import Settings
 
 MB = 2**20
-
-
-def rss(app: AppProcess) -> int:
-    return psutil.Process(app.process.pid).memory_info().rss
-
-
-def peak_growth(app: AppProcess, work) -> int:
-    """How far the app's resident memory rose above where it was while `work()` ran (sampled every 10 ms: Argon2
-    gives its 64 MiB back as soon as a hash is done)."""
-    before, peak, done = rss(app), 0, threading.Event()
-
-    def sample():
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, rss(app))
-            done.wait(0.01)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        work()
-    finally:
-        done.set()
-        sampler.join()
-    return peak - before
 
 
 def socket_url(app: AppProcess) -> str:
