@@ -191,11 +191,16 @@ def test() -> int:
     the main suite's."""
     install()
     browser()
+    count = workers()
+    # torch in every process the suites start (trainers, apps) would take a thread per core, and the workers and
+    # the browser suite's app would then spin against each other: a killed-trainer test took 112 s so, 18 s alone.
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or
+           str(max(1, (os.cpu_count() or 1) // (count + 1)))}
     with open(ROOT / ".browser-tests.log", "wb") as log:
         browser_suite = subprocess.Popen(pytest("-m", "browser", "tests/browser"), cwd=ROOT, stdout=log,
-                                         stderr=subprocess.STDOUT)
+                                         stderr=subprocess.STDOUT, env=env)
         try:
-            main = run(*pytest("-n", str(workers()), "--dist", "loadfile"), check=False)
+            main = run(*pytest("-n", str(count), "--dist", "loadfile"), env=env, check=False)
         finally:
             browser_status = browser_suite.wait()
     print("== browser suite (tests/browser)", flush=True)
