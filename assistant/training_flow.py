@@ -14,6 +14,7 @@ import asyncio
 import logging
 import re
 import time
+import weakref
 from pathlib import Path
 
 import chainlit as cl
@@ -135,6 +136,11 @@ async def on_start_training(request: TrainRequest, learner: Learner, sent: cl.Ac
     await _start(backend, config, learner)
 
 
+# One lock per learner whose start is being checked and made now (held only then, so the map stays small): the
+# queued-jobs quota is counted before the run is recorded, and two starts at once would both pass it.
+_starting: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
 async def _start(backend, config, learner: Learner) -> None:
     settings = get_settings()
     registry = registry_for(settings)
@@ -144,7 +150,8 @@ async def _start(backend, config, learner: Learner) -> None:
                            backend.language)
         return backend.start(config, registry, learner.id)
 
-    run = await asyncio.to_thread(checked_start)
+    async with _starting.setdefault(learner.id, asyncio.Lock()):  # a double click can't pass the quota twice
+        run = await asyncio.to_thread(checked_start)
     cl.user_session.set("training_job", asyncio.create_task(watch(run, backend.describe(config), backend.language)))
 
 

@@ -251,3 +251,25 @@ async def test_a_queued_run_shows_its_place_live(shared, monkeypatch, tiny_model
         for record in registry.runs(shared["ids"]["alice"], ("queued", "running")):
             await asyncio.to_thread(jobs.cancel, record, registry)
         await asyncio.wait_for(first, 120)
+
+
+async def test_two_starts_at_once_at_the_queue_quota_make_one_run(shared, monkeypatch):
+    """A double click on Start (two pages of one learner, or a script) can't pass the queued-jobs quota twice: a
+    learner's starts are checked and made one at a time."""
+    monkeypatch.setenv("TUTOR_MAX_QUEUED_JOBS", "1")
+    monkeypatch.setattr("training.queue.launcher.launch", lambda *args: "1")  # queued, not trained
+    get_settings.cache_clear()
+    registry = shared["registry"]
+    registry.update_run(shared["queued"], status="cancelled")  # the fixture's record: out of the way
+    chat = open_chat("alice")
+    await training_flow.on_finetune(cl.Action(name="finetune", payload={
+        "backend": "local", "dataset_id": shared["dataset"], "settings": {}}))
+    [start] = chat.actions_for(chat.messages[-1]["id"])
+    clicks = [training_flow.on_start_training(cl.Action(name="start_training", payload=start["payload"]))
+              for _ in range(2)]
+    await asyncio.gather(*clicks)
+    active = registry.runs(shared["ids"]["alice"], ("queued", "running"))
+    assert len(active) == 1, [(r["id"], r["status"]) for r in registry.runs(shared["ids"]["alice"])]
+    assert sum("You have 1 training jobs waiting or running" in m["output"] for m in chat.messages) == 1, [m["output"][:150] for m in chat.messages]
+    for record in active:
+        await asyncio.to_thread(jobs.cancel, record, registry)
