@@ -132,6 +132,35 @@ def test_locked_blocks_are_one_transaction(tmp_path):
     assert sorted(seen) == list(range(6)), "each block saw the previous ones' writes, none saw a half"
 
 
+def _open_and_update(path, times: int) -> int:
+    """In another process: open the registry, update its run and add an account (a read, then a write, in one
+    transaction) `times` times; returns the failures."""
+    import os
+
+    failures = 0
+    for turn in range(times):
+        try:
+            registry = Registry(path)
+            registry.update_run(registry.runs()[0]["id"], only_if=("queued", "running"), status="running")
+            registry.add_user(f"learner-{os.getpid()}-{turn}", None)
+        except RegistryError:
+            failures += 1
+    return failures
+
+
+def test_processes_opening_and_writing_at_once_all_get_through(tmp_path):
+    """The app, its trainers and the CLI open and write the registry at the same moments. Each waits its turn:
+    a write that began as a read would fail at once (SQLITE_BUSY) whenever another process wrote meanwhile
+    (a trainer died of it at start, on a loaded CI machine, and its run showed as interrupted)."""
+    import multiprocessing
+
+    path = tmp_path / "registry.sqlite"
+    Registry(path).create_run("local", {}, tmp_path / "run")
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        failures = pool.starmap(_open_and_update, [(path, 60)] * 4)
+    assert failures == [0, 0, 0, 0]
+
+
 def test_the_cli_says_one_line_on_a_damaged_registry(tmp_path):
     import os
 

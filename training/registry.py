@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from training.registry_schema import API_USER, LOCAL_USER, OWNED, RESERVED, migrate, new_user_id
+from training.registry_schema import API_USER, LOCAL_USER, OWNED, RESERVED, VERSION, migrate, new_user_id
 
 __all__ = ["API_USER", "LOCAL_USER", "RESERVED", "Registry", "RegistryError", "new_id", "registry_for"]
 
@@ -55,8 +55,11 @@ class Registry:
         self._local = threading.local()  # the connection of an open `locked()` block, per thread
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connection() as db:
-            if migrate(db) < 2:
-                self._adopt_evaluations(db)
+            current = db.execute("PRAGMA user_version").fetchone()[0] == VERSION
+        if not current:  # a new or older file: brought up to date once, by whoever opens it first
+            with self._connection(write=True) as db:
+                if migrate(db) < 2:
+                    self._adopt_evaluations(db)
 
     # --- connections --------------------------------------------------------------------------------
 
@@ -67,16 +70,19 @@ class Registry:
         return db
 
     @contextlib.contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
+    def _connection(self, write: bool = False) -> Iterator[sqlite3.Connection]:
         """The open `locked()` transaction's connection, or a short-lived one (safe from any thread or
-        process). SQLite's failures become one RegistryError sentence."""
+        process). SQLite's failures become one RegistryError sentence.
+
+        A transaction that writes takes the write lock at BEGIN: a read transaction that later wrote would
+        fail at once (SQLITE_BUSY, no waiting) whenever another process wrote since its read began."""
         held = getattr(self._local, "db", None)
         try:
             if held is not None:
                 yield held
                 return
             with contextlib.closing(self._open()) as db:
-                db.execute("BEGIN")
+                db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     yield db
                 except BaseException:
@@ -145,7 +151,7 @@ class Registry:
         return data
 
     def _write(self, sql: str, params: tuple = ()) -> int:
-        with self._connection() as db:
+        with self._connection(write=True) as db:
             return db.execute(sql, params).rowcount
 
     def _read(self, sql: str, params: tuple = ()) -> list[dict]:
@@ -165,7 +171,7 @@ class Registry:
         if name in RESERVED:
             raise ValueError(f"'{name}' is reserved for the app's own work.")
         user_id = new_user_id()
-        with self._connection() as db:
+        with self._connection(write=True) as db:
             if db.execute("SELECT 1 FROM users WHERE name = ? AND removed_at IS NULL", (name,)).fetchone():
                 raise ValueError(f"User '{name}' exists already.")
             db.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?, NULL, NULL)",
@@ -198,7 +204,7 @@ class Registry:
 
     def transfer(self, from_owner: str, to_owner: str) -> dict[str, int]:
         """Hand every row of one owner to another (an admin's explicit choice); rows moved per table."""
-        with self._connection() as db:
+        with self._connection(write=True) as db:
             return {table: db.execute(f"UPDATE {table} SET owner = ? WHERE owner = ?", (to_owner, from_owner)).rowcount
                     for table in OWNED}
 
@@ -314,7 +320,7 @@ class Registry:
         if vote not in VOTES:
             raise ValueError(f"vote must be one of {VOTES}")
         where, params = _owned(owner)
-        with self._connection() as db:
+        with self._connection(write=True) as db:
             found = db.execute(f"SELECT a_label, b_label, owner FROM comparisons WHERE id = ? AND {where}",
                                (comparison_id, *params)).fetchone()
             if found is None:

@@ -124,16 +124,24 @@ def logged_in(browser, url: str, name: str, locale: str = "en-US"):
 
 def say(page, text: str) -> None:
     """Type and send; the first message of a chat moves the page to the thread's address, which re-renders the
-    composer and can clear what was typed just then: type again until it can be sent."""
+    composer and can clear what was typed just then: type again until it can be sent. On a loaded machine a click
+    can time out after it sent the message: it is typed again only while no new message of the learner's shows
+    (sent twice, a listing came twice and its buttons were no longer one each)."""
+    sent = page.locator('[data-step-type="user_message"]')
+    before = sent.count()
     deadline = time.time() + UI / 1000
     while True:
         page.locator("#chat-input").fill(text)
         try:
             page.locator("#chat-submit").click(timeout=1_000)
             return
-        except Exception:  # noqa: BLE001 - playwright's TimeoutError: not enabled yet
-            if time.time() > deadline:
-                raise
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: not enabled yet, or slow to say it clicked
+            try:
+                sent.nth(before).wait_for(timeout=1_000)
+                return
+            except Exception:  # noqa: BLE001 - not sent: type it again
+                if time.time() > deadline:
+                    raise
 
 
 @pytest.fixture
