@@ -30,9 +30,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from assistant.backends import ChatBackend, create_backend
+from assistant.grounding import SENTENCE_END, best_sentence, is_grounded, sentences
 from assistant.i18n import text
 from assistant.knowledge import KnowledgeBase, Passage, question_language
-from assistant.lexical import LexicalIndex
 from training.errors import TutorError
 from training.settings import Settings
 
@@ -51,21 +51,10 @@ SUMMARY_TOKENS = 60  # "one or two short sentences"
 # so that a class asking at once gets the grounded answer in seconds.
 SUMMARY_MAX_LOAD = 3
 SUMMARY_BUDGET_S = 8.0
-# Cosine similarity at which a model sentence counts as a paraphrase of a source sentence.
-PARAPHRASE_SIMILARITY = 0.8
 REMOTE_SYSTEM = ("You are Fine-Tuning Tutor, who teaches learners how and when to fine-tune language models. "
                  "Answer the question using only the numbered notes below, citing them like [1] or [2]. "
                  "If the notes do not cover the question, say so briefly. Be concise and concrete. "
                  "Always answer in the language the question is written in.")
-
-_STOPWORDS = frozenset("""
-this that with from have will your they them their there what when which while where into than then
-such only also more most some many much very each other about over under does done been being were
-like just make made using used uses need needs these those because could would should here after before
-""".split())
-_WORD = re.compile(r"[a-z0-9]+")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
 
 def clean_question(text: str | None) -> str:
     """Strip control characters and whitespace; reject empty and oversized input with a clear reason."""
@@ -83,52 +72,6 @@ def clean_question(text: str | None) -> str:
 def mostly_non_latin(text: str) -> bool:
     letters = [ch for ch in text if ch.isalpha()]
     return bool(letters) and sum(not ch.isascii() for ch in letters) / len(letters) > 0.3
-
-
-def content_words(text: str) -> list[str]:
-    return [w for w in _WORD.findall(text.lower()) if len(w) > 3 and w not in _STOPWORDS]
-
-
-def is_supported(sentence: str, source_text: str, threshold: float = 0.85) -> bool:
-    """True when a sentence says nothing the sources don't: its numbers all occur there, and nearly
-    all of its content words (compared by 5-letter stem) do too. Short fragments are not kept."""
-    words = content_words(sentence)
-    if len(words) < 4:
-        return False
-    if not set(re.findall(r"\d+", sentence)) <= set(re.findall(r"\d+", source_text)):
-        return False
-    stems = {w[:5] for w in content_words(source_text)}
-    return sum(w[:5] in stems for w in words) / len(words) >= threshold
-
-
-def sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(" ".join(text.split())) if s.strip()]
-
-
-def similarities(text: str, candidates: list[str]) -> list[float]:
-    """Cosine similarity of text to each candidate (MiniLM, unit vectors; the candidates' vectors cached)."""
-    from assistant.embeddings import encode, sentences
-
-    [first] = encode([text])
-    return (sentences.encode(candidates) @ first).tolist()
-
-
-def best_sentence(question: str, passage: Passage, language: str = "en") -> str:
-    """The sentence of a passage closest to the question: in meaning (MiniLM) in English, in character
-    n-grams in Ukrainian, which MiniLM cannot read."""
-    candidates = [s for s in sentences(passage.text) if len(s) > 30] or [passage.text]
-    scores = similarities(question, candidates) if language == "en" else LexicalIndex(candidates).scores(question)
-    return candidates[scores.index(max(scores))]
-
-
-def is_grounded(sentence: str, passages: list[Passage]) -> bool:
-    """A model sentence is kept only if it passes `is_supported` and paraphrases one source sentence:
-    recombining source words into a new claim passes the first test but not the second."""
-    source_text = "\n".join(p.text for p in passages)
-    if not is_supported(sentence, source_text):
-        return False
-    source_sentences = [s for p in passages for s in sentences(p.text)]
-    return max(similarities(sentence, source_sentences)) >= PARAPHRASE_SIMILARITY
 
 
 def key_passage(passage: Passage) -> str:
@@ -208,7 +151,7 @@ class Tutor:
         best, *others = passages
         lead = key_passage(best)
         yield f"**{best.heading}** [1]\n\n"
-        for part in re.findall(r".+?(?:[.!?:]\s+|$)", lead, flags=re.S):  # sentence by sentence
+        for part in re.findall(r".+?(?:[.!?:]\s+|$)", lead, flags=re.DOTALL):  # sentence by sentence
             yield part
         yield "\n\n"
         minimum = MIN_RELEVANCE[language]
@@ -250,7 +193,7 @@ class Tutor:
                 except TimeoutError:
                     return  # out of time: a half-written sentence is not shown
                 pending += piece
-                *complete, pending = _SENTENCE_END.split(pending)
+                *complete, pending = SENTENCE_END.split(pending)
                 for sentence in complete:
                     if (kept := await asyncio.to_thread(self._keep, sentence, passages, lead)) is False:
                         return

@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 from assistant.backends import create_backend
+from assistant.grounding import content_words, is_grounded, sentences
 from assistant.knowledge import KnowledgeBase
-from assistant.tutor import Tutor, content_words, is_grounded, sentences
+from assistant.tutor import Tutor
 from training.settings import load_settings
 
 CASES = [
@@ -48,7 +49,7 @@ BASELINE_SYSTEM = "You are a helpful tutor who explains how to fine-tune languag
 
 def claims(answer: str) -> list[str]:
     """The answer's sentences that carry a claim, without markdown and citations."""
-    plain = re.sub(r"\*\*[^*]+\*\*|\[\d+\]|^\s*[-*] ", " ", answer, flags=re.M)
+    plain = re.sub(r"\*\*[^*]+\*\*|\[\d+\]|^\s*[-*] ", " ", answer, flags=re.MULTILINE)
     return [s for s in sentences(plain) if len(content_words(s)) >= 4]
 
 

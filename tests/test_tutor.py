@@ -2,13 +2,12 @@
 
 import pytest
 
+from assistant.grounding import is_grounded, is_supported
 from assistant.knowledge import KnowledgeBase, Passage
 from assistant.tutor import (
     MAX_QUESTION_CHARS,
     Tutor,
     clean_question,
-    is_grounded,
-    is_supported,
     key_passage,
     mostly_non_latin,
 )
