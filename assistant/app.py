@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 import chainlit as cl  # noqa: E402
 from chainlit.input_widget import Select, Slider  # noqa: E402
 
-from assistant import ab_flow, dataset_flow, decision, history, models_flow, token_flow, training_flow  # noqa: E402, F401
+from assistant import ab_flow, dataset_flow, decision, history, models_flow, quiz_flow, token_flow, training_flow  # noqa: E402, F401
 from assistant.accounts import auth_secret, authenticate, learner_for  # noqa: E402
 from assistant.logins import Busy, HashingPool, LoginGuard, oauth_identity  # noqa: E402
 from assistant.actions import CheckAnswer, action, current_learner, guarded  # noqa: E402
@@ -37,7 +37,9 @@ from assistant.upload_route import stream_uploads  # noqa: E402
 from assistant.origins import OriginPolicy, is_loopback, protect_chainlit  # noqa: E402
 from assistant.service import get_tutor, warm_up  # noqa: E402
 from assistant.i18n import STARTERS, language_of, session_language, text  # noqa: E402
+from assistant.conversation import Conversation  # noqa: E402
 from assistant.tutor import Tutor, format_sources  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
 from training import queue  # noqa: E402
 from training.errors import TutorError  # noqa: E402
 from training.registry import registry_for  # noqa: E402
@@ -46,10 +48,9 @@ from training.settings import Settings, get_settings  # noqa: E402
 log = logging.getLogger(__name__)
 
 PROFILE = "Fine-Tuning Tutor"
-PASSAGES = text("app.passages")  # an English answer's side panel of passages (each answer names its own)
 TUTOR_BACKENDS = ("local", "openai")  # the tutor's own model; Azure serves fine-tunes and their baselines
 COMMANDS = (("check", "list-checks"), ("prepare", "database"), ("models", "boxes"), ("train", "cpu"),
-            ("deployed", "rocket"), ("compare", "columns-2"))  # (id, icon); each described by the catalog's "app.command.ID"
+            ("deployed", "rocket"), ("compare", "columns-2"), ("quiz", "graduation-cap"))  # (id, icon); each described by the catalog's "app.command.ID"
 
 
 def commands(language: str) -> list[dict]:
@@ -65,8 +66,9 @@ _background: list[asyncio.Task] = []
 WAITING_THREADS = 64
 UPLOAD_ROUTE = "/project/file"
 REQUEST_LIMIT = 2 * 2**20  # the body of any other request
-SESSION_KEYS = ("backend", "temperature", "training_form")  # what a resumed chat keeps (checked again);
-# buttons and jobs of the old one are gone
+# What a resumed chat keeps (checked again): its settings, and its conversation with the tutor;
+# buttons and jobs of the old one are gone.
+SESSION_KEYS = ("backend", "temperature", "training_form", "conversation", "answered")
 
 
 def start_warmup() -> asyncio.Task:
@@ -250,8 +252,10 @@ async def open_session(kept: dict) -> None:
     chosen = kept.get("backend") if kept.get("backend") in backends else settings.effective_backend
     temperature = kept.get("temperature", settings.temperature)
     language = session_language()
-    for key in ("chat_model", "ab", "check_answers", "check_message"):
+    for key in ("chat_model", "ab", "check_answers", "check_message", "quiz", "quiz_message", "quiz_about"):
         cl.user_session.set(key, None)
+    cl.user_session.set("conversation", kept.get("conversation"))  # checked when the next question reads it
+    cl.user_session.set("answered", kept.get("answered") if isinstance(kept.get("answered"), int) else 0)
     cl.user_session.set("backend", chosen)
     cl.user_session.set("temperature", temperature)
     cl.user_session.set("training_form", {})
@@ -308,10 +312,14 @@ async def on_message(message: cl.Message):
         await guarded(training_flow.record_deployment(said), "Recording a deployment")
     elif message.command == "compare" or said.lower().startswith("/compare"):
         await guarded(ab_flow.offer_compare(), "Offering a comparison")
+    elif message.command == "quiz" or said.lower().startswith("/quiz"):
+        await guarded(quiz_flow.quiz_command(said), "Starting a quiz")
     elif said.lower() == "/tutor":
         cl.user_session.set("chat_model", None)
         cl.user_session.set("ab", None)
         await cl.Message(content=text("app.back_to_tutor", session_language())).send()
+    elif await quiz_flow.answer_quiz(said):
+        pass  # a quiz under way took the message as its answer
     elif cl.user_session.get("ab"):
         await ab_flow.compare(message.content)
     elif cl.user_session.get("chat_model"):
@@ -320,13 +328,23 @@ async def on_message(message: cl.Message):
         await answer(message.content)
 
 
+def session_conversation() -> Conversation:
+    """This chat's conversation with the tutor (kept as plain data in the session, so saved with the thread)."""
+    try:
+        return Conversation.model_validate(cl.user_session.get("conversation") or {})
+    except ValidationError:  # saved by another version: the chat goes on without it
+        return Conversation()
+
+
 async def answer(question: str) -> None:
-    """Stream the tutor's answer, then its sources (as a footer and as side panels with the passages)."""
+    """Stream the tutor's answer as the next turn of this chat's conversation, then its sources: as a footer and
+    as this answer's own side panel of passages (numbered, so each answer's panel shows its own)."""
     msg = cl.Message(content="")
     started = time.perf_counter()
+    conversation = session_conversation()
     try:
         tutor = await ready_tutor()
-        reply = await tutor.ask(question, backend=cl.user_session.get("backend"),
+        reply = await tutor.ask(question, conversation=conversation, backend=cl.user_session.get("backend"),
                                 temperature=cl.user_session.get("temperature"))
         first = None
         async for piece in reply:
@@ -343,11 +361,17 @@ async def answer(question: str) -> None:
         return
     log.info("Answered in %.1f s (first words after %.1f s) with %d sources", time.perf_counter() - started,
              first or 0.0, len(reply.sources))
-    await msg.stream_token(format_sources(reply.sources, reply.language))
+    reply.record(conversation)
+    cl.user_session.set("conversation", conversation.model_dump(mode="json"))
+    number = (cl.user_session.get("answered") or 0) + 1
+    cl.user_session.set("answered", number)
+    panel = text("app.passages_of", reply.language, number=number)
+    await msg.stream_token(format_sources(reply.sources, reply.language, panel))
     if reply.sources:  # one side panel with every passage (its name, in the footer, links to it)
         passages = "\n\n---\n\n".join(f"**[{i}] {p.path} › {p.heading}**\n\n{p.text}"
                                           for i, p in enumerate(reply.sources, 1))
-        msg.elements = [cl.Text(name=text("app.passages", reply.language), content=passages, display="side")]
+        msg.elements = [cl.Text(name=panel, content=passages, display="side")]
+    quiz_flow.offer_check(msg, reply.sources, reply.language)  # "Check my understanding" on what it discussed
     await msg.send()
 
 

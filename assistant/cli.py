@@ -2,6 +2,8 @@
 
     tutor ask "What is LoRA?"            # streamed answer, then its sources
     tutor ask "What is LoRA?" --json     # {"answer": str, "sources": [{"path", "heading", "text"}]}
+    tutor chat [--json]                  # a conversation: follow-ups resolved (assistant/cli_chat.py)
+    tutor quiz [--topic lora] [--lang uk] [--questions 3] [--json]   # a check of understanding (cli_quiz.py)
     tutor check [--language uk]          # the "Should I fine-tune?" check, in the terminal
     tutor prepare --source sample --train 150 --validation 40 --test 40 --seed 42 [--json]
     tutor validate FILE.jsonl [--model gpt-4o-mini|local] [--price 3.0] [--json]
@@ -31,6 +33,8 @@ import typer
 from assistant.accounts import owner_named
 from assistant.cli_common import fail, open_registry
 from assistant.cli_models import doctor, models_app, show_estimate
+from assistant.cli_chat import chat
+from assistant.cli_quiz import quiz_command
 from assistant.cli_users import users_app
 from training.config import TrainConfig
 from training.errors import TutorError
@@ -47,6 +51,10 @@ def configure() -> None:
     from training.common import configure_process
 
     configure_process()
+
+
+app.command()(chat)
+app.command("quiz")(quiz_command)
 
 
 @app.command()

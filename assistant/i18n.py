@@ -1,6 +1,6 @@
 """The app's own fixed texts in each language it speaks: English (the default) and Ukrainian.
 
-    text("tutor.sources", "uk")                          # "**Джерела** (повні уривки)"
+    text("tutor.sources", "uk", panel="повні уривки")    # "**Джерела** (повні уривки)"
     language_of("uk-UA")                                 # "uk": Chainlit's browser language, to one of LANGUAGES
     text("tutor.not_covered", "uk", topics="LoRA; ...")  # fields filled with str.format
 
@@ -36,10 +36,16 @@ examples), side by side with tokens and latency, and a held-out evaluation in nu
 Model: **{model}**. Change it and the temperature in the settings next to the message box.""",
         "tutor.not_covered": ("I couldn't find that in my notes, so I won't guess. I can explain these topics: "
                               "{topics}. Try asking, for example, “What is LoRA?”."),
+        "tutor.nothing_yet": ("Ask me about a topic first, for example “What is LoRA?”; then I can say it more simply, "
+                              "give an example, say why or go on."),
+        "follow.rephrase": "In other words",
+        "follow.why": "Why, in the notes' words",
+        "follow.example_of": "A worked example from the notes, for {topic}:",
+        "follow.next_section": "The notes go on in the next section:",
         "tutor.english_only": ("_The offline model writes English only. For answers in your language, set "
                                "OPENAI_API_KEY or OPENAI_BASE_URL (see the README)._"),
         "tutor.also_in_notes": "Also in the notes:",
-        "tutor.sources": "**Sources** (full passages)",
+        "tutor.sources": "**Sources** ({panel})",
         "tokens.button": "See what is trained",
         "tokens.previous": "◀ Previous example",
         "tokens.next": "Next example ▶",
@@ -63,6 +69,7 @@ Model: **{model}**. Change it and the temperature in the settings next to the me
         "app.command.deployed": "Name the deployment you made of a fine-tune: `/deployed NAME`",
         "app.command.compare": "A/B chat: a fine-tuned model vs the RAG baseline",
         "app.command.models": "Choose the base model to fine-tune: open models from the Hugging Face Hub",
+        "app.command.quiz": "Check my understanding: a short quiz with hints (`/quiz TOPIC`, `/quiz progress`)",
         "models.title": "**Base models you can fine-tune here**, each with what it needs on this machine "
                         "(default settings on your latest dataset):",
         "models.offline": "_The Hugging Face Hub can't be reached from this server, so only the models already here "
@@ -92,6 +99,7 @@ Model: **{model}**. Change it and the temperature in the settings next to the me
         "app.back_to_tutor": "Back to the tutor: ask me anything about fine-tuning.",
         "app.failed": "⚠️ Something went wrong on my side (the details are in the server log). Please try again.",
         "app.passages": "full passages",
+        "app.passages_of": "full passages {number}",
         # --- actions.py: refusals and failures of any button or command
         "actions.refused": "⚠️ That button's data was not what this app sent, so I did nothing.",
         "actions.unexpected": ("⚠️ Something went wrong on my side (the details are in the server log). Nothing was "
@@ -251,10 +259,16 @@ Model: **{model}**. Change it and the temperature in the settings next to the me
 Модель: **{model}**. Змінити її та температуру можна в налаштуваннях біля поля повідомлення.""",
         "tutor.not_covered": ("Я не знайшов цього у своїх нотатках, тож не вгадуватиму. Я можу пояснити такі "
                               "теми: {topics}. Спробуйте запитати, наприклад: «Що таке LoRA?»."),
+        "tutor.nothing_yet": ("Спершу спитайте про тему, наприклад «Що таке LoRA?»; тоді я поясню простіше, наведу "
+                              "приклад, скажу чому або продовжу."),
+        "follow.rephrase": "Іншими словами",
+        "follow.why": "Чому — словами нотаток",
+        "follow.example_of": "Розібраний приклад із нотаток до теми «{topic}»:",
+        "follow.next_section": "Нотатки продовжуються в наступному розділі:",
         "tutor.english_only": ("_Офлайн-модель пише лише англійською. Щоб отримувати відповіді своєю мовою, "
                                "задайте OPENAI_API_KEY або OPENAI_BASE_URL (див. README)._"),
         "tutor.also_in_notes": "Також у нотатках:",
-        "tutor.sources": "**Джерела** (повні уривки)",
+        "tutor.sources": "**Джерела** ({panel})",
         "tokens.button": "Що саме навчається",
         "tokens.previous": "◀ Попередній приклад",
         "tokens.next": "Наступний приклад ▶",
@@ -279,6 +293,7 @@ Model: **{model}**. Change it and the temperature in the settings next to the me
         "app.command.deployed": "Назвати розгортання, яке ви зробили для тонко налаштованої моделі: `/deployed NAME`",
         "app.command.compare": "A/B-чат: тонко налаштована модель проти базового варіанта RAG",
         "app.command.models": "Вибрати базову модель для налаштування: відкриті моделі з Hugging Face Hub",
+        "app.command.quiz": "Перевірити своє розуміння: коротка вікторина з підказками (`/quiz ТЕМА`, `/quiz progress`)",
         "models.title": "**Базові моделі, які тут можна налаштувати**, і чого кожна потребує на цій машині "
                         "(типові налаштування на вашому останньому наборі даних):",
         "models.offline": "_Цей сервер не може зв'язатися з Hugging Face Hub, тож пропоную лише моделі, які вже є тут._",
@@ -309,6 +324,7 @@ Model: **{model}**. Change it and the temperature in the settings next to the me
         "app.back_to_tutor": "Повертаємося до тьютора: питайте мене будь-що про тонке налаштування.",
         "app.failed": "⚠️ У мене щось пішло не так (подробиці в журналі сервера). Спробуйте ще раз.",
         "app.passages": "повні уривки",
+        "app.passages_of": "повні уривки {number}",
         # --- actions.py
         "actions.refused": "⚠️ Дані цієї кнопки не ті, що надіслав застосунок, тому я нічого не зробив.",
         "actions.unexpected": "⚠️ У мене щось пішло не так (подробиці в журналі сервера). Нічого не втрачено.",

@@ -36,7 +36,7 @@ COLLECTION = "tutor-knowledge"
 HEADING_SEPARATOR = " › "
 MAX_CHUNK_CHARS = 1500
 # Part of every file's hash: bump it when chunking changes, so the next sync re-chunks everything.
-CHUNKING_VERSION = "3"
+CHUNKING_VERSION = "4"
 LANGUAGES = ("en", "uk")  # English at knowledge/, the others in a folder of their own: knowledge/uk/
 _HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3")]
 
@@ -53,8 +53,10 @@ class Passage:
 
     @property
     def embedded_text(self) -> str:
-        """What gets embedded: the text in the context of its file title and heading."""
-        return f"{self.title} › {self.heading}\n\n{self.text}"
+        """What gets embedded: the text in the context of its file title and heading (a file's opening overview,
+        headed by the title itself, names it once: twice, its words outweighed the sections' in n-gram search)."""
+        head = self.title if self.heading == self.title else f"{self.title} › {self.heading}"
+        return f"{head}\n\n{self.text}"
 
     def as_source(self) -> dict:
         return {"path": self.path, "heading": self.heading, "text": self.text}
@@ -165,16 +167,19 @@ class KnowledgeBase:
                      len(report.added), len(report.updated), len(report.removed), report.chunks_embedded)
         return report
 
-    def search(self, query: str, k: int | None = None, language: str | None = None) -> list[Passage]:
-        """The k passages of the query's language (or `language`) closest to it, best first. Score: the
-        cosine similarity of the embeddings in English, of the character n-grams in Ukrainian."""
+    def search(self, query: str, k: int | None = None, language: str | None = None,
+               paths: list[str] | None = None) -> list[Passage]:
+        """The k passages of the query's language (or `language`) closest to it, best first, from every file or
+        from `paths` only. Score: the cosine similarity of the embeddings in English, of the character n-grams in
+        Ukrainian."""
         k = k or self.settings.top_k
         language = language or question_language(query)
         if language != "en":
-            return self._lexical_search(query, k, language)
+            return self._lexical_search(query, k, language, paths)
         if self.collection.count() == 0:
             return []
-        hits = self.store.similarity_search_with_score(query, k=k)
+        where = {"path": {"$in": paths}} if paths else None
+        hits = self.store.similarity_search_with_score(query, k=k, filter=where)
         passages = []
         for doc, distance in hits:
             meta = doc.metadata
@@ -183,11 +188,12 @@ class KnowledgeBase:
                                     text=doc.page_content.removeprefix(prefix), score=1.0 - distance))
         return passages
 
-    def _lexical_search(self, query: str, k: int, language: str) -> list[Passage]:
+    def _lexical_search(self, query: str, k: int, language: str, paths: list[str] | None = None) -> list[Passage]:
         """The k passages of the language whose character n-grams are closest to the query's."""
         passages, index = self._lexical(language)
         scores = index.scores(query) if passages else []
-        best = sorted(range(len(scores)), key=scores.__getitem__, reverse=True)[:k]
+        chosen = [i for i in range(len(scores)) if not paths or passages[i].path in paths]
+        best = sorted(chosen, key=scores.__getitem__, reverse=True)[:k]
         return [replace(passages[i], score=scores[i]) for i in best]
 
     def _lexical(self, language: str) -> tuple[list[Passage], LexicalIndex]:
@@ -198,6 +204,15 @@ class KnowledgeBase:
             passages = [p for path, text in files.items() for p in chunk_markdown(text, path)]
             self._lexical_cache = (key, (passages, LexicalIndex([p.embedded_text for p in passages])))
         return self._lexical_cache[1]
+
+    def file_passages(self, path: str) -> list[Passage]:
+        """The passages of one file of the notes ('knowledge/x.md', 'knowledge/uk/x.md'), in order; [] if none."""
+        parts = Path(path).parts
+        file = self.root.joinpath(*parts[1:]).resolve()
+        if parts[:1] != (self.root.name,) or not file.is_relative_to(self.root.resolve()) or file.suffix != ".md" \
+                or not file.is_file():
+            return []
+        return chunk_markdown(file.read_text(encoding="utf-8", errors="replace"), path)
 
     def topics(self, language: str = "en") -> list[str]:
         """The titles of the knowledge files in a language, for 'here is what I can explain'."""

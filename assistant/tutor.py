@@ -30,9 +30,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from assistant.backends import ChatBackend, create_backend
+from assistant.conversation import (REQUESTS, Conversation, Turn, Understood, named_terms, request_kind,
+                                    understand)
+from assistant.follow_ups import answer_request
 from assistant.grounding import SENTENCE_END, best_sentence, is_grounded, sentences
 from assistant.i18n import text
-from assistant.knowledge import KnowledgeBase, Passage, question_language
+from assistant.knowledge import KnowledgeBase, Passage
+from assistant.ranking import CANDIDATES, rerank
 from training.errors import TutorError
 from training.settings import Settings
 
@@ -51,6 +55,10 @@ SUMMARY_TOKENS = 60  # "one or two short sentences"
 # so that a class asking at once gets the grounded answer in seconds.
 SUMMARY_MAX_LOAD = 3
 SUMMARY_BUDGET_S = 8.0
+CONDENSE_SYSTEM = ("Rewrite the learner's last message as one standalone question about fine-tuning that can be "
+                   "understood without the conversation: name what its pronouns refer to. Reply with the question "
+                   "only, in the language of the message.")
+CONDENSE_TOKENS = 64
 REMOTE_SYSTEM = ("You are Fine-Tuning Tutor, who teaches learners how and when to fine-tune language models. "
                  "Answer the question using only the numbered notes below, citing them like [1] or [2]. "
                  "If the notes do not cover the question, say so briefly. Be concise and concrete. "
@@ -97,6 +105,7 @@ class TutorReply:
     sources: list[Passage]
     pieces: AsyncIterator[str]
     language: str = "en"
+    understood: Understood | None = None  # what the question was taken as, after the conversation so far
     text: str = field(default="", init=False)
 
     async def __aiter__(self):
@@ -105,8 +114,16 @@ class TutorReply:
             yield piece
 
     def to_dict(self) -> dict:
+        understood = self.understood
         return {"answer": self.text.strip(), "sources": [p.as_source() for p in self.sources],
-                "language": self.language}
+                "language": self.language, "understood_as": understood.kind if understood else "new",
+                "follow_up_of": understood.follow_up_of if understood else None,
+                "searched": understood.query if understood else self.question}
+
+    def record(self, conversation: Conversation) -> None:
+        """Add this answered turn to the conversation (after the answer was streamed)."""
+        if self.understood is not None:
+            conversation.add(self.understood, self.sources, self.text)
 
 
 class Tutor:
@@ -115,23 +132,59 @@ class Tutor:
         self.knowledge = knowledge
         self._summaries = 0  # local summaries being generated now (see SUMMARY_MAX_LOAD)
 
-    async def ask(self, question: str, *, backend: str | None = None, temperature: float | None = None) -> TutorReply:
+    async def ask(self, question: str, *, conversation: Conversation | None = None, backend: str | None = None,
+                  temperature: float | None = None) -> TutorReply:
+        """Answer `question` as the next turn of `conversation` (a first question without one). The caller
+        records the answered turn with `reply.record(conversation)`."""
         question = clean_question(question)
         chat = create_backend(backend or self.settings.effective_backend, self.settings)
         if reason := chat.unavailable_reason():
             raise TutorError(reason)
         temperature = self.settings.temperature if temperature is None else temperature
         started = time.monotonic()
-        language = question_language(question)
-        passages = await asyncio.to_thread(self.knowledge.search, question, language=language)
-        minimum = MIN_RELEVANCE[language]
-        if not passages or passages[0].score < minimum:
-            return TutorReply(question, [], self._not_covered(language), language)
+        conversation = conversation or Conversation()
+        understood = understand(conversation, question, knowledge=self.knowledge.root)
+        language, last = understood.language, conversation.last
+        if understood.kind in REQUESTS and last is not None and last.sources:
+            if chat.name == "local":
+                sources, answer = await asyncio.to_thread(answer_request, self.knowledge, understood, last)
+                return TutorReply(question, sources, _said(answer), language, understood)
+            return TutorReply(question, last.sources, self._generated(question, last.sources, chat, temperature,
+                                                                      conversation), language, understood)
+        if last is None and request_kind(question, language) and not understood.topic:  # "simpler", nothing said yet
+            return TutorReply(question, [], _said(text("tutor.nothing_yet", language)), language, understood)
+        if chat.name != "local" and conversation.turns:
+            understood = understood.model_copy(update={"query": await self._condense(conversation, question, chat)})
+        passages = await asyncio.to_thread(self._search, understood, last)
+        # Below the threshold the notes don't cover the question, unless it names one of their topics ("And DPO?").
+        covered = passages and (passages[0].score >= MIN_RELEVANCE[language]
+                                or named_terms(question, language, self.knowledge.root))
+        if not covered:
+            return TutorReply(question, [], self._not_covered(language), language, understood)
         if chat.name == "local":
             deadline = started + SUMMARY_BUDGET_S
             return TutorReply(question, passages, self._grounded_local(question, passages, chat, temperature,
-                                                                       deadline, language), language)
-        return TutorReply(question, passages, self._generated(question, passages, chat, temperature), language)
+                                                                       deadline, language), language, understood)
+        return TutorReply(question, passages, self._generated(question, passages, chat, temperature, conversation),
+                          language, understood)
+
+    def _search(self, understood: Understood, last: Turn | None = None) -> list[Passage]:
+        """The passages for the question, ranked again by what their headings name (assistant/ranking.py)."""
+        found = self.knowledge.search(understood.query, k=self.settings.top_k * CANDIDATES,
+                                      language=understood.language)
+        shown = last.sources[0] if last and last.sources and understood.follow_up_of is not None else None
+        return rerank(found, understood, self.settings.top_k, shown, self.knowledge.root)
+
+    async def _condense(self, conversation: Conversation, question: str, chat: ChatBackend) -> str:
+        """The follow-up as a standalone question, written by the model from the bounded history; the rule-based
+        query if the model gives nothing back."""
+        messages = [{"role": "system", "content": CONDENSE_SYSTEM}, *conversation.history(),
+                    {"role": "user", "content": f"Rewrite as a standalone question: {question}"}]
+        written = ""
+        async for piece in chat.stream(messages, temperature=0.0, max_tokens=CONDENSE_TOKENS):
+            written += piece
+        written = " ".join(written.split())
+        return written or understand(conversation, question, knowledge=self.knowledge.root).query
 
     async def answer(self, question: str, **options) -> dict:
         """The whole answer as {"answer", "sources", "language"}: what `tutor ask --json` prints."""
@@ -202,7 +255,9 @@ class Tutor:
                         started = True
         finally:
             await stream.aclose()
-        if kept := await asyncio.to_thread(self._keep, pending, passages, lead):
+        # What the token budget cut mid-sentence is not shown: the summary ends at its last whole sentence.
+        if pending.rstrip().endswith((".", "!", "?")) and (
+                kept := await asyncio.to_thread(self._keep, pending, passages, lead)):
             yield ("**In short:** " if not started else " ") + kept
 
     @staticmethod
@@ -214,16 +269,25 @@ class Tutor:
             return None
         return sentence if is_grounded(sentence, passages) else False
 
-    async def _generated(self, question, passages, chat: ChatBackend, temperature) -> AsyncIterator[str]:
+    async def _generated(self, question, passages, chat: ChatBackend, temperature,
+                         conversation: Conversation) -> AsyncIterator[str]:
         messages = [{"role": "system", "content": f"{REMOTE_SYSTEM}\n\nNotes:\n{notes_block(passages)}"},
-                    {"role": "user", "content": question}]
+                    *conversation.history(), {"role": "user", "content": question}]
         async for piece in chat.stream(messages, temperature=temperature, max_tokens=self.settings.max_new_tokens):
             yield piece
 
 
-def format_sources(sources: list[Passage], language: str = "en") -> str:
-    """The 'Sources' footer shown under an answer in chat and in the CLI's text output."""
+async def _said(answer: str) -> AsyncIterator[str]:
+    """A ready answer, streamed a paragraph at a time like the others."""
+    for part in re.findall(r".+?(?:\n\n|$)", answer, flags=re.S):
+        yield part
+
+
+def format_sources(sources: list[Passage], language: str = "en", panel: str | None = None) -> str:
+    """The 'Sources' footer shown under an answer in chat (naming its own side panel of passages) and in the
+    CLI's text output."""
     if not sources:
         return ""
     lines = [f"[{i}] {p.path} › {p.heading}" for i, p in enumerate(sources, 1)]
-    return f"\n\n{text('tutor.sources', language)}\n" + "\n".join(f"- {line}" for line in lines)
+    heading = text("tutor.sources", language, panel=panel or text("app.passages", language))
+    return f"\n\n{heading}\n" + "\n".join(f"- {line}" for line in lines)

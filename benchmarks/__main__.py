@@ -11,7 +11,7 @@ import sys
 
 import torch
 
-BENCHMARKS = ["prepare_csv", "train_throughput", "model_load", "indexing", "grounding", "retrieval_uk", "generation", "evaluation",
+BENCHMARKS = ["prepare_csv", "train_throughput", "model_load", "indexing", "grounding", "retrieval_uk", "conversation", "generation", "evaluation",
               "load", "default_fine_tune"]
 ROW = "BENCHMARK-ROW "
 

@@ -54,7 +54,7 @@ async def test_chat_start_welcomes_and_offers_settings_and_commands(app_env):
         "batch_size", "gradient_accumulation", "seed", "method", "gradient_checkpointing", "base")} == set(fields)
     assert fields["train.local.learning_rate"]["initial"] == str(TrainConfig().learning_rate)
     assert fields["train.local.lora_r"]["description"]
-    assert [c["id"] for c in chat.commands] == ["check", "prepare", "models", "train", "deployed", "compare"]
+    assert [c["id"] for c in chat.commands] == ["check", "prepare", "models", "train", "deployed", "compare", "quiz"]
     starters = await app.starters()
     assert any(s.command == "check" for s in starters) and len(starters) >= 3
 
@@ -68,10 +68,22 @@ async def test_a_question_streams_an_answer_with_sources(app_env):
     assert "low-rank" in answer["output"].lower()
     assert "**Sources**" in answer["output"] and "knowledge/lora-qlora-peft.md" in answer["output"]
     [panel] = [e for e in chat.elements if e["forId"] == answer["id"]]
-    assert panel["name"] == app.PASSAGES and panel["display"] == "side" and app.PASSAGES in answer["output"]
+    assert panel["name"] == "full passages 1" and panel["display"] == "side"
+    assert "**Sources** (full passages 1)" in answer["output"]
     passages = chat.session.files[panel["chainlitKey"]]["path"].read_text()
     assert passages.startswith("**[1] knowledge/lora-qlora-peft.md › What LoRA is")
-    assert passages.count("---") == answer["output"].count("\n- [") - 1  # every source, in order
+    assert passages.count("\n\n---\n\n**[") == answer["output"].count("\n- [") - 1  # every source, in order
+
+    # A follow-up is the next turn of the conversation, and its side panel holds its own passages.
+    await app.on_message(user_says("How do I choose its rank?"))
+    follow_up = chat.messages[-1]
+    [second] = [e for e in chat.elements if e["forId"] == follow_up["id"]]
+    assert second["name"] == "full passages 2" and "**Sources** (full passages 2)" in follow_up["output"]
+    assert chat.session.files[second["chainlitKey"]]["path"].read_text().startswith(
+        "**[1] knowledge/hyperparameters.md › LoRA rank")
+    kept = cl.user_session.get("conversation")
+    assert [t["question"] for t in kept["turns"]] == ["What is LoRA?", "How do I choose its rank?"]
+    assert kept["turns"][1]["kind"] == "switch" and cl.user_session.get("answered") == 2
 
 
 @pytest.mark.parametrize("text, expected", [

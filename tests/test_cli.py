@@ -17,18 +17,19 @@ def indexed(tmp_path, indexed_data_dir):
     shutil.copytree(indexed_data_dir, tmp_path / "data")
 
 
-def run_tutor(*args, env_extra=None, tmp_path, timeout=300):
+def run_tutor(*args, env_extra=None, tmp_path, timeout=300, stdin=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHROMA_", "TUTOR_", "AZURE_"))}
     env.update({"TUTOR_DATA_DIR": str(tmp_path / "data"), "TUTOR_CACHE_DIR": str(MODEL_CACHE), **(env_extra or {})})
     return subprocess.run([sys.executable, "-m", "assistant.cli", *args], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=timeout)
+                          env=env, cwd=tmp_path, timeout=timeout, input=stdin)
 
 
 def test_ask_json_on_the_embedded_model_returns_sources_about_low_rank_adapters(tmp_path, embedded_model_dir, indexed):
     result = run_tutor("ask", "What is LoRA?", "--json", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
-    assert set(payload) == {"answer", "sources", "language"} and payload["language"] == "en"
+    assert set(payload) == {"answer", "sources", "language", "understood_as", "follow_up_of", "searched"}
+    assert payload["language"] == "en" and payload["understood_as"] == "new" and payload["follow_up_of"] is None
     assert "low-rank" in payload["answer"].lower()
     assert payload["sources"][0]["path"] == "knowledge/lora-qlora-peft.md"
     assert all(set(s) == {"path", "heading", "text"} for s in payload["sources"])

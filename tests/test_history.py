@@ -48,7 +48,7 @@ async def test_a_chat_persists_with_its_elements_and_feedback_for_its_user_only(
     [stored] = [s for s in thread["steps"] if s["id"] == answer["id"]]
     assert "low-rank" in stored["output"].lower() and stored["feedback"]["value"] == 1
     [element] = thread["elements"]
-    assert element["name"] == app.PASSAGES and element["url"].startswith(history.FILES_ROUTE)
+    assert element["name"] == "full passages 1" and element["url"].startswith(history.FILES_ROUTE)
     stored_file = history.LocalFiles(get_settings().data_dir / "history-files").path(element["objectKey"])
     assert stored_file.read_text().startswith("**[1] knowledge/lora-qlora-peft.md")
 
@@ -67,7 +67,7 @@ async def test_a_resumed_chat_keeps_its_settings_but_not_its_old_buttons(layer):
     await app.on_chat_resume(thread)
     assert cl.user_session.get("temperature") == 0.9 and cl.user_session.get("backend") == "local"
     assert cl.user_session.get("ab") is None and cl.user_session.get("chat_model") is None
-    assert [c["id"] for c in chat.commands] == ["check", "prepare", "models", "train", "deployed", "compare"]
+    assert [c["id"] for c in chat.commands] == ["check", "prepare", "models", "train", "deployed", "compare", "quiz"]
     # The training form is kept, checked again like any value the client sends, and shown pre-filled.
     assert cl.user_session.get("training_form") == {"local": {"epochs": "2", "lora_r": "16"}}, "openai is off here"
     fields = {w["id"]: w["initial"] for w in chat.chat_settings}

@@ -135,7 +135,7 @@ def test_a_name_added_again_is_a_new_person_who_sees_nothing(app):
     with LiveChat(app, old_cookies) as chat:
         dataset = prepared_dataset(app, chat, "dora")
         chat.say("What is LoRA?")
-        chat.wait_for("**Sources** (full passages)")
+        chat.wait_for("**Sources** (full passages 1)")
     assert len(threads(app, old_cookies)) == 1
     old = app.ids["dora"]
     app.registry.remove_user("dora")

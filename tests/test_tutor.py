@@ -150,3 +150,24 @@ def test_redact_removes_keys_and_masked_fragments():
     text = "key sk-live-abcdefghijkl and sk-wro***6789 and Bearer abc.def.ghi123"
     cleaned = redact(text, "sk-live-abcdefghijkl")
     assert "abcdefghijkl" not in cleaned and "wro***" not in cleaned and "abc.def" not in cleaned
+
+
+async def test_a_summary_cut_mid_sentence_ends_at_its_last_whole_sentence(tutor):
+    """The model's summary stops at its token budget wherever it is: the half sentence after the last whole one is
+    not shown, even when its words are all in the notes (it passed the grounding check before)."""
+    import time
+
+    first = ("QLoRA (Quantized LoRA) fine-tunes LoRA adapters on top of a frozen base model stored in 4-bit precision, "
+             "which cuts the memory for the base weights to about a quarter of 16-bit.")
+    second = ("It was introduced in 2023 and showed that a 65-billion-parameter model could be fine-tuned on a single "
+              "48 GB GPU with quality close to 16-bit fine-tuning.")
+    passages = [Passage("knowledge/lora-qlora-peft.md", "QLoRA: LoRA on a 4-bit quantised base model", f"{first} {second}")]
+
+    class CutByItsBudget:
+        async def stream(self, messages, *, temperature, max_tokens):
+            for piece in [first + " ", second.removesuffix(" close to 16-bit fine-tuning.")]:
+                yield piece
+
+    shown = "".join([piece async for piece in tutor._summary("What does QLoRA add?", "", passages, CutByItsBudget(),
+                                                             0.0, time.monotonic() + 60)])
+    assert shown == f"**In short:** {first}"

@@ -1,7 +1,8 @@
 """The registry: one SQLite file in the data dir recording who owns what, and how every run stands.
 
 Tables: users (accounts and roles), files (uploads, by opaque id), datasets, runs (the training
-queue included), models, comparisons (A/B answers and votes) and evaluations. Every row but a user's
+queue included), models, comparisons (A/B answers and votes), evaluations and quiz_answers (each learner's graded
+checks of understanding: only ever read back for that learner). Every row but a user's
 carries its owner; a query with `owner=None` spans every owner (admins, the operator's CLI). It
 survives restarts and never holds secrets: settings, statuses, metrics, paths and error messages only.
 
@@ -32,6 +33,7 @@ FINISHED = ("succeeded", "failed", "cancelled", "timed_out")
 ACTIVE = ("queued", "running")
 ROLES = ("user", "admin")
 VOTES = ("a", "b", "tie")
+QUIZ_GRADES = ("right", "partly", "wrong")
 _JSON_COLUMNS = ("files", "report", "config", "metrics", "stats", "summary")
 
 
@@ -345,6 +347,24 @@ class Registry:
     def evaluations(self, owner: str | None = None) -> list[dict]:
         where, params = _owned(owner)
         return self._read(f"SELECT * FROM evaluations WHERE {where} ORDER BY created_at DESC", params)
+
+    # --- quiz answers -------------------------------------------------------------------------------
+
+    def record_quiz_answer(self, owner: str, question: str, topic: str, grade: str, attempt: int,
+                           language: str) -> None:
+        """One graded answer of a learner's check of understanding (attempt 1, or 2 after the hint)."""
+        if grade not in QUIZ_GRADES:
+            raise ValueError(f"grade must be one of {QUIZ_GRADES}")
+        self._write("INSERT INTO quiz_answers (owner, question, topic, language, grade, attempt, answered_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", (owner, question, topic, language, grade, attempt, time.time()))
+
+    def quiz_progress(self, owner: str) -> list[dict]:
+        """One learner's graded answers, oldest first. Progress is never pooled: an admin reads their own too."""
+        if not owner:
+            raise ValueError("Quiz progress is one learner's: name them.")
+        where, params = _owned(owner)
+        return self._read(f"SELECT question, topic, language, grade, attempt, answered_at FROM quiz_answers "
+                          f"WHERE {where} ORDER BY id", params)
 
 
 def registry_for(settings) -> Registry:

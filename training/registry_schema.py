@@ -2,8 +2,9 @@
 
 Version 1 had no owners, users, files, evaluations or queue times; version 2 keyed accounts (and so every owner
 column) by the account's name; version 3 keys them by a stable id, so a name removed and added again is a new
-person who sees nothing of the old account's work. Opening an older file migrates it in place and loses nothing.
-Used by training/registry.py only:
+person who sees nothing of the old account's work; version 4 adds quiz_answers (each learner's graded checks of
+understanding, assistant/quiz.py), made by its `CREATE TABLE IF NOT EXISTS` like any new table. Opening an older
+file migrates it in place and loses nothing. Used by training/registry.py only:
 
     migrate(db)        # inside the connection's transaction
 """
@@ -13,11 +14,11 @@ from __future__ import annotations
 import secrets
 import sqlite3
 
-VERSION = 3
+VERSION = 4
 LOCAL_USER = "local"  # the learner of a single-user install (no login), owner of rows from before accounts
 API_USER = "api"  # the owner of what `tutor serve` makes
 RESERVED = (LOCAL_USER, API_USER)  # owners that are not accounts: no login of any kind may become them
-OWNED = ("files", "datasets", "runs", "models", "comparisons", "evaluations")  # tables with an owner column
+OWNED = ("files", "datasets", "runs", "models", "comparisons", "evaluations", "quiz_answers")  # with an owner column
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -46,6 +47,10 @@ CREATE TABLE IF NOT EXISTS evaluations (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, run_id TEXT, summary TEXT NOT NULL, results_dir TEXT NOT NULL,
     created_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS runs_queue ON runs (status, queued_at);
+CREATE TABLE IF NOT EXISTS quiz_answers (
+    id INTEGER PRIMARY KEY, owner TEXT NOT NULL, question TEXT NOT NULL, topic TEXT NOT NULL, language TEXT NOT NULL,
+    grade TEXT NOT NULL, attempt INTEGER NOT NULL, answered_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS quiz_answers_owner ON quiz_answers (owner, topic);
 """
 _1_TO_2 = [
     *(f"ALTER TABLE {table} ADD COLUMN owner TEXT NOT NULL DEFAULT 'local'"
