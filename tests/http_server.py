@@ -2,18 +2,31 @@
 
     with ServerThread(app) as server:        # server.base_url == "http://127.0.0.1:PORT/v1"
         server.fail_next = [429, 500]        # the next matching requests get these statuses, in order
-        server.stall_next = [5.0]            # the next matching request hangs 5 s, then gets a 504 unserved
+        server.stall_next = [5.0]            # the next matching request hangs until its client gives up (at most
+                                             # 5 s), then gets a 504 unserved
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
 import time
 
 import uvicorn
+
+
+async def _until_gone(receive, limit: float) -> None:
+    """Wait until the client hangs up, or `limit` seconds: a stall as long as the client's own timeout, whatever
+    the machine's speed, so that its retry is answered while the client still waits for it."""
+    async def gone():
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(gone(), limit)
 
 
 class ServerThread:
@@ -37,7 +50,7 @@ class ServerThread:
                 self.paths.append(f"{scope['method']} {scope['path']}")
                 faulty = scope["path"].startswith(self.fail_paths)
                 if self.stall_next and faulty:  # a hung gateway: the request never reaches the app
-                    await asyncio.sleep(self.stall_next.pop(0))
+                    await _until_gone(receive, self.stall_next.pop(0))
                     self.fail_next.insert(0, 504)
                 if self.fail_next and faulty:
                     status = self.fail_next.pop(0)

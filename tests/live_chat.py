@@ -24,8 +24,10 @@ from tests.app_process import AppProcess
 
 
 class LiveChat:
-    def __init__(self, app: AppProcess, cookies: dict[str, str] | None = None):
-        self.app, self.cookies = app, cookies or {}
+    def __init__(self, app: AppProcess, cookies: dict[str, str] | None = None, thread_id: str | None = None):
+        """`thread_id`: resume that chat thread, as the page does when a past chat is opened from the sidebar."""
+        self.app, self.cookies, self.thread_id = app, cookies or {}, thread_id
+        self.resumed: bool | None = None  # with a thread id: whether the app resumed it (its author) or refused
         self.session_id = str(uuid.uuid4())
         self.messages: dict[str, dict] = {}  # step id -> its latest version, in the order they came
         self.changed = threading.Condition()
@@ -36,15 +38,30 @@ class LiveChat:
         self.client.on("stream_token", self._token)
         self.actions: list[dict] = []  # every button the app showed, in order
         self.client.on("action", self._action)
+        self.client.on("resume_thread", lambda _thread: self._resume(True))
+        self.client.on("resume_thread_error", lambda _error: self._resume(False))
 
     def __enter__(self) -> LiveChat:
         cookie = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
         self.client.connect(self.app.url, socketio_path="/ws/socket.io", transports=["websocket"], wait_timeout=60,
                             headers={"Cookie": cookie} if cookie else {},  # (its Origin is the app's own)
-                            auth={"sessionId": self.session_id, "clientType": "webapp", "userEnv": "{}"})
+                            auth={"sessionId": self.session_id, "clientType": "webapp", "userEnv": "{}",
+                                  **({"threadId": self.thread_id} if self.thread_id else {})})
         self.client.emit("connection_successful")
+        if self.thread_id:  # resumed (no start of its own), or refused and then started afresh
+            deadline = time.monotonic() + 120
+            with self.changed:
+                while self.resumed is None and time.monotonic() < deadline:
+                    self.changed.wait(deadline - time.monotonic())
+            if self.resumed:
+                return self
         self._wait(lambda step: step.get("name") == "on_chat_start" and step.get("end"), "the chat's start", 120)
         return self
+
+    def _resume(self, resumed: bool) -> None:
+        with self.changed:
+            self.resumed = resumed
+            self.changed.notify_all()
 
     def __exit__(self, *exc) -> None:
         self.client.disconnect()

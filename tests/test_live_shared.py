@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import socketio
 
 from assistant.accounts import add_user
 from tests.app_process import AppProcess
@@ -151,3 +152,27 @@ def test_a_name_added_again_is_a_new_person_who_sees_nothing(app):
         chat.wait_for("That dataset is not among yours")
     assert app.registry.runs(new) == [] and app.registry.datasets(new) == []
     assert [d["id"] for d in app.registry.datasets(old)] == [dataset], "the old account's work is kept for a transfer"
+
+
+def test_a_chat_resumed_keeps_its_conversation_and_a_forged_thread_id_brings_none(app):
+    """The conversation is saved with the thread (when the page goes) and back for its author only: another learner
+    who sends its thread id is refused, and their own chat has nothing said yet."""
+    with LiveChat(app, login(app, "dana")) as chat:
+        chat.say("What is catastrophic forgetting?")
+        thread_id = chat.wait_for("**Sources** (full passages 1)")["threadId"]
+    cookies = login(app, "dana")
+    deadline = time.monotonic() + 120  # the app saves the session with the thread once the page has gone
+    while not any((t.get("metadata") or {}).get("conversation") for t in threads(app, cookies) if t["id"] == thread_id):
+        assert time.monotonic() < deadline, "the conversation was never saved with the thread"
+        time.sleep(0.2)
+    with LiveChat(app, cookies, thread_id=thread_id) as again:
+        assert again.resumed, "her own thread is resumed"
+        again.say("Why?")
+        reply = again.wait_for("(full passages 2)")
+    assert "Why, in the notes' words" in reply["output"] and "full passages 2" in reply["output"]
+    with pytest.raises(socketio.exceptions.ConnectionError):  # another learner sending its id is refused at once
+        LiveChat(app, login(app, "bob"), thread_id=thread_id).__enter__()
+    with LiveChat(app, login(app, "bob")) as own:  # and their own chat holds nothing of it
+        own.say("Why?")
+        own.wait_for("Ask me about a topic first")
+        assert not any("catastrophic" in (m.get("output") or "").lower() for m in own.replies())

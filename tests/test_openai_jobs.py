@@ -250,14 +250,16 @@ def test_timeouts_are_retried_then_waited_out(tmp_path, server, dataset, tiny_mo
     spent too, the follower says so and waits longer itself. The job and the registry carry on."""
     caplog.set_level(logging.DEBUG)
     settings = make_settings(tmp_path / "app", openai_api_key=KEY, openai_base_url=server.base_url,
-                             request_timeout=1, request_retries=1)
-    server.stall_next = [2]  # the first upload hangs: timed out, retried, uploaded
+                             request_timeout=3, request_retries=1)
+    # Each stall lasts until the client gives up (after 3 s): its retry is answered at once, in the time a loaded
+    # machine takes; a stall of a fixed length once outlasted a 1 s timeout's retry there.
+    server.stall_next = [60]  # the first upload hangs: timed out, retried, uploaded
     run = hosted(settings).start(job_config(dataset, tiny_model_dir), registry_for(settings))
     assert server.paths.count("POST /v1/files") == 3 and run["status"] in ("queued", "running")
 
-    server.stall_next = [2, 2]  # the follower's first call hangs twice: more than the client's one retry
+    server.stall_next = [60, 60]  # the follower's first call hangs twice: more than the client's one retry
     events = follow_all(run, settings)
-    [waited] = [e for e in events if "did not answer within 1 s" in e.get("message", "")]
+    [waited] = [e for e in events if "did not answer within 3 s" in e.get("message", "")]
     assert waited["type"] == "status" and "Retrying in" in waited["message"]
     assert events[-1]["type"] == "done"
     assert registry_for(settings).run(run["id"])["status"] == "succeeded"
