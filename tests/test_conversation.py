@@ -47,12 +47,13 @@ def first(turn: dict) -> str:
      "knowledge/overfitting-and-forgetting.md › Spotting overfitting"),
     (["What is RAG?", "What are its limits?"], "follow_up", "knowledge/alternatives.md › Limits of RAG"),
     (["What learning rate should I use?", "And the batch size?"], "switch", "knowledge/hyperparameters.md › Batch size"),
+    (["What is LoRA?", "And what does QLoRA add to it?"], "switch", "knowledge/lora-qlora-peft.md › QLoRA"),
     (["Що таке перенавчання?", "Як його помітити?"], "follow_up",
      "knowledge/uk/overfitting-and-forgetting.md › Як помітити"),
     (["Яку швидкість навчання обрати?", "А розмір батча?"], "switch", "knowledge/uk/hyperparameters.md › Розмір батча"),
     (["Що таке кероване тонке налаштування?", "А DPO?"], "switch",
      "knowledge/uk/supervised-vs-unsupervised.md › Налаштування на вподобаннях"),
-], ids=["pronoun-its", "pronoun-it", "pronoun-limits", "ellipsis", "uk-pronoun",
+], ids=["pronoun-its", "pronoun-it", "pronoun-limits", "ellipsis", "switch", "uk-pronoun",
         "uk-ellipsis", "uk-switch"])
 async def test_a_follow_up_is_retrieved_with_the_conversation(tutor, questions, kind, expected):
     *_, turn = await talk(tutor, *questions)
@@ -68,6 +69,8 @@ async def test_a_new_topic_keeps_its_relation_to_the_last_one(tutor):
 @pytest.mark.parametrize("questions, kind, expected, shows", [
     (["What learning rate should I use?", "And the batch size?", "Why does that matter?"], "why",
      "knowledge/hyperparameters.md › Batch size", "Why, in the notes' words"),
+    (["What is LoRA?", "And what does QLoRA add to it?", "Why does that save memory?"], "why",
+     "knowledge/lora-qlora-peft.md › QLoRA", "cuts the memory"),
     (["What is LoRA?", "How do I choose its rank?", "Can you say that more simply?"], "simpler",
      "knowledge/hyperparameters.md › LoRA rank", "**LoRA rank.** The LoRA rank"),
     (["What is LoRA?", "And what does QLoRA add to it?", "Give me an example with my recipe dataset."], "example",
@@ -87,7 +90,7 @@ async def test_a_new_topic_keeps_its_relation_to_the_last_one(tutor):
      "knowledge/uk/chat-jsonl-format.md › Приклад навчального рядка", "Розібраний приклад"),
     (["Яку швидкість навчання обрати?", "А розмір батча?", "Розкажи детальніше."], "more",
      "knowledge/uk/hyperparameters.md › Розігрів", "Нотатки продовжуються"),
-], ids=["why", "simpler", "example-recipe", "example-cost", "more", "shorter", "rephrase", "uk-simpler", "uk-why",
+], ids=["why", "why-memory", "simpler", "example-recipe", "example-cost", "more", "shorter", "rephrase", "uk-simpler", "uk-why",
         "uk-example", "uk-more"])
 async def test_a_request_about_the_last_answer_is_answered_from_its_notes(tutor, questions, kind, expected, shows):
     *_, turn = await talk(tutor, *questions)

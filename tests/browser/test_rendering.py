@@ -5,6 +5,8 @@ Chainlit serves its own compiled Tailwind CSS, which holds only the classes its 
 (bg-green-200 was one) renders nothing, silently. Hence computed styles, read from the page, in each theme.
 """
 
+import time
+
 import pytest
 
 from tests.browser.conftest import MODEL, UI
@@ -52,10 +54,19 @@ def distance(a, b) -> float:
 
 
 def choose_theme(page, name: str) -> None:
-    """As a learner does: the header's theme menu."""
-    page.locator("#theme-toggle").click()
-    page.get_by_role("menuitem", name=f"{name.capitalize()} Theme").click()
-    page.wait_for_function(f"document.documentElement.classList.contains({name!r})", timeout=UI)
+    """As a learner does: the header's theme menu. The menu can re-render under the pointer while the page is still
+    busy (its item "not stable", then detached): it is closed and opened again until the theme is on."""
+    deadline = time.time() + UI / 1000
+    while True:
+        try:
+            page.locator("#theme-toggle").click(timeout=15_000)
+            page.get_by_role("menuitem", name=f"{name.capitalize()} Theme").click(timeout=15_000)
+            page.wait_for_function(f"document.documentElement.classList.contains({name!r})", timeout=15_000)
+            return
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: try the menu again
+            if time.time() > deadline:
+                raise
+            page.keyboard.press("Escape")
 
 
 def test_trained_tokens_stand_out_in_both_themes(page):
