@@ -93,7 +93,7 @@ provider; self-hosting; checkpoint; base model; recipe; format; chat format; los
 _CONTEXT = {"en": {"examples", "dataset", "recipe", "training data"}, "uk": {"приклад", "набір даних", "дані", "рецепт"}}
 _ACRONYM = re.compile(r"\b[A-Za-z]*[A-Z][a-z]*[A-Z][A-Za-z0-9]*\b")  # LoRA, QLoRA, PEFT, JSONL, RLHF, IA3
 _GLOSSARY_TERM = re.compile(r"^\*\*(.+?)\.\*\*", re.M)
-_WORD = re.compile(r"[\w'-]+")
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'-]*|[\u0400-\u04ff][\u0400-\u04ff'-]*")  # Latin or Cyrillic words: "什么是LoRA" names LoRA
 
 
 class Turn(BaseModel):

@@ -1,42 +1,16 @@
 """The Chainlit handlers, driven through Chainlit's context with a recording emitter (no browser)."""
 
 import asyncio
-import shutil
 import time
 
 import chainlit as cl
 import pytest
 
 import assistant.app as app
-import assistant.service as service
-from assistant.decision import QUESTIONS
+from assistant.decision import QUESTIONS, phrase
 from assistant.tutor import Tutor
 from tests.chainlit_harness import open_chat, user_says
-from tests.conftest import MODEL_CACHE
 from training.config import TrainConfig
-from training.settings import get_settings
-
-
-@pytest.fixture
-async def app_env(monkeypatch, tmp_path, indexed_data_dir, tiny_model_dir):
-    """The app's real wiring (env -> settings -> service), on a copy of the index and the tiny model."""
-    data_dir = tmp_path / "data"
-    shutil.copytree(indexed_data_dir, data_dir)
-    monkeypatch.chdir(tmp_path)  # no developer .env
-    monkeypatch.setenv("TUTOR_DATA_DIR", str(data_dir))
-    monkeypatch.setenv("TUTOR_CACHE_DIR", str(MODEL_CACHE))
-    monkeypatch.setenv("TUTOR_BASE_MODEL", str(tiny_model_dir))
-
-    async def reset():
-        if app._warmup is not None:  # a warm-up still building the previous test's tutor
-            await asyncio.wait([app._warmup])
-        get_settings.cache_clear()
-        service._tutor = None
-        app._warmup = None
-
-    await reset()
-    yield monkeypatch
-    await reset()
 
 
 async def test_chat_start_welcomes_and_offers_settings_and_commands(app_env):
@@ -111,8 +85,8 @@ async def test_an_unexpected_failure_shows_no_stack_trace(app_env, monkeypatch, 
     assert "sk-live-0123456789abcdef" not in caplog.text  # ...without the key
 
 
-async def test_a_broken_configuration_is_explained_in_chat(app_env):
-    app_env.setenv("CHROMA_PORT", "not-a-port")
+async def test_a_broken_configuration_is_explained_in_chat(app_env, monkeypatch):
+    monkeypatch.setenv("CHROMA_PORT", "not-a-port")
     chat = open_chat()
     await app.on_chat_start()
     assert "CHROMA_PORT" in chat.messages[-1]["output"]
@@ -129,8 +103,8 @@ async def test_choosing_an_unconfigured_openai_backend_explains_and_keeps_the_mo
     assert cl.user_session.get("temperature") == 0.7
 
 
-async def test_a_dead_openai_compatible_server_is_a_clear_message(app_env):
-    app_env.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+async def test_a_dead_openai_compatible_server_is_a_clear_message(app_env, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
     chat = open_chat()
     await app.on_chat_start()
     assert cl.user_session.get("backend") == "openai"
@@ -158,7 +132,8 @@ async def test_the_should_i_fine_tune_check_walks_every_question_to_a_recommenda
 async def test_a_stale_check_click_is_handled(app_env):
     chat = open_chat()
     await app.on_check_answer(cl.Action(name="check_answer", payload={"question": "use_case", "option": "format"}))
-    assert "/check" in chat.messages[-1]["output"]
+    [reply] = chat.messages  # one sentence on what to do, and no question asked
+    assert reply["output"] == phrase("check.stale", "en") and chat.actions_for(reply["id"]) == []
 
 
 async def test_answering_never_blocks_the_event_loop(app_env):

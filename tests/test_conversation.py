@@ -12,7 +12,6 @@ from assistant.knowledge import KnowledgeBase, Passage
 from assistant.tutor import Tutor
 from tests.chainlit_harness import open_chat, user_says
 from tests.conftest import make_settings
-from tests.test_app import app_env  # noqa: F401 - the app's real wiring, as a fixture
 from tests.test_cli import indexed, run_tutor  # noqa: F401
 
 
@@ -145,7 +144,7 @@ async def test_a_capable_model_condenses_the_follow_up_from_the_bounded_history(
         assert sum(len(m["content"]) for m in history) <= HISTORY_TOKENS * 4, "history is bounded"
 
 
-async def test_a_resumed_chat_keeps_its_conversation(app_env):  # noqa: F811
+async def test_a_resumed_chat_keeps_its_conversation(app_env):
     chat = open_chat("alice")
     conversation = Conversation()
     understood = Understood(question="What is catastrophic forgetting?", kind="new", language="en",
