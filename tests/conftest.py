@@ -18,6 +18,7 @@ configure_process()  # the test session is an entry point like the app: offline 
 
 # Converted embedded weights are kept between runs (and shared with the browser tests): ~20 s once.
 MODEL_CACHE = PROJECT_ROOT / ".test-data" / "cache"
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"  # the cookbook's real split, when beside the checkout
 KNOWLEDGE = PROJECT_ROOT / "knowledge"
 
 
@@ -193,4 +194,37 @@ async def app_env(monkeypatch, tmp_path, indexed_data_dir, tiny_model_dir) -> Pa
     if app._warmup is not None:
         await asyncio.wait([app._warmup])
     app._warmup, service._tutor = None, None
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def data(tmp_path):
+    """24 training and 6 validation examples: the cookbook's when beside the checkout, else the bundled sample."""
+    from training.prepare import prepare
+
+    if SHARED_DATA.exists():
+        (tmp_path / "train.jsonl").write_text("".join((SHARED_DATA / "recipes_cookbook_train.jsonl").open().readlines()[:24]))
+        (tmp_path / "validation.jsonl").write_text(
+            "".join((SHARED_DATA / "recipes_cookbook_validation.jsonl").open().readlines()[:6]))
+    else:
+        prepare("sample", tmp_path, train=24, validation=6, test=0)
+    return tmp_path / "train.jsonl", tmp_path / "validation.jsonl"
+
+
+@pytest.fixture
+def indexed(tmp_path, indexed_data_dir):
+    """A data dir whose knowledge index is built (as after a first run): each test pays for its own answer only."""
+    shutil.copytree(indexed_data_dir, tmp_path / "data")
+
+
+@pytest.fixture
+def chat_env(monkeypatch, tmp_path):
+    """The app's settings from a fresh data dir of this test (no developer .env)."""
+    from training.settings import get_settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TUTOR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TUTOR_CACHE_DIR", str(MODEL_CACHE))
+    get_settings.cache_clear()
+    yield
     get_settings.cache_clear()

@@ -171,7 +171,7 @@ async def test_cancel_and_a_restart_while_the_job_runs(tmp_path, azure, dataset)
 
 
 def test_cli_without_deployment_settings_succeeds_explains_the_deploy_step_then_records_it(tmp_path, azure, dataset):
-    from tests.test_cli import run_tutor
+    from tests.helpers import run_tutor
 
     env = azure_env(azure, deploy=False)
     trained = run_tutor("train", "--backend", "azure", "--train", dataset["train"], "--val", dataset["validation"],

@@ -2,26 +2,12 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import MODEL_CACHE
-
-
-@pytest.fixture
-def indexed(tmp_path, indexed_data_dir):
-    """A data dir whose knowledge index is built (as after a first run): each test pays for its own answer only."""
-    shutil.copytree(indexed_data_dir, tmp_path / "data")
-
-
-def run_tutor(*args, env_extra=None, tmp_path, timeout=300, stdin=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHROMA_", "TUTOR_", "AZURE_"))}
-    env.update({"TUTOR_DATA_DIR": str(tmp_path / "data"), "TUTOR_CACHE_DIR": str(MODEL_CACHE), **(env_extra or {})})
-    return subprocess.run([sys.executable, "-m", "assistant.cli", *args], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=timeout, input=stdin)
+from tests.helpers import run_tutor
 
 
 def test_ask_json_on_the_embedded_model_returns_sources_about_low_rank_adapters(tmp_path, embedded_model_dir, indexed):

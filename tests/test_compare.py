@@ -11,13 +11,12 @@ from assistant import ab_flow, training_flow
 from assistant.accounts import LOCAL_LEARNER
 from assistant.contenders import ExampleIndex, pair_for_run
 from tests.chainlit_harness import open_chat, user_says
-from tests.conftest import MODEL_CACHE, make_settings
-from tests.test_cli import run_tutor
+from tests.conftest import make_settings
+from tests.helpers import run_tutor
 from training.evaluation import Case, chat_triples, load_cases
 from training.prepare import prepare
 from training.recipes import SAMPLE_CSV
 from training.registry import registry_for
-from training.settings import get_settings
 
 
 def finished_run(data_dir, base_model: str, location: str, kind: str = "local-adapter") -> dict:
@@ -34,16 +33,6 @@ def finished_run(data_dir, base_model: str, location: str, kind: str = "local-ad
 @pytest.fixture
 def local_run(tmp_path, tiny_model_dir, tiny_adapter_dir):
     return finished_run(tmp_path / "data", str(tiny_model_dir), str(tiny_adapter_dir))
-
-
-@pytest.fixture
-def chat_env(monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("TUTOR_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("TUTOR_CACHE_DIR", str(MODEL_CACHE))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 async def test_the_rag_prompt_holds_the_k_most_similar_training_examples(local_run, tmp_path):

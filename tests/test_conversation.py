@@ -12,7 +12,7 @@ from assistant.knowledge import KnowledgeBase, Passage
 from assistant.tutor import Tutor
 from tests.chainlit_harness import open_chat, user_says
 from tests.conftest import make_settings
-from tests.test_cli import indexed, run_tutor  # noqa: F401
+from tests.helpers import run_tutor
 
 
 @pytest.fixture(scope="module")

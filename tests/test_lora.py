@@ -7,44 +7,20 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.helpers import make_run, wait_for
 from training import events, jobs, queue
-from training.config import ConfigError, TrainConfig
-from training.events import Done, Start, Step
 from training.batches import collate, length_grouped_batches
 from training.checkpoints import latest_checkpoint
+from training.config import ConfigError, TrainConfig
+from training.events import Done, Start, Step
 from training.lora import train
 from training.lora_model import add_lora, load_adapter_model, load_base
 from training.registry import Registry
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-@pytest.fixture
-def data(tmp_path):
-    """24 training and 6 validation examples: the cookbook's when beside the checkout, else the bundled sample."""
-    from training.prepare import prepare
-
-    if SHARED.exists():
-        (tmp_path / "train.jsonl").write_text("".join((SHARED / "recipes_cookbook_train.jsonl").open().readlines()[:24]))
-        (tmp_path / "validation.jsonl").write_text("".join((SHARED / "recipes_cookbook_validation.jsonl").open().readlines()[:6]))
-    else:
-        prepare("sample", tmp_path, train=24, validation=6, test=0)
-    return tmp_path / "train.jsonl", tmp_path / "validation.jsonl"
-
-
-def make_run(tmp_path, data, tiny_model_dir, **overrides) -> Path:
-    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=tmp_path))
-    values = dict(train_file=str(data[0]), validation_file=str(data[1]), base_model=str(tiny_model_dir), epochs=2,
-                  batch_size=4, learning_rate=1e-3, save_every=2, eval_generate_limit=2, bf16="no")
-    TrainConfig(**{**values, **overrides}).save(run_dir / "config.json")
-    return run_dir
 
 
 def test_lora_weights_change_and_base_weights_do_not(tmp_path, data, tiny_model_dir):
@@ -183,15 +159,6 @@ def test_two_trainers_cannot_share_a_run_directory(tmp_path, data, tiny_model_di
         holder.wait()
     with RunLock(run_dir):  # a dead owner's lock is stale and taken over
         assert (run_dir / "lock").read_text() == str(os.getpid())
-
-
-def wait_for(predicate, timeout=120.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def follow_all(run, registry) -> list:

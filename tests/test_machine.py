@@ -13,7 +13,7 @@ import pytest
 
 from assistant.doctor import findings, report
 from tests.conftest import MODEL_CACHE, make_settings
-from tests.test_cli import run_tutor
+from tests.helpers import run_tutor
 from training import events
 from training.backends import training_backend
 from training.config import ConfigError, TrainConfig

@@ -370,7 +370,7 @@ async def test_without_configuration_the_chat_says_how_to_configure(monkeypatch,
 
 def test_cli_train_and_jobs_with_the_openai_backend_then_continue_the_fine_tune(tmp_path, server, dataset,
                                                                                 tiny_model_dir):
-    from tests.test_cli import run_tutor
+    from tests.helpers import run_tutor
 
     env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY}
     common = ["--backend", "openai", "--train", dataset["train"], "--val", dataset["validation"], "--epochs", "1",

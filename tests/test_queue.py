@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_lora import data, make_run, wait_for  # noqa: F401 - the `data` fixture
+from tests.helpers import make_run, wait_for
 from training import events, jobs, queue
 from training.config import TrainConfig
 from training.registry import Registry

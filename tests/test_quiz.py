@@ -27,7 +27,6 @@ from assistant.quiz import (
 from assistant.quiz_grading import clauses, grade, says, words
 from tests.chainlit_harness import open_chat
 from tests.conftest import MODEL_CACHE
-from tests.test_compare import chat_env  # noqa: F401
 from training.registry import LOCAL_USER, Registry, registry_for
 from training.registry_schema import VERSION
 from training.settings import PROJECT_ROOT, get_settings

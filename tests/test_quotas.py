@@ -9,7 +9,7 @@ import pytest
 from assistant import uploads
 from assistant.accounts import Learner, add_user
 from tests.conftest import make_settings
-from tests.test_lora import data, make_run  # noqa: F401 - the `data` fixture
+from tests.helpers import make_run
 from training import events, jobs, quotas
 from training.checkpoints import latest_checkpoint
 from training.config import TrainConfig

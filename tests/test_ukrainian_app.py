@@ -223,9 +223,17 @@ async def test_a_ukrainian_chat_gets_every_flow_in_ukrainian(data_dir):
         message.elements = [cl.File(name=name, path=str(data_dir.parent / name))]
         await app.on_message(message)
     assert "| помилка формату | прикладів | рядки |" in chat.messages[-1]["output"]
+    replies = []
     for command in ("/train learnin_rate=1", "/train epochs", "/deployed", "/prepare seed=lucky", "/train lr=fast"):
         await app.on_message(user_says(command))
-    assert chat.messages[-1]["output"] == "⚠️ Недійсні налаштування local LoRA: learning_rate має бути числом."
+        replies.append(chat.messages[-1]["output"])
+    # Each mistake gets its own sentence, in Ukrainian, saying what to do.
+    assert replies[0].startswith("⚠️ Я не знаю налаштування `learnin_rate`. Можна задати: alpha,")
+    assert "learning_rate" in replies[0]
+    assert replies[1].startswith("⚠️ Невідомий спосіб навчання 'epochs'. Виберіть один із: local,")
+    assert replies[2] == "⚠️ Назвіть розгортання: `/deployed NAME` або `/deployed RUN NAME` для давнішого запуску."
+    assert replies[3] == "⚠️ Ці розміри не підходять: seed має бути цілим числом. Розміри й seed — цілі числа."
+    assert replies[4] == "⚠️ Недійсні налаштування local LoRA: learning_rate має бути числом."
     await app.on_settings_update({"train.local.epochs": "0"})
     assert chat.messages[-1]["output"].startswith("⚠️ Недійсні налаштування local LoRA: epochs має бути більше за 0.")
     await training_flow.on_finetune(cl.Action(name="finetune", payload={"backend": "local", "dataset_id": "../etc"}))
