@@ -155,7 +155,7 @@ def serve() -> int:
     install()
     host = os.environ.get("HOST") or "127.0.0.1"
     port = os.environ.get("PORT") or "8000"
-    return run(tool("chainlit"), "run", "assistant/app.py", "--host", host, "--port", port, "--headless",
+    return run(tool("chainlit"), "run", "assistant/chat/app.py", "--host", host, "--port", port, "--headless",
                env=child_env(), check=False)
 
 

@@ -9,7 +9,7 @@ A text missing in a language falls back to English; a test keeps both catalogs c
 
 from __future__ import annotations
 
-from training.phrases import Phrases
+from training.base.phrases import Phrases
 
 LANGUAGES = ("en", "uk")
 

@@ -4,6 +4,6 @@ figure, a baseline measured in the same run, and their ratio. Run one alone with
 
 The benchmarks are entry points: importing this package configures the process (offline, threads) first."""
 
-from training.common import configure_process
+from training.base.common import configure_process
 
 configure_process()

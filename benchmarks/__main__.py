@@ -1,7 +1,7 @@
 """Run every benchmark, each in its own process, and print one summary table at the end.
 
 Own processes: memory is freed between benchmarks, and torch's OpenMP thread teams from one benchmark
-cannot slow another (see assistant/generation.py).
+cannot slow another (see assistant/inference/engine.py).
 """
 
 import json

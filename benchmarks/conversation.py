@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from assistant.conversation import Conversation
-from assistant.knowledge import KnowledgeBase
-from assistant.tutor import Tutor
-from training.settings import load_settings
+from assistant.retrieval.knowledge import KnowledgeBase
+from assistant.tutor.answers import Tutor
+from assistant.tutor.conversation import Conversation
+from training.base.settings import load_settings
 
 LORA, UK_LORA = "lora-qlora-peft.md", "uk/lora-qlora-peft.md"
 # (question, [(file under knowledge/, heading prefix or "")]): any of the sections is right.
@@ -104,7 +104,7 @@ DIALOGUES: list[list[tuple[str, list[tuple[str, str]]]]] = [
      ("Чому його використовують?", [("uk/supervised-vs-unsupervised.md", "Налаштування на вподобаннях")])],
 ]
 
-# Written after the ranking weights (assistant/ranking.py) were chosen on DIALOGUES, and never used to choose them:
+# Written after the ranking weights (assistant/tutor/ranking.py) were chosen on DIALOGUES, and never used to choose them:
 # the figure on these says how far the choice carries to conversations it was not fitted to.
 HELD_OUT: list[list[tuple[str, list[tuple[str, str]]]]] = [
     [("What is a validation set?", [("glossary.md", "Training terms")]),

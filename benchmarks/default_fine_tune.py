@@ -16,19 +16,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from assistant.backends import create_backend
-from assistant.contenders import Contender, ExampleIndex, answer_budget
-from assistant.dataset_flow import DEFAULTS
-from assistant.generation import engine
+from assistant.chat.dataset_flow import DEFAULTS
+from assistant.inference.backends import create_backend
+from assistant.inference.engine import engine
+from assistant.tutor.contenders import Contender, ExampleIndex, answer_budget
 from benchmarks.generation import SHARED
-from training.config import TrainConfig
-from training.diagnosis import diagnose
-from training.evaluation import evaluate, load_cases
-from training.models import load_tokenizer, resolve_base_model
-from training.prepare import prepare
-from training.recipes import SAMPLE_CSV
-from training.settings import load_settings
-from training.tokens import local_counter
+from training.base.models import load_tokenizer, resolve_base_model
+from training.base.settings import load_settings
+from training.data.prepare import prepare
+from training.data.recipes import SAMPLE_CSV
+from training.data.tokens import local_counter
+from training.evaluation.diagnosis import diagnose
+from training.evaluation.held_out import evaluate, load_cases
+from training.local.config import TrainConfig
 
 HELD_OUT = 30
 
@@ -46,7 +46,7 @@ def run(overrides: dict | None = None) -> dict:
         run_dir.mkdir()
         config.save(run_dir / "config.json")
         started = time.perf_counter()
-        trained = subprocess.run([sys.executable, "-m", "training.lora", str(run_dir)], capture_output=True, text=True)
+        trained = subprocess.run([sys.executable, "-m", "training.local.lora", str(run_dir)], capture_output=True, text=True)
         seconds = time.perf_counter() - started
         if trained.returncode != 0:
             raise SystemExit(trained.stderr[-2000:])

@@ -3,7 +3,7 @@
 A LoRA adapter is trained first (one epoch on the training file, in its own process, as the app does), then
 20 held-out recipes are answered by the fine-tune and by its RAG baseline (the base model with 3 retrieved
 training examples):
-- project: training.evaluation.evaluate through the app's contenders: 8 answers in flight on the generation
+- project: training.evaluation.held_out.evaluate through the app's contenders: 8 answers in flight on the generation
   engine (decoded together), greedy, stopped at EOS, at max_tokens derived from the training answers (p99 x
   1.5) or at a repetition;
 - baseline: the same prompts through transformers' `generate`, batches of 8, left-padded, greedy, the same
@@ -27,17 +27,17 @@ from pathlib import Path
 
 import torch
 
-from assistant.backends import create_backend
-from assistant.contenders import Contender, ExampleIndex, answer_budget
-from assistant.generation import engine
+from assistant.inference.backends import create_backend
+from assistant.inference.engine import engine
+from assistant.tutor.contenders import Contender, ExampleIndex, answer_budget
 from benchmarks.generation import cookbook_files
-from training.config import TrainConfig
-from training.evaluation import evaluate, load_cases
-from training.lora_model import load_adapter_model
-from training.metrics import score_answer
-from training.models import load_tokenizer, resolve_base_model
-from training.settings import load_settings
-from training.tokens import local_counter
+from training.base.models import load_tokenizer, resolve_base_model
+from training.base.settings import load_settings
+from training.data.tokens import local_counter
+from training.evaluation.held_out import evaluate, load_cases
+from training.evaluation.metrics import score_answer
+from training.local.config import TrainConfig
+from training.local.lora_model import load_adapter_model
 
 CASES, BATCH = 20, 8  # recipes by default; answers per generate call
 
@@ -77,7 +77,7 @@ def run(count: int = CASES) -> dict:
         run_dir.mkdir()
         TrainConfig(train_file=str(train), epochs=1, batch_size=8, eval_generate_limit=0,
                     save_every=10_000).save(run_dir / "config.json")
-        trained = subprocess.run([sys.executable, "-m", "training.lora", str(run_dir)], capture_output=True, text=True)
+        trained = subprocess.run([sys.executable, "-m", "training.local.lora", str(run_dir)], capture_output=True, text=True)
         if trained.returncode != 0:
             raise SystemExit(trained.stderr[-2000:])
         adapter = run_dir / "adapter"

@@ -1,7 +1,7 @@
 """Local generation: the project's engine against llama.cpp alone, and the memory-bandwidth bound.
 
 On the embedded SmolLM2-135M with cookbook recipe prompts, greedy: time to first token and decode tokens/s
-of assistant.generation's engine (its llama.cpp runtime on the Q8_0 file it writes, with the scheduling,
+of assistant.inference.engine's engine (its llama.cpp runtime on the Q8_0 file it writes, with the scheduling,
 streaming and text decoding around it) against the baseline a skilled user would pick: a bare llama.cpp
 loop on the shipped Q4_1 GGUF, same prompt ids and threads, in the same run. For reference: the bare loop
 on the engine's own Q8_0 file (the engine's overhead), and transformers' `generate` on the fp32
@@ -20,15 +20,15 @@ from pathlib import Path
 
 import torch
 
-from assistant.contenders import Contender, ExampleIndex
-from assistant.generation import engine, load_model
-from training.common import usable_cpus
-from training.evaluation import load_cases
-from assistant.llama_runtime import model_file
-from training.models import gguf_file, resolve_base_model
-from training.prepare import prepare
-from training.recipes import SAMPLE_CSV
-from training.settings import load_settings
+from assistant.inference.engine import engine, load_model
+from assistant.inference.llama_runtime import model_file
+from assistant.tutor.contenders import Contender, ExampleIndex
+from training.base.common import usable_cpus
+from training.base.models import gguf_file, resolve_base_model
+from training.base.settings import load_settings
+from training.data.prepare import prepare
+from training.data.recipes import SAMPLE_CSV
+from training.evaluation.held_out import load_cases
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 PROMPTS = 12
@@ -137,7 +137,7 @@ def run() -> dict:
                                                          return_dict=True)["input_ids"]
     threads = usable_cpus()
     shipped, own = LlamaAlone(gguf, threads), LlamaAlone(engine.call(model_file, source, None), threads)
-    # All on the engine's thread: torch work on a second thread would slow the rest (see assistant/generation.py).
+    # All on the engine's thread: torch work on a second thread would slow the rest (see assistant/inference/engine.py).
     contenders = {
         "engine": lambda messages: _engine(source, messages),
         "llama.cpp, shipped Q4_1": lambda messages: engine.call(shipped, ids(messages)),

@@ -1,4 +1,4 @@
-"""The GPU check: the trainer's model side (training/lora_model.py) on a CUDA GPU, in under five minutes, on a Llama
+"""The GPU check: the trainer's model side (training/local/lora_model.py) on a CUDA GPU, in under five minutes, on a Llama
 built from a config (no download). Not part of `make bench` (which runs on the CPU); run it where a GPU is:
 
     python -m benchmarks.gpu                 # on the first CUDA GPU
@@ -6,7 +6,7 @@ built from a config (no download). Not part of `make bench` (which runs on the C
 
 For LoRA in bf16 without and with gradient checkpointing, and QLoRA (4-bit NF4 + double quantization) where
 bitsandbytes imports: the loss falls, every LoRA weight changes and no base weight does; the peak GPU memory the
-allocator held against the estimate (training/estimate.py, the parts on the GPU: weights, adapter and optimizer,
+allocator held against the estimate (training/local/estimate.py, the parts on the GPU: weights, adapter and optimizer,
 activations); tokens/s and MFU against the device's dense bf16 peak (estimate.GPU_TABLE, or --peak-tflops).
 """
 
@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from training.config import TrainConfig
-from training.estimate import GB, GPU_TABLE, Architecture, Shape, memory
-from training.lora_model import IGNORE, AnswerLoss, add_lora
+from training.local.config import TrainConfig
+from training.local.estimate import GB, GPU_TABLE, Architecture, Shape, memory
+from training.local.lora_model import IGNORE, AnswerLoss, add_lora
 
 SHAPE = dict(h=1024, i=4096, layers=12, heads=16, kv_heads=4, vocab=32000)  # ~190 M parameters
 

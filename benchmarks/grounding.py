@@ -2,7 +2,7 @@
 
 Plain RAG (the baseline) gives the same model the same top passages and lets it answer freely. The
 project's design quotes the key passage, adds the best sentence of the other passages, and keeps
-only the model sentences that pass `is_grounded` (see assistant/tutor.py). For each answer we count:
+only the model sentences that pass `is_grounded` (see assistant/tutor/answers.py). For each answer we count:
 - grounded share: of the answer's sentences (4+ content words), the share that `is_grounded` accepts
   against the retrieved passages (numbers and content words in the sources, and a paraphrase of one
   source sentence);
@@ -20,11 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from assistant.backends import create_backend
-from assistant.grounding import content_words, is_grounded, sentences
-from assistant.knowledge import KnowledgeBase
-from assistant.tutor import Tutor
-from training.settings import load_settings
+from assistant.inference.backends import create_backend
+from assistant.retrieval.grounding import content_words, is_grounded, sentences
+from assistant.retrieval.knowledge import KnowledgeBase
+from assistant.tutor.answers import Tutor
+from training.base.settings import load_settings
 
 CASES = [
     ("What is LoRA?", ["low-rank"]),

@@ -7,9 +7,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from assistant.embeddings import encode
-from assistant.knowledge import KnowledgeBase
-from training.settings import load_settings
+from assistant.retrieval.embeddings import encode
+from assistant.retrieval.knowledge import KnowledgeBase
+from training.base.settings import load_settings
 
 
 def run() -> dict:

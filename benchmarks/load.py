@@ -22,11 +22,12 @@ from pathlib import Path
 import socketio
 
 from tests.app_process import AppProcess
-from training import events, jobs
-from training.config import TrainConfig
-from training.prepare import prepare
-from training.recipes import SAMPLE_CSV
-from training.registry import Registry
+from training.backends import local as jobs
+from training.base.registry import Registry
+from training.data.prepare import prepare
+from training.data.recipes import SAMPLE_CSV
+from training.jobs import events
+from training.local.config import TrainConfig
 
 SESSIONS, QUESTIONS_EACH, ANSWER_DEADLINE = 20, 3, 120.0
 QUESTIONS = ["What is LoRA?", "How do I pick a learning rate?", "When should I use RAG instead of fine-tuning?",

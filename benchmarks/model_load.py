@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
-from training.models import convert_embedded, embedded_gguf_path
-from training.settings import load_settings
+from training.base.models import convert_embedded, embedded_gguf_path
+from training.base.settings import load_settings
 
 
 def timed(load) -> float:

@@ -2,10 +2,10 @@
 
 The CSV is generated from the bundled sample (titles numbered so rows are distinct). Each contender
 runs in its own process so peak RSS is its own:
-- project: `training.prepare.prepare` (streamed csv + orjson, seeded reservoir, dedupe fingerprints);
+- project: `training.data.prepare.prepare` (streamed csv + orjson, seeded reservoir, dedupe fingerprints);
 - baseline: the cookbook's approach: pandas `read_csv` of the whole file, then row-wise formatting
   of every row into a chat example.
-Validation: `training.validate` (streamed, tiktoken) vs the cookbook notebook's loop (load every
+Validation: `training.data.validate` (streamed, tiktoken) vs the cookbook notebook's loop (load every
 line, then the format checks and `num_tokens_from_messages` one message at a time).
 
     python -m benchmarks.prepare_csv [ROWS]
@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from training.recipes import SAMPLE_CSV
+from training.data.recipes import SAMPLE_CSV
 
 ROWS = 1_000_000
 EXAMPLES = 100_000
@@ -31,7 +31,7 @@ def peak_mb():
 PROJECT = PEAK + """
 import sys, time
 from pathlib import Path
-from training.prepare import prepare
+from training.data.prepare import prepare
 started = time.perf_counter()
 report = prepare(sys.argv[1], Path(sys.argv[2]), train=1000, validation=200, test=200, seed=0)
 seconds = time.perf_counter() - started
@@ -40,7 +40,7 @@ print(report.rows_read, seconds, peak_mb())
 BASELINE = PEAK + """
 import json, sys, time
 import pandas as pd
-from training.recipes import SYSTEM_PROMPT
+from training.data.recipes import SYSTEM_PROMPT
 started = time.perf_counter()
 recipes = pd.read_csv(sys.argv[1])
 def prepare_example_conversation(row):
@@ -54,7 +54,7 @@ print(len(examples), seconds, peak_mb())
 VALIDATE_PROJECT = """
 import sys, time
 from pathlib import Path
-from training.validate import validate_file
+from training.data.validate import validate_file
 started = time.perf_counter()
 report = validate_file(Path(sys.argv[1]))
 print(report.examples, time.perf_counter() - started)
@@ -62,7 +62,7 @@ print(report.examples, time.perf_counter() - started)
 VALIDATE_BASELINE = """
 import json, sys, time
 from collections import defaultdict
-from training.tokens import seed_tiktoken_cache
+from training.data.tokens import seed_tiktoken_cache
 import tiktoken
 seed_tiktoken_cache("o200k_base")
 started = time.perf_counter()

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy
 
-from assistant.embeddings import encode
-from assistant.knowledge import KnowledgeBase
-from assistant.tutor import MIN_RELEVANCE
+from assistant.retrieval.embeddings import encode
+from assistant.retrieval.knowledge import KnowledgeBase
+from assistant.tutor.answers import MIN_RELEVANCE
 from benchmarks.grounding import CASES
-from training.settings import load_settings
+from training.base.settings import load_settings
 
 QUESTIONS_UK = [
     "Що таке LoRA?",

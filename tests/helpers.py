@@ -11,14 +11,14 @@ import time
 from pathlib import Path
 
 from tests.conftest import MODEL_CACHE
-from training.config import TrainConfig
+from training.local.config import TrainConfig
 
 
 def run_tutor(*args, env_extra=None, tmp_path, timeout=300, stdin=None):
     """`tutor ARGS` in a subprocess, on the data dir tmp_path/data, with no developer settings from the environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHROMA_", "TUTOR_", "AZURE_"))}
     env.update({"TUTOR_DATA_DIR": str(tmp_path / "data"), "TUTOR_CACHE_DIR": str(MODEL_CACHE), **(env_extra or {})})
-    return subprocess.run([sys.executable, "-m", "assistant.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "assistant.cli.main", *args], capture_output=True, text=True,
                           env=env, cwd=tmp_path, timeout=timeout, input=stdin)
 
 

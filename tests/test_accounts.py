@@ -10,18 +10,18 @@ from types import SimpleNamespace
 import pytest
 from fastapi import FastAPI, Response
 
-from assistant.accounts import add_user, auth_secret, authenticate, learner_for, learner_of
-from assistant.logins import Throttle, oauth_identity
+from assistant.web.accounts import add_user, auth_secret, authenticate, learner_for, learner_of
+from assistant.web.logins import Throttle, oauth_identity
 from tests.http_server import ServerThread
-from training.errors import TutorError
-from training.registry import Registry
-from training.settings import Settings
+from training.base.errors import TutorError
+from training.base.registry import Registry
+from training.base.settings import Settings
 
 
 def tutor(tmp_path, *args, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TUTOR_"))}
     env["TUTOR_DATA_DIR"] = str(tmp_path / "data")
-    return subprocess.run([sys.executable, "-m", "assistant.cli", *args], input=stdin, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "assistant.cli.main", *args], input=stdin, capture_output=True, text=True,
                           env=env, timeout=120)
 
 

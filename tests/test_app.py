@@ -6,11 +6,11 @@ import time
 import chainlit as cl
 import pytest
 
-import assistant.app as app
-from assistant.decision import QUESTIONS, phrase
-from assistant.tutor import Tutor
+import assistant.chat.app as app
+from assistant.tutor.answers import Tutor
+from assistant.tutor.decision import QUESTIONS, phrase
 from tests.chainlit_harness import open_chat, user_says
-from training.config import TrainConfig
+from training.local.config import TrainConfig
 
 
 async def test_chat_start_welcomes_and_offers_settings_and_commands(app_env):

@@ -13,17 +13,17 @@ import logging
 
 import pytest
 
-from assistant.contenders import pair_for_run
+from assistant.tutor.contenders import pair_for_run
 from tests.conftest import make_settings
 from tests.fake_azure import FakeAzure
-from training.azure_jobs import AzureJobs
-from training.backends import backend_of, training_backend
-from training.config import ConfigError
-from training.errors import TutorError
-from training.evaluation import Case
-from training.prepare import prepare
-from training.recipes import SAMPLE_CSV
-from training.registry import registry_for
+from training.backends.azure import AzureJobs
+from training.backends.registry import backend_of, training_backend
+from training.base.errors import TutorError
+from training.base.registry import registry_for
+from training.data.prepare import prepare
+from training.data.recipes import SAMPLE_CSV
+from training.evaluation.held_out import Case
+from training.local.config import ConfigError
 
 KEY, TOKEN = "azure-key-0123456789abcdef", "arm-token-0123456789"
 BASE = "gpt-4.1-mini-2025-04-14"
@@ -215,9 +215,9 @@ def chat_env(monkeypatch, tmp_path, azure, request, indexed_data_dir):
     the tutor: it finds the index up to date instead of embedding knowledge/ again)."""
     import shutil
 
-    import assistant.service as service
+    import assistant.tutor.service as service
     from tests.conftest import MODEL_CACHE
-    from training.settings import get_settings
+    from training.base.settings import get_settings
 
     shutil.copytree(indexed_data_dir, tmp_path / "app")
     monkeypatch.chdir(tmp_path)
@@ -234,8 +234,8 @@ def chat_env(monkeypatch, tmp_path, azure, request, indexed_data_dir):
 async def recipe_reply(chat, run_button) -> dict:
     import chainlit as cl
 
-    import assistant.app as app
-    from assistant import training_flow
+    import assistant.chat.app as app
+    from assistant.chat import training_flow
     from tests.chainlit_harness import user_says
 
     await training_flow.on_chat_with_model(cl.Action(name="chat_with_model", payload=run_button["payload"]))
@@ -246,10 +246,10 @@ async def recipe_reply(chat, run_button) -> dict:
 @pytest.mark.parametrize("chat_env", [True], indirect=True)
 async def test_the_whole_flow_in_chat_to_a_deployment(chat_env, azure, caplog):
 
-    import assistant.app as app
-    from assistant import dataset_flow
-    from assistant.accounts import LOCAL_LEARNER
-    from assistant.actions import PrepareRequest
+    import assistant.chat.app as app
+    from assistant.chat import dataset_flow
+    from assistant.chat.actions import PrepareRequest
+    from assistant.web.accounts import LOCAL_LEARNER
     from tests.chainlit_harness import open_chat, start_billed_training
 
     caplog.set_level(logging.DEBUG)
@@ -278,8 +278,8 @@ async def test_the_whole_flow_in_chat_to_a_deployment(chat_env, azure, caplog):
 
 @pytest.mark.parametrize("chat_env", [False], indirect=True)
 async def test_without_deployment_settings_the_chat_says_how_and_takes_the_name(chat_env, azure, dataset):
-    import assistant.app as app
-    from assistant import training_flow
+    import assistant.chat.app as app
+    from assistant.chat import training_flow
     from tests.chainlit_harness import open_chat, user_says
 
     settings = app.get_settings()

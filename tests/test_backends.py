@@ -5,9 +5,15 @@ import logging
 
 import pytest
 
-from assistant.backends import ChatBackend, backend_names, create_backend, register_backend, unregister_backend
+from assistant.inference.backends import (
+    ChatBackend,
+    backend_names,
+    create_backend,
+    register_backend,
+    unregister_backend,
+)
 from tests.conftest import make_settings
-from training.errors import TutorError
+from training.base.errors import TutorError
 
 MESSAGES = [{"role": "system", "content": "Notes:\n[1] How LoRA works (knowledge/lora.md)\nLoRA adds adapters."},
             {"role": "user", "content": "What is LoRA?"}]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.knowledge import KnowledgeBase
+from assistant.retrieval.knowledge import KnowledgeBase
 from tests.conftest import make_settings
 
 CHROMA = Path(sys.executable).parent / "chroma"

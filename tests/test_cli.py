@@ -68,7 +68,7 @@ def test_settings_command_masks_the_key(tmp_path):
 def test_check_in_the_terminal_ends_in_a_recommendation(tmp_path):
     answers = "\n".join(["1", "1", "1", "9", "1", "1", "3", "2", "2"]) + "\n"  # 9 is out of range
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TUTOR_"))}
-    result = subprocess.run([sys.executable, "-m", "assistant.cli", "check"], input=answers, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "assistant.cli.main", "check"], input=answers, capture_output=True,
                             text=True, env=env, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "Please type a number from 1 to 3" in result.stdout

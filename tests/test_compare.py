@@ -6,17 +6,17 @@ import json
 import chainlit as cl
 import pytest
 
-import assistant.app as app
-from assistant import ab_flow, training_flow
-from assistant.accounts import LOCAL_LEARNER
-from assistant.contenders import ExampleIndex, pair_for_run
+import assistant.chat.app as app
+from assistant.chat import ab_flow, training_flow
+from assistant.tutor.contenders import ExampleIndex, pair_for_run
+from assistant.web.accounts import LOCAL_LEARNER
 from tests.chainlit_harness import open_chat, user_says
 from tests.conftest import make_settings
 from tests.helpers import run_tutor
-from training.evaluation import Case, chat_triples, load_cases
-from training.prepare import prepare
-from training.recipes import SAMPLE_CSV
-from training.registry import registry_for
+from training.base.registry import registry_for
+from training.data.prepare import prepare
+from training.data.recipes import SAMPLE_CSV
+from training.evaluation.held_out import Case, chat_triples, load_cases
 
 
 def finished_run(data_dir, base_model: str, location: str, kind: str = "local-adapter") -> dict:

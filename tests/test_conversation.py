@@ -6,10 +6,10 @@ import json
 import chainlit as cl
 import pytest
 
-import assistant.app as app
-from assistant.conversation import HISTORY_TOKENS, MAX_TURNS, Conversation, Understood
-from assistant.knowledge import KnowledgeBase, Passage
-from assistant.tutor import Tutor
+import assistant.chat.app as app
+from assistant.retrieval.knowledge import KnowledgeBase, Passage
+from assistant.tutor.answers import Tutor
+from assistant.tutor.conversation import HISTORY_TOKENS, MAX_TURNS, Conversation, Understood
 from tests.chainlit_harness import open_chat, user_says
 from tests.conftest import make_settings
 from tests.helpers import run_tutor

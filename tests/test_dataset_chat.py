@@ -5,11 +5,11 @@ import json
 import chainlit as cl
 import pytest
 
-import assistant.app as app
-from assistant import dataset_flow
+import assistant.chat.app as app
+from assistant.chat import dataset_flow
 from tests.chainlit_harness import open_chat, user_says
-from training.errors import TutorError
-from training.settings import get_settings
+from training.base.errors import TutorError
+from training.base.settings import get_settings
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import chainlit as cl
 import pytest
 from typer.testing import CliRunner
 
-import assistant.app as app
-from assistant.cli import app as cli
-from assistant.decision import PHRASES, QUESTIONS, UKRAINIAN, next_question, recommend
+import assistant.chat.app as app
+from assistant.cli.main import app as cli
 from assistant.i18n import LANGUAGES
+from assistant.tutor.decision import PHRASES, QUESTIONS, UKRAINIAN, next_question, recommend
 from tests.chainlit_harness import open_chat, user_says
 
 STRONG_CASE = {"use_case": "format", "prompting": "yes_short", "few_shot": "few_long", "rag": "not_needed",

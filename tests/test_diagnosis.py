@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from training.diagnosis import diagnose, next_settings
+from training.evaluation.diagnosis import diagnose, next_settings
 
 KNOWLEDGE = Path(__file__).resolve().parents[1]
 CONFIG = {"epochs": 3, "learning_rate": 2e-4}
@@ -110,8 +110,8 @@ def test_every_number_shown_comes_from_the_run_and_every_citation_exists(log):
 def test_explain_quotes_the_cited_notes_in_the_readers_language_and_offers_the_next_run(tmp_path):
     import json
 
-    from assistant.explain import explain
-    from training.registry import Registry
+    from assistant.tutor.explain import explain
+    from training.base.registry import Registry
 
     run_dir = tmp_path / "run-1"
     run_dir.mkdir()
@@ -147,8 +147,8 @@ def test_explain_quotes_the_cited_notes_in_the_readers_language_and_offers_the_n
 def test_the_ukrainian_sentences_say_the_same_numbers():
     from string import Formatter
 
-    from assistant.explain import SENTENCES_UK
-    from training.diagnosis import SENTENCES
+    from assistant.tutor.explain import SENTENCES_UK
+    from training.evaluation.diagnosis import SENTENCES
 
     def fields(template: str) -> set[tuple[str, str]]:
         return {(name, spec) for _, name, spec, _ in Formatter().parse(template) if name}
@@ -163,10 +163,10 @@ def test_the_ukrainian_sentences_say_the_same_numbers():
 async def test_a_capable_model_tells_the_findings_with_the_runs_numbers_only(tmp_path, fake_openai):
     import json
 
-    from assistant.backends import create_backend
-    from assistant.explain import explain, phrased
+    from assistant.inference.backends import create_backend
+    from assistant.tutor.explain import explain, phrased
     from tests.conftest import make_settings
-    from training.registry import Registry
+    from training.base.registry import Registry
 
     run_dir = tmp_path / "run-1"
     run_dir.mkdir()

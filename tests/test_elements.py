@@ -8,7 +8,7 @@ from pathlib import Path
 
 import chainlit
 
-from training.settings import PROJECT_ROOT
+from training.base.settings import PROJECT_ROOT
 
 HOOKS = {"ab-answer", "ab-stats"}  # names tests/browser find elements by
 CSS = "".join(path.read_text(encoding="utf-8")

@@ -7,9 +7,10 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from assistant import cli, training_flow
-from training import events
-from training.events import Done, Error, Eval, Start, Status, Step, parse
+from assistant.chat import training_flow
+from assistant.cli import main as cli
+from training.jobs import events
+from training.jobs.events import Done, Error, Eval, Start, Status, Step, parse
 
 
 def test_each_kind_parses_into_its_model_with_its_details():
@@ -37,7 +38,7 @@ def test_older_lines_read_as_the_kinds_they_are():
 
 
 def test_tutor_serve_turns_them_into_the_apis_events():
-    from assistant.openai_server import _api_event
+    from assistant.server.app import _api_event
 
     step = _api_event("run-a", 1, {"type": "step", "time": 5.0, "step": 2, "total_steps": 4, "loss": 0.5})
     assert step["type"] == "metrics" and step["data"] == {"step": 2, "total_steps": 4, "train_loss": 0.5}
@@ -94,7 +95,7 @@ def test_the_chat_folds_events_by_type():
 def test_a_hosted_metric_without_a_step_is_a_note_not_a_broken_step():
     from types import SimpleNamespace
 
-    from training.openai_jobs import _as_events
+    from training.backends.openai_api import _as_events
 
     stepless = SimpleNamespace(type="metrics", data={"train_loss": 0.5}, level="info", message="loss 0.5",
                                created_at=7)

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 import torch
 
-from assistant.generation import Usage, engine, load_model
+from assistant.inference.engine import Usage, engine, load_model
 from tests.conftest import bare_llama
-from training.errors import TutorError
+from training.base.errors import TutorError
 
 MESSAGES = [{"role": "user", "content": "Title: Pancakes\n\nIngredients: [\"1 c. flour\", \"2 eggs\"]"}]
 
@@ -37,8 +37,8 @@ def llama_greedy(gguf, prompt_ids, max_tokens):
 
 
 def test_the_embedded_model_runs_on_llama_cpp_token_for_token(embedded_model_dir):
-    from assistant.llama_runtime import model_file
-    from training.models import load_tokenizer
+    from assistant.inference.llama_runtime import model_file
+    from training.base.models import load_tokenizer
 
     tokenizer = load_tokenizer(str(embedded_model_dir))
     prompt = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True,
@@ -52,7 +52,7 @@ def test_the_embedded_model_runs_on_llama_cpp_token_for_token(embedded_model_dir
 
 
 async def test_llama_cpp_decodes_concurrent_requests_together_exactly_as_alone(embedded_model_dir, monkeypatch):
-    from assistant import llama_runtime
+    from assistant.inference import llama_runtime
 
     source = str(embedded_model_dir)
     prompts = [MESSAGES, [{"role": "user", "content": "hi"}], [{"role": "user", "content": "word " * 60}],
@@ -74,7 +74,7 @@ async def test_llama_cpp_decodes_concurrent_requests_together_exactly_as_alone(e
 async def test_a_fine_tune_runs_on_llama_cpp_beside_its_base(embedded_model_dir, embedded_adapter_dir):
     """The adapter merged into the GGUF once: it changes the answer, the base's answers stay as they were,
     and both stream side by side as they would alone."""
-    from assistant.llama_runtime import MERGED_FILE
+    from assistant.inference.llama_runtime import MERGED_FILE
 
     source, adapter = str(embedded_model_dir), str(embedded_adapter_dir)
     base_before, _ = engine.complete(source, MESSAGES, max_tokens=15)
@@ -168,7 +168,7 @@ def test_embeddings_and_loading_run_on_the_engine_thread_the_one_torch_thread(mo
 
     import numpy as np
 
-    from assistant import embeddings
+    from assistant.retrieval import embeddings
 
     seen = []
 
@@ -185,7 +185,7 @@ def test_embeddings_and_loading_run_on_the_engine_thread_the_one_torch_thread(mo
 
 
 def test_the_thread_tuner_falls_back_to_one_thread_when_cores_are_busy_and_returns_when_free():
-    from assistant.generation import ThreadTuner
+    from assistant.inference.engine import ThreadTuner
 
     tuner = ThreadTuner(2)
     step_seconds = {2: 0.12, 1: 0.05}  # another process holds a core: two threads wait at every barrier

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import bare_llama
-from training.errors import TutorError
-from training.gguf_export import (
+from training.base.errors import TutorError
+from training.base.models import embedded_gguf_path
+from training.models.gguf_export import (
     MERGED_FILE,
     export_fine_tune,
     gguf_name,
@@ -15,7 +16,6 @@ from training.gguf_export import (
     to_gguf_layout,
     write_gguf,
 )
-from training.models import embedded_gguf_path
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_llama_cpp_on_the_files_predicts_what_transformers_and_peft_predict(writ
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from training.models import load_tokenizer
+    from training.base.models import load_tokenizer
 
     ids = load_tokenizer(str(embedded_model_dir))(
         "Fine-tuning adapts a pretrained model to a task with examples of the answers you want. LoRA trains two "
@@ -115,7 +115,7 @@ def test_an_adapter_on_a_layer_the_gguf_has_no_place_for_is_refused(embedded_mod
 
 def test_the_trainers_export_is_the_file_the_engine_runs(written, embedded_model_dir, embedded_torch_dir):
     """A run on a GGUF base leaves its merged file beside the adapter, so chat never waits to write it."""
-    from assistant.llama_runtime import model_file
+    from assistant.inference.llama_runtime import model_file
 
     adapter, written = written["adapter"], written["tuned"]  # export_fine_tune's answer for a fresh adapter folder
     assert written == adapter / MERGED_FILE
@@ -131,8 +131,8 @@ def test_two_processes_asking_for_a_fine_tunes_file_at_once_write_it_once(embedd
     import threading
     import time
 
-    import training.gguf_export as gguf_export
-    from assistant.llama_runtime import model_file
+    import training.models.gguf_export as gguf_export
+    from assistant.inference.llama_runtime import model_file
 
     adapter = tmp_path / "adapter"
     shutil.copytree(embedded_adapter_dir, adapter, ignore=shutil.ignore_patterns("*.gguf"))

@@ -2,14 +2,14 @@
 
 import pytest
 
-from assistant.grounding import (
+from assistant.retrieval.grounding import (
     is_grounded,
     is_supported,
     technical_terms,
     unknown_terms,
 )
-from assistant.knowledge import Passage
-from training.settings import PROJECT_ROOT
+from assistant.retrieval.knowledge import Passage
+from training.base.settings import PROJECT_ROOT
 
 
 def qlora_passage() -> Passage:

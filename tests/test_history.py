@@ -9,13 +9,13 @@ import chainlit.data
 import pytest
 from chainlit.types import Feedback, Pagination, ThreadFilter
 
-import assistant.app as app
-from assistant import history
-from assistant.accounts import add_user
+import assistant.chat.app as app
+from assistant.web import history
+from assistant.web.accounts import add_user
 from tests.chainlit_harness import open_chat, user_says
 from tests.conftest import make_settings
-from training.registry import registry_for
-from training.settings import get_settings
+from training.base.registry import registry_for
+from training.base.settings import get_settings
 
 
 @pytest.fixture

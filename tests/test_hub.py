@@ -1,4 +1,4 @@
-"""Models and datasets from the Hub (training/hub.py): the real huggingface_hub and datasets clients, in the real
+"""Models and datasets from the Hub (training/models/hub.py): the real huggingface_hub and datasets clients, in the real
 child process, against a fake Hub on 127.0.0.1 (tests/fake_hub.py), with the HF cache in a temporary folder."""
 
 from __future__ import annotations
@@ -18,11 +18,26 @@ import psutil
 import pytest
 
 from tests.fake_hub import FakeHub
-from training.errors import TutorError
-from training.hub import (CURATED, PHRASES, Done, Failed, HubRequest, Progress, cached, cached_models,
-                          child_environment, dataset_request, download, fetch, hub_cache, valid_repo_id, wanted_files)
-from training.settings import PROJECT_ROOT
-from training.validate import validate_file
+from training.base.errors import TutorError
+from training.base.settings import PROJECT_ROOT
+from training.data.validate import validate_file
+from training.models.hub import (
+    CURATED,
+    PHRASES,
+    Done,
+    Failed,
+    HubRequest,
+    Progress,
+    cached,
+    cached_models,
+    child_environment,
+    dataset_request,
+    download,
+    fetch,
+    hub_cache,
+    valid_repo_id,
+    wanted_files,
+)
 
 EXTRAS = {"pytorch_model.bin": b"\0" * 4096, "model.gguf": b"GGUF" * 512, "onnx/model.onnx": b"\1" * 2048,
           "onnx/config.json": b"{}", "README.md": b"# tiny\n", ".gitattributes": b"*.safetensors filter=lfs\n"}
@@ -74,7 +89,7 @@ def hub_children() -> list[psutil.Process]:
     found = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if "training.hub_download" in child.cmdline():
+            if "training.models.hub_download" in child.cmdline():
                 found.append(child)
         except psutil.Error:
             continue
@@ -188,7 +203,7 @@ async def test_a_malformed_id_is_refused_before_any_child_starts(hub, monkeypatc
     monkeypatch.undo()
     # The child checks again whatever reaches its stdin, before it touches the network.
     raw = json.dumps({"kind": "model", "repo_id": "../../etc"})
-    child = subprocess.run([sys.executable, "-m", "training.hub_download"], input=raw, capture_output=True, text=True,
+    child = subprocess.run([sys.executable, "-m", "training.models.hub_download"], input=raw, capture_output=True, text=True,
                            cwd=PROJECT_ROOT, env=child_environment(), timeout=60)
     events = [json.loads(line) for line in child.stdout.splitlines()]
     assert events == [{"type": "error", "key": "bad_id", "fields": {}}]

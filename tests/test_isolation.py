@@ -12,15 +12,16 @@ import chainlit as cl
 import pytest
 from chainlit.config import config
 
-import assistant.app as app
-from assistant import dataset_flow, training_flow
-from assistant.accounts import Learner, add_user
-from assistant.actions import PrepareRequest
+import assistant.chat.app as app
+from assistant.chat import dataset_flow, training_flow
+from assistant.chat.actions import PrepareRequest
+from assistant.web.accounts import Learner, add_user
 from tests.chainlit_harness import open_chat, press_start, user_says
 from tests.conftest import MODEL_CACHE
-from training import jobs, queue
-from training.registry import registry_for
-from training.settings import get_settings
+from training.backends import local as jobs
+from training.base.registry import registry_for
+from training.base.settings import get_settings
+from training.jobs import queue
 
 OPENED: list[str] = []
 _recording = [False]
@@ -41,7 +42,7 @@ async def shared(monkeypatch, tmp_path, indexed_data_dir, tiny_model_dir, tiny_a
     session's), so the tutor's warm-up a chat starts does not embed knowledge/ again."""
     import shutil
 
-    import assistant.service as service
+    import assistant.tutor.service as service
 
     data_dir = tmp_path / "data"
     shutil.copytree(indexed_data_dir, data_dir)
@@ -257,7 +258,7 @@ async def test_two_starts_at_once_at_the_queue_quota_make_one_run(shared, monkey
     """A double click on Start (two pages of one learner, or a script) can't pass the queued-jobs quota twice: a
     learner's starts are checked and made one at a time."""
     monkeypatch.setenv("TUTOR_MAX_QUEUED_JOBS", "1")
-    monkeypatch.setattr("training.queue.launcher.launch", lambda *args: "1")  # queued, not trained
+    monkeypatch.setattr("training.jobs.queue.launcher.launch", lambda *args: "1")  # queued, not trained
     get_settings.cache_clear()
     registry = shared["registry"]
     registry.update_run(shared["queued"], status="cancelled")  # the fixture's record: out of the way

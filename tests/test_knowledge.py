@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-import assistant.embeddings
-from assistant.knowledge import MAX_CHUNK_CHARS, KnowledgeBase, chunk_markdown
+import assistant.retrieval.embeddings
+from assistant.retrieval.knowledge import MAX_CHUNK_CHARS, KnowledgeBase, chunk_markdown
 from tests.conftest import make_settings
 
 DOC = textwrap.dedent("""\
@@ -61,13 +61,13 @@ def small_kb(tmp_path):
 def embed_calls(monkeypatch):
     """Counts the texts actually embedded, through the real encoder."""
     calls = []
-    real = assistant.embeddings.encode
+    real = assistant.retrieval.embeddings.encode
 
     def counting(texts):
         calls.extend(texts)
         return real(texts)
 
-    monkeypatch.setattr(assistant.embeddings, "encode", counting)
+    monkeypatch.setattr(assistant.retrieval.embeddings, "encode", counting)
     return calls
 
 
@@ -108,7 +108,7 @@ def test_a_new_process_reopens_the_collection_by_its_registered_embedding_functi
     KnowledgeBase(settings).sync()
     script = textwrap.dedent(f"""
         import json, chromadb
-        import assistant.embeddings  # registers the embedding function by name
+        import assistant.retrieval.embeddings  # registers the embedding function by name
         client = chromadb.PersistentClient(path={str(settings.data_dir / 'chroma')!r})
         collection = client.get_collection("tutor-knowledge")  # no embedding function passed
         hits = collection.query(query_texts=["one pass over the training data"], n_results=1)

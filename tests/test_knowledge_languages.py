@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from assistant.i18n import CATALOG
-from assistant.knowledge import KnowledgeBase, passage_language, question_language
-from assistant.lexical import LexicalIndex, grams
+from assistant.retrieval.knowledge import KnowledgeBase, passage_language, question_language
+from assistant.retrieval.lexical import LexicalIndex, grams
 from tests.conftest import make_settings
 
 KNOWLEDGE = Path(__file__).resolve().parents[1] / "knowledge"
@@ -80,7 +80,7 @@ async def test_the_welcome_and_starters_follow_the_browser_language_and_chainlit
 
     import chainlit
 
-    import assistant.app as app
+    import assistant.chat.app as app
 
     [english] = await app.chat_profiles(language="en-US")
     [ukrainian] = await app.chat_profiles(language="uk-UA")

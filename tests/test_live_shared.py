@@ -10,12 +10,12 @@ import httpx
 import pytest
 import socketio
 
-from assistant.accounts import add_user
+from assistant.web.accounts import add_user
 from tests.app_process import AppProcess
 from tests.fake_azure import FakeAzure
 from tests.live_chat import LiveChat
-from training.checkpoints import latest_checkpoint
-from training.registry import Registry
+from training.base.registry import Registry
+from training.local.checkpoints import latest_checkpoint
 
 PASSWORD = "correct horse"
 SAMPLE = {"source": "sample", "train": 12, "validation": 4, "test": 4, "seed": 1}

@@ -1,7 +1,7 @@
 """A 200 MB attachment through the real app on 127.0.0.1, as a learner's page sends it: uploaded to Chainlit's file
 route, attached to a message, kept and validated. Ordinary lines and one single line alike, the app's resident
 memory stays within the bound SECURITY.md documents (UPLOAD_GROWTH) from the first byte to the report: Chainlit's
-upload route and its history layer each read an attachment whole (assistant.upload_route, assistant.history stream
+upload route and its history layer each read an attachment whole (assistant.web.upload_route, assistant.web.history stream
 it), and the validator holds one line at most (TUTOR_MAX_LINE_BYTES)."""
 
 import json

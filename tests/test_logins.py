@@ -12,11 +12,11 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from assistant.accounts import add_user
-from assistant.logins import trusted_proxy
+from assistant.web.accounts import add_user
+from assistant.web.logins import trusted_proxy
 from tests.app_process import AppProcess, peak_growth
-from training.registry import Registry
-from training.settings import Settings
+from training.base.registry import Registry
+from training.base.settings import Settings
 
 MB = 2**20
 

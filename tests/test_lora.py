@@ -13,14 +13,15 @@ import pytest
 import torch
 
 from tests.helpers import make_run, wait_for
-from training import events, jobs, queue
-from training.batches import collate, length_grouped_batches
-from training.checkpoints import latest_checkpoint
-from training.config import ConfigError, TrainConfig
-from training.events import Done, Start, Step
-from training.lora import train
-from training.lora_model import add_lora, load_adapter_model, load_base
-from training.registry import Registry
+from training.backends import local as jobs
+from training.base.registry import Registry
+from training.jobs import events, queue
+from training.jobs.events import Done, Start, Step
+from training.local.batches import collate, length_grouped_batches
+from training.local.checkpoints import latest_checkpoint
+from training.local.config import ConfigError, TrainConfig
+from training.local.lora import train
+from training.local.lora_model import add_lora, load_adapter_model, load_base
 
 
 def test_lora_weights_change_and_base_weights_do_not(tmp_path, data, tiny_model_dir):
@@ -48,7 +49,7 @@ def test_the_bf16_path_trains_the_adapter_and_leaves_the_base_alone(tmp_path, da
     before = {name: p.detach().clone() for name, p in base.named_parameters()}
     run_dir = make_run(tmp_path, data, tiny_model_dir, bf16="yes", epochs=3, eval_generate_limit=0)
     # Its own process, as the app runs it: accelerate keeps one precision per process.
-    result = subprocess.run([sys.executable, "-m", "training.lora", str(run_dir)], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "training.local.lora", str(run_dir)], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     seen = events.read(run_dir)[0]
@@ -66,7 +67,7 @@ def test_the_bf16_path_trains_the_adapter_and_leaves_the_base_alone(tmp_path, da
 def test_batches_group_lengths_and_padding_stays_small(data, tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from training.batches import load_examples
+    from training.local.batches import load_examples
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     examples, _ = load_examples(str(data[0]), tokenizer, 512)
@@ -86,8 +87,8 @@ def test_the_answer_loss_is_the_models_own_loss(tiny_model_dir, data):
     """Same value as transformers' loss with the labels, though the head runs on the answer tokens only."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from training.batches import load_examples
-    from training.lora_model import AnswerLoss
+    from training.local.batches import load_examples
+    from training.local.lora_model import AnswerLoss
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     examples, _ = load_examples(str(data[0]), tokenizer, 512)
@@ -100,7 +101,7 @@ def test_the_answer_loss_is_the_models_own_loss(tiny_model_dir, data):
 
 
 def test_the_fast_lora_dropout_keeps_the_distribution():
-    from training.lora_model import LoraDropout
+    from training.local.lora_model import LoraDropout
 
     dropout = LoraDropout(0.05)
     out = dropout(torch.ones(400_000))
@@ -128,7 +129,7 @@ def test_max_length_above_the_context_fails_the_run_with_its_reason(tmp_path, da
     registry = Registry(tmp_path / "registry.sqlite")
     run_dir = make_run(tmp_path, data, tiny_model_dir, max_length=100_000)
     registry.create_run("local", {}, run_dir, run_id=run_dir.name)
-    from training.lora import main
+    from training.local.lora import main
 
     assert main([str(run_dir), "--registry", str(registry.path)]) == 2
     run = registry.run(run_dir.name)
@@ -144,10 +145,10 @@ def test_a_dataset_without_assistant_answers_fails_clearly(tmp_path, data, tiny_
 
 
 def test_two_trainers_cannot_share_a_run_directory(tmp_path, data, tiny_model_dir):
-    from training.lora import RunBusy, RunLock
+    from training.local.lora import RunBusy, RunLock
 
     run_dir = make_run(tmp_path, data, tiny_model_dir)
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from training.lora import RunLock; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from training.local.lora import RunLock; "
                                f"lock = RunLock(__import__('pathlib').Path({str(run_dir)!r})).__enter__(); "
                                "print('locked', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:
@@ -209,7 +210,7 @@ def test_cancel_stops_the_process_and_keeps_a_checkpoint(tmp_path, data, tiny_mo
 def test_failures_are_explained_in_words():
     import errno
 
-    from training.lora import explain_failure
+    from training.local.lora import explain_failure
 
     assert "disk is full" in explain_failure(OSError(errno.ENOSPC, "No space left on device"))
     assert "lower the batch size" in explain_failure(torch.OutOfMemoryError("CUDA out of memory"))
@@ -220,7 +221,7 @@ def test_failures_are_explained_in_words():
 def test_merged_export_matches_the_adapter(tmp_path, data, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from training.lora_model import export_merged
+    from training.local.lora_model import export_merged
 
     run_dir = make_run(tmp_path, data, tiny_model_dir, epochs=1, eval_generate_limit=0)
     train(run_dir)
@@ -251,7 +252,7 @@ def test_two_process_accelerate_run(tmp_path, data, tiny_model_dir):
     accelerate = Path(sys.executable).parent / "accelerate"
     # --multi_gpu selects accelerate's torchrun launcher; on a CPU-only machine the processes use gloo.
     result = subprocess.run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                             "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "training.lora", str(run_dir)],
+                             "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "training.local.lora", str(run_dir)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     seen = [json.loads(l) for l in (run_dir / "events.jsonl").read_text().splitlines()]
@@ -264,7 +265,7 @@ def test_the_runs_validation_answers_are_generated_in_batches_like_one_at_a_time
     """generation_f1 decodes its answers 8 at a time with left padding: the same greedy tokens as alone."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from training.lora import generate_answers
+    from training.local.lora import generate_answers
 
     tokenizer = AutoTokenizer.from_pretrained(embedded_torch_dir)
     model = AutoModelForCausalLM.from_pretrained(embedded_torch_dir)
@@ -281,7 +282,7 @@ def test_the_defaults_are_the_ones_the_readme_documents():
     """What "Fine-tune locally" trains with when nothing is changed: the README's measured defaults, exactly."""
     import re
 
-    from training.settings import PROJECT_ROOT
+    from training.base.settings import PROJECT_ROOT
 
     readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
     [line] = [text for text in readme.splitlines() if text.startswith("Defaults (`TrainConfig()`):")]

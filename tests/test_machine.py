@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from assistant.doctor import findings, report
+from assistant.cli.doctor import findings, report
 from tests.conftest import MODEL_CACHE, make_settings
 from tests.helpers import run_tutor
-from training import events
-from training.backends import training_backend
-from training.config import ConfigError, TrainConfig
-from training.estimate import GB, estimate
-from training.prepare import prepare
-from training.registry import Registry
+from training.backends.registry import training_backend
+from training.base.registry import Registry
+from training.data.prepare import prepare
+from training.jobs import events
+from training.local.config import ConfigError, TrainConfig
+from training.local.estimate import GB, estimate
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def trainer(run_dir: Path, base: str, batch: int, data: Path, **values) -> subpr
     # One thread each: four trainers side by side on a 2-core machine took twice as long with a thread per core.
     env = {**os.environ, "TUTOR_CACHE_DIR": str(MODEL_CACHE), "TUTOR_DATA_DIR": str(run_dir.parent),
            "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "training.lora", str(run_dir)], env=env, stdout=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-m", "training.local.lora", str(run_dir)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -78,13 +78,13 @@ def test_the_memory_estimate_is_within_a_quarter_of_the_measured_peak(model, bat
 
 
 def test_a_run_estimated_not_to_fit_is_refused_before_the_trainer_starts(data, tmp_path, tiny_model_dir, monkeypatch):
-    from training.jobs import start_local
+    from training.backends.local import start_local
 
     settings = make_settings(tmp_path / "data", train_memory_gb=0.3, base_model=str(tiny_model_dir))
     registry = Registry(tmp_path / "registry.sqlite")
     config = TrainConfig(train_file=str(data / "train.jsonl"), base_model=str(tiny_model_dir))
     launched = []
-    monkeypatch.setattr("training.queue.launcher.launch", lambda *args: launched.append(args))
+    monkeypatch.setattr("training.jobs.queue.launcher.launch", lambda *args: launched.append(args))
     with pytest.raises(ConfigError, match=r"This run won't fit: it needs about [\d.]+ GB and 0.3 GB are free on the "
                                           r"CPU\. To make it fit, .+\."):
         start_local(config, settings.data_dir, registry, settings=settings)
@@ -144,7 +144,7 @@ def test_qlora_and_checkpointing_are_validated_refused_where_impossible_and_reco
 def test_the_trainer_keeps_fp32_where_bf16_is_slower():
     """oneDNN held to AVX2 has no bf16 instructions: a bf16 product is emulated, as on an AVX2-only EPYC."""
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
-    done = subprocess.run([sys.executable, "-m", "training.hardware"], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "training.base.hardware"], env=env, capture_output=True, text=True,
                           timeout=300)
     chosen = json.loads(done.stdout)["precision"]
     assert chosen["dtype"] == "fp32" and chosen["bf16_speedup"] < 1 and "fp32 is kept" in chosen["reason"]

@@ -2,7 +2,15 @@
 
 import pytest
 
-from training.metrics import named_items, normalize, parse_list, percentile, score_answer, set_scores, summarize
+from training.evaluation.metrics import (
+    named_items,
+    normalize,
+    parse_list,
+    percentile,
+    score_answer,
+    set_scores,
+    summarize,
+)
 
 
 @pytest.mark.parametrize("item, expected", [

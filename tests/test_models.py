@@ -4,11 +4,11 @@ import time
 
 import pytest
 
-from assistant.generation import load_model, warm_up
+from assistant.inference.engine import load_model, warm_up
 from tests.conftest import make_settings
-from training.errors import TutorError
-from training.models import EMBEDDED_GGUF, embedded_gguf_path, resolve_base_model
-from training.settings import load_settings
+from training.base.errors import TutorError
+from training.base.models import EMBEDDED_GGUF, embedded_gguf_path, resolve_base_model
+from training.base.settings import load_settings
 
 
 def test_the_gguf_ships_in_the_installed_package():
@@ -41,7 +41,7 @@ def test_two_processes_starting_at_once_convert_the_model_once(tmp_path, monkeyp
     """The app and `tutor` (or two test suites) start together: the second waits for the first's conversion."""
     import threading
 
-    import training.models as models
+    import training.base.models as models
 
     calls = []
 

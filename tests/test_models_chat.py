@@ -11,15 +11,15 @@ import chainlit as cl
 import huggingface_hub.constants
 import pytest
 
-import assistant.app as app
-from assistant import ab_flow, dataset_flow, models_flow, training_flow
+import assistant.chat.app as app
+from assistant.chat import ab_flow, dataset_flow, models_flow, training_flow
 from tests.chainlit_harness import open_chat, press_start, user_says
 from tests.fake_hub import FakeHub
-from training import catalog
-from training.errors import TutorError
-from training.models import display_name
-from training.registry import registry_for
-from training.settings import get_settings
+from training.base.errors import TutorError
+from training.base.models import display_name
+from training.base.registry import registry_for
+from training.base.settings import get_settings
+from training.local import catalog
 
 
 def chat_rows(count: int) -> bytes:
@@ -33,7 +33,7 @@ def chat_rows(count: int) -> bytes:
 async def hub_chat(monkeypatch, tmp_path, tiny_model_dir):
     """The app's environment with the fake Hub as HF_ENDPOINT (a tiny model and a chat dataset), the HF cache in
     tmp_path, the tiny model as the configured base; yields the fake Hub."""
-    import assistant.service as service
+    import assistant.tutor.service as service
     from tests.conftest import MODEL_CACHE
 
     with FakeHub() as hub:

@@ -1,5 +1,5 @@
 """OpenAI fine-tuning jobs with the real `openai` client against the project's own OpenAI-compatible
-server (assistant/openai_server.py) on 127.0.0.1, which trains with the local LoRA trainer (tiny model).
+server (assistant/server/app.py) on 127.0.0.1, which trains with the local LoRA trainer (tiny model).
 
 Covers: the happy path to a fine_tuned_model (events, metrics, checkpoints, registry, chat with it),
 429 then success, 500s while following, timeouts, an invalid file, a job that fails server-side, cancel,
@@ -15,20 +15,20 @@ from pathlib import Path
 import openai
 import pytest
 
-from assistant.accounts import LOCAL_LEARNER
-from assistant.actions import PrepareRequest
-from assistant.backends import create_backend
-from assistant.generation import Usage
-from assistant.openai_server import FineTuningServer
+from assistant.chat.actions import PrepareRequest
+from assistant.inference.backends import create_backend
+from assistant.inference.engine import Usage
+from assistant.server.app import FineTuningServer
+from assistant.web.accounts import LOCAL_LEARNER
 from tests.conftest import make_settings
 from tests.http_server import ServerThread
-from training import jobs
-from training.backends import training_backend
-from training.errors import TutorError
-from training.openai_jobs import OpenAIJobConfig
-from training.prepare import prepare
-from training.recipes import SAMPLE_CSV
-from training.registry import registry_for
+from training.backends import local as jobs
+from training.backends.openai_api import OpenAIJobConfig
+from training.backends.registry import training_backend
+from training.base.errors import TutorError
+from training.base.registry import registry_for
+from training.data.prepare import prepare
+from training.data.recipes import SAMPLE_CSV
 
 KEY = "sk-tutor-test-0123456789abcdef"
 
@@ -270,9 +270,9 @@ def test_timeouts_are_retried_then_waited_out(tmp_path, server, dataset, tiny_mo
 def chat_env(monkeypatch, tmp_path, server, indexed_data_dir):
     """The app's environment against the server, on a copy of the session's knowledge index (a chat's warm-up
     builds the tutor: it finds the index up to date instead of embedding knowledge/ beside the trainer)."""
-    import assistant.service as service
+    import assistant.tutor.service as service
     from tests.conftest import MODEL_CACHE
-    from training.settings import get_settings
+    from training.base.settings import get_settings
 
     shutil.copytree(indexed_data_dir, tmp_path / "app")
     monkeypatch.chdir(tmp_path)
@@ -290,8 +290,8 @@ async def test_the_whole_flow_in_chat(chat_env, tiny_model_dir, caplog):
 
     import chainlit as cl
 
-    import assistant.app as app
-    from assistant import dataset_flow, training_flow
+    import assistant.chat.app as app
+    from assistant.chat import dataset_flow, training_flow
     from tests.chainlit_harness import open_chat, start_billed_training, user_says
 
     caplog.set_level(logging.DEBUG)
@@ -325,9 +325,9 @@ async def test_a_chat_opened_after_a_restart_follows_a_running_openai_job(chat_e
 
     import chainlit as cl
 
-    import assistant.app as app
+    import assistant.chat.app as app
     from tests.chainlit_harness import open_chat
-    from training.settings import get_settings
+    from training.base.settings import get_settings
 
     settings = get_settings()
     run = hosted(settings).start(job_config(dataset, tiny_model_dir, suffix="restart"), registry_for(settings))
@@ -345,9 +345,9 @@ async def test_a_chat_opened_after_a_restart_follows_a_running_openai_job(chat_e
 async def test_without_configuration_the_chat_says_how_to_configure(monkeypatch, tmp_path):
     import chainlit as cl
 
-    from assistant import dataset_flow
+    from assistant.chat import dataset_flow
     from tests.chainlit_harness import open_chat
-    from training.settings import get_settings
+    from training.base.settings import get_settings
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUTOR_DATA_DIR", str(tmp_path / "app"))
@@ -360,7 +360,7 @@ async def test_without_configuration_the_chat_says_how_to_configure(monkeypatch,
         local, tokens = chat.actions_for(ready["id"])
         assert local["label"] == "Fine-tune locally" and tokens["label"] == "See what is trained"
         assert "OPENAI_API_KEY" in ready["output"] and "OPENAI_BASE_URL" in ready["output"]
-        from assistant import training_flow
+        from assistant.chat import training_flow
 
         await training_flow.on_finetune(cl.Action(name="finetune", payload={**local["payload"], "backend": "openai"}))
         assert "To fine-tune with OpenAI, set OPENAI_API_KEY" in chat.messages[-1]["output"]

@@ -9,7 +9,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from assistant.origins import OriginGuard, OriginPolicy
+from assistant.web.origins import OriginGuard, OriginPolicy
 from tests.app_process import AppProcess
 
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from training.prepare import prepare, split_sizes, write_jsonl_atomic
-from training.recipes import SYSTEM_PROMPT, SourceError
+from training.data.prepare import prepare, split_sizes, write_jsonl_atomic
+from training.data.recipes import SYSTEM_PROMPT, SourceError
 
 HEADER = ",title,ingredients,directions,link,source,NER\n"
 
@@ -120,7 +120,7 @@ def test_a_killed_process_leaves_no_half_file(tmp_path):
     script = f"""
 import itertools, os, signal
 from pathlib import Path
-from training.prepare import write_jsonl_atomic
+from training.data.prepare import write_jsonl_atomic
 def examples():
     for i in itertools.count():
         if i == 50_000:
@@ -137,24 +137,24 @@ def test_cli_prepare_and_validate(tmp_path):
     out = tmp_path / "ds"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TUTOR_"))}
     env["TUTOR_DATA_DIR"] = str(tmp_path / "data")
-    made = subprocess.run([sys.executable, "-m", "assistant.cli", "prepare", "--out", str(out), "--train", "30",
+    made = subprocess.run([sys.executable, "-m", "assistant.cli.main", "prepare", "--out", str(out), "--train", "30",
                            "--validation", "10", "--test", "10", "--json"], capture_output=True, text=True, env=env,
                           timeout=120)
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["written"] == {"train": 30, "validation": 10, "test": 10}
-    from training.registry import Registry
+    from training.base.registry import Registry
 
     [dataset] = Registry(tmp_path / "data" / "registry.sqlite").datasets()  # offered by /train in chat
     assert dataset["name"] == "sample-seed42" and dataset["files"]["train"] == str(out / "train.jsonl")
-    checked = subprocess.run([sys.executable, "-m", "assistant.cli", "validate", str(out / "train.jsonl"), "--json"],
+    checked = subprocess.run([sys.executable, "-m", "assistant.cli.main", "validate", str(out / "train.jsonl"), "--json"],
                              capture_output=True, text=True, env=env, timeout=120)
     report = json.loads(checked.stdout)
     assert checked.returncode == 0 and report["ok"] and report["valid_examples"] == 30 and report["epochs"] == 3
     (tmp_path / "bad.jsonl").write_text('{"messages": "nope"}\n')
-    bad = subprocess.run([sys.executable, "-m", "assistant.cli", "validate", str(tmp_path / "bad.jsonl")],
+    bad = subprocess.run([sys.executable, "-m", "assistant.cli.main", "validate", str(tmp_path / "bad.jsonl")],
                          capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 1 and "missing_messages_list" in bad.stdout and "Traceback" not in bad.stderr
-    missing = subprocess.run([sys.executable, "-m", "assistant.cli", "prepare", "--source", str(tmp_path / "no.csv"),
+    missing = subprocess.run([sys.executable, "-m", "assistant.cli.main", "prepare", "--source", str(tmp_path / "no.csv"),
                               "--out", str(tmp_path / "fresh")], capture_output=True, text=True, env=env, timeout=120)
     assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
 
@@ -162,7 +162,7 @@ def test_cli_prepare_and_validate(tmp_path):
 def test_cli_prepare_never_overwrites_an_earlier_dataset(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TUTOR_"))}
     env["TUTOR_DATA_DIR"] = str(tmp_path / "data")
-    command = [sys.executable, "-m", "assistant.cli", "prepare", "--train", "20", "--validation", "5", "--test", "5"]
+    command = [sys.executable, "-m", "assistant.cli.main", "prepare", "--train", "20", "--validation", "5", "--test", "5"]
     for seed in ("1", "2"):  # the same command twice, different seeds: two folders, both kept
         assert subprocess.run([*command, "--seed", seed], capture_output=True, env=env, timeout=120).returncode == 0
     folders = sorted((tmp_path / "data" / "datasets").iterdir())
@@ -189,7 +189,7 @@ def test_a_500_mb_csv_streams_in_bounded_memory(tmp_path):
     script = f"""
 import json, re
 from pathlib import Path
-from training.prepare import prepare
+from training.data.prepare import prepare
 report = prepare({str(source)!r}, Path({str(tmp_path / 'out')!r}), train=500, validation=100, test=100)
 # VmHWM, not ru_maxrss: the latter counts the forked parent's pages from before exec.
 peak_kb = int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1))

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import make_run, wait_for
-from training import events, jobs, queue
-from training.config import TrainConfig
-from training.registry import Registry
+from training.backends import local as jobs
+from training.base.registry import Registry
+from training.jobs import events, queue
+from training.local.config import TrainConfig
 
 
 def config(data, tiny_model_dir, **overrides) -> TrainConfig:
@@ -130,14 +131,14 @@ def test_a_trainer_that_loses_the_lock_leaves_the_run_alone(tmp_path, data, tiny
     run_dir = make_run(tmp_path, data, tiny_model_dir)
     registry.create_run("local", {}, run_dir, status="running", run_id=run_dir.name)
     (run_dir / "events.jsonl").write_text(json.dumps({"type": "start", "time": 1.0, "total_steps": 12}) + "\n")
-    holder = subprocess.Popen([sys.executable, "-c", "import time; from pathlib import Path; from training.lora import "
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from pathlib import Path; from training.local.lora import "
                                f"RunLock; RunLock(Path({str(run_dir)!r})).__enter__(); print('locked', flush=True); "
                                "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         registry.update_run(run_dir.name, handle=str(holder.pid))  # the run's real trainer
         before = (registry.run(run_dir.name), (run_dir / "events.jsonl").read_bytes())
-        second = subprocess.run([sys.executable, "-m", "training.lora", str(run_dir), "--registry",
+        second = subprocess.run([sys.executable, "-m", "training.local.lora", str(run_dir), "--registry",
                                  str(registry.path)], capture_output=True, text=True, timeout=120)
         assert second.returncode == 3 and "in use by process" in second.stderr
         assert (registry.run(run_dir.name), (run_dir / "events.jsonl").read_bytes()) == before
@@ -179,7 +180,7 @@ def test_a_full_disk_is_recorded_on_the_run_with_what_to_do(tmp_path, data, tiny
     run_dir = make_run(tmp_path, data, tiny_model_dir)
     registry.create_run("local", {}, run_dir, status="running", run_id=run_dir.name)
     (run_dir / "checkpoints").mkdir()
-    script = (f"mount -t tmpfs -o size=64k tmpfs {run_dir / 'checkpoints'} && exec {sys.executable} -m training.lora "
+    script = (f"mount -t tmpfs -o size=64k tmpfs {run_dir / 'checkpoints'} && exec {sys.executable} -m training.local.lora "
               f"{run_dir} --registry {registry.path}")
     result = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=180,
                             cwd=Path(__file__).resolve().parents[1])

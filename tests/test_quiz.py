@@ -1,4 +1,4 @@
-"""Checks of understanding (assistant/quiz.py): the question banks, offline grading in English and Ukrainian, a hint
+"""Checks of understanding (assistant/tutor/quiz.py): the question banks, offline grading in English and Ukrainian, a hint
 before the answer, progress kept per learner in the registry, `tutor quiz --json`, and the quiz in chat."""
 
 import json
@@ -12,10 +12,10 @@ import chainlit as cl
 import pytest
 from pydantic import ValidationError
 
-from assistant import quiz_flow
+from assistant.chat import quiz_flow
 from assistant.i18n import text
-from assistant.knowledge import Passage
-from assistant.quiz import (
+from assistant.retrieval.knowledge import Passage
+from assistant.tutor.quiz import (
     PHRASES,
     QuizSession,
     covered,
@@ -24,12 +24,12 @@ from assistant.quiz import (
     pick,
     what_next,
 )
-from assistant.quiz_grading import clauses, grade, says, words
+from assistant.tutor.quiz_grading import clauses, grade, says, words
 from tests.chainlit_harness import open_chat
 from tests.conftest import MODEL_CACHE
-from training.registry import LOCAL_USER, Registry, registry_for
-from training.registry_schema import VERSION
-from training.settings import PROJECT_ROOT, get_settings
+from training.base.registry import LOCAL_USER, Registry, registry_for
+from training.base.registry_schema import VERSION
+from training.base.settings import PROJECT_ROOT, get_settings
 
 EN, UK = load_bank("en"), load_bank("uk")
 MAIN_TOPICS = {"lora-qlora-peft", "overfitting-and-forgetting", "hyperparameters", "chat-jsonl-format",
@@ -66,7 +66,7 @@ def test_both_banks_ask_the_same_questions_on_every_main_topic_with_sources_that
 
 
 def test_every_model_answer_is_right_and_each_fact_is_itself_alone_and_no_hint_or_question_gives_it_away():
-    from assistant.embeddings import sentences
+    from assistant.retrieval.embeddings import sentences
 
     # Every clause MiniLM will compare, embedded in one batch first (the same vectors; a hundred one-clause calls took
     # 30 s on a busy 2-core machine, one batch a few).
@@ -242,7 +242,7 @@ def test_quiz_json_grades_each_line_and_records_the_local_learners_progress(tmp_
                "no idea", "still none"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHROMA_", "TUTOR_", "AZURE_"))}
     env.update({"TUTOR_DATA_DIR": str(tmp_path / "data"), "TUTOR_CACHE_DIR": str(MODEL_CACHE)})
-    result = subprocess.run([sys.executable, "-m", "assistant.cli", "quiz", "--topic", "lora", "--json"],
+    result = subprocess.run([sys.executable, "-m", "assistant.cli.main", "quiz", "--topic", "lora", "--json"],
                             input="\n".join(answers) + "\n", capture_output=True, text=True, env=env, cwd=tmp_path,
                             timeout=120)
     assert result.returncode == 0, result.stderr

@@ -6,15 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from assistant import uploads
-from assistant.accounts import Learner, add_user
+from assistant.web import uploads
+from assistant.web.accounts import Learner, add_user
 from tests.conftest import make_settings
 from tests.helpers import make_run
-from training import events, jobs, quotas
-from training.checkpoints import latest_checkpoint
-from training.config import TrainConfig
-from training.lora import train
-from training.registry import Registry
+from training.backends import local as jobs
+from training.base import quotas
+from training.base.registry import Registry
+from training.jobs import events
+from training.local.checkpoints import latest_checkpoint
+from training.local.config import TrainConfig
+from training.local.lora import train
 
 
 @pytest.fixture
@@ -59,7 +61,7 @@ def test_the_queue_and_the_ranges_refuse_a_run_before_it_is_made(shared, data):
 
 def test_a_run_over_the_wall_time_stops_as_timed_out_with_its_checkpoint(tmp_path, data, tiny_model_dir,
                                                                       monkeypatch):
-    from training.settings import get_settings
+    from training.base.settings import get_settings
 
     monkeypatch.setenv("TUTOR_MAX_RUN_HOURS", str(1e-6))  # past after the first step
     get_settings.cache_clear()
@@ -77,5 +79,5 @@ def test_a_run_over_the_wall_time_stops_as_timed_out_with_its_checkpoint(tmp_pat
     assert last["type"] == "cancelled" and last["reason"] == "timed_out"
     note = jobs.LocalLoRA(make_settings(tmp_path / "data", max_run_hours=6), "uk").describe_result(run)
     assert "межі цього сервера — 6 год" in note and f"tutor jobs resume {run['id']}" in note
-    monkeypatch.setattr("training.queue.launcher.launch", lambda *args: "1")
+    monkeypatch.setattr("training.jobs.queue.launcher.launch", lambda *args: "1")
     assert jobs.resume(run, registry, make_settings(tmp_path / "data"))["status"] in ("queued", "running")

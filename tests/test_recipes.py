@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from training.recipes import SAMPLE_CSV, Recipe, RowProblem, SourceError, read_recipenlg_csv, to_chat_example
+from training.data.recipes import SAMPLE_CSV, Recipe, RowProblem, SourceError, read_recipenlg_csv, to_chat_example
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 HEADER = ",title,ingredients,directions,link,source,NER\n"

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from training.registry import LOCAL_USER, Registry, RegistryError
+from training.base.registry import LOCAL_USER, Registry, RegistryError
 
 # The schema before accounts (version 1), as an existing data dir has it.
 V1 = """
@@ -168,16 +168,16 @@ def test_the_cli_says_one_line_on_a_damaged_registry(tmp_path):
     (tmp_path / "data" / "registry.sqlite").write_bytes(b"garbage" * 500)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TUTOR_"))}
     env["TUTOR_DATA_DIR"] = str(tmp_path / "data")
-    result = subprocess.run([sys.executable, "-m", "assistant.cli", "jobs", "list"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "assistant.cli.main", "jobs", "list"], capture_output=True, text=True,
                             env=env, timeout=120)
     assert result.returncode == 1 and "registry file" in result.stderr and "damaged" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 async def test_the_chat_says_one_sentence_on_a_damaged_registry(monkeypatch, tmp_path):
-    from assistant import app
+    from assistant.chat import app
     from tests.chainlit_harness import open_chat, user_says
-    from training.settings import get_settings
+    from training.base.settings import get_settings
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TUTOR_DATA_DIR", str(tmp_path / "data"))

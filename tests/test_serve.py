@@ -15,13 +15,13 @@ import httpx
 import openai
 import pytest
 
-from assistant.openai_server import FineTuningServer, allowed_hosts
+from assistant.server.app import FineTuningServer, allowed_hosts
 from tests.conftest import MODEL_CACHE, make_settings
 from tests.http_server import ServerThread
-from training.prepare import prepare
-from training.recipes import SAMPLE_CSV
-from training.registry import registry_for
-from training.settings import load_settings
+from training.base.registry import registry_for
+from training.base.settings import load_settings
+from training.data.prepare import prepare
+from training.data.recipes import SAMPLE_CSV
 
 KEY = "sk-serve-test-0123456789abcdef"
 
@@ -145,7 +145,7 @@ def test_an_oversized_upload_is_refused_with_bounded_memory(tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TUTOR_"))}
     env.update(TUTOR_DATA_DIR=str(tmp_path / "data"), TUTOR_SERVE_API_KEY=KEY, TUTOR_MAX_UPLOAD_MB="2")
-    process = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve", "--port", str(port)], env=env,
+    process = subprocess.Popen([sys.executable, "-m", "assistant.cli.main", "serve", "--port", str(port)], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url, headers = f"http://127.0.0.1:{port}/v1/files", {"authorization": f"Bearer {KEY}"}
     try:
@@ -204,7 +204,7 @@ def test_without_a_key_pages_of_other_sites_are_refused_multipart_included(tmp_p
 def test_it_refuses_to_listen_beyond_loopback_without_a_key(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "TUTOR_"))}
     env["TUTOR_DATA_DIR"] = str(tmp_path / "data")
-    result = subprocess.run([sys.executable, "-m", "assistant.cli", "serve", "--host", "0.0.0.0", "--port",
+    result = subprocess.run([sys.executable, "-m", "assistant.cli.main", "serve", "--host", "0.0.0.0", "--port",
                              str(_free_port())], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 1 and "without a key: set TUTOR_SERVE_API_KEY" in result.stderr
     assert "Traceback" not in result.stderr

@@ -2,7 +2,7 @@
 
 import pytest
 
-from training.settings import EMBEDDED, Settings, SettingsError, load_settings
+from training.base.settings import EMBEDDED, Settings, SettingsError, load_settings
 
 
 def test_defaults_are_offline_and_embedded(tmp_path, monkeypatch):

@@ -7,13 +7,13 @@ import math
 
 import pytest
 
-from assistant.backends import ChatBackend
-from assistant.contenders import Contender, answer_budget, repeating
-from training.errors import TutorError
-from training.evaluation import Case, chat_triples, evaluate
-from training.metrics import score_answer
-from training.prepare import prepare
-from training.recipes import SAMPLE_CSV
+from assistant.inference.backends import ChatBackend
+from assistant.tutor.contenders import Contender, answer_budget, repeating
+from training.base.errors import TutorError
+from training.data.prepare import prepare
+from training.data.recipes import SAMPLE_CSV
+from training.evaluation.held_out import Case, chat_triples, evaluate
+from training.evaluation.metrics import score_answer
 
 
 @pytest.fixture(scope="module")

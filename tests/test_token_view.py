@@ -6,17 +6,17 @@ import chainlit as cl
 import pytest
 from typer.testing import CliRunner
 
-from assistant import token_flow
-from assistant.cli import app as cli
+from assistant.chat import token_flow
+from assistant.cli.main import app as cli
 from tests.chainlit_harness import open_chat
-from training.errors import TutorError
-from training.batches import IGNORE, chat_ids, load_examples
-from training.models import load_tokenizer
-from training.prepare import prepare
-from training.recipes import SAMPLE_CSV
-from training.registry import registry_for
-from training.settings import get_settings
-from training.token_view import CONTEXT, CUT, TRAINED, example_at, token_view
+from training.base.errors import TutorError
+from training.base.models import load_tokenizer
+from training.base.registry import registry_for
+from training.base.settings import get_settings
+from training.data.prepare import prepare
+from training.data.recipes import SAMPLE_CSV
+from training.local.batches import IGNORE, chat_ids, load_examples
+from training.local.token_view import CONTEXT, CUT, TRAINED, example_at, token_view
 
 
 @pytest.fixture(scope="module")

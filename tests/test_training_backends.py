@@ -10,16 +10,16 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 from typer.testing import CliRunner
 
-from assistant import cli
-from training.backends import (
+from assistant.cli import main as cli
+from training.backends.registry import (
     TrainingBackend,
     register_training_backend,
     training_backend,
     training_backend_names,
     unregister_training_backend,
 )
-from training.registry import registry_for
-from training.settings import get_settings
+from training.base.registry import registry_for
+from training.base.settings import get_settings
 
 
 class FakeJobConfig(BaseModel):
@@ -72,9 +72,9 @@ def tutor(*args: str):
 
 def test_the_built_in_backends_register_like_any_other(data_dir):
     assert {"local", "openai", "azure", "fake-service"} <= set(training_backend_names())
-    assert type(training_backend("local", get_settings())).__module__ == "training.jobs"
-    assert type(training_backend("openai", get_settings())).__module__ == "training.openai_jobs"
-    assert type(training_backend("azure", get_settings())).__module__ == "training.azure_jobs"
+    assert type(training_backend("local", get_settings())).__module__ == "training.backends.local"
+    assert type(training_backend("openai", get_settings())).__module__ == "training.backends.openai_api"
+    assert type(training_backend("azure", get_settings())).__module__ == "training.backends.azure"
 
 
 async def test_a_registered_backend_is_offered_set_up_started_and_summarised_in_chat(data_dir):
@@ -82,10 +82,10 @@ async def test_a_registered_backend_is_offered_set_up_started_and_summarised_in_
 
     import chainlit as cl
 
-    import assistant.app as app
-    from assistant import dataset_flow, training_flow
-    from assistant.accounts import LOCAL_LEARNER
-    from assistant.actions import PrepareRequest
+    import assistant.chat.app as app
+    from assistant.chat import dataset_flow, training_flow
+    from assistant.chat.actions import PrepareRequest
+    from assistant.web.accounts import LOCAL_LEARNER
     from tests.chainlit_harness import open_chat, user_says
 
     chat = open_chat()

@@ -6,22 +6,22 @@ import re
 import chainlit as cl
 import pytest
 
-import assistant.app as app
-from assistant import dataset_flow, training_flow
-from assistant.accounts import LOCAL_LEARNER
-from assistant.actions import PrepareRequest, typed_settings
+import assistant.chat.app as app
+from assistant.chat import dataset_flow, training_flow
+from assistant.chat.actions import PrepareRequest, typed_settings
+from assistant.web.accounts import LOCAL_LEARNER
 from tests.chainlit_harness import open_chat, press_start, user_says
 from tests.conftest import make_settings
-from training.backends import training_backend
-from training.config import ConfigError
-from training.errors import TutorError
-from training.registry import registry_for
-from training.settings import get_settings
+from training.backends.registry import training_backend
+from training.base.errors import TutorError
+from training.base.registry import registry_for
+from training.base.settings import get_settings
+from training.local.config import ConfigError
 
 
 @pytest.fixture
 async def data_dir(monkeypatch, tmp_path, tiny_model_dir):
-    import assistant.service as service
+    import assistant.tutor.service as service
     from tests.conftest import MODEL_CACHE
 
     monkeypatch.chdir(tmp_path)
@@ -188,8 +188,8 @@ async def test_bad_settings_are_explained(data_dir, tiny_model_dir):
 
 async def test_a_chat_opened_later_follows_a_job_still_running(data_dir, tiny_model_dir):
     """The app restarted while a job trained: the next chat picks the job up and follows it to the end."""
-    from training import jobs
-    from training.config import TrainConfig
+    from training.backends import local as jobs
+    from training.local.config import TrainConfig
 
     chat = open_chat()
     button = await prepared(chat)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from assistant.grounding import is_grounded, is_supported
-from assistant.knowledge import KnowledgeBase, Passage
-from assistant.tutor import (
+from assistant.retrieval.grounding import is_grounded, is_supported
+from assistant.retrieval.knowledge import KnowledgeBase, Passage
+from assistant.tutor.answers import (
     MAX_QUESTION_CHARS,
     Tutor,
     clean_question,
@@ -12,7 +12,7 @@ from assistant.tutor import (
     mostly_non_latin,
 )
 from tests.conftest import make_settings
-from training.errors import TutorError, redact
+from training.base.errors import TutorError, redact
 
 SOURCE = ("LoRA freezes the pre-trained weights and learns a low-rank update made of two small matrices. "
           "The rank r is typically between 4 and 64.")
@@ -133,7 +133,7 @@ async def test_choosing_openai_without_configuration_is_explained(tutor):
 def test_log_records_are_redacted_whatever_the_logger(caplog):
     import logging
 
-    from training.errors import install_secret_redaction
+    from training.base.errors import install_secret_redaction
 
     install_secret_redaction("my-custom-secret-token")
     try:

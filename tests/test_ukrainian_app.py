@@ -13,22 +13,22 @@ import string
 import chainlit as cl
 import pytest
 
-import assistant.app as app
-from assistant import ab_flow, dataset_flow, training_flow
+import assistant.chat.app as app
+from assistant.chat import ab_flow, dataset_flow, training_flow
 from assistant.i18n import CATALOG
 from tests.chainlit_harness import open_chat, user_says
 from tests.test_compare import finished_run
 from tests.test_training_backends import FakeJobConfig
-from training.backends import TrainingBackend, register_training_backend, unregister_training_backend
-from training.config import PROBLEMS, TrainConfig
-from training.openai_jobs import OpenAIJobConfig
-from training.phrases import TABLES
-from training.registry import registry_for
-from training.settings import get_settings
+from training.backends.openai_api import OpenAIJobConfig
+from training.backends.registry import TrainingBackend, register_training_backend, unregister_training_backend
+from training.base.phrases import TABLES
+from training.base.registry import registry_for
+from training.base.settings import get_settings
+from training.local.config import PROBLEMS, TrainConfig
 
-TRAINING_MODULES = ("training.validate", "training.prepare", "training.events", "training.evaluation",
-                    "training.charts", "training.backends", "training.jobs", "training.openai_jobs",
-                    "training.azure_jobs", "training.hub", "training.estimate")
+TRAINING_MODULES = ("training.data.validate", "training.data.prepare", "training.jobs.events", "training.evaluation.held_out",
+                    "training.evaluation.charts", "training.backends.registry", "training.backends.local", "training.backends.openai_api",
+                    "training.backends.azure", "training.models.hub", "training.local.estimate")
 
 
 def prose(text: str) -> str:

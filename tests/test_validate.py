@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from training.tokens import local_counter, openai_counter
-from training.validate import Distribution, default_epochs, read_jsonl, validate_examples, validate_file
+from training.data.tokens import local_counter, openai_counter
+from training.data.validate import Distribution, default_epochs, read_jsonl, validate_examples, validate_file
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 GOOD = {"messages": [{"role": "system", "content": "Extract."}, {"role": "user", "content": "Title: Toast"},
@@ -110,9 +110,9 @@ def test_memory_stays_bounded_whatever_the_file(tmp_path, monkeypatch):
     percentiles from the bounded sample, and a peak far below what an entry per line would take."""
     import tracemalloc
 
-    import training.validate
+    import training.data.validate
 
-    monkeypatch.setattr(training.validate, "SAMPLE_SIZE", 5_000)
+    monkeypatch.setattr(training.data.validate, "SAMPLE_SIZE", 5_000)
     path = tmp_path / "big.jsonl"
     good = json.dumps(GOOD).encode()
     with open(path, "wb") as handle:

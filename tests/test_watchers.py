@@ -9,12 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-import assistant.app as app
-from assistant import training_flow
-from assistant.run_feed import feed
+import assistant.chat.app as app
+from assistant.chat import training_flow
+from assistant.chat.run_feed import feed
 from tests.chainlit_harness import open_chat, user_says
-from training.registry import registry_for
-from training.settings import get_settings
+from training.base.registry import registry_for
+from training.base.settings import get_settings
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ async def busy_app(app_env):
         run_dir = data_dir / "runs" / f"run-busy-{index}"
         run_dir.mkdir(parents=True)
         (run_dir / "events.jsonl").write_text('{"type": "start", "time": 1, "total_steps": 100}\n')
-        trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "training.lora"])
+        trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "training.local.lora"])
         trainers.append(trainer)
         run = registry.create_run("local", {}, run_dir, status="running", run_id=f"run-busy-{index}")
         runs.append(registry.update_run(run["id"], handle=str(trainer.pid)))

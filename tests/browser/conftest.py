@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from assistant.accounts import add_user
+from assistant.web.accounts import add_user
 from tests.app_process import AppProcess
-from training.registry import Registry
+from training.base.registry import Registry
 
 USERS = ("alice", "bob")
 PASSWORD = "correct horse battery"
@@ -38,9 +38,9 @@ def seed_a_fine_tuned_model(data_dir: Path, embedded_model_dir: Path, owner: str
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from training.prepare import prepare
-    from training.recipes import SAMPLE_CSV
-    from training.registry import Registry
+    from training.base.registry import Registry
+    from training.data.prepare import prepare
+    from training.data.recipes import SAMPLE_CSV
 
     files = prepare(SAMPLE_CSV, data_dir / "datasets" / "sample", train=40, validation=8, test=8).files
     adapter = data_dir / "runs" / "run-browser" / "adapter"

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from assistant.decision import UKRAINIAN
+from assistant.tutor.decision import UKRAINIAN
 from tests.browser.conftest import MODEL, UI, logged_in, say
 
 pytestmark = pytest.mark.browser

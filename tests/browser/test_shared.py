@@ -11,7 +11,7 @@ import pytest
 
 from tests.app_process import free_port
 from tests.browser.conftest import MODEL, UI, logged_in, say
-from training.registry import Registry
+from training.base.registry import Registry
 
 pytestmark = pytest.mark.browser
 
@@ -89,7 +89,7 @@ def test_two_learners_see_and_touch_only_their_own_work(browser, app, tiny_model
         last_step(alice, "was cancelled", MODEL)
     finally:
         for record in registry.runs(registry.user("alice")["id"], ("running", "queued")):
-            from training import jobs
+            from training.backends import local as jobs
 
             jobs.cancel(record, registry)
         alice_context.close()
