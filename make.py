@@ -2,7 +2,7 @@
 """Set up, run and test the Fine-Tuning Tutor on Linux, macOS and Windows: the Makefile's targets, in Python.
 
     python3 make.py run      # Windows: py make.py run   (sets up .venv on first use, then serves the app)
-    python3 make.py test     # Windows: py make.py test  (sets up, then runs both test suites)
+    python3 make.py test     # Windows: py make.py test  (sets up, builds the docs, runs both test suites)
 
 Commands: install, run, test, test-unit, test-browser, browser, bench, lock, clean. `make X` calls `make.py X`.
 Environment: TORCH_SPEC (which torch build pip installs), HOST and PORT (for `run`). Only the standard library is
@@ -185,11 +185,20 @@ def workers() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
+def docs() -> int:
+    """The documentation, built strictly (any warning fails: a broken link, a page left out of the navigation) into
+    a temporary folder; docs/hooks.py generates the CLI and configuration references from the code as it builds."""
+    with tempfile.TemporaryDirectory() as site:
+        return run(tool("mkdocs"), "build", "--strict", "--site-dir", site, check=False)
+
+
 def test() -> int:
-    """Both suites at once: the main one on `workers()` processes, one test file each at a time (module fixtures
-    such as a shared app stay in one process), and the browser one beside it. The browser suite's output follows
-    the main suite's."""
+    """The docs build, then both suites at once: the main one on `workers()` processes, one test file each at a
+    time (module fixtures such as a shared app stay in one process), and the browser one beside it. The browser
+    suite's output follows the main suite's. Docs that do not build stop the run before the suites start."""
     install()
+    if status := docs():
+        return status
     browser()
     count = workers()
     # torch in every process the suites start (trainers, apps) would take a thread per core, and the workers and

@@ -3,8 +3,8 @@
 On the embedded SmolLM2-135M with cookbook recipe prompts, greedy: time to first token and decode tokens/s
 of assistant.inference.engine's engine (its llama.cpp runtime on the Q8_0 file it writes, with the scheduling,
 streaming and text decoding around it) against the baseline a skilled user would pick: a bare llama.cpp
-loop on the shipped Q4_1 GGUF, same prompt ids and threads, in the same run. For reference: the bare loop
-on the engine's own Q8_0 file (the engine's overhead), and transformers' `generate` on the fp32
+loop (assistant/inference/bare.py) on the shipped Q4_1 GGUF, same prompt ids and threads, in the same run. For
+reference: the bare loop on the engine's own Q8_0 file (the engine's overhead), and transformers' `generate` on the fp32
 conversion (the engine's runtime for non-GGUF models). The bound is measured memory bandwidth over the bytes of
 weights read per decoded token. Also: mean prompt tokens of the RAG baseline (3 retrieved examples) vs
 the fine-tuned model's prompt, the cost argument of the lesson.
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from assistant.inference.bare import BareLlama
 from assistant.inference.engine import engine, load_model
 from assistant.inference.llama_runtime import model_file
 from assistant.tutor.contenders import Contender, ExampleIndex
@@ -72,40 +73,10 @@ def plain_generate(model, tokenizer, messages) -> tuple[float, float, int]:
     return streamer.first - started, total, out.shape[1] - inputs["input_ids"].shape[1]
 
 
-class LlamaAlone:
-    """llama.cpp with nothing around it: one context, the prompt ids, then one greedy token at a time."""
-
-    def __init__(self, gguf: Path, threads: int):
-        import cyllama.llama.llama_cpp as llama
-
-        llama.disable_logging()
-        params = llama.LlamaContextParams()
-        params.n_ctx, params.n_batch, params.n_threads, params.n_threads_batch = 2048, 2048, threads, threads
-        model = llama.LlamaModel(str(gguf), llama.LlamaModelParams())
-        self.context, self.is_eog = llama.LlamaContext(model, params), model.get_vocab().is_eog
-        self.sampler = llama.LlamaSampler(llama.LlamaSamplerChainParams())
-        self.sampler.add_greedy()
-        self.batch = llama.LlamaBatch(n_tokens=2048, embd=0, n_seq_max=1)
-
-    def __call__(self, prompt_ids: list[int]) -> tuple[float, float, int]:
-        """(ttft, total seconds, new tokens)."""
-        self.context.memory_seq_rm(-1, -1, -1)
-        started = time.perf_counter()
-        self.batch.clear()
-        for position, token in enumerate(prompt_ids):
-            self.batch.add(token, position, [0], position == len(prompt_ids) - 1)
-        self.context.decode(self.batch)
-        token, first = self.sampler.sample(self.context, -1), time.perf_counter()
-        tokens, position = 0, len(prompt_ids)
-        while not self.is_eog(token):
-            tokens += 1
-            if tokens == MAX_TOKENS:
-                break
-            self.batch.clear()
-            self.batch.add(token, position, [0], True)
-            self.context.decode(self.batch)
-            token, position = self.sampler.sample(self.context, -1), position + 1
-        return first - started, time.perf_counter() - started, tokens
+def bare(llama: BareLlama, prompt_ids: list[int]) -> tuple[float, float, int]:
+    """(ttft, total seconds, new tokens) of bare llama.cpp, the baseline (assistant/inference/bare.py)."""
+    answer = llama.generate(prompt_ids, MAX_TOKENS)
+    return answer.ttft_s, answer.seconds, len(answer.tokens)
 
 
 def memory_bandwidth() -> float:  # run on the engine's thread too
@@ -133,15 +104,16 @@ def run() -> dict:
                                                                         train, k=3).build())
         rag_prompts = [asyncio.run(rag.messages(c)) for c in cases]
 
-    ids = lambda messages: tokenizer.apply_chat_template(messages, add_generation_prompt=True,  # noqa: E731
+    ids = lambda messages: tokenizer.apply_chat_template(messages, add_generation_prompt=True,
                                                          return_dict=True)["input_ids"]
     threads = usable_cpus()
-    shipped, own = LlamaAlone(gguf, threads), LlamaAlone(engine.call(model_file, source, None), threads)
+    shipped = BareLlama(gguf, threads=threads)
+    own = BareLlama(engine.call(model_file, source, None), threads=threads)
     # All on the engine's thread: torch work on a second thread would slow the rest (see assistant/inference/engine.py).
     contenders = {
         "engine": lambda messages: _engine(source, messages),
-        "llama.cpp, shipped Q4_1": lambda messages: engine.call(shipped, ids(messages)),
-        "llama.cpp, engine's Q8_0": lambda messages: engine.call(own, ids(messages)),
+        "llama.cpp, shipped Q4_1": lambda messages: engine.call(bare, shipped, ids(messages)),
+        "llama.cpp, engine's Q8_0": lambda messages: engine.call(bare, own, ids(messages)),
         "model.generate": lambda messages: engine.call(plain_generate, model, tokenizer, messages),
     }
     for generate in contenders.values():  # warm each path

@@ -36,17 +36,12 @@ def clean_env(monkeypatch):
 
 
 def bare_llama(gguf: Path, cells: int = 1024):
-    """llama.cpp with nothing around it, to check the engine against: (a context on `gguf`, a greedy sampler,
-    a batch of `cells` tokens)."""
-    import cyllama.llama.llama_cpp as llama
+    """llama.cpp with nothing around it (assistant/inference/bare.py), for checks that read its logits at every
+    position: (its context, its greedy sampler, its batch of `cells` tokens)."""
+    from assistant.inference.bare import BareLlama
 
-    llama.disable_logging()
-    params = llama.LlamaContextParams()
-    params.n_ctx = params.n_batch = cells
-    context = llama.LlamaContext(llama.LlamaModel(str(gguf), llama.LlamaModelParams()), params)
-    sampler = llama.LlamaSampler(llama.LlamaSamplerChainParams())
-    sampler.add_greedy()
-    return context, sampler, llama.LlamaBatch(n_tokens=cells, embd=0, n_seq_max=1)
+    llama = BareLlama(gguf, cells=cells)
+    return llama.context, llama.sampler, llama.batch
 
 
 def make_settings(data_dir: Path, **overrides):

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import assistant.chat.app as app
 from assistant.cli.main import app as cli
 from assistant.i18n import LANGUAGES
-from assistant.tutor.decision import PHRASES, QUESTIONS, UKRAINIAN, next_question, recommend
+from assistant.tutor.decision import PHRASES, QUESTIONS, WORDS, next_question, recommend
 from tests.chainlit_harness import open_chat, user_says
 
 STRONG_CASE = {"use_case": "format", "prompting": "yes_short", "few_shot": "few_long", "rag": "not_needed",
@@ -79,8 +79,9 @@ def every_text(question) -> list[str]:
 
 
 def test_every_question_and_option_has_its_own_ukrainian():
-    expected = {q.key for q in QUESTIONS} | {f"{q.key}.{o.key}" for q in QUESTIONS for o in q.options}
-    assert set(UKRAINIAN) == expected, "a question or option lacks its Ukrainian, or a translation lost its item"
+    expected = {f"{q.key}.{text}" for q in QUESTIONS for text in ("topic", "text")} | {
+        f"{q.key}.{o.key}.{text}" for q in QUESTIONS for o in q.options for text in ("label", "reason")}
+    assert set(WORDS["uk"]) == expected, "a question or option lacks its Ukrainian, or a translation lost its item"
     for question in QUESTIONS:
         english, ukrainian = every_text(question), every_text(question.in_language("uk"))
         for en, uk in zip(english, ukrainian):

@@ -76,6 +76,9 @@ def test_too_few_examples_and_the_evaluation_against_rag():
     kinds = {f.kind: f for f in diagnose(log, CONFIG, summary)}
     assert set(kinds) == {"few_examples", "beats_baseline"}
     assert "trained on 30 examples" in kinds["few_examples"].message()
+    assert "навчався на 30 прикладах;" in kinds["few_examples"].message("uk")  # its plural form, by count
+    one = diagnose([{"type": "start", "train_examples": 21}] + steps([2.0, 1.0]), CONFIG)
+    assert "навчався на 21 прикладі;" in one[-1].message("uk") and "on 21 examples" in one[-1].message()
     assert kinds["beats_baseline"].message() == ("On 40 held-out recipes the fine-tune beat the rag baseline: F1 0.746 "
                                                "against 0.215. It read 117 prompt tokens per answer against rag's 472.")
     trailing = diagnose(log, CONFIG, {"fine-tuned": {"f1": 0.1}, "rag": {"f1": 0.2}})
@@ -147,17 +150,18 @@ def test_explain_quotes_the_cited_notes_in_the_readers_language_and_offers_the_n
 def test_the_ukrainian_sentences_say_the_same_numbers():
     from string import Formatter
 
-    from assistant.tutor.explain import SENTENCES_UK
     from training.evaluation.diagnosis import SENTENCES
 
     def fields(template: str) -> set[tuple[str, str]]:
         return {(name, spec) for _, name, spec, _ in Formatter().parse(template) if name}
 
-    assert SENTENCES_UK.keys() == SENTENCES.keys()
-    for key, english in SENTENCES.items():
-        assert fields(SENTENCES_UK[key]) == fields(english), key
-        letters = [c for c in re.sub(r"\{[^}]*\}", "", SENTENCES_UK[key]) if c.isalpha()]
-        assert sum("а" <= c.lower() <= "я" or c in "іїєґІЇЄҐ" for c in letters) > 0.7 * len(letters), key
+    english, ukrainian = SENTENCES["en"], SENTENCES["uk"]
+    assert ukrainian.keys() == english.keys()
+    for key, said in english.items():
+        for translated in ukrainian[key].values() if isinstance(ukrainian[key], dict) else [ukrainian[key]]:
+            assert fields(translated) == fields(said if isinstance(said, str) else said["other"]), key
+            letters = [c for c in re.sub(r"\{[^}]*\}", "", translated) if c.isalpha()]
+            assert sum("а" <= c.lower() <= "я" or c in "іїєґІЇЄҐ" for c in letters) > 0.7 * len(letters), key
 
 
 async def test_a_capable_model_tells_the_findings_with_the_runs_numbers_only(tmp_path, fake_openai):

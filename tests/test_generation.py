@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from assistant.inference.engine import Usage, engine, load_model
-from tests.conftest import bare_llama
 from training.base.errors import TutorError
 
 MESSAGES = [{"role": "user", "content": "Title: Pancakes\n\nIngredients: [\"1 c. flour\", \"2 eggs\"]"}]
@@ -21,29 +20,16 @@ def plain_generate(model, tokenizer, max_tokens):
     return tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True), inputs["input_ids"].shape[1]
 
 
-def llama_greedy(gguf, prompt_ids, max_tokens):
-    """llama.cpp alone: the prompt, then one token at a time, greedy, on a fresh context."""
-    context, sampler, batch = bare_llama(gguf)
-    for position, token in enumerate(prompt_ids):
-        batch.add(token, position, [0], position == len(prompt_ids) - 1)
-    context.decode(batch)
-    tokens = [sampler.sample(context, -1)]
-    for position in range(len(prompt_ids), len(prompt_ids) + max_tokens - 1):
-        batch.clear()
-        batch.add(tokens[-1], position, [0], True)
-        context.decode(batch)
-        tokens.append(sampler.sample(context, -1))
-    return tokens
-
-
 def test_the_embedded_model_runs_on_llama_cpp_token_for_token(embedded_model_dir):
+    """The engine's greedy answer is bare llama.cpp's (assistant/inference/bare.py), on the same file."""
+    from assistant.inference.bare import BareLlama
     from assistant.inference.llama_runtime import model_file
     from training.base.models import load_tokenizer
 
     tokenizer = load_tokenizer(str(embedded_model_dir))
     prompt = tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=True,
                                            return_dict=True)["input_ids"]
-    expected = tokenizer.decode(llama_greedy(model_file(str(embedded_model_dir), None), prompt, 20),
+    expected = tokenizer.decode(BareLlama(model_file(str(embedded_model_dir), None)).generate(prompt, 20).tokens,
                                 skip_special_tokens=True)
     text, usage = engine.complete(str(embedded_model_dir), MESSAGES, max_tokens=20)
     assert text == expected
@@ -61,9 +47,9 @@ async def test_llama_cpp_decodes_concurrent_requests_together_exactly_as_alone(e
     batch_sizes = []
     step = llama_runtime.LlamaCohort.step
 
-    def counted(cohort, threads):
-        batch_sizes.append(len(cohort.requests))
-        return step(cohort, threads)
+    def counted(cohort, inputs, threads):
+        batch_sizes.append(len(inputs))
+        return step(cohort, inputs, threads)
 
     monkeypatch.setattr(llama_runtime.LlamaCohort, "step", counted)
     together = await asyncio.gather(*(_text(source, p, 24) for p in prompts))
@@ -159,7 +145,7 @@ async def test_an_adapter_and_its_base_stream_side_by_side(tiny_model_dir, tiny_
 def test_a_missing_adapter_is_a_clear_error_and_the_engine_serves_on(tiny_model_dir, tmp_path):
     with pytest.raises(TutorError, match="missing or incomplete"):
         engine.complete(str(tiny_model_dir), MESSAGES, adapter=str(tmp_path / "gone"), max_tokens=5)
-    text, usage = engine.complete(str(tiny_model_dir), MESSAGES, max_tokens=5)
+    _, usage = engine.complete(str(tiny_model_dir), MESSAGES, max_tokens=5)
     assert usage.completion_tokens == 5
 
 
@@ -185,7 +171,7 @@ def test_embeddings_and_loading_run_on_the_engine_thread_the_one_torch_thread(mo
 
 
 def test_the_thread_tuner_falls_back_to_one_thread_when_cores_are_busy_and_returns_when_free():
-    from assistant.inference.engine import ThreadTuner
+    from assistant.inference.threads import ThreadTuner
 
     tuner = ThreadTuner(2)
     step_seconds = {2: 0.12, 1: 0.05}  # another process holds a core: two threads wait at every barrier

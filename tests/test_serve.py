@@ -208,3 +208,29 @@ def test_it_refuses_to_listen_beyond_loopback_without_a_key(tmp_path):
                              str(_free_port())], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 1 and "without a key: set TUTOR_SERVE_API_KEY" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("field", "value", "valid"), [
+    ("suffix", "../x", False), ("suffix", "recipes-2", True), ("seed", -1, False), ("seed", 2**31, False),
+    ("seed", 0, True), ("n_epochs", 51, False), ("n_epochs", 50, True), ("batch_size", 0, False),
+    ("learning_rate_multiplier", 0, False), ("learning_rate_multiplier", "auto", True)])
+def test_a_job_request_is_checked_by_the_openai_backends_own_types(field, value, valid):
+    """The server's job request and `tutor train --backend openai` accept and refuse the same values."""
+    from pydantic import ValidationError
+
+    from assistant.server.schemas import JobCreate
+    from training.backends.openai_api import OpenAIJobConfig
+    from training.local.config import ConfigError
+
+    hyperparameter = field not in ("suffix", "seed")
+    body = {"model": "m", "training_file": "file-abc",
+            **({"hyperparameters": {field: value}} if hyperparameter else {field: value})}
+    outcomes = []
+    for check, refusal in ((lambda: JobCreate.model_validate(body), ValidationError),
+                           (lambda: OpenAIJobConfig(**{field: value}), ConfigError)):
+        try:
+            check()
+            outcomes.append(True)
+        except refusal:
+            outcomes.append(False)
+    assert outcomes == [valid, valid]

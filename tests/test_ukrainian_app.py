@@ -1,8 +1,8 @@
 """The whole app in Ukrainian: a chat whose browser speaks Ukrainian (uk-UA) gets every button label and every fixed
 message of its flows (start, /prepare, /train, a run's progress and summary, Explain my run, /compare, the A/B chat
 and its evaluation, refusals) in Ukrainian; an English chat of the same flows keeps its English texts. The
-catalogs (assistant/i18n.py, and each training module's own `Phrases`) have the same keys and {fields} in both
-languages."""
+catalog's namespaces (training/base/texts/<language>.toml), and the inline `Phrases` tables still left in modules,
+have the same keys and {fields} in both languages, and every Ukrainian text with words to translate is Ukrainian."""
 
 import asyncio
 import importlib
@@ -15,20 +15,23 @@ import pytest
 
 import assistant.chat.app as app
 from assistant.chat import ab_flow, dataset_flow, training_flow
-from assistant.i18n import CATALOG
 from tests.chainlit_harness import open_chat, user_says
 from tests.test_compare import finished_run
 from tests.test_training_backends import FakeJobConfig
 from training.backends.openai_api import OpenAIJobConfig
 from training.backends.registry import TrainingBackend, register_training_backend, unregister_training_backend
-from training.base.phrases import TABLES
+from training.base.phrases import TABLES, Phrases
 from training.base.registry import registry_for
-from training.base.settings import get_settings
+from training.base.settings import PROJECT_ROOT, get_settings
+from training.base.texts import catalog
 from training.local.config import PROBLEMS, TrainConfig
 
-TRAINING_MODULES = ("training.data.validate", "training.data.prepare", "training.jobs.events", "training.evaluation.held_out",
-                    "training.evaluation.charts", "training.backends.registry", "training.backends.local", "training.backends.openai_api",
-                    "training.backends.azure", "training.models.hub", "training.local.estimate")
+
+def training_modules_with_texts() -> list[str]:
+    """The training layer's modules that make a `Phrases` table: the catalog's namespace, or one inline."""
+    paths = sorted((PROJECT_ROOT / "training").rglob("*.py"))
+    return [".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts) for path in paths
+            if "Phrases(" in path.read_text() and path.name != "phrases.py"]
 
 
 def prose(text: str) -> str:
@@ -82,18 +85,28 @@ def fields(template: str) -> list[str]:
     return sorted(name for _, name, _, _ in string.Formatter().parse(template) if name is not None)
 
 
+def forms(template: str | dict[str, str]) -> list[str]:
+    """A text's forms: itself, or its plural forms."""
+    return list(template.values()) if isinstance(template, dict) else [template]
+
+
 def test_every_text_has_both_languages_with_the_same_fields():
-    for module in TRAINING_MODULES:
-        importlib.import_module(module)
-    catalogs = [CATALOG, *TABLES]
-    assert len(TABLES) >= len(TRAINING_MODULES)
-    for catalog in catalogs:
-        english, ukrainian = catalog["en"], catalog["uk"]
+    modules = training_modules_with_texts()
+    assert len(modules) >= 10
+    for module in modules:  # each training module's texts: a namespace of the catalog, or a table left inline
+        made = [value for value in vars(importlib.import_module(module)).values() if isinstance(value, Phrases)]
+        assert made and all(phrases.namespace in catalog("en") or phrases in TABLES for phrases in made), module
+    tables = [Phrases(namespace) for namespace in catalog("en")] + TABLES
+    assert len(tables) >= len(modules)
+    for table in tables:
+        english, ukrainian = table["en"], table["uk"]
         assert set(english) == set(ukrainian), set(english) ^ set(ukrainian)
         for key, template in english.items():
-            assert fields(template) == fields(ukrainian[key]), key
-            if re.search(r"[a-z]", prose(template), re.I):  # words to translate
-                assert ukrainian[key] != template and cyrillic_share(ukrainian[key]) > 0.5, key
+            said = forms(template)[-1]  # English's `other` form
+            for translated in forms(ukrainian[key]):
+                assert fields(said) == fields(translated), key
+                if re.search(r"[a-z]", prose(said), re.I):  # words to translate
+                    assert translated != said and cyrillic_share(translated) > 0.5, key
     for config in (TrainConfig, OpenAIJobConfig):  # the settings form's explanations
         explained = {name for name in config.learner_fields if config.model_fields[name].description}
         assert set(config.descriptions["uk"]) == explained
@@ -166,7 +179,7 @@ async def test_a_ukrainian_chat_gets_every_flow_in_ukrainian(data_dir):
     await app.on_message(user_says("/compare", command="compare"))
     await app.on_message(user_says("/prepare train=16 val=4 test=4 seed=1", command="prepare"))
     offer = chat.messages[-1]
-    assert chat.actions_for(offer["id"])[0]["label"] == "Взяти доданий зразок (рецептів: 239)"
+    assert chat.actions_for(offer["id"])[0]["label"] == "Взяти доданий зразок (239 рецептів)"
     await press(chat, offer, 0, dataset_flow.on_prepare_dataset)
     await cl.user_session.get("dataset_job")
     ready = chat.messages[-1]

@@ -1,11 +1,10 @@
-"""Chat handlers for fine-tuning: start a job on any training backend, watch it live, cancel it, see its summary.
+"""Chat handlers for fine-tuning: start a job on any training backend, cancel it, explain it, chat with its model.
 
 Thin, and the same for every backend (training.backends.registry): a button per available backend, its settings from
 the chat settings form or `/train BACKEND key=value`, its cost estimate to confirm where the job is billed.
-A chat watches a run through the shared follower (assistant.chat.run_feed) and updates one message and one loss
-chart a few times a second. Buttons carry a backend's name, a dataset or run id and typed settings only; the
-settings are checked by the backend's config, each id is looked up for the learner. Runs still active when a
-chat opens (the app restarted, say) are picked up and followed again.
+Buttons carry a backend's name, a dataset or run id and typed settings only; the settings are checked by the
+backend's Config, each id is looked up for the learner. A started run is watched live by assistant/chat/run_view.py
+(whose watch, summary and buttons the app and the A/B flow reach through here too).
 """
 
 from __future__ import annotations
@@ -13,15 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 import weakref
 from pathlib import Path
 
 import chainlit as cl
 
 from assistant.chat.actions import RunRef, TrainRequest, action, current_learner, typed_settings
-from assistant.chat.run_feed import feed
-from assistant.i18n import CATALOG, session_language, text
+from assistant.chat.run_view import explain_action, model_actions, resume_watching, summary, watch  # noqa: F401
+from assistant.i18n import session_language, text
 from assistant.inference.backends import create_backend
 from assistant.inference.engine import Usage
 from assistant.tutor.contenders import fine_tuned, model_for_run, too_long
@@ -33,13 +31,7 @@ from training.base import quotas
 from training.base.errors import TutorError
 from training.base.registry import ACTIVE, registry_for
 from training.base.settings import get_settings
-from training.evaluation.charts import loss_chart
 from training.evaluation.held_out import Case
-from training.jobs.events import Checkpoint, Eval, Event, Start, Status, Step
-from training.local.estimate import GB
-from training.local.estimate import PHRASES as ESTIMATE_PHRASES
-
-UPDATE_EVERY = 0.4  # seconds between screen updates: a few a second, not one per event
 
 log = logging.getLogger(__name__)
 
@@ -217,64 +209,6 @@ async def on_cancel_run(request: RunRef, learner: Learner, _sent):
     await asyncio.to_thread(backend_of(run, get_settings()).cancel, run, registry)
 
 
-async def resume_watching(learner: Learner) -> None:
-    """Follow, in this chat, every run of the learner still queued or training (e.g. after a restart)."""
-    registry = registry_for(get_settings())
-    active = await asyncio.to_thread(registry.runs, learner.scope, ACTIVE)
-    language = session_language()
-    cl.user_session.set("watching", [asyncio.create_task(watch(run, text("train.picked_up", language), language))
-                                     for run in active])
-
-
-async def watch(run: dict, what: str, language: str = "en") -> None:
-    """Show a run's progress, chart and summary in one message, from the run's shared follower."""
-    settings = get_settings()
-    registry = registry_for(settings)
-    message = cl.Message(content=text("train.heading", language, run=run["id"], what=what) + " "
-                         + text("train.starting", language),
-                         actions=[cl.Action(name="cancel_run", payload={"run_id": run["id"]},
-                                            label=text("train.cancel", language)),
-                                  explain_action(run["id"], language)])  # the curve so far
-    await message.send()
-    state = {"steps": [], "evals": [], "last": None, "total": None, "status": None, "log": [], "checkpoints": []}
-    events = feed.subscribe(run, registry, settings)
-    shown_at, pending = 0.0, False
-    try:
-        while True:
-            wait = max(0.0, UPDATE_EVERY - (time.monotonic() - shown_at)) if pending else None
-            try:
-                event = await asyncio.wait_for(events.get(), timeout=wait)
-            except TimeoutError:
-                event = ...  # nothing new for a while: show what has arrived
-            if event is None:
-                break
-            if event is not ...:
-                record(state, event)
-                pending = True
-                if time.monotonic() - shown_at < UPDATE_EVERY or not events.empty():
-                    continue
-            await show(message, state, run, what, language)
-            shown_at, pending = time.monotonic(), False
-    finally:
-        feed.unsubscribe(run["id"], events)
-    await show(message, state, run, what, language)
-    await message.remove_actions()
-    finished = await asyncio.to_thread(registry.run, run["id"])
-    callable_now = any(m["run_id"] == run["id"] for m in await asyncio.to_thread(registry.models))
-    actions = model_actions(run["id"], language) if finished["status"] == "succeeded" and callable_now else []
-    await cl.Message(content=summary(finished, language),
-                     actions=actions + [explain_action(run["id"], language)]).send()
-
-
-def model_actions(run_id: str, language: str = "en") -> list[cl.Action]:
-    return [cl.Action(name="chat_with_model", payload={"run_id": run_id}, label=text("train.chat_with_it", language)),
-            cl.Action(name="compare_model", payload={"run_id": run_id}, label=text("train.compare", language))]
-
-
-def explain_action(run_id: str, language: str = "en") -> cl.Action:
-    return cl.Action(name="explain_run", payload={"run_id": run_id}, label=text("explain.button", language))
-
-
 # --- "Explain my run" ---------------------------------------------------------------------------
 
 async def _own_run(run_id: str, learner: Learner) -> dict:
@@ -359,99 +293,6 @@ async def record_deployment(command: str) -> None:
     run = await asyncio.to_thread(backend_of(run, get_settings(), language).deployed, run, registry, words[-1])
     await cl.Message(content=text("deploy.recorded", language, run=run["id"], name=words[-1]),
                      actions=model_actions(run["id"], language)).send()
-
-
-def record(state: dict, event: Event) -> None:
-    """Fold one typed event into the progress message's state, by its type."""
-    if isinstance(event, Start):
-        state["total"] = event.total_steps or state["total"]
-    elif isinstance(event, Step):
-        state["steps"].append((event.step, event.loss))
-        state["last"] = event
-    elif isinstance(event, Eval):
-        state["evals"].append((event.step, event.val_loss))
-        state["eval"] = event
-    elif isinstance(event, Status):
-        if event.status:
-            state["status"] = event
-        if event.message:
-            state["log"] = (state["log"] + [event.message])[-5:]
-    elif isinstance(event, Checkpoint):
-        state["checkpoints"].append(event.label)
-        state["checkpoint"] = event  # the latest, named in the chat's language
-
-
-def status_word(status: str | None, language: str = "en") -> str:
-    """A run's status in `language` (a provider's own status word as it is)."""
-    return text(f"status.{status}", language) if f"status.{status}" in CATALOG["en"] else str(status)
-
-
-def status_line(event: Status, language: str = "en") -> str:
-    if event.status == "queued" and event.position:
-        ahead = event.position - 1
-        return text("train.queued", language, position=event.position, length=event.queue_length,
-                    ahead=text("train.ahead", language, count=ahead) if ahead else text("train.next", language))
-    return text("train.status", language, status=status_word(event.status, language))
-
-
-async def show(message: cl.Message, state: dict, run: dict, what: str, language: str = "en") -> None:
-    last, evaluation = state["last"], state.get("eval")
-    lines = [text("train.heading", language, run=run["id"], what=what)]
-    if state["status"]:
-        lines.append(status_line(state["status"], language))
-    if last:
-        lines.append(" · ".join(last.progress(bold="**", language=language)))
-    if evaluation:
-        lines.append(text("train.validation", language, loss=evaluation.val_loss,
-                          accuracy=evaluation.val_token_accuracy or 0, step=evaluation.step))
-    if state["checkpoints"]:
-        lines.append(text("train.checkpoints", language, count=len(state["checkpoints"]),
-                          latest=state["checkpoint"].label_in(language)))
-    if state["log"]:
-        lines.append("\n".join(f"> {line}" for line in state["log"]))
-    message.content = "\n\n".join(lines)
-    await message.update()
-    if state["steps"]:
-        chart = cl.Plotly(name="loss", figure=loss_chart(state["steps"], state["evals"], state["total"], language),
-                          display="inline", id=f"loss-{run['id']}")
-        chart.updatable = True  # same id: the chart is replaced in place as it grows
-        await chart.send(for_id=message.id)
-
-
-METRICS = {  # a finished run's metrics, as the summary shows them (named by the catalog's "metric.KEY"; a shape
-    # that is a catalog key is one with words in it)
-    "fine_tuned_model": "`{}`", "deployment": "`{}`", "final_loss": "{:.4f}", "val_loss": "{:.4f}",
-    "val_token_accuracy": "{:.1%}", "val_f1": "{:.3f}", "train_seconds": "metric.seconds", "tokens_trained": "{:,}",
-    "trained_tokens": "{:,}"}
-
-
-def summary(run: dict, language: str = "en") -> str:
-    """A finished run in a few lines: its metrics as a table, then what its backend says of its result."""
-    backend = backend_of(run, get_settings(), language)
-    note = backend.describe_result(run)
-    status = status_word(run["status"], language)
-    if run["status"] == "cancelled":
-        return text("summary.cancelled", language, run=run["id"], note=note).rstrip()
-    if run["status"] != "succeeded":
-        return text("summary.ended_note" if note else "summary.ended", language, run=run["id"], status=status,
-                    note=note)
-    shapes = {key: text(shape, language) if shape in CATALOG["en"] else shape for key, shape in METRICS.items()}
-    rows = [(text(f"metric.{key}", language), shape.format(run["metrics"][key])) for key, shape in shapes.items()
-            if run["metrics"].get(key) is not None]
-    table = (text("summary.table", language) + "\n| --- | --- |\n"
-             + "\n".join(f"| {label} | {value} |" for label, value in rows))
-    return text("summary.title", language, run=run["id"], label=backend.label) + f"\n\n{table}\n\n" + \
-        "".join(f"{line}\n\n" for line in [against_estimate(run["metrics"], language)] if line) + note
-
-
-def against_estimate(metrics: dict, language: str = "en") -> str | None:
-    """A local run's measured peak memory and training time beside what was estimated before Start."""
-    if not metrics.get("peak_memory_bytes") or not metrics.get("estimated_peak_memory_bytes"):
-        return None
-    estimated_seconds = metrics.get("estimated_train_seconds")
-    return ESTIMATE_PHRASES("measured" if estimated_seconds else "measured_memory", language,
-                            peak=metrics["peak_memory_bytes"] / GB, estimate=metrics["estimated_peak_memory_bytes"] / GB,
-                            seconds=metrics["train_seconds"], estimated_seconds=estimated_seconds)
 
 
 # --- "Chat with it" -----------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """llama.cpp under the generation engine: GGUF base models (the embedded SmolLM2) and their fine-tunes.
 Used on the engine's thread only (assistant/inference/engine.py), through cyllama's bindings (prebuilt wheels).
 
-A cohort is one llama.cpp context: its requests are sequences, each with its own KV cache (a unified one
-changes the attention's summation order with the neighbours, and so the answers), and a step decodes one
-token of each in a single batch: a request decodes exactly as it would alone.
+`LlamaRuntime` is the engine's runtime for them (its interface: assistant/inference/runtime.py). A cohort is one
+llama.cpp context: its requests are sequences, each with its own KV cache (a unified one changes the attention's
+summation order with the neighbours, and so the answers), and a step decodes one token of each in a single batch:
+a request decodes exactly as it would alone.
 
 The files it runs are written once (training/models/gguf_export.py): the base with Q8_0 layers, re-quantized from
 the exact values of the shipped 4-bit GGUF (faster to read prompts with here, and the same format as a
@@ -25,6 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from assistant.inference.runtime import Cohort, ModelRuntime, Request
 from training.base.errors import TutorError
 from training.base.models import gguf_file
 from training.models.gguf_export import MERGED_FILE
@@ -111,7 +113,19 @@ def _model(path: Path):
     return model
 
 
-class LlamaCohort:
+class LlamaRuntime(ModelRuntime):
+    """GGUF base models and their fine-tunes, where the bindings import."""
+
+    name = "llama.cpp"
+
+    def runs(self, source: str) -> bool:
+        return runs_on_llama(source)
+
+    def cohort(self, source: str, adapter: str | None, threads: int) -> LlamaCohort:
+        return LlamaCohort(source, adapter, threads)
+
+
+class LlamaCohort(Cohort):
     """Requests on one GGUF decoding together: sequences of one llama.cpp context."""
 
     def __init__(self, source: str, adapter: str | None, threads: int):
@@ -128,20 +142,20 @@ class LlamaCohort:
         self._batch = llama.LlamaBatch(n_tokens=BATCH, embd=0, n_seq_max=1)
         vocab = self.model.get_vocab()
         self.stop_ids = {token for token in range(vocab.n_vocab) if vocab.is_eog(token)}
-        self.requests: list = []
         self._sequences: list[int] = []  # per row: its sequence id in the context
         self._samplers: list = []
 
-    def has_room(self, prompt_ids: list[int], max_tokens: int) -> bool:
+    def has_room(self, prompt_ids: list[int]) -> bool:
         if len(prompt_ids) >= SEQUENCE_CELLS:
             raise TutorError(f"The conversation is too long for the local model ({len(prompt_ids)} tokens, "
                              f"{SEQUENCE_CELLS} at most); start a new chat or ask a shorter question.")
-        return len(self.requests) < SEQUENCES
+        return len(self._sequences) < SEQUENCES
 
-    def prefill(self, request, prompt_ids: list[int], threads: int) -> int:
-        """The prompt into a free sequence, in batches of BATCH tokens; the request joins; its first token.
-        The answer ends where the sequence's cells do."""
-        request.max_tokens = min(request.max_tokens, SEQUENCE_CELLS - len(prompt_ids))
+    def answer_limit(self, prompt_ids: list[int]) -> int:
+        return SEQUENCE_CELLS - len(prompt_ids)  # the answer ends where its sequence's cells do
+
+    def prefill(self, request: Request, prompt_ids: list[int], threads: int) -> int:
+        """The prompt into a free sequence, in batches of BATCH tokens; the request's row; its first token."""
         sequence = min(set(range(SEQUENCES)) - set(self._sequences))
         self._set_threads(threads)
         for start in range(0, len(prompt_ids), BATCH):
@@ -150,25 +164,23 @@ class LlamaCohort:
             for offset, token in enumerate(chunk):
                 self._batch.add(token, start + offset, [sequence], start + offset == len(prompt_ids) - 1)
             self._decode()
-        self.requests.append(request)
         self._sequences.append(sequence)
         self._samplers.append(self._sampler(request.temperature))
         return self._samplers[-1].sample(self.context, -1)
 
-    def step(self, threads: int) -> list[int]:
-        """One token for every request, in one batch."""
+    def step(self, inputs: list[tuple[int, int]], threads: int) -> list[int]:
+        """One token for every row, in one batch."""
         self._set_threads(threads)
         self._batch.clear()
-        for request, sequence in zip(self.requests, self._sequences):
-            self._batch.add(request.ids[-1], request.position, [sequence], True)
+        for (token, position), sequence in zip(inputs, self._sequences):
+            self._batch.add(token, position, [sequence], True)
         self._decode()
         return [sampler.sample(self.context, row) for row, sampler in enumerate(self._samplers)]
 
-    def leave(self, done: set[int]) -> None:
-        for row in done:
+    def leave(self, rows: set[int]) -> None:
+        for row in rows:
             self.context.memory_seq_rm(self._sequences[row], -1, -1)
-        keep = [i for i in range(len(self.requests)) if i not in done]
-        self.requests = [self.requests[i] for i in keep]
+        keep = [i for i in range(len(self._sequences)) if i not in rows]
         self._sequences, self._samplers = [self._sequences[i] for i in keep], [self._samplers[i] for i in keep]
 
     def _decode(self) -> None:

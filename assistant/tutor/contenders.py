@@ -185,7 +185,7 @@ def baseline(model: dict, settings: Settings, kind: str = "rag", k: int = 3, tra
         return Contender(label=text("contenders.base", language, base=base), kind="base", backend=backend)
     if not train_file:
         raise TutorError(text("contenders.no_train_file", language))
-    return Contender(label=text("contenders.rag", language, base=base, k=k), kind="rag",
+    return Contender(label=text("contenders.rag", language, base=base, count=k), kind="rag",
                      backend=backend, index=ExampleIndex(settings, train_file, k))
 
 

@@ -14,40 +14,12 @@ import re
 from pathlib import Path
 
 from assistant.retrieval.knowledge import LANGUAGES
-from training.evaluation.diagnosis import SENTENCES, curve, diagnose, next_settings
+from training.evaluation.diagnosis import curve, diagnose, next_settings
 from training.jobs.events import read
 
 KNOWLEDGE = Path(__file__).resolve().parents[2] / "knowledge"
 QUOTE_SENTENCES = 2
 
-# training/evaluation/diagnosis.py's SENTENCES in Ukrainian: the same keys and fields (tests/test_diagnosis.py checks).
-SENTENCES_UK = {
-    "non_finite": "Втрати на навчанні стали {loss} на кроці {step}: навчання розійшлося.",
-    "spike": "Втрати на навчанні підскочили до {loss:.3f} на кроці {step}: у {ratio:.1f} раза більше за {recent:.3f} "
-             "попередніх кроків і вище за {start:.3f}, з яких запуск почався.",
-    "rising": "Втрати на навчанні зросли з {first:.3f} (перша чверть кроків) до {last:.3f} (остання чверть): "
-              "навчання розійшлося.",
-    "flat": "Втрати на навчанні майже не змінилися: {first:.3f} у першій чверті кроків, {last:.3f} в останній.",
-    "overfitting": "Валідаційні втрати були найнижчими на кроці {best_step} ({best:.3f}) і зросли до {last:.3f} до "
-                   "кроку {last_step}, тоді як втрати на навчанні впали з {train_then:.3f} до {train_last:.3f}: "
-                   "перенавчання з кроку {best_step}.",
-    "still_falling": "Валідаційні втрати ще падали наприкінці: {before:.3f} на кроці {before_step}, {last:.3f} на "
-                     "кроці {last_step}.",
-    "still_falling_train": "Без валідаційного набору: втрати на навчанні ще падали наприкінці: {before:.3f} перед "
-                           "серединою запуску, {after:.3f} у кінці.",
-    "few_examples": "Запуск навчався на {count} прикладах; тонке налаштування зазвичай помітно покращується від "
-                    "{few} до 100 прикладів.",
-    "beats_baseline": "На {n} відкладених рецептах тонко налаштована модель перевершила базовий варіант {baseline}: "
-                      "F1 {f1:.3f} проти {baseline_f1:.3f}.",
-    "trails_baseline": "На {n} відкладених рецептах тонко налаштована модель не перевершила базовий варіант "
-                       "{baseline}: F1 {f1:.3f} проти {baseline_f1:.3f}.",
-    "prompt_tokens": "Вона читала {tokens:.0f} токенів промпту на відповідь, а {baseline} — {baseline_tokens:.0f}.",
-    "curve": "Втрати на навчанні змінилися з {train_first:.3f} на кроці {first_step} до {train_last:.3f} на кроці "
-             "{last_step}.",
-    "validation": "Валідаційні втрати змінилися з {val_first:.3f} на кроці {val_first_step} до {val_last:.3f} на "
-                  "кроці {val_last_step}, коли втрати на навчанні були {train_then:.3f}.",
-    "accuracy": "Наприкінці правильно передбачено {accuracy:.3f} токенів валідаційних відповідей.",
-}
 
 
 def _sections(path: Path) -> list[tuple[str, str]]:
@@ -75,11 +47,10 @@ def explain(run: dict, registry, owner: str | None = None, language: str = "en")
     evaluation = next((e for e in registry.evaluations(owner) if e.get("run_id") == run["id"]), None)
     events = read(Path(run["run_dir"]))[0] if run.get("run_dir") else []
     findings = diagnose(events, run["config"], evaluation and evaluation["summary"])
-    sentences = SENTENCES_UK if language == "uk" else SENTENCES
     shape = curve(events)
     return {"run": run["id"], "status": run["status"], "config": run["config"],
-            "curve": shape.message(sentences) if shape else None,
-            "findings": [{"kind": f.kind, "message": f.message(sentences),
+            "curve": shape.message(language) if shape else None,
+            "findings": [{"kind": f.kind, "message": f.message(language),
                           "facts": f.facts, "cites": f.cites, "change": f.change, "source": quote(f.cites, language)}
                          for f in findings],
             "next_settings": next_settings(run["config"], findings)}

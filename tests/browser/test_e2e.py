@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from assistant.tutor.decision import UKRAINIAN
+from assistant.tutor.decision import QUESTIONS
 from tests.browser.conftest import MODEL, UI, logged_in, say
 
 pytestmark = pytest.mark.browser
@@ -124,7 +124,7 @@ def test_a_ukrainian_browser_gets_the_app_in_ukrainian(browser, app_url):
     try:
         page.get_by_text("Чи варто донавчати?").click()
         page.get_by_text("Що модель має робити краще?").last.wait_for(timeout=UI)
-        page.get_by_role("button", name=UKRAINIAN["use_case.format"][0]).wait_for()
+        page.get_by_role("button", name=QUESTIONS[0].in_language("uk").option("format").label).wait_for()
         say(page, "/prepare")
         page.get_by_role("button", name="Взяти доданий зразок").wait_for(timeout=UI)
         assert page.locator("#chat-input").get_attribute("placeholder") == "Введіть повідомлення..."

@@ -1,8 +1,9 @@
 """Fine-tuning through the OpenAI API, or any server that speaks its fine-tuning part.
 
-The same registry and the same events as local runs (training/jobs/events.py), so the chat, the CLI and the
-A/B chat treat both kinds alike. A job runs on the provider: following it is polling its status, events and
-checkpoints, which any process can pick up again after a restart.
+The same registry and the same events as local runs (training/jobs/events.py; a provider's job events are read
+into them by training/jobs/presentation.py), so the chat, the CLI and the A/B chat treat both kinds alike. A
+job runs on the provider: following it is polling its status, events and checkpoints, which any process can pick
+up again after a restart.
 
     tutor train --backend openai --train train.jsonl --val validation.jsonl [--model gpt-4o-mini-2024-07-18]
     OPENAI_BASE_URL=http://127.0.0.1:8100/v1 tutor train --backend openai ...   # the project's own server
@@ -20,7 +21,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from training.backends.registry import TrainingBackend, register_training_backend
 from training.base.clients import Provider, explain_api_error, openai_client, openai_configured, secrets, server_label
@@ -28,6 +29,7 @@ from training.base.errors import TutorError, redact
 from training.base.phrases import Phrases
 from training.base.registry import LOCAL_USER, Registry, new_id
 from training.data.validate import validate_file
+from training.jobs.presentation import from_provider
 from training.local.config import ConfigError, explain
 
 log = logging.getLogger(__name__)
@@ -39,10 +41,12 @@ MAX_PAUSE = 60.0
 MODEL_NAME = r"^[A-Za-z0-9][A-Za-z0-9:._-]{0,127}$"
 
 
-# The API's hyperparameters: "auto" lets the provider choose. Shared with `tutor serve`'s request models.
+# The API's settings (hyperparameters: "auto" lets the provider choose), shared with `tutor serve`'s requests.
 Epochs = Literal["auto"] | Annotated[int, Field(ge=1, le=50)]
 BatchSize = Literal["auto"] | Annotated[int, Field(ge=1, le=256)]
 LearningRateMultiplier = Literal["auto"] | Annotated[float, Field(gt=0, le=10)]
+Suffix = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Seed = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
 class OpenAIJobConfig(BaseModel):
@@ -71,19 +75,18 @@ class OpenAIJobConfig(BaseModel):
                                      "забагато."),
         "seed": "Той самий seed — те саме завдання (наскільки це вдається провайдерові)."}}
 
-    train_file: str = ""
-    validation_file: str | None = None
+    train_file: str = Field("", description="Training chat JSONL, checked here before it is uploaded.")
+    validation_file: str | None = Field(None, description="Validation chat JSONL.")
     model: str = Field(DEFAULT_MODEL, pattern=MODEL_NAME,
                        description="The base model, or an earlier fine-tune to train further.")
-    suffix: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$",
-                               description="Added to the fine-tuned model's name, to tell your runs apart.")
+    suffix: Suffix | None = Field(None, description="Added to the fine-tuned model's name, to tell your runs apart.")
     n_epochs: Epochs = Field("auto", validation_alias=AliasChoices("n_epochs", "epochs"),
                              description='Passes over the data; "auto" picks by dataset size.')
     batch_size: BatchSize = Field("auto", description='Examples per step; "auto" lets the provider choose.')
     learning_rate_multiplier: LearningRateMultiplier = Field(
         "auto", validation_alias=AliasChoices("learning_rate_multiplier", "lr_multiplier"),
         description="Scales the provider's learning rate; lower it if the model forgets too much.")
-    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Same seed, same job (as far as the provider can).")
+    seed: Seed | None = Field(None, description="Same seed, same job (as far as the provider can).")
 
     def __init__(self, **values):
         try:
@@ -160,21 +163,6 @@ async def _new_events(api, job_id: str, seen: set[str]) -> list:
         fresh.append(event)
     seen.update(e.id for e in fresh)
     return fresh[::-1]
-
-
-def _as_events(event) -> list[dict]:
-    data = event.data or {}
-    if event.type == "metrics" and isinstance(data, dict) and isinstance(data.get("step"), int):
-        out = []
-        if data.get("train_loss") is not None:
-            out.append({"type": "step", "step": data.get("step"), "total_steps": data.get("total_steps"),
-                        "loss": data["train_loss"], "token_accuracy": data.get("train_mean_token_accuracy")})
-        if data.get("valid_loss") is not None:
-            out.append({"type": "eval", "step": data.get("step"), "val_loss": data["valid_loss"],
-                        "val_token_accuracy": data.get("valid_mean_token_accuracy")})
-        if out:
-            return out
-    return [{"type": "status", "level": event.level, "message": event.message, "time": event.created_at}]
 
 
 @register_training_backend
@@ -292,7 +280,7 @@ class OpenAIJobs(TrainingBackend):
             while True:
                 try:
                     job = await api.fine_tuning.jobs.retrieve(job_id)
-                    events = [e for event in await _new_events(api, job_id, seen) for e in _as_events(event)]
+                    events = [e for event in await _new_events(api, job_id, seen) for e in from_provider(event)]
                     fresh_checkpoints = [c async for c in api.fine_tuning.jobs.checkpoints.list(job_id)
                                          if c.id not in checkpoints]
                 except (openai.APIConnectionError, openai.APITimeoutError, openai.RateLimitError,

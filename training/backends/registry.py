@@ -1,8 +1,9 @@
 """Training backends: one small registry behind one interface, in the shape of simonw/llm's model plugins
-(the chat side's twin is assistant/inference/backends.py). The built-in backends, local LoRA (training/backends/local.py),
-OpenAI or any OpenAI-compatible fine-tuning API (training/backends/openai_api.py) and Azure OpenAI
-(training/backends/azure.py), register the same way a test's fake does; the CLI, the chat (one button per
-available backend, its settings form, its cost estimate) and `tutor serve` reach them only through here:
+(the chat side's twin is assistant/inference/backends.py). The built-in backends, local LoRA
+(training/backends/local.py), OpenAI or any OpenAI-compatible fine-tuning API (training/backends/openai_api.py)
+and Azure OpenAI (training/backends/azure.py), register the same way a test's fake does; the CLI, the chat (one
+button per available backend, its settings form, its cost estimate) and `tutor serve` reach them only through
+here:
 
     @register_training_backend
     class MyService(TrainingBackend):
@@ -59,7 +60,7 @@ class TrainingBackend(ABC):
     name: ClassVar[str]
     label: ClassVar[str]
     Config: ClassVar[type[BaseModel]]
-    chat_backend: ClassVar[str] = "local"  # the chat backend (assistant/inference/backends.py) its models answer through
+    chat_backend: ClassVar[str] = "local"  # the chat backend its models answer through (inference/backends.py)
 
     @property
     def button(self) -> str:
@@ -140,8 +141,8 @@ class TrainingBackend(ABC):
     @abstractmethod
     def follow(self, run: dict, registry: Registry, poll: float = 0.5) -> AsyncIterator[dict]:
         """The run's events until it ends, in events.jsonl's shape (start, step, eval, checkpoint, status, done,
-        cancelled, error: each checked against its model in training/jobs/events.py); `training.backends.local.follow`, which
-        every consumer uses, hands them on as those typed models."""
+        cancelled, error: each checked against its model in training/jobs/events.py);
+        `training.backends.local.follow`, which every consumer uses, hands them on as those typed models."""
 
     @abstractmethod
     def cancel(self, run: dict, registry: Registry) -> dict:
@@ -181,6 +182,12 @@ def training_backend_names() -> list[str]:
     plugins in the order they registered."""
     _load_built_in()
     return sorted(_backends, key=lambda name: OFFERED.index(name) if name in OFFERED else len(OFFERED))
+
+
+def training_backend_configs() -> dict[str, type[BaseModel]]:
+    """Each registered backend's Config by its name, in training_backend_names' order (`tutor train` makes its
+    options of them, before any settings are read)."""
+    return {name: _backends[name].Config for name in training_backend_names()}
 
 
 def training_backend(name: str, settings: Settings, language: str = "en") -> TrainingBackend:

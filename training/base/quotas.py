@@ -25,22 +25,7 @@ from training.base.registry import ACTIVE, Registry
 from training.base.settings import Settings
 
 GB = 1024**3
-PHRASES = Phrases(
-    en={"disk": "Your files on this server would take {used} of your {limit}: delete some runs or "
-                "datasets, or ask the instructor for more (TUTOR_MAX_LEARNER_GB).",
-        "queued": "You have {count} training jobs waiting or running, the most this server takes from one learner: "
-                  "let one finish, or cancel one.",
-        "range": "On this server {field} can be at most {limit:g} (you asked for {value:g}).",
-        "timed_out": "It stopped at this server's limit of {hours:g} h per run and kept its last checkpoint: "
-                     "`tutor jobs resume {run}` (or the Resume button) goes on from there."},
-    uk={"disk": "Ваші файли на цьому сервері займали б {used} із ваших {limit}: видаліть якісь запуски "
-                "чи набори даних або попросіть викладача про більше (TUTOR_MAX_LEARNER_GB).",
-        "queued": "У вас уже {count} завдань навчання в черзі чи в роботі — найбільше, що цей сервер приймає від "
-                  "одного учня: дочекайтеся, поки одне завершиться, або скасуйте одне.",
-        "range": "На цьому сервері {field} може бути щонайбільше {limit:g} (ви задали {value:g}).",
-        "timed_out": "Запуск зупинився на межі цього сервера — {hours:g} год на запуск — і зберіг останню контрольну "
-                     "точку: `tutor jobs resume {run}` (або кнопка Resume) продовжить з неї."},
-)
+PHRASES = Phrases("quotas")
 
 
 class Quota(TutorError):

@@ -35,26 +35,7 @@ from training.data.validate import example_errors, read_jsonl
 
 SPLITS = ("train", "validation", "test")
 MAX_PROBLEMS_KEPT = 200  # the report lists this many problem lines; counts are always complete
-PHRASES = Phrases(
-    en={
-        "read": ("Read **{rows:,}** rows from `{source}`: {usable:,} usable, {duplicates:,} duplicates removed, "
-                 "{skipped:,} skipped as malformed."),
-        "table": "| split | examples | file |",
-        "split.train": "train", "split.validation": "validation", "split.test": "test",
-        "scaled": "Only {available} usable examples: wrote {sizes} instead of {requested}.",
-        "skipped": "Skipped rows ({skipped:,}; first {shown}):",
-        "sample": "the bundled sample",
-    },
-    uk={
-        "read": ("`{source}`: прочитано рядків **{rows:,}**, придатних {usable:,}, вилучено дублікатів "
-                 "{duplicates:,}, пропущено як пошкоджені {skipped:,}."),
-        "table": "| вибірка | прикладів | файл |",
-        "split.train": "навчальна", "split.validation": "валідаційна", "split.test": "тестова",
-        "scaled": "Придатних прикладів лише {available}: записано {sizes} замість {requested}.",
-        "skipped": "Пропущені рядки ({skipped:,}; перші {shown}):",
-        "sample": "доданий зразок",
-    },
-)
+PHRASES = Phrases("prepare")
 
 
 

@@ -41,49 +41,7 @@ DEFAULT_PRICE_PER_MILLION = 3.00  # gpt-4o-mini training, USD per 1M tokens at t
 KEPT_LINES = 20  # line numbers kept (and shown) per error or warning kind
 KEPT_DETAILS = 20  # lines whose JSON/UTF-8 problem is described
 SAMPLE_SIZE = 100_000  # token lengths kept for percentiles and the histogram
-PHRASES = Phrases(
-    en={
-        "header": "**{name}**: {examples} examples, {valid} well-formed (tokens counted with {tokenizer}).",
-        "errors.header": "| format error | examples | lines |",
-        "error.line": "- line {line}: {detail}",
-        "no_errors": "No format errors found.",
-        "warning": "- ⚠️ {count:,} example(s) {what}: lines {lines}",
-        "missing_system": "missing a system message",
-        "missing_user": "missing a user message",
-        "over_limit": "over the {limit:,}-token context limit (will be truncated)",
-        "more": " and {more:,} more",
-        "tokens.header": "| tokens per example | min | p10 | median | mean | p90 | max |",
-        "tokens.total": "total",
-        "tokens.assistant": "assistant",
-        "cost": ": **${cost:,.2f}** at ${price:.2f} per 1M training tokens",
-        "cost.local": " (local training: paid in compute time, not per token)",
-        "epochs": ("Training for **{epochs} epochs** (OpenAI's default for {examples} examples) processes about "
-                   "**{billed:,} tokens** ({per_epoch:,} per epoch){cost}."),
-        "tokenizer.local": "the local model's tokenizer and chat template",
-        "tokenizer.openai": "tiktoken for {model}",
-    },
-    uk={
-        "header": ("**{name}**: прикладів {examples}, правильно сформованих {valid} (токени пораховано: "
-                   "{tokenizer})."),
-        "errors.header": "| помилка формату | прикладів | рядки |",
-        "error.line": "- рядок {line}: {detail}",
-        "no_errors": "Помилок формату не знайдено.",
-        "warning": "- ⚠️ Прикладів {what}: {count:,}; рядки {lines}",
-        "missing_system": "без системного повідомлення",
-        "missing_user": "без повідомлення користувача",
-        "over_limit": "довших за контекст у {limit:,} токенів (їх буде обрізано)",
-        "more": " і ще {more:,}",
-        "tokens.header": "| токенів на приклад | мін. | p10 | медіана | середнє | p90 | макс. |",
-        "tokens.total": "усього",
-        "tokens.assistant": "асистент",
-        "cost": ": **${cost:,.2f}** за ціною ${price:.2f} за 1 млн токенів навчання",
-        "cost.local": " (локальне навчання: платите часом обчислень, а не за токени)",
-        "epochs": ("Навчання протягом **{epochs} епох** (типове значення OpenAI для {examples} прикладів) обробляє "
-                   "приблизно **{billed:,} токенів** ({per_epoch:,} за епоху){cost}."),
-        "tokenizer.local": "токенізатор і шаблон чату локальної моделі",
-        "tokenizer.openai": "токенізатор tiktoken для {model}",
-    },
-)
+PHRASES = Phrases("validate")
 
 
 def example_errors(example) -> list[str]:
@@ -235,7 +193,7 @@ class ValidationReport:
     def as_markdown(self, language: str = "en") -> str:
         tokenizer = self.tokenizer if self.tokenizer_model is None else describe_tokenizer(self.tokenizer_model,
                                                                                            language)
-        out = [PHRASES("header", language, name=Path(self.path).name, examples=self.examples,
+        out = [PHRASES("header", language, name=Path(self.path).name, count=self.examples,
                        valid=self.valid_examples, tokenizer=tokenizer), ""]
         if self.errors:
             out += [PHRASES("errors.header", language), "| --- | --- | --- |"]

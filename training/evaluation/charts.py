@@ -9,18 +9,7 @@ import plotly.graph_objects as go
 
 from training.base.phrases import Phrases
 
-PHRASES = Phrases(
-    en={"tokens.title": "Tokens per example", "examples": "examples", "limit": "context limit {limit:,}",
-        "tokens": "tokens", "loss.title": "Loss", "training_loss": "training loss",
-        "validation_loss": "validation loss", "step": "step", "loss": "loss", "quality": "quality",
-        "prompt_tokens": "mean prompt tokens", "latency": "p50 latency (s)", "exact_match": "exact match",
-        "valid_json": "valid JSON"},
-    uk={"tokens.title": "Токенів на приклад", "examples": "приклади", "limit": "межа контексту {limit:,}",
-        "tokens": "токени", "loss.title": "Втрати", "training_loss": "втрати навчання",
-        "validation_loss": "втрати валідації", "step": "крок", "loss": "втрати", "quality": "якість",
-        "prompt_tokens": "середня кількість токенів промпту", "latency": "затримка p50 (с)",
-        "exact_match": "точний збіг", "valid_json": "валідний JSON"},
-)
+PHRASES = Phrases("charts")
 
 
 def token_histogram(lengths: list[int], context_limit: int | None = None, title: str | None = None,

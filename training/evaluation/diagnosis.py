@@ -23,6 +23,8 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from training.base.phrases import Phrases
+
 SPIKE = 1.5  # a step's loss over this multiple of the recent median is a spike
 SIGNIFICANT = 1.05  # validation loss this far over its lowest point has turned up, not wobbled
 FLAT = 0.9  # the last quarter's loss at or over this share of the first quarter's: it barely moved
@@ -36,33 +38,8 @@ EXAMPLES = ("knowledge/what-you-need.md", "How many examples you need")
 BASELINES = ("knowledge/evaluation.md", "Comparing base, few-shot/RAG and fine-tuned models")
 
 
-# Each finding's sentences, filled with the run's numbers; assistant/tutor/explain.py keeps the same keys, with the same
-# fields, in Ukrainian (a test holds them in step).
-SENTENCES = {
-    "non_finite": "The training loss became {loss} at step {step}: training diverged.",
-    "spike": "The training loss spiked to {loss:.3f} at step {step}, {ratio:.1f}x the {recent:.3f} of the steps "
-             "before it and above the {start:.3f} the run started at.",
-    "rising": "The training loss rose from {first:.3f} (first quarter of the steps) to {last:.3f} (last quarter): "
-              "training diverged.",
-    "flat": "The training loss barely moved: {first:.3f} in the first quarter of the steps, {last:.3f} in the last.",
-    "overfitting": "Validation loss was lowest at step {best_step} ({best:.3f}) and rose to {last:.3f} by step "
-                   "{last_step}, while training loss fell from {train_then:.3f} to {train_last:.3f}: overfitting "
-                   "from step {best_step}.",
-    "still_falling": "Validation loss was still falling at the end: {before:.3f} at step {before_step}, {last:.3f} "
-                     "at step {last_step}.",
-    "still_falling_train": "With no validation set, the training loss was still falling at the end: {before:.3f} "
-                           "before the middle of the run, {after:.3f} at its end.",
-    "few_examples": "The run trained on {count} examples; fine-tunes usually improve clearly from {few} to 100.",
-    "beats_baseline": "On {n} held-out recipes the fine-tune beat the {baseline} baseline: F1 {f1:.3f} against "
-                      "{baseline_f1:.3f}.",
-    "trails_baseline": "On {n} held-out recipes the fine-tune did not beat the {baseline} baseline: F1 {f1:.3f} "
-                       "against {baseline_f1:.3f}.",
-    "prompt_tokens": "It read {tokens:.0f} prompt tokens per answer against {baseline}'s {baseline_tokens:.0f}.",
-    "curve": "Training loss went from {train_first:.3f} at step {first_step} to {train_last:.3f} at step {last_step}.",
-    "validation": "Validation loss went from {val_first:.3f} at step {val_first_step} to {val_last:.3f} at step "
-                  "{val_last_step}, against the training loss's {train_then:.3f} there.",
-    "accuracy": "At the end {accuracy:.3f} of the validation answers' tokens were predicted right.",
-}
+# Each finding's sentences in every language, filled with the run's numbers (the catalog's [diagnosis]).
+SENTENCES = Phrases("diagnosis")
 
 
 @dataclass
@@ -73,8 +50,8 @@ class Finding:
     cites: tuple[str, str]  # (knowledge file, heading) the advice rests on
     change: dict = field(default_factory=dict)  # TrainConfig fields for the next run; empty when none
 
-    def message(self, sentences: dict[str, str] = SENTENCES) -> str:
-        return " ".join(sentences[key].format(**self.facts) for key in self.says)
+    def message(self, language: str = "en") -> str:
+        return " ".join(SENTENCES(key, language, **self.facts) for key in self.says)
 
 
 def _quarters(losses: list[float]) -> tuple[float, float]:

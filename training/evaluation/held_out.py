@@ -21,16 +21,7 @@ from training.base.phrases import Phrases
 from training.data.recipes import SYSTEM_PROMPT, Recipe, read_recipenlg_csv, to_chat_example
 from training.evaluation.metrics import parse_list, score_answer, summarize
 
-PHRASES = Phrases(
-    en={"title": "### Held-out evaluation ({n} recipes)", "metric": "metric", "precision": "precision",
-        "recall": "recall", "exact_match": "exact match", "valid_json": "valid JSON",
-        "mean_prompt_tokens": "mean prompt tokens", "p50_latency": "p50 latency", "p95_latency": "p95 latency",
-        "stops": "answers ended by", "seconds": "{:.2f} s"},
-    uk={"title": "### Оцінювання на відкладених рецептах ({n})", "metric": "метрика", "precision": "точність",
-        "recall": "повнота", "exact_match": "точний збіг", "valid_json": "валідний JSON",
-        "mean_prompt_tokens": "середня кількість токенів промпту", "p50_latency": "затримка p50",
-        "p95_latency": "затримка p95", "stops": "чим завершилися відповіді", "seconds": "{:.2f} с"},
-)
+PHRASES = Phrases("held_out")
 
 
 @dataclass(frozen=True)

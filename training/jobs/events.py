@@ -3,12 +3,11 @@
     {"type": "start" | "step" | "eval" | "checkpoint" | "status" | "done" | "cancelled" | "error", "time": ..., ...}
 
 Each kind is a pydantic model below (`parse` turns a line into one; every line written is checked against
-them), so the chat, the CLI and `tutor serve` render by type, never by which keys happen to be there. Lines
-written before these kinds said "resumed" (a start from a checkpoint) or "message" (a note): they read as Start
-and Status. Hosted
-jobs are turned into the same shapes (training/backends/openai_api.py), so one chat view and one CLI serve both.
-A line that is not valid JSON (a disk that filled mid-write, a hand edit) is skipped and reported as a
-warning: it never stops a follower.
+them), so the chat, the CLI and `tutor serve` render by type, never by which keys happen to be there: all three
+through training/jobs/presentation.py, which also reads a hosted job's events back into these shapes, so one chat
+view and one CLI serve both. Lines written before these kinds said "resumed" (a start from a checkpoint) or
+"message" (a note): they read as Start and Status. A line that is not valid JSON (a disk that filled mid-write,
+a hand edit) is skipped and reported as a warning: it never stops a follower.
 
     python -m training.jobs.events RUN_DIR        # print a run's events
 """
@@ -22,16 +21,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-from training.base.phrases import Phrases
-
 FINAL = ("done", "cancelled", "error")
 FILE = "events.jsonl"
-PHRASES = Phrases(
-    en={"step": "step {bold}{step}/{total}{bold}", "loss": "training loss {bold}{loss:.4f}{bold}",
-        "speed": "{speed:,.0f} tokens/s", "eta": "ETA {eta:.0f} s", "checkpoint": "step {step}"},
-    uk={"step": "крок {bold}{step}/{total}{bold}", "loss": "втрати навчання {bold}{loss:.4f}{bold}",
-        "speed": "{speed:,.0f} токенів/с", "eta": "залишилось ~{eta:.0f} с", "checkpoint": "крок {step}"},
-)
 
 
 class _Event(BaseModel):
@@ -58,14 +49,6 @@ class Step(_Event):
     tokens_per_second: float | None = None
     eta_seconds: float | None = None
 
-    def progress(self, bold: str = "", language: str = "en") -> list[str]:
-        """The step's facts, each a short phrase; `bold` marks the numbers that matter ("**" in chat)."""
-        return [PHRASES("step", language, bold=bold, step=self.step, total=self.total_steps or "?"),
-                PHRASES("loss", language, bold=bold, loss=self.loss),
-                *([PHRASES("speed", language, speed=self.tokens_per_second)]
-                  if self.tokens_per_second is not None else []),
-                *([PHRASES("eta", language, eta=self.eta_seconds)] if self.eta_seconds is not None else [])]
-
 
 class Eval(_Event):
     type: Literal["eval"] = "eval"
@@ -81,13 +64,6 @@ class Checkpoint(_Event):
     step: int
     path: str | None = None
     model: str | None = None
-
-    @property
-    def label(self) -> str:
-        return self.label_in("en")
-
-    def label_in(self, language: str) -> str:
-        return self.model or PHRASES("checkpoint", language, step=self.step)
 
 
 class Status(_Event):

@@ -27,20 +27,7 @@ from training.local.estimate import Architecture, Estimate, estimate
 from training.models.hub import CURATED, HubModel, cached, cached_models, valid_repo_id
 
 EMBEDDED_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # what the embedded GGUF was made from
-PHRASES = Phrases(
-    en={"typed_shared": "On a shared server only the instructor's models can be chosen: {choices}.",
-        "dataset_shared": "On a shared server only the instructor's Hub datasets can be used: {choices}.",
-        "typed_folder": "`{name}` is also a folder where the app runs, so it can't be told from a Hub id: "
-                        "list the folder's absolute path in TUTOR_TRAIN_BASE_MODELS instead.",
-        "no_datasets": "On a shared server only the instructor's Hub datasets can be used, and none are set "
-                       "(TUTOR_TRAIN_DATASETS): attach your own file instead."},
-    uk={"typed_shared": "На спільному сервері можна вибрати лише моделі викладача: {choices}.",
-        "dataset_shared": "На спільному сервері можна взяти лише набори даних викладача з Hub: {choices}.",
-        "typed_folder": "`{name}` — це ще й тека там, де працює застосунок, тож її не відрізнити від id з Hub: "
-                        "натомість додайте абсолютний шлях до теки в TUTOR_TRAIN_BASE_MODELS.",
-        "no_datasets": "На спільному сервері можна взяти лише набори даних викладача з Hub, а їх не задано "
-                       "(TUTOR_TRAIN_DATASETS): прикріпіть натомість власний файл."},
-)
+PHRASES = Phrases("catalog")
 
 
 class Offer(BaseModel):

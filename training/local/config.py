@@ -20,6 +20,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
 from training.base.errors import TutorError
+from training.base.phrases import Phrases
 
 MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$")
 MAX_LEARNING_RATE = 1e-2
@@ -34,23 +35,9 @@ class ConfigError(TutorError, ValueError):
         self.problems = problems or []
 
 
-# pydantic's problems in other languages, by their type (English is pydantic's own message, and so is any type
-# not here); the fields are the problem's field and its limits.
-PROBLEMS = {"uk": {
-    "int_parsing": "{field} має бути цілим числом", "int_from_float": "{field} має бути цілим числом",
-    "float_parsing": "{field} має бути числом", "finite_number": "{field} має бути скінченним числом",
-    "bool_parsing": "{field} має бути true або false",
-    "greater_than": "{field} має бути більше за {gt}", "greater_than_equal": "{field} має бути не менше за {ge}",
-    "less_than": "{field} має бути менше за {lt}", "less_than_equal": "{field} має бути не більше за {le}",
-    "string_too_long": "{field} має містити не більше {max_length} символів",
-    "string_pattern_mismatch": "{field} має відповідати шаблону {pattern}",
-    "literal_error": "{field} має бути одним зі значень {expected}",
-    "extra_forbidden": "{field} — невідоме налаштування", "missing": "{field} — обов'язкове налаштування",
-    "qlora_needs_cuda": "{field} qlora тримає базову модель у 4 бітах через bitsandbytes, а це потребує відеокарти "
-                        "NVIDIA (CUDA); тут навчання йде на {device}: виберіть method=lora",
-    "qlora_needs_bitsandbytes": "{field} qlora потребує пакета bitsandbytes: перевстановіть застосунок зі збіркою "
-                                "torch для CUDA (TORCH_SPEC, див. README) або виберіть method=lora",
-}}
+# pydantic's problems in every language, by their type (the catalog's [problems]; a type not there is said in
+# pydantic's own English); the fields are the problem's field and its limits.
+PROBLEMS = Phrases("problems")
 
 
 def field_names(model: type[BaseModel]) -> dict[str, str]:
@@ -69,7 +56,7 @@ def explain(prefix: str, errors: ValidationError | list[dict], language: str = "
     problems = []
     for error in errors.errors() if isinstance(errors, ValidationError) else errors:
         field = ".".join(str(part) for part in error["loc"] if not _union_tag(part)) or "value"
-        if template := PROBLEMS.get(language, {}).get(error["type"]):
+        if template := PROBLEMS.get(language, PROBLEMS["en"]).get(error["type"]):
             limits = {key: int(value) if isinstance(value, float) and value.is_integer() else value
                       for key, value in (error.get("ctx") or {}).items()}
             problems.append(template.format(**limits, field=field))
@@ -138,11 +125,11 @@ class TrainConfig(BaseModel):
         "gradient_checkpointing": "true: менше пам'яті на активації (перерахунок у зворотному проході), "
                                   "приблизно на третину довше."}}
 
-    train_file: str = ""
-    validation_file: str | None = None
+    train_file: str = Field("", description="Training chat JSONL.")
+    validation_file: str | None = Field(None, description="Validation chat JSONL (its loss and F1 are reported).")
     max_length: int = Field(512, ge=16, le=131_072, description="Examples are cut to this many tokens.")
-    base_model: str = "embedded"
-    init_adapter: str | None = None
+    base_model: str = Field("embedded", description="'embedded', an HF id in the local cache, or a folder.")
+    init_adapter: str | None = Field(None, description="An adapter folder to train further instead of a new one.")
     lora_r: int = Field(16, ge=1, le=1024, validation_alias=AliasChoices("lora_r", "r"),
                         description="Adapter rank: more capacity and memory as it grows.")
     lora_alpha: int = Field(32, ge=1, le=8192, validation_alias=AliasChoices("lora_alpha", "alpha"),
@@ -157,17 +144,19 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(8, ge=1, le=4096, description="Examples per step (more is faster, needs more memory).")
     gradient_accumulation: int = Field(1, ge=1, le=4096, validation_alias=AliasChoices("gradient_accumulation", "grad_accum"),
                                        description="Steps whose gradients add up before one update.")
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0, le=1)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of the steps the learning rate warms up over.")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="Same seed, same data order and initial adapter.")
     method: Literal["lora", "qlora"] = Field(
         "lora", description="lora, or qlora: the base in 4 bits (NVIDIA GPUs only), so a larger model fits.")
     gradient_checkpointing: bool = Field(
         False, description="true: less memory for activations (recomputed in the backward pass), about a third slower.")
-    eval_every: int = Field(0, ge=0)
-    save_every: int = Field(20, ge=1)
-    eval_generate_limit: int = Field(20, ge=0, le=100_000)
-    bf16: Literal["auto", "yes", "no"] = "auto"
+    eval_every: int = Field(0, ge=0, description="Steps between validation passes (0: once per epoch).")
+    save_every: int = Field(20, ge=1, description="Steps between checkpoints.")
+    eval_generate_limit: int = Field(20, ge=0, le=100_000,
+                                     description="Validation examples the model answers for the F1 score.")
+    bf16: Literal["auto", "yes", "no"] = Field(
+        "auto", description="bfloat16 autocast: auto (where supported), yes or no.")
 
     def __init__(self, **values):
         try:

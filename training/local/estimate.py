@@ -16,26 +16,20 @@ activations of the run's largest batch (the trainer takes it first), which are m
 tests/test_machine.py holds the whole estimate to the peak RSS of real runs within 25% (embedded and tiny model,
 two batch sizes); measured runs on this project's CPU build of torch (Linux, glibc) were within 20%. Time comes
 from the throughput of an earlier run of the same setup on this machine, else from a few steps measured now in a
-child process (`python -m training.local.estimate`), or, for a GPU that is not here, from GPU_TABLE.
-
-    python -m training.local.estimate < CONFIG.json      # the probe: a few real steps, tokens/s as JSON
+child process (training/local/throughput.py), or, for a GPU that is not here, from GPU_TABLE.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
-import subprocess
-import sys
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
 
 from training.base.phrases import Phrases
 from training.local.config import TrainConfig
+from training.local.throughput import throughput
 
 log = logging.getLogger(__name__)
 
@@ -52,53 +46,12 @@ ADAM_BYTES = 16  # per trainable parameter: the fp32 weight, its gradient and Ad
 NF4_BYTES = 0.5 + 0.5 / 64 + 4 / (64 * 256)  # 4 bits, an 8-bit scale per 64 weights, an fp32 one per 256 scales
 ESTIMATE_FILE = "estimate.json"  # in a run's folder: what was expected, for the summary beside what was measured
 HEADROOM = 0.9  # a run fits in 90% of the memory free now: the system and the app need some too
-PROBE_STEPS = 4  # the first (the largest batch) warms up; the next ones are timed
 # A GPU that is not on this machine: memory (GiB) and dense bf16 tensor TFLOP/s from the vendor's sheet. Time
 # assumes 35% of that peak (model FLOPs utilisation), unverified here: benchmarks/gpu.py measures it on a real one.
 GPU_TABLE = {"T4": (15, 65), "L4": (22, 121), "A10G": (22, 125), "RTX 4090": (24, 165), "A100-40GB": (40, 312),
              "A100-80GB": (80, 312), "L40S": (45, 362), "H100": (80, 989), "H200": (141, 989)}
 GPU_MFU = 0.35
-PHRASES = Phrases(
-    en={"memory": "Peak memory about **{total:.1f} GB** of the {available:.1f} GB free on the {device} (weights "
-                  "{weights:.2f} GB in {dtype}, adapter and optimizer {adapter:.2f} GB, activations {activations:.2f} GB "
-                  "for the largest batch of {batch} x {width} tokens, the trainer itself {runtime:.2f} GB)",
-        "time": "training time about **{time}** ({tokens:,} tokens at {rate:,.0f} tokens/s, {source})",
-        "fits": "it fits", "no_fit": "**it won't fit**: {fix}",
-        "source.previous": "measured in an earlier run of this setup here",
-        "source.measured": "measured over a few steps just now", "source.table": "the {gpu}'s datasheet at 35% use",
-        "source.scaled": "the embedded model's measured speed here, scaled by size",
-        "fix.gradient_checkpointing": "set gradient_checkpointing=true (about a third slower)",
-        "fix.batch": "set batch_size={batch} with gradient_accumulation={accumulation} (the same examples per update)",
-        "fix.max_length": "set max_length={max_length} ({cut} training examples get cut)",
-        "fix.qlora": "set method=qlora (4-bit base weights)",
-        "fix.model": "choose a smaller base model: even a batch of one needs {total:.1f} GB",
-        "refused": "This run won't fit: it needs about {total:.1f} GB and {available:.1f} GB are free on the {device}. "
-                   "To make it fit, {fix}.",
-        "measured": "measured peak memory {peak:.1f} GB (estimated {estimate:.1f} GB); training {seconds:.0f} s "
-                    "(estimated {estimated_seconds:.0f} s)",
-        "measured_memory": "measured peak memory {peak:.1f} GB (estimated {estimate:.1f} GB); training {seconds:.0f} s "
-                           "(no time was estimated)"},
-    uk={"memory": "Пікова пам'ять близько **{total:.1f} ГБ** з {available:.1f} ГБ вільних на {device} (ваги "
-                  "{weights:.2f} ГБ у {dtype}, адаптер і оптимізатор {adapter:.2f} ГБ, активації {activations:.2f} ГБ "
-                  "для найбільшого пакета {batch} x {width} токенів, сам тренер {runtime:.2f} ГБ)",
-        "time": "навчання триватиме близько **{time}** ({tokens:,} токенів по {rate:,.0f} токенів/с, {source})",
-        "fits": "поміщається", "no_fit": "**не поміститься**: {fix}",
-        "source.previous": "виміряно в попередньому такому запуску тут",
-        "source.measured": "виміряно щойно за кілька кроків", "source.table": "за паспортом {gpu} при 35% завантаження",
-        "source.scaled": "виміряна тут швидкість вбудованої моделі, перерахована на розмір",
-        "fix.gradient_checkpointing": "задайте gradient_checkpointing=true (приблизно на третину довше)",
-        "fix.batch": "задайте batch_size={batch} і gradient_accumulation={accumulation} (стільки ж прикладів на "
-                     "оновлення)",
-        "fix.max_length": "задайте max_length={max_length} (буде обрізано навчальних прикладів: {cut})",
-        "fix.qlora": "задайте method=qlora (ваги бази в 4 бітах)",
-        "fix.model": "виберіть меншу базову модель: навіть пакет з одного прикладу потребує {total:.1f} ГБ",
-        "refused": "Цей запуск не поміститься: йому потрібно близько {total:.1f} ГБ, а вільно {available:.1f} ГБ на "
-                   "{device}. Щоб помістився, {fix}.",
-        "measured": "виміряна пікова пам'ять {peak:.1f} ГБ (оцінка {estimate:.1f} ГБ); навчання {seconds:.0f} с "
-                    "(оцінка {estimated_seconds:.0f} с)",
-        "measured_memory": "виміряна пікова пам'ять {peak:.1f} ГБ (оцінка {estimate:.1f} ГБ); навчання "
-                           "{seconds:.0f} с (час не оцінювали)"},
-)
+PHRASES = Phrases("estimate")
 
 
 class Architecture(BaseModel):
@@ -352,105 +305,3 @@ def _fix(config, arch, tokenizer, data, device, dtype, available) -> dict:
     smallest = memory(config.model_copy(update={"gradient_checkpointing": True}), arch,
                       shape(config, tokenizer, batch_size=1), device, dtype, available)
     return {"key": "fix.model", "fields": {"total": smallest.total / GB}, "config": {}}
-
-
-# --- time ---------------------------------------------------------------------------------------------------------
-
-def _setup(config: TrainConfig, dtype: str) -> str:
-    """What a throughput depends on: the machine's CPU or GPU, the model, precision, method and batch."""
-    from training.base.hardware import machine
-
-    here = machine()
-    where = here.gpus[0].name if here.gpus else here.cpu_name
-    return "|".join(map(str, (where, config.base_model, dtype, config.method, config.gradient_checkpointing,
-                              config.batch_size)))
-
-
-def throughput(config: TrainConfig, settings, dtype: str, probe: bool = True) -> tuple[str, float] | None:
-    """(source, real tokens per second) of this setup here: the last finished run's, else a cached probe's, else
-    (with `probe`) a new probe's; None when none is known and none may run."""
-    from training.base.registry import registry_for
-
-    for run in registry_for(settings).runs(status=("succeeded",)):
-        metrics, same = run["metrics"], run["backend"] == "local"
-        for key in ("base_model", "method", "gradient_checkpointing", "batch_size"):
-            same = same and run["config"].get(key, TrainConfig.model_fields[key].default) == getattr(config, key)
-        if same and metrics.get("train_seconds") and metrics.get("tokens_trained") and metrics.get("precision", dtype) == dtype:
-            return "previous", metrics["tokens_trained"] / metrics["train_seconds"]
-    cache = Path(settings.model_cache_dir) / "throughput.json"
-    key = _setup(config, dtype)
-    from filelock import FileLock
-
-    from training.base.common import write_atomic
-
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    # One probe per setup however many learners ask at once; other setups are probed (or read) meanwhile.
-    with FileLock(cache.parent / f"throughput-{hashlib.sha256(key.encode()).hexdigest()[:16]}.lock"):
-        known = json.loads(cache.read_text()) if cache.is_file() else {}
-        if key not in known:
-            if not probe or (measured := measure_steps(config)) is None:
-                return None
-            with FileLock(cache.with_suffix(".lock")):  # the file itself: read again, add, write whole
-                known = json.loads(cache.read_text()) if cache.is_file() else {}
-                known[key] = measured
-                write_atomic(cache, json.dumps(known, indent=1).encode())
-    return "measured", known[key]
-
-
-def measure_steps(config: TrainConfig, timeout: float = 600) -> float | None:
-    """Real tokens/s over a few training steps of this run, measured in a child process (the app's memory and
-    threads stay its own); None when the probe fails (the estimate then says the time is unknown, the log why)."""
-    from training.base.settings import PROJECT_ROOT
-
-    try:
-        done = subprocess.run([sys.executable, "-m", "training.local.estimate"], input=config.model_dump_json(), text=True,
-                              capture_output=True, cwd=PROJECT_ROOT, timeout=timeout)
-        if done.returncode == 0:
-            return float(json.loads(done.stdout.strip().splitlines()[-1])["tokens_per_second"])
-        log.warning("Measuring a few training steps failed: %s", (done.stderr.strip().splitlines() or ["?"])[-1])
-    except (subprocess.TimeoutExpired, OSError, IndexError, ValueError, KeyError, TypeError) as exc:
-        log.warning("Measuring a few training steps failed: %s", exc)
-    return None
-
-
-def _measure(config: TrainConfig) -> float:
-    """In the child: PROBE_STEPS real steps of the run (its largest batch first, then the next ones); the tokens/s
-    of those after the first."""
-    import time
-
-    import torch
-
-    from training.base.common import device as this_device
-    from training.base.hardware import precision
-    from training.local.batches import collate, length_grouped_batches, load_examples, longest_first
-    from training.local.lora_model import AnswerLoss, add_lora, load_base
-
-    device = this_device()
-    dtype = precision(device, config.bf16).dtype
-    model, tokenizer = load_base(config.base_model, dtype, quantize=config.method == "qlora")
-    objective = AnswerLoss(add_lora(model, config)).to(device)
-    objective.train()
-    optimizer = torch.optim.AdamW([p for p in objective.parameters() if p.requires_grad], lr=config.learning_rate)
-    examples, _ = load_examples(config.train_file, tokenizer, config.max_length)
-    lengths = [len(e["input_ids"]) for e in examples]
-    timed = []  # (real tokens, seconds) per step
-    for chosen in longest_first(length_grouped_batches(lengths, config.batch_size, config.seed), lengths)[:PROBE_STEPS]:
-        batch = {k: v.to(device) for k, v in collate([examples[i] for i in chosen], tokenizer.pad_token_id).items()}
-        started = time.perf_counter()
-        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=dtype == "bf16"):
-            loss = objective(**batch)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        timed.append((int(batch["attention_mask"].sum()), time.perf_counter() - started))
-    timed = timed[1:] or timed  # the first step warms up, unless it is the only one
-    return sum(tokens for tokens, _ in timed) / sum(seconds for _, seconds in timed)
-
-
-if __name__ == "__main__":
-    from training.base.common import configure_process
-    from training.base.hardware import steady_heap
-
-    steady_heap()  # as the trainer does
-    configure_process()
-    print(json.dumps({"tokens_per_second": _measure(TrainConfig.model_validate_json(sys.stdin.read()))}))

@@ -47,62 +47,7 @@ SKIPPED_FILES = ["*/*", "consolidated*"]  # subfolders (onnx/, original/, gguf/)
 PASSED_ENV = {"PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TEMP", "TMP", "SYSTEMROOT",
               "XDG_CACHE_HOME", "VIRTUAL_ENV", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
               "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"}  # and every HF_* / HUGGING_FACE_* variable
-PHRASES = Phrases(
-    en={"bad_id": "That is not a Hugging Face id: write it as owner/name, like `HuggingFaceTB/SmolLM2-135M-Instruct`.",
-        "bad_request": "The download request was malformed; nothing was downloaded.",
-        "bad_split": "A split's name is 1 to 64 letters, digits, '_' or '-', like `train` in `hub:OWNER/NAME@train`.",
-        "gated": "`{repo}` is gated: accept its license on {page} while logged in, set HF_TOKEN to a token of that "
-                 "account, then try again.",
-        "gated_denied": "HF_TOKEN has no access to `{repo}` yet: accept its license on {page} with that account "
-                        "(some owners approve requests by hand), then try again.",
-        "token_refused": "The Hugging Face Hub refused HF_TOKEN: check that it is a valid read token, then try again.",
-        "not_found": "`{repo}` is not on the Hugging Face Hub (or it is private): check the id.",
-        "not_loadable": "`{repo}` has no config.json with safetensors weights at the top of its repository, which "
-                        "this app needs; choose another model.",
-        "columns": "`{repo}` has no `messages` column and no `prompt`/`completion` or `instruction`/`output` pair, "
-                   "so it cannot become chat examples. Its columns: {columns}.",
-        "no_examples": "None of the first {rows} rows of `{repo}` made a valid chat example (a user message and an "
-                       "assistant answer).",
-        "network": "The Hugging Face Hub cannot be reached from this server: check its network connection (and "
-                   "HF_ENDPOINT, if set), then try again.",
-        "disk_full": "The disk is full: free some space (or point HF_HOME to a larger disk), then try again.",
-        "failed": "Downloading `{repo}` failed; the server's log has the details.",
-        "broken": "The download stopped without saying why; the server's log has the details.",
-        "note.smollm2-135m": "The embedded model in full precision: LoRA trains in minutes on a laptop CPU.",
-        "note.smollm2-360m": "Clearly better answers than 135M, still quick to train on a CPU.",
-        "note.qwen2.5-0.5b": "Strong for its size and multilingual: a good first step up.",
-        "note.llama-3.2-1b": "Meta's smallest Llama: accept its license on the Hub and set HF_TOKEN first.",
-        "note.qwen2.5-1.5b": "Better answers again; a GPU makes its fine-tuning comfortable.",
-        "note.smollm2-1.7b": "The largest SmolLM2, mostly English; wants a GPU to train in reasonable time."},
-    uk={"bad_id": "Це не ідентифікатор Hugging Face: пишіть його як власник/назва, наприклад "
-                  "`HuggingFaceTB/SmolLM2-135M-Instruct`.",
-        "bad_request": "Запит на завантаження був хибним; нічого не завантажено.",
-        "bad_split": "Назва частини набору має від 1 до 64 літер, цифр, '_' або '-', як `train` у `hub:ВЛАСНИК/НАЗВА@train`.",
-        "gated": "Доступ до `{repo}` обмежено: прийміть його ліцензію на {page}, увійшовши в обліковий запис, "
-                 "задайте HF_TOKEN токеном цього облікового запису й спробуйте ще раз.",
-        "gated_denied": "HF_TOKEN ще не має доступу до `{repo}`: прийміть ліцензію на {page} з цього облікового "
-                        "запису (деякі власники схвалюють запити вручну), потім спробуйте ще раз.",
-        "token_refused": "Hugging Face Hub відхилив HF_TOKEN: перевірте, що це чинний токен для читання, і спробуйте "
-                         "ще раз.",
-        "not_found": "`{repo}` немає на Hugging Face Hub (або він приватний): перевірте ідентифікатор.",
-        "not_loadable": "У `{repo}` немає config.json із вагами safetensors у корені репозиторію, а саме їх потребує "
-                        "цей застосунок; виберіть іншу модель.",
-        "columns": "У `{repo}` немає стовпця `messages` і пари `prompt`/`completion` чи `instruction`/`output`, "
-                   "тож із нього не вийде прикладів чату. Його стовпці: {columns}.",
-        "no_examples": "Жоден із перших {rows} рядків `{repo}` не став правильним прикладом чату (повідомлення "
-                       "користувача й відповідь асистента).",
-        "network": "Цей сервер не може зв'язатися з Hugging Face Hub: перевірте його мережу (і HF_ENDPOINT, якщо "
-                   "його задано), потім спробуйте ще раз.",
-        "disk_full": "Диск заповнено: звільніть місце (або вкажіть у HF_HOME більший диск) і спробуйте ще раз.",
-        "failed": "Не вдалося завантажити `{repo}`; подробиці в журналі сервера.",
-        "broken": "Завантаження зупинилося без пояснень; подробиці в журналі сервера.",
-        "note.smollm2-135m": "Вбудована модель у повній точності: LoRA навчається за кілька хвилин на процесорі.",
-        "note.smollm2-360m": "Помітно кращі відповіді, ніж у 135M, і все ще швидке навчання на процесорі.",
-        "note.qwen2.5-0.5b": "Сильна як на свій розмір і багатомовна: добрий перший крок угору.",
-        "note.llama-3.2-1b": "Найменша Llama від Meta: спершу прийміть її ліцензію на Hub і задайте HF_TOKEN.",
-        "note.qwen2.5-1.5b": "Ще кращі відповіді; з відеокартою її тонке налаштування буде зручним.",
-        "note.smollm2-1.7b": "Найбільша SmolLM2, переважно англійська; для навчання за розумний час — відеокарта."},
-)
+PHRASES = Phrases("hub")
 
 
 class HubModel(BaseModel):
