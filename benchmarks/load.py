@@ -122,7 +122,7 @@ async def measure(url: str, registry: Registry, data_dir: Path) -> dict:
     files = prepare(SAMPLE_CSV, data_dir / "bench-dataset", train=150, validation=0, test=0).files
     run = jobs.start_local(TrainConfig(train_file=files["train"], epochs=50, batch_size=8, eval_generate_limit=0),
                            data_dir, registry, limit=1)
-    run_dir = Path(run["run_dir"])
+    run_dir = Path(run.run_dir)
     while not any(e["type"] == "step" for e in events.read(run_dir)[0]):
         await asyncio.sleep(1)
     alone_from = time.time()
@@ -136,7 +136,7 @@ async def measure(url: str, registry: Registry, data_dir: Path) -> dict:
     loaded_until = time.time()
     await step_after(run_dir, loaded_until)
     training_loaded = tokens_per_second(run_dir, loaded_from, loaded_until)
-    await asyncio.to_thread(jobs.cancel, registry.run(run["id"]), registry)
+    await asyncio.to_thread(jobs.cancel, registry.run(run.id), registry)
     asked = SESSIONS * QUESTIONS_EACH
     return {"alone": statistics.median(alone_times), "times": times, "answered": sum(answered), "asked": asked,
             "problems": problems, "training_alone": training_alone, "training_loaded": training_loaded}

@@ -83,7 +83,7 @@ def open_chat(user: str | None = None, language: str | None = None) -> Recording
 
     account = registry_for(get_settings()).user(user) if user else None
     session = HTTPSession(id=str(uuid.uuid4()), client_type="webapp",
-                          user=cl.User(identifier=account["id"], display_name=user) if account else None)
+                          user=cl.User(identifier=account.id, display_name=user) if account else None)
     if language:
         session.language = language
     # Chainlit keeps session files in <repo>/.files and removes that folder when a `chainlit run` (another

@@ -54,11 +54,11 @@ def test_users_add_list_remove_and_transfer_from_the_cli(tmp_path):
     # The name added again is a new person: none of the old work, until an admin hands it over.
     assert tutor(tmp_path, "users", "add", "bob", "--password-stdin", stdin="new person!\n").returncode == 0
     registry = Registry(tmp_path / "data" / "registry.sqlite")
-    new_bob = registry.user("bob")["id"]
+    new_bob = registry.user("bob").id
     assert new_bob != old_bob and registry.datasets(new_bob) == []
     moved = tutor(tmp_path, "users", "transfer", old_bob, "bob")
     assert moved.returncode == 0 and "1 datasets" in moved.stdout, moved.stderr
-    assert [d["name"] for d in registry.datasets(new_bob)] == ["bob's"]
+    assert [d.name for d in registry.datasets(new_bob)] == ["bob's"]
     (tmp_path / "upload.jsonl").write_bytes(b"x" * 3 * 2**20)
     registry.add_file(new_bob, "upload.jsonl", tmp_path / "upload.jsonl", purpose="dataset")
     registry.create_run("local", {}, tmp_path / "run-b", run_id="run-b", owner=new_bob)
@@ -72,7 +72,7 @@ def test_users_add_list_remove_and_transfer_from_the_cli(tmp_path):
 def test_passwords_are_checked_names_validated_and_sessions_end_with_the_account(tmp_path):
     registry = Registry(tmp_path / "registry.sqlite")
     alice = add_user(registry, "alice", "correct horse")
-    assert authenticate(registry, "alice", "correct horse").id == alice["id"]
+    assert authenticate(registry, "alice", "correct horse").id == alice.id
     assert authenticate(registry, "alice", "Correct horse") is None
     assert authenticate(registry, "nobody", "correct horse") is None
     assert authenticate(registry, "'; DROP TABLE users; --", "x") is None
@@ -86,9 +86,9 @@ def test_passwords_are_checked_names_validated_and_sessions_end_with_the_account
     for reserved in ("local", "api", "Local", "github:api"):  # no mode's login may become the app's own owners
         with pytest.raises(TutorError, match="the app's own"):
             learner_for(registry, reserved)
-    assert learner_of(registry, alice["id"]).name == "alice"
+    assert learner_of(registry, alice.id).name == "alice"
     registry.remove_user("alice")
-    assert learner_of(registry, alice["id"]) is None and authenticate(registry, "alice", "correct horse") is None
+    assert learner_of(registry, alice.id) is None and authenticate(registry, "alice", "correct horse") is None
     registry.remove_user("dora@example.edu")  # vouched for by a proxy: not re-made at the next login
     with pytest.raises(TutorError, match="was removed; an admin can add it again"):
         learner_for(registry, "dora@example.edu")

@@ -13,6 +13,7 @@ import logging
 
 import pytest
 
+from assistant.chat import run_view
 from assistant.tutor.contenders import pair_for_run
 from tests.conftest import make_settings
 from tests.fake_azure import FakeAzure
@@ -70,7 +71,7 @@ def start(settings, dataset, **values):
 
 async def follow(run, settings):
     registry = registry_for(settings)
-    return [e async for e in backend_of(run, settings).follow(registry.run(run["id"]), registry, poll=0.2)]
+    return [e async for e in backend_of(run, settings).follow(registry.run(run.id), registry, poll=0.2)]
 
 
 async def test_happy_path_to_a_deployment_and_a_chat_with_it(tmp_path, azure, dataset, caplog):
@@ -78,7 +79,7 @@ async def test_happy_path_to_a_deployment_and_a_chat_with_it(tmp_path, azure, da
     azure.http.fail_next = [429]  # the first upload is rate-limited: the client backs off and retries
     settings = azure_settings(tmp_path, azure)
     run = await asyncio.to_thread(start, settings, dataset)
-    assert run["backend"] == "azure" and run["config"]["job_id"].startswith("ftjob-")
+    assert run.backend == "azure" and run.config["job_id"].startswith("ftjob-")
     assert azure.http.paths.count("POST /openai/files") == 3, "one retried upload, then the validation file"
     [created] = [r for r in azure.requests if r["path"] == "create_job"]
     assert created["query"] == {"api-version": "2025-04-01-preview"}
@@ -93,23 +94,23 @@ async def test_happy_path_to_a_deployment_and_a_chat_with_it(tmp_path, azure, da
     assert steps == list(range(1, azure.steps + 1)), "each metric event once, in order"
     assert [e["model"] for e in events if e["type"] == "checkpoint"][0].startswith(f"{BASE}.ft-")
     done = events[-1]
-    assert done["fine_tuned_model"].startswith(f"{BASE}.ft-") and done["deployment"] == run["id"]
+    assert done["fine_tuned_model"].startswith(f"{BASE}.ft-") and done["deployment"] == run.id
     assert any("billed by the hour" in (e.get("message") or "") for e in events), "the hosting cost is explained"
-    assert azure.deployments[run["id"]]["properties"]["model"]["name"] == done["fine_tuned_model"]
+    assert azure.deployments[run.id]["properties"]["model"]["name"] == done["fine_tuned_model"]
 
     registry = registry_for(settings)
-    assert registry.run(run["id"])["status"] == "succeeded"
+    assert registry.run(run.id).status == "succeeded"
     [model] = registry.models()
-    assert (model["kind"], model["location"], model["base_model"]) == ("azure", run["id"], BASE)
+    assert (model.kind, model.location, model.base_model) == ("azure", run.id, BASE)
     # The fine-tune answers through its deployment; the RAG baseline through the base model's deployment.
     azure.add_deployment("base-mini", BASE)
-    tuned, rag = pair_for_run(registry, settings, run["id"], "rag", k=2)
+    tuned, rag = pair_for_run(registry, settings, run.id, "rag", k=2)
     recipe = Case(prompt='Title: Toast\n\nIngredients: ["2 slices bread"]\n\nGeneric ingredients: ', gold=["bread"])
     answer, usage = await tuned.answer(recipe)
     assert answer == '["flour"]' and usage["completion_tokens"] == 1
     baseline_answer, _ = await rag.answer(recipe)
     assert baseline_answer.startswith("[")
-    assert [r["path"] for r in azure.requests if r["path"].startswith("chat/")] == [f"chat/{run['id']}", "chat/base-mini"]
+    assert [r["path"] for r in azure.requests if r["path"].startswith("chat/")] == [f"chat/{run.id}", "chat/base-mini"]
 
     stored = b"".join(path.read_bytes() for path in (tmp_path / "app").rglob("*") if path.is_file())
     shown = json.dumps(events) + caplog.text
@@ -122,14 +123,14 @@ async def test_a_file_azure_cannot_process_and_a_job_that_fails_server_side_are_
     azure.bad_files = True
     with pytest.raises(TutorError, match=r"Azure could not process train.jsonl \(error\): The file has 1 line"):
         await asyncio.to_thread(start, settings, dataset)
-    assert [r["status"] for r in registry_for(settings).runs()] == ["failed"], "the failed start is on record"
+    assert [r.status for r in registry_for(settings).runs()] == ["failed"], "the failed start is on record"
 
     azure.bad_files, azure.fail_jobs_with = False, "Training file has too few examples for this model."
     run = await asyncio.to_thread(start, settings, dataset)
     events = await follow(run, settings)
     assert events[-1] == {"type": "error", "message": "The fine-tuning job failed on the provider's side: "
                                                       "Training file has too few examples for this model."}
-    assert registry_for(settings).run(run["id"])["error"] == "Training file has too few examples for this model."
+    assert registry_for(settings).run(run.id).error == "Training file has too few examples for this model."
 
     with pytest.raises(TutorError, match="does not support fine-tuning"):
         await asyncio.to_thread(start, settings, dataset, model="davinci-002")
@@ -143,31 +144,31 @@ async def test_cancel_and_a_restart_while_the_job_runs(tmp_path, azure, dataset)
     run = await asyncio.to_thread(start, settings, dataset)
     registry = registry_for(settings)
     # Follow until the first step, then drop the follower: the app went away while Azure trained.
-    following = backend_of(run, settings).follow(registry.run(run["id"]), registry, poll=0.2)
+    following = backend_of(run, settings).follow(registry.run(run.id), registry, poll=0.2)
     async for event in following:
         if event["type"] == "step":
             break
     await following.aclose()
-    assert registry.run(run["id"])["status"] == "running"
+    assert registry.run(run.id).status == "running"
     # A new process: nothing in memory but the registry. It follows the same job on, and cancels it.
     later = make_settings(tmp_path / "app", **settings.model_dump(exclude={"data_dir", "cache_dir"}))
     registry = registry_for(later)
-    resumed = backend_of(registry.run(run["id"]), later)
-    assert resumed.resume(registry.run(run["id"]), registry)["status"] == "running", "resuming a running job follows it"
-    again = resumed.follow(registry.run(run["id"]), registry, poll=0.2)
+    resumed = backend_of(registry.run(run.id), later)
+    assert resumed.resume(registry.run(run.id), registry).status == "running", "resuming a running job follows it"
+    again = resumed.follow(registry.run(run.id), registry, poll=0.2)
     steps = []
     async for event in again:
         if event["type"] == "step":
             steps.append(event["step"])
             if len(steps) == 3:
-                await asyncio.to_thread(resumed.cancel, registry.run(run["id"]), registry)
+                await asyncio.to_thread(resumed.cancel, registry.run(run.id), registry)
         if event["type"] in ("done", "cancelled", "error"):
             last = event
     assert steps[0] == 1 and last == {"type": "cancelled"}
-    assert azure.jobs[run["config"]["job_id"]]["status"] == "cancelled"
-    assert registry.run(run["id"])["status"] == "cancelled" and registry.models() == []
+    assert azure.jobs[run.config["job_id"]]["status"] == "cancelled"
+    assert registry.run(run.id).status == "cancelled" and registry.models() == []
     with pytest.raises(TutorError, match="can't be resumed"):
-        resumed.resume(registry.run(run["id"]), registry)
+        resumed.resume(registry.run(run.id), registry)
 
 
 def test_cli_without_deployment_settings_succeeds_explains_the_deploy_step_then_records_it(tmp_path, azure, dataset):
@@ -177,22 +178,22 @@ def test_cli_without_deployment_settings_succeeds_explains_the_deploy_step_then_
     trained = run_tutor("train", "--backend", "azure", "--train", dataset["train"], "--val", dataset["validation"],
                         "--model", BASE, "--suffix", "cli", "--json", env_extra=env, tmp_path=tmp_path)
     assert trained.returncode == 0, trained.stderr
-    run = json.loads(trained.stdout)
-    assert run["status"] == "succeeded" and run["backend"] == "azure"
-    fine_tuned = run["metrics"]["fine_tuned_model"]
-    assert fine_tuned.startswith(f"{BASE}.ft-") and run["metrics"]["deployment"] is None
-    step = run["metrics"]["next_step"]
+    printed = json.loads(trained.stdout)
+    assert printed["status"] == "succeeded" and printed["backend"] == "azure"
+    fine_tuned = printed["metrics"]["fine_tuned_model"]
+    assert fine_tuned.startswith(f"{BASE}.ft-") and printed["metrics"]["deployment"] is None
+    step = printed["metrics"]["next_step"]
     assert f"--model-name {fine_tuned}" in step and "Foundry portal" in step and "billed by the hour" in step
     assert azure.deployments == {}, "nothing is deployed without the control-plane settings"
 
     # Until it is deployed, chatting with it says what to do; then the learner names the deployment.
-    evaluate = ("eval", "--model", run["id"], "--data", dataset["test"], "--limit", "2", "--k", "2", "--json")
+    evaluate = ("eval", "--model", printed["id"], "--data", dataset["test"], "--limit", "2", "--k", "2", "--json")
     undeployed = run_tutor(*evaluate, env_extra=env, tmp_path=tmp_path)
     assert undeployed.returncode == 1 and "no model to call yet" in json.loads(undeployed.stdout)["error"]
     azure.add_deployment("recipes-ft", fine_tuned)
-    refused = run_tutor("jobs", "deployed", run["id"], "../../evil", "--json", env_extra=env, tmp_path=tmp_path)
+    refused = run_tutor("jobs", "deployed", printed["id"], "../../evil", "--json", env_extra=env, tmp_path=tmp_path)
     assert refused.returncode == 1 and "deployment name" in json.loads(refused.stdout)["error"]
-    recorded = run_tutor("jobs", "deployed", run["id"], "recipes-ft", "--json", env_extra=env, tmp_path=tmp_path)
+    recorded = run_tutor("jobs", "deployed", printed["id"], "recipes-ft", "--json", env_extra=env, tmp_path=tmp_path)
     assert recorded.returncode == 0, recorded.stderr
     assert json.loads(recorded.stdout)["metrics"]["deployment"] == "recipes-ft"
     assert "next_step" not in json.loads(recorded.stdout)["metrics"]
@@ -265,13 +266,13 @@ async def test_the_whole_flow_in_chat_to_a_deployment(chat_env, azure, caplog):
     assert "training loss" in progress["output"] and "checkpoints:" in progress["output"]
     summary = chat.messages[-1]
     [run] = registry_for(app.get_settings()).runs()
-    assert summary["output"].startswith(f"### ✅ Fine-tuned `{run['id']}` with Azure OpenAI")
-    assert f"| deployment | `{run['id']}` |" in summary["output"] and "billed by the hour" in summary["output"]
+    assert summary["output"].startswith(f"### ✅ Fine-tuned `{run.id}` with Azure OpenAI")
+    assert f"| deployment | `{run.id}` |" in summary["output"] and "billed by the hour" in summary["output"]
     chat_button, _, explain_button = chat.actions_for(summary["id"])
     assert explain_button["label"] == "Explain my run"
     reply = await recipe_reply(chat, chat_button)
-    assert reply["name"] == f"fine-tuned {run['id']}" and reply["output"] == '["flour"]'
-    assert any(r["path"] == f"chat/{run['id']}" for r in azure.requests), "the chat went to the deployment"
+    assert reply["name"] == f"fine-tuned {run.id}" and reply["output"] == '["flour"]'
+    assert any(r["path"] == f"chat/{run.id}" for r in azure.requests), "the chat went to the deployment"
     shown = caplog.text + json.dumps(chat.messages)
     assert KEY not in shown and TOKEN not in shown
 
@@ -279,7 +280,6 @@ async def test_the_whole_flow_in_chat_to_a_deployment(chat_env, azure, caplog):
 @pytest.mark.parametrize("chat_env", [False], indirect=True)
 async def test_without_deployment_settings_the_chat_says_how_and_takes_the_name(chat_env, azure, dataset):
     import assistant.chat.app as app
-    from assistant.chat import training_flow
     from tests.chainlit_harness import open_chat, user_says
 
     settings = app.get_settings()
@@ -294,16 +294,16 @@ async def test_without_deployment_settings_the_chat_says_how_and_takes_the_name(
     assert [a["label"] for a in chat.actions_for(summary["id"])] == ["Explain my run"], \
         "nothing to chat with before it is deployed"
 
-    fine_tuned = registry_for(settings).run(run["id"])["metrics"]["fine_tuned_model"]
+    fine_tuned = registry_for(settings).run(run.id).metrics["fine_tuned_model"]
     azure.add_deployment("recipes-ft", fine_tuned)
     await app.on_message(user_says("/deployed ../../x"))
     assert "A deployment name is 2 to 64 letters" in chat.messages[-1]["output"]
     await app.on_message(user_says("/deployed recipes-ft", command="deployed"))
     recorded = chat.messages[-1]
-    assert f"`{run['id']}` answers through the deployment `recipes-ft`" in recorded["output"]
+    assert f"`{run.id}` answers through the deployment `recipes-ft`" in recorded["output"]
     reply = await recipe_reply(chat, chat.actions_for(recorded["id"])[0])
     assert reply["output"] == '["flour"]' and any(r["path"] == "chat/recipes-ft" for r in azure.requests)
-    assert training_flow.summary(registry_for(settings).run(run["id"])).count("recipes-ft") == 2
+    assert run_view.summary(registry_for(settings).run(run.id)).count("recipes-ft") == 2
 
 
 def cl_session(key):
@@ -321,19 +321,19 @@ def test_shared_mode_names_only_deployments_of_the_learners_own_fine_tunes(tmp_p
     for owner, model in (("u-ann", "gpt-4o-mini.ft-ann"), ("u-bob", "gpt-4o-mini.ft-bob")):
         run = registry.create_run("azure", {"model": BASE}, tmp_path / owner, status="succeeded",
                                   run_id=f"run-{owner}", owner=owner)
-        runs[owner] = registry.update_run(run["id"], metrics={"fine_tuned_model": model})
+        runs[owner] = registry.update_run(run.id, metrics={"fine_tuned_model": model})
         azure.add_deployment(f"dep-{owner}", model)
     azure.add_deployment("gpt-4o-big", "gpt-4o")
     backend = backend_of(runs["u-bob"], settings)
     for name in ("dep-u-ann", "gpt-4o-big", "no-such-deployment"):
         with pytest.raises(TutorError, match="neither"):
             backend.deployed(runs["u-bob"], registry, name)
-    assert backend.deployed(runs["u-bob"], registry, "dep-u-bob")["metrics"]["deployment"] == "dep-u-bob"
-    assert backend.deployed(runs["u-ann"], registry, "dep-u-ann")["metrics"]["deployment"] == "dep-u-ann"
+    assert backend.deployed(runs["u-bob"], registry, "dep-u-bob").metrics["deployment"] == "dep-u-bob"
+    assert backend.deployed(runs["u-ann"], registry, "dep-u-ann").metrics["deployment"] == "dep-u-ann"
     listed = settings.model_copy(update={"azure_deployments": ["gpt-4o-big", "dep-u-ann"]})
     backend = backend_of(runs["u-bob"], listed, "uk")
-    assert backend.deployed(runs["u-bob"], registry, "gpt-4o-big")["metrics"]["deployment"] == "gpt-4o-big"
+    assert backend.deployed(runs["u-bob"], registry, "gpt-4o-big").metrics["deployment"] == "gpt-4o-big"
     with pytest.raises(TutorError, match="ні те, ні інше"):  # listed, but another learner's run answers through it
         backend.deployed(runs["u-bob"], registry, "dep-u-ann")
     local = backend_of(runs["u-bob"], settings.model_copy(update={"auth": "none"}))
-    assert local.deployed(runs["u-bob"], registry, "dep-u-ann")["metrics"]["deployment"] == "dep-u-ann"
+    assert local.deployed(runs["u-bob"], registry, "dep-u-ann").metrics["deployment"] == "dep-u-ann"

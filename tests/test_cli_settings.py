@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from assistant.cli import main as cli
+from tests.helpers import run_record
 from training.backends.local import LocalLoRA
 from training.backends.openai_api import OpenAIJobs
 from training.backends.registry import training_backend_configs
@@ -48,7 +49,7 @@ def started(monkeypatch, backend) -> list:
 
     def start(self, config, registry, owner):
         seen.append(config)
-        return {"id": "run-cli", "status": "queued", "backend": self.name, "run_dir": "runs/run-cli", "metrics": {}}
+        return run_record(id="run-cli", backend=self.name, run_dir="runs/run-cli")
 
     monkeypatch.setattr(backend, "start", start)
     return seen

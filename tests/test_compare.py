@@ -12,22 +12,10 @@ from assistant.tutor.contenders import ExampleIndex, pair_for_run
 from assistant.web.accounts import LOCAL_LEARNER
 from tests.chainlit_harness import open_chat, user_says
 from tests.conftest import make_settings
-from tests.helpers import run_tutor
+from tests.helpers import finished_run, run_tutor
 from training.base.registry import registry_for
-from training.data.prepare import prepare
 from training.data.recipes import SAMPLE_CSV
 from training.evaluation.held_out import Case, chat_triples, load_cases
-
-
-def finished_run(data_dir, base_model: str, location: str, kind: str = "local-adapter") -> dict:
-    """A registry holding one succeeded run on the bundled sample (train/validation/test), and its model."""
-    files = prepare(SAMPLE_CSV, data_dir / "datasets" / "sample", train=30, validation=6, test=6, seed=3).files
-    registry = registry_for(make_settings(data_dir))
-    run = registry.create_run("local" if kind == "local-adapter" else "openai",
-                              {"train_file": files["train"], "validation_file": files["validation"],
-                               "base_model": base_model}, data_dir / "runs" / "r1", status="succeeded", run_id="run-ab")
-    registry.add_model(run["id"], kind, location, base_model)
-    return {**run, "files": files}
 
 
 @pytest.fixture
@@ -38,14 +26,14 @@ def local_run(tmp_path, tiny_model_dir, tiny_adapter_dir):
 async def test_the_rag_prompt_holds_the_k_most_similar_training_examples(local_run, tmp_path):
     settings = make_settings(tmp_path / "data")
     tuned, rag = pair_for_run(registry_for(settings), settings, "run-ab", "rag", k=3)
-    _, user, answer = list(chat_triples(local_run["files"]["train"]))[7]
+    _, user, answer = list(chat_triples(local_run["train"]))[7]
     messages = await rag.messages(Case(prompt=user, gold=[]))
     assert [m["role"] for m in messages] == ["system"] + ["user", "assistant"] * 3 + ["user"]
     assert messages[1:3] == [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
     assert messages[-1]["content"] == user
     assert [m["role"] for m in await tuned.messages(Case(prompt=user, gold=[]))] == ["system", "user"]
     # The index is built once per file content: a second build adds nothing, a changed file gets its own.
-    again = ExampleIndex(settings, local_run["files"]["train"]).build()
+    again = ExampleIndex(settings, local_run["train"]).build()
     assert again.name == rag.index.name
     _, base = pair_for_run(registry_for(settings), settings, "run-ab", "base")
     assert base.index is None and [m["role"] for m in await base.messages(Case(prompt=user, gold=[]))] == ["system", "user"]
@@ -63,7 +51,7 @@ async def test_ab_chat_streams_both_sides_records_a_vote_and_explains_bad_messag
     assert "**A**: fine-tuned run-ab" in intro["output"] and "RAG baseline" in intro["output"]
     assert "6 held-out recipes from `test.jsonl`" in intro["output"]
 
-    case = load_cases(local_run["files"]["test"])[0]
+    case = load_cases(local_run["test"])[0]
     await app.on_message(user_says(case.prompt))
     compare = [e for e in chat.elements if e["type"] == "custom" and e["name"] == "ABCompare"]
     final = compare[-1]["props"]["sides"]
@@ -107,7 +95,7 @@ async def test_evaluation_from_chat_shows_a_table_a_chart_and_results(local_run,
 
 
 def test_tutor_eval_json_has_every_key_per_system(local_run, tmp_path):
-    result = run_tutor("eval", "--model", "run-ab", "--data", local_run["files"]["test"], "--limit", "3", "--json",
+    result = run_tutor("eval", "--model", "run-ab", "--data", local_run["test"], "--limit", "3", "--json",
                        tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
@@ -135,9 +123,9 @@ def test_tutor_eval_reads_a_recipenlg_csv_and_explains_unknown_runs(local_run, t
 async def test_an_openai_fine_tune_against_its_rag_baseline(tmp_path, fake_openai):
     settings = make_settings(tmp_path / "data", openai_api_key=fake_openai.api_key,
                              openai_base_url=fake_openai.base_url)
-    run = finished_run(tmp_path / "data", fake_openai.model, fake_openai.model, kind="openai")
-    tuned, rag = pair_for_run(registry_for(settings), settings, run["id"], "rag")
-    case = load_cases(run["files"]["test"])[0]
+    files = finished_run(tmp_path / "data", fake_openai.model, fake_openai.model, kind="openai")
+    tuned, rag = pair_for_run(registry_for(settings), settings, "run-ab", "rag")
+    case = load_cases(files["test"])[0]
     text, usage = await rag.answer(case)
     sent = fake_openai.requests[-1]
     assert sent["model"] == fake_openai.model and len(sent["messages"]) == 8  # system + 3 shots + the recipe

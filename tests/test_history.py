@@ -133,9 +133,9 @@ async def test_history_kept_under_a_name_moves_to_the_account_id_once(layer):
     old = await layer.create_user(cl.User(identifier="alice"))
     thread_id = str(uuid.uuid4())
     await layer.update_thread(thread_id, user_id=old.id, name="from before ids")
-    new = await layer.create_user(cl.User(identifier=alice["id"]))  # she logged in before the move ran
+    new = await layer.create_user(cl.User(identifier=alice.id))  # she logged in before the move ran
     assert await layer.adopt_accounts(registry) == 1
     threads = await layer.list_threads(Pagination(first=10), ThreadFilter(userId=new.id))
-    assert [t["id"] for t in threads.data] == [thread_id] and threads.data[0]["userIdentifier"] == alice["id"]
+    assert [t["id"] for t in threads.data] == [thread_id] and threads.data[0]["userIdentifier"] == alice.id
     assert await layer.get_user("alice") is None and registry.legacy_names() == {}
     assert await layer.adopt_accounts(registry) == 0

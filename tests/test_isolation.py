@@ -52,20 +52,20 @@ async def shared(monkeypatch, tmp_path, indexed_data_dir, tiny_model_dir, tiny_a
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     registry = registry_for(get_settings())
-    ids = {name: add_user(registry, name, "correct horse", admin=admin)["id"]
+    ids = {name: add_user(registry, name, "correct horse", admin=admin).id
            for name, admin in (("alice", False), ("bob", False), ("carol", True))}
     open_chat("alice")
     await dataset_flow.run_prepare(PrepareRequest(source="sample", train=12, validation=4, test=4, seed=1),
                                    Learner(ids["alice"], "alice"))
     [dataset] = registry.datasets(ids["alice"])
-    queued = registry.create_run("local", {"train_file": dataset["files"]["train"]}, data_dir / "runs" / "run-q",
+    queued = registry.create_run("local", {"train_file": dataset.files["train"]}, data_dir / "runs" / "run-q",
                                  run_id="run-alice-queued", owner=ids["alice"])
-    done = registry.create_run("local", {"train_file": dataset["files"]["train"], "base_model": str(tiny_model_dir)},
+    done = registry.create_run("local", {"train_file": dataset.files["train"], "base_model": str(tiny_model_dir)},
                                data_dir / "runs" / "run-d", status="succeeded", run_id="run-alice-done",
                                owner=ids["alice"])
-    registry.add_model(done["id"], "local-adapter", str(tiny_adapter_dir), str(tiny_model_dir))
+    registry.add_model(done.id, "local-adapter", str(tiny_adapter_dir), str(tiny_model_dir))
     comparison = registry.add_comparison("A", "B", "p", "a", "b", {}, owner=ids["alice"])
-    yield {"registry": registry, "ids": ids, "dataset": dataset["id"], "queued": queued["id"], "done": done["id"],
+    yield {"registry": registry, "ids": ids, "dataset": dataset.id, "queued": queued.id, "done": done.id,
            "comparison": comparison, "data_dir": data_dir}
     if app._warmup is not None:
         await asyncio.wait([app._warmup])
@@ -148,7 +148,7 @@ async def test_a_learner_sees_none_of_another_learners_work(shared, monkeypatch)
     assert cl.user_session.get("watching") == [], "bob follows alice's queued run"
     await training_flow.on_cancel_run(cl.Action(name="cancel_run", payload={"run_id": shared["queued"]}))
     assert "not among yours" in chat.messages[-1]["output"]
-    assert shared["registry"].run(shared["queued"])["status"] == "queued"
+    assert shared["registry"].run(shared["queued"]).status == "queued"
 
     admin = open_chat("carol")  # an admin sees everyone's
     await app.on_message(user_says("/train", command="train"))
@@ -189,11 +189,11 @@ async def test_uploads_are_kept_with_their_real_suffix_owned_and_limited(shared,
     message.elements = [upload(tmp_path, "../../mine.JSONL", (json.dumps(good) + "\n").encode() * 3)]
     await app.on_message(message)
     [kept] = registry.files(shared["ids"]["alice"])
-    assert kept["name"] == "mine.JSONL" and kept["owner"] == shared["ids"]["alice"]
-    assert Path(kept["path"]).parent == shared["data_dir"] / "uploads" and kept["path"].endswith(".jsonl")
+    assert kept.name == "mine.JSONL" and kept.owner == shared["ids"]["alice"]
+    assert Path(kept.path).parent == shared["data_dir"] / "uploads" and kept.path.endswith(".jsonl")
     assert "**mine.JSONL**: 3 examples" in chat.messages[-1]["output"]
     [split] = chat.actions_for(chat.messages[-1]["id"])
-    assert split["payload"]["source"] == kept["id"]
+    assert split["payload"]["source"] == kept.id
 
     bob = open_chat("bob")  # alice's upload id is no use to bob
     await dataset_flow.on_prepare_dataset(cl.Action(name="prepare_dataset", payload=split["payload"]))
@@ -219,7 +219,7 @@ async def test_a_learner_at_the_queue_quota_gets_its_sentence_and_no_run(shared,
     await training_flow.on_finetune(cl.Action(name="finetune", payload={
         "backend": "local", "dataset_id": shared["dataset"], "settings": {}}))
     await press_start(chat)
-    assert "You have 1 training jobs waiting or running" in chat.messages[-1]["output"]
+    assert "You have 1 training job waiting or running" in chat.messages[-1]["output"]
     assert shared["registry"].runs(shared["ids"]["alice"]) == before, "no run was made"
 
 
@@ -244,8 +244,8 @@ async def test_a_queued_run_shows_its_place_live(shared, monkeypatch, tiny_model
             await asyncio.sleep(0.1)
         waiting = next(m for m in chat.messages if "position **1 of 1**" in m["output"])
         assert "status **queued**" in waiting["output"] and "next" in waiting["output"]
-        queued = next(r for r in registry.runs(shared["ids"]["alice"]) if r["status"] == "queued")
-        await training_flow.on_cancel_run(cl.Action(name="cancel_run", payload={"run_id": queued["id"]}))
+        queued = next(r for r in registry.runs(shared["ids"]["alice"]) if r.status == "queued")
+        await training_flow.on_cancel_run(cl.Action(name="cancel_run", payload={"run_id": queued.id}))
         await asyncio.wait_for(second, 60)
         assert "was cancelled" in chat.messages[-1]["output"]
     finally:
@@ -270,7 +270,7 @@ async def test_two_starts_at_once_at_the_queue_quota_make_one_run(shared, monkey
               for _ in range(2)]
     await asyncio.gather(*clicks)
     active = registry.runs(shared["ids"]["alice"], ("queued", "running"))
-    assert len(active) == 1, [(r["id"], r["status"]) for r in registry.runs(shared["ids"]["alice"])]
-    assert sum("You have 1 training jobs waiting or running" in m["output"] for m in chat.messages) == 1, [m["output"][:150] for m in chat.messages]
+    assert len(active) == 1, [(r.id, r.status) for r in registry.runs(shared["ids"]["alice"])]
+    assert sum("You have 1 training job waiting or running" in m["output"] for m in chat.messages) == 1, [m["output"][:150] for m in chat.messages]
     for record in active:
         await asyncio.to_thread(jobs.cancel, record, registry)

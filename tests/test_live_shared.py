@@ -37,11 +37,11 @@ def app(tmp_path_factory, indexed_data_dir, tiny_model_dir, azure):
     data = tmp_path_factory.mktemp("live-shared") / "data"
     shutil.copytree(indexed_data_dir, data)
     registry = Registry(data / "registry.sqlite")
-    ids = {name: add_user(registry, name, PASSWORD)["id"] for name in ("alice", "ann", "bob", "dana", "dora")}
+    ids = {name: add_user(registry, name, PASSWORD).id for name in ("alice", "ann", "bob", "dana", "dora")}
     for name in ("ann", "bob"):
         run = registry.create_run("azure", {"model": "gpt-4.1-mini"}, data / "runs" / f"run-{name}",
                                   status="succeeded", run_id=f"run-{name}", owner=ids[name])
-        registry.update_run(run["id"], metrics={"fine_tuned_model": f"gpt-4.1-mini.ft-{name}"})
+        registry.update_run(run.id, metrics={"fine_tuned_model": f"gpt-4.1-mini.ft-{name}"})
         azure.add_deployment(f"dep-{name}", f"gpt-4.1-mini.ft-{name}")
     env = {"TUTOR_AUTH": "password", "TUTOR_MAX_LEARNER_GB": str(2 / 1024), "TUTOR_MAX_QUEUED_JOBS": "1",
            "TUTOR_MAX_RUN_HOURS": "1e-6", "TUTOR_BASE_MODEL": str(tiny_model_dir),
@@ -78,7 +78,7 @@ def prepared_dataset(app, chat: LiveChat, learner: str) -> str:
     click(chat, "prepare_dataset", SAMPLE)
     chat.wait_for("### Dataset ready")
     [dataset] = app.registry.datasets(app.ids[learner])
-    return dataset["id"]
+    return dataset.id
 
 
 def test_each_quota_is_hit_with_its_sentence_and_nothing_lost(app, tmp_path):
@@ -99,13 +99,13 @@ def test_each_quota_is_hit_with_its_sentence_and_nothing_lost(app, tmp_path):
         first, second = chat.buttons("start_training", 3)[1:]
         click(chat, "start_training", first["payload"])
         click(chat, "start_training", second["payload"])
-        chat.wait_for("You have 1 training jobs waiting or running")
+        chat.wait_for("You have 1 training job waiting or running")
         [run] = app.registry.runs(app.ids["alice"])
 
         # The wall time per run: it stops as timed_out with its last checkpoint, to be resumed.
-        chat.wait_for(f"`tutor jobs resume {run['id']}`")
-        stopped = app.registry.run(run["id"])
-        assert stopped["status"] == "timed_out" and latest_checkpoint(Path(stopped["run_dir"]))
+        chat.wait_for(f"`tutor jobs resume {run.id}`")
+        stopped = app.registry.run(run.id)
+        assert stopped.status == "timed_out" and latest_checkpoint(Path(stopped.run_dir))
 
     # The disk: a second upload that would go past 2 MB is refused and the first one kept.
     small, big = tmp_path / "small.jsonl", tmp_path / "big.jsonl"
@@ -124,11 +124,11 @@ def test_a_learner_names_only_deployments_of_their_own_fine_tunes(app):
     with LiveChat(app, login(app, "bob")) as chat:
         chat.say("/deployed run-bob dep-ann")
         chat.wait_for("`dep-ann` is neither")
-        assert "deployment" not in app.registry.run("run-bob")["metrics"]
+        assert "deployment" not in app.registry.run("run-bob").metrics
         chat.say("/deployed run-bob dep-bob")
         chat.wait_for("Recorded: `run-bob` answers through the deployment `dep-bob`.", timeout=60)
-    assert app.registry.run("run-bob")["metrics"]["deployment"] == "dep-bob"
-    assert "deployment" not in app.registry.run("run-ann")["metrics"]
+    assert app.registry.run("run-bob").metrics["deployment"] == "dep-bob"
+    assert "deployment" not in app.registry.run("run-ann").metrics
 
 
 def test_a_name_added_again_is_a_new_person_who_sees_nothing(app):
@@ -140,7 +140,7 @@ def test_a_name_added_again_is_a_new_person_who_sees_nothing(app):
     assert len(threads(app, old_cookies)) == 1
     old = app.ids["dora"]
     app.registry.remove_user("dora")
-    new = add_user(app.registry, "dora", "another person's password")["id"]
+    new = add_user(app.registry, "dora", "another person's password").id
     assert new != old
     answer = httpx.post(f"{app.url}/login", data={"username": "dora", "password": "another person's password"})
     cookies = {"access_token": answer.cookies["access_token"]}
@@ -151,7 +151,7 @@ def test_a_name_added_again_is_a_new_person_who_sees_nothing(app):
         click(chat, "finetune", {"backend": "local", "dataset_id": dataset, "settings": {}})
         chat.wait_for("That dataset is not among yours")
     assert app.registry.runs(new) == [] and app.registry.datasets(new) == []
-    assert [d["id"] for d in app.registry.datasets(old)] == [dataset], "the old account's work is kept for a transfer"
+    assert [d.id for d in app.registry.datasets(old)] == [dataset], "the old account's work is kept for a transfer"
 
 
 def test_a_chat_resumed_keeps_its_conversation_and_a_forged_thread_id_brings_none(app):

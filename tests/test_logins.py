@@ -69,7 +69,7 @@ def test_password_logins_are_throttled_bounded_revocable_and_private(tmp_path):
         ok = httpx.post(login, files={"username": (None, "alice"), "password": (None, "correct horse")})
         assert ok.status_code == 200 and "access_token" in ok.cookies, "multipart, as Chainlit's page posts it"
         me = httpx.get(f"{app.url}/user", cookies=ok.cookies).json()
-        assert me["identifier"] == alice["id"] and me["display_name"] == "alice"
+        assert me["identifier"] == alice.id and me["display_name"] == "alice"
         connect(socket_url(app), origin=app.url, additional_headers={"Cookie": f"access_token={ok.cookies['access_token']}"}).close()
 
         # Bodies are refused before they are read, logged in or not: a declared 150 MB and a streamed one.
@@ -147,7 +147,7 @@ def test_header_logins_come_only_from_the_trusted_proxy_with_its_secret(tmp_path
         assert feedback_value(tmp_path / "data" / "history.sqlite", ids["feedback"]) == 1 and carol_id
         assert "proxy-secret-123" not in app.log_text()
     registry = Registry(tmp_path / "data" / "registry.sqlite")
-    assert registry.user("bob")["role"] == "user" and registry.user("local") is None
+    assert registry.user("bob").role == "user" and registry.user("local") is None
 
 
 def seed_thread(database, identifier: str) -> dict[str, str]:

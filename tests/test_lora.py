@@ -133,7 +133,7 @@ def test_max_length_above_the_context_fails_the_run_with_its_reason(tmp_path, da
 
     assert main([str(run_dir), "--registry", str(registry.path)]) == 2
     run = registry.run(run_dir.name)
-    assert run["status"] == "failed" and "above the model's context of 2048" in run["error"]
+    assert run.status == "failed" and "above the model's context of 2048" in run.error
 
 
 def test_a_dataset_without_assistant_answers_fails_clearly(tmp_path, data, tiny_model_dir):
@@ -179,30 +179,30 @@ def started_job(tmp_path, data, tiny_model_dir, **overrides):
 
 def test_a_killed_job_is_marked_interrupted_and_resumes_from_its_checkpoint(tmp_path, data, tiny_model_dir):
     run, registry = started_job(tmp_path, data, tiny_model_dir)
-    run_dir = Path(run["run_dir"])
+    run_dir = Path(run.run_dir)
     wait_for(lambda: latest_checkpoint(run_dir) and int(latest_checkpoint(run_dir).name[5:]) >= 4)
-    os.killpg(int(run["handle"]), signal.SIGKILL)
-    wait_for(lambda: not queue.process_alive(run["handle"]))
-    assert queue.reconcile(registry) == [run["id"]]
-    assert registry.run(run["id"])["status"] == "interrupted"
+    os.killpg(int(run.handle), signal.SIGKILL)
+    wait_for(lambda: not queue.process_alive(run.handle))
+    assert queue.reconcile(registry) == [run.id]
+    assert registry.run(run.id).status == "interrupted"
     saved_step = int(latest_checkpoint(run_dir).name[5:])
 
-    resumed = jobs.resume(registry.run(run["id"]), registry)
+    resumed = jobs.resume(registry.run(run.id), registry)
     seen = follow_all(resumed, registry)
     resumed_at = next(e for e in seen if isinstance(e, Start) and e.resumed)
     assert resumed_at.step == saved_step
     steps = [e.step for e in seen if isinstance(e, Step)]
     assert steps[steps.index(saved_step + 1):][-1] == seen[-1].steps  # continued, not restarted
-    assert isinstance(seen[-1], Done) and registry.run(run["id"])["status"] == "succeeded"
-    assert [m["location"] for m in registry.models()] == [str(run_dir / "adapter")]
+    assert isinstance(seen[-1], Done) and registry.run(run.id).status == "succeeded"
+    assert [m.location for m in registry.models()] == [str(run_dir / "adapter")]
 
 
 def test_cancel_stops_the_process_and_keeps_a_checkpoint(tmp_path, data, tiny_model_dir):
     run, registry = started_job(tmp_path, data, tiny_model_dir, epochs=20)
-    run_dir = Path(run["run_dir"])
+    run_dir = Path(run.run_dir)
     wait_for(lambda: any(e["type"] == "step" for e in events.read(run_dir)[0]))
-    cancelled = jobs.cancel(registry.run(run["id"]), registry)
-    assert cancelled["status"] == "cancelled" and not queue.process_alive(run["handle"])
+    cancelled = jobs.cancel(registry.run(run.id), registry)
+    assert cancelled.status == "cancelled" and not queue.process_alive(run.handle)
     assert any(e["type"] == "cancelled" for e in events.read(run_dir)[0])
     assert latest_checkpoint(run_dir) is not None
 
@@ -239,10 +239,10 @@ def test_the_registry_round_trips(tmp_path):
     run = registry.create_run("local", {"epochs": 3, "lora_r": 8}, tmp_path / "run", run_id="run-a")
     registry.update_run("run-a", status="succeeded", metrics={"val_f1": 0.8}, adapter_path="/a")
     again = Registry(tmp_path / "registry.sqlite")  # a restarted app
-    assert again.datasets()[0]["id"] == dataset and again.datasets()[0]["report"] == {"rows_read": 239}
+    assert again.datasets()[0].id == dataset and again.datasets()[0].report == {"rows_read": 239}
     stored = again.run("run-a")
-    assert stored["config"] == {"epochs": 3, "lora_r": 8} and stored["metrics"] == {"val_f1": 0.8}
-    assert stored["status"] == "succeeded" and run["created_at"] <= stored["updated_at"]
+    assert stored.config == {"epochs": 3, "lora_r": 8} and stored.metrics == {"val_f1": 0.8}
+    assert stored.status == "succeeded" and run.created_at <= stored.updated_at
     with pytest.raises(ValueError):
         again.update_run("run-a", status="exploded")
 

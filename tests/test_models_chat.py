@@ -63,7 +63,7 @@ async def prepare_from_the_hub(chat) -> dict:
     await asyncio.wait_for(cl.user_session.get("dataset_job"), 120)
     assert any(m["output"].startswith("Read `org/recipes-chat`: 40 chat examples") for m in chat.messages)
     [dataset] = registry_for(get_settings()).datasets()
-    assert dataset["report"]["written"] == {"train": 24, "validation": 4, "test": 4}
+    assert dataset.report["written"] == {"train": 24, "validation": 4, "test": 4}
     assert not list((get_settings().data_dir / "hub-datasets").iterdir()), "the download is removed once prepared"
     return dataset
 
@@ -89,7 +89,7 @@ async def test_pick_a_hub_model_see_its_estimate_download_it_fine_tune_it_and_co
     ready = chat.messages[-1]
     assert ready["output"].startswith("**`org/tiny-chat`** is ready")
     [finetune] = chat.actions_for(ready["id"])
-    assert finetune["payload"] == {"backend": "local", "dataset_id": dataset["id"], "settings": {"base": "org/tiny-chat"}}
+    assert finetune["payload"] == {"backend": "local", "dataset_id": dataset.id, "settings": {"base": "org/tiny-chat"}}
 
     await training_flow.on_finetune(cl.Action(name="finetune", payload={
         **finetune, "settings": {**finetune["payload"]["settings"], "batch_size": 4}}["payload"]))
@@ -97,9 +97,9 @@ async def test_pick_a_hub_model_see_its_estimate_download_it_fine_tune_it_and_co
     assert "Peak memory about" in confirm["output"]
     await asyncio.wait_for(cl.user_session.get("training_job"), 300)
     [run] = registry_for(get_settings()).runs()
-    assert run["status"] == "succeeded" and run["config"]["base_model"] == "org/tiny-chat", run.get("error")
+    assert run.status == "succeeded" and run.config["base_model"] == "org/tiny-chat", run.error
 
-    await ab_flow.on_compare_model(cl.Action(name="compare_model", payload={"run_id": run["id"]}))
+    await ab_flow.on_compare_model(cl.Action(name="compare_model", payload={"run_id": run.id}))
     await ab_flow.compare('Title: Cake\n\nIngredients: ["2 cups flour", "1 egg"]')
     sides = [e for e in chat.elements if e.get("name") == "ABCompare"][-1]["props"]["sides"]
     assert sides["b"]["kind"] == "rag" and "org/tiny-chat" in sides["b"]["label"], sides["b"]["label"]

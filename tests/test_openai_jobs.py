@@ -68,7 +68,7 @@ def follow_all(run, settings, poll=0.2):
     registry = registry_for(settings)
 
     async def collect():
-        return [e async for e in hosted(settings).follow(registry.run(run["id"]), registry, poll=poll)]
+        return [e async for e in hosted(settings).follow(registry.run(run.id), registry, poll=poll)]
 
     return asyncio.run(collect())
 
@@ -87,7 +87,7 @@ async def test_happy_path_to_a_fine_tuned_model_then_chat_with_it(tmp_path, serv
     server.fail_next = [429]  # the first upload is rate-limited: the client backs off and retries
     settings = app_settings(tmp_path, server)
     run = hosted(settings).start(job_config(dataset, tiny_model_dir), registry_for(settings))
-    assert run["backend"] == "openai" and run["config"]["job_id"].startswith("ftjob-")
+    assert run.backend == "openai" and run.config["job_id"].startswith("ftjob-")
     assert server.paths.count("POST /v1/files") == 3, "one retried upload, then the validation file"
 
     events = await asyncio.to_thread(follow_all, run, settings)
@@ -98,22 +98,22 @@ async def test_happy_path_to_a_fine_tuned_model_then_chat_with_it(tmp_path, serv
     assert steps == sorted(steps) and len(steps) == len(set(steps)), "each metric event once, in order"
 
     registry = registry_for(settings)
-    finished = registry.run(run["id"])
-    assert finished["status"] == "succeeded" and finished["metrics"]["val_loss"] > 0
+    finished = registry.run(run.id)
+    assert finished.status == "succeeded" and finished.metrics["val_loss"] > 0
     [model] = registry.models()
-    assert (model["kind"], model["location"], model["base_model"]) == ("openai", events[-1]["fine_tuned_model"],
+    assert (model.kind, model.location, model.base_model) == ("openai", events[-1]["fine_tuned_model"],
                                                                      tiny_model_dir.name)
     api = hosted(settings).client()
-    assert model["location"] in [m.id for m in api.models.list()]
-    assert api.fine_tuning.jobs.retrieve(run["config"]["job_id"]).status == "succeeded"
-    assert any(c.step_number > 0 for c in api.fine_tuning.jobs.checkpoints.list(run["config"]["job_id"]))
+    assert model.location in [m.id for m in api.models.list()]
+    assert api.fine_tuning.jobs.retrieve(run.config["job_id"]).status == "succeeded"
+    assert any(c.step_number > 0 for c in api.fine_tuning.jobs.checkpoints.list(run.config["job_id"]))
 
     # Through the app's openai backend: a failure after the stream has begun (the adapter is loaded on first
     # use) reaches the client as the API's in-stream error, in words.
-    model = model["location"]
+    model = model.location
     backend = create_backend("openai", settings, model=model)
     served = registry_for(server_settings).run(model.rsplit(":", 1)[1])
-    adapter = Path(served["adapter_path"])
+    adapter = Path(served.adapter_path)
     adapter.rename(adapter.with_name("moved"))
     with pytest.raises(TutorError, match="reported an error: The adapter folder .* is missing"):
         [p async for p in backend.stream([{"role": "user", "content": "Title: Soup"}], temperature=0, max_tokens=6)]
@@ -160,7 +160,7 @@ def test_a_wrong_key_is_a_clear_message_without_the_key(tmp_path, server, datase
         hosted(settings).start(job_config(dataset, tiny_model_dir), registry_for(settings))
     assert "rejected the API key" in str(error.value) and wrong not in str(error.value) and wrong not in caplog.text
     [run] = registry_for(settings).runs()
-    assert run["status"] == "failed" and "rejected the API key" in run["error"]
+    assert run.status == "failed" and "rejected the API key" in run.error
 
 
 def test_the_cookbooks_own_calls_reach_a_fine_tuned_model_that_answers(server, dataset, tiny_model_dir):
@@ -204,7 +204,7 @@ def test_an_organisation_refused_fine_tuning_hears_of_the_wind_down_and_where_to
     assert "HTTP 403" in message and "6 January 2027" in message and "Fine-tune locally" in message
     assert "Azure OpenAI" in message
     [run] = registry_for(settings).runs()
-    assert run["status"] == "failed" and "6 January 2027" in run["error"]
+    assert run.status == "failed" and "6 January 2027" in run.error
 
 
 def test_a_job_that_fails_server_side_shows_its_error(tmp_path, dataset, tiny_model_dir):
@@ -217,8 +217,8 @@ def test_a_job_that_fails_server_side_shows_its_error(tmp_path, dataset, tiny_mo
         run = hosted(settings).start(job_config(dataset, broken_base), registry_for(settings))
         events = follow_all(run, settings)
     assert events[-1]["type"] == "error" and "failed on the provider's side" in events[-1]["message"]
-    finished = registry_for(settings).run(run["id"])
-    assert finished["status"] == "failed" and finished["error"]
+    finished = registry_for(settings).run(run.id)
+    assert finished.status == "failed" and finished.error
 
 
 async def test_cancel_and_a_server_restart_while_running(tmp_path, server_settings, dataset, tiny_model_dir):
@@ -227,7 +227,7 @@ async def test_cancel_and_a_server_restart_while_running(tmp_path, server_settin
     registry = registry_for(settings)
     long_run = hosted(settings).start(job_config(dataset, tiny_model_dir, n_epochs=40), registry)
     short_run = hosted(settings).start(job_config(dataset, tiny_model_dir, n_epochs=2), registry)
-    following = hosted(settings).follow(registry.run(long_run["id"]), registry, poll=0.2)
+    following = hosted(settings).follow(registry.run(long_run.id), registry, poll=0.2)
     assert await first(following, lambda e: e["type"] == "step")  # training
 
     port = http.port
@@ -238,11 +238,11 @@ async def test_cancel_and_a_server_restart_while_running(tmp_path, server_settin
     with ServerThread(FineTuningServer(server_settings).app, port=port) as http:  # ...and comes back
         http.fail_next = [500, 500, 500]  # then errors for a while, beyond the client's retry: nothing lost
         assert await first(following, lambda e: e["type"] == "step")
-        cancelled = await asyncio.to_thread(jobs.cancel, registry.run(long_run["id"]), registry, settings=settings)
-        assert cancelled["status"] == "cancelled"
+        cancelled = await asyncio.to_thread(jobs.cancel, registry.run(long_run.id), registry, settings=settings)
+        assert cancelled.status == "cancelled"
         assert [e["type"] async for e in following][-1] == "cancelled"
         assert (await asyncio.to_thread(follow_all, short_run, settings))[-1]["type"] == "done"
-    assert registry.run(short_run["id"])["status"] == "succeeded"
+    assert registry.run(short_run.id).status == "succeeded"
 
 
 def test_timeouts_are_retried_then_waited_out(tmp_path, server, dataset, tiny_model_dir, caplog):
@@ -255,14 +255,14 @@ def test_timeouts_are_retried_then_waited_out(tmp_path, server, dataset, tiny_mo
     # machine takes; a stall of a fixed length once outlasted a 1 s timeout's retry there.
     server.stall_next = [60]  # the first upload hangs: timed out, retried, uploaded
     run = hosted(settings).start(job_config(dataset, tiny_model_dir), registry_for(settings))
-    assert server.paths.count("POST /v1/files") == 3 and run["status"] in ("queued", "running")
+    assert server.paths.count("POST /v1/files") == 3 and run.status in ("queued", "running")
 
     server.stall_next = [60, 60]  # the follower's first call hangs twice: more than the client's one retry
     events = follow_all(run, settings)
     [waited] = [e for e in events if "did not answer within 3 s" in e.get("message", "")]
     assert waited["type"] == "status" and "Retrying in" in waited["message"]
     assert events[-1]["type"] == "done"
-    assert registry_for(settings).run(run["id"])["status"] == "succeeded"
+    assert registry_for(settings).run(run.id).status == "succeeded"
     assert KEY not in caplog.text and all(KEY not in json.dumps(e) for e in events)
 
 
@@ -339,7 +339,7 @@ async def test_a_chat_opened_after_a_restart_follows_a_running_openai_job(chat_e
     summary = chat.messages[-1]
     assert summary["output"].startswith("### ✅ Fine-tuned") and "with OpenAI" in summary["output"]
     [model] = registry_for(settings).models()
-    assert model["run_id"] == run["id"] and model["location"].startswith(f"ft:{tiny_model_dir.name}:restart:")
+    assert model.run_id == run.id and model.location.startswith(f"ft:{tiny_model_dir.name}:restart:")
 
 
 async def test_without_configuration_the_chat_says_how_to_configure(monkeypatch, tmp_path):
@@ -378,9 +378,9 @@ def test_cli_train_and_jobs_with_the_openai_backend_then_continue_the_fine_tune(
     first = run_tutor("train", *common, "--model", tiny_model_dir.name, "--suffix", "cli", env_extra=env,
                       tmp_path=tmp_path)
     assert first.returncode == 0, first.stderr
-    run = json.loads(first.stdout)
-    assert run["backend"] == "openai" and run["status"] == "succeeded"
-    fine_tuned = run["metrics"]["fine_tuned_model"]
+    printed = json.loads(first.stdout)
+    assert printed["backend"] == "openai" and printed["status"] == "succeeded"
+    fine_tuned = printed["metrics"]["fine_tuned_model"]
     assert fine_tuned.startswith(f"ft:{tiny_model_dir.name}:cli:")
     # Continue fine-tuning the fine-tuned model: its adapter trains further on the server.
     second = run_tutor("train", *common, "--model", fine_tuned, env_extra=env, tmp_path=tmp_path)
@@ -388,9 +388,9 @@ def test_cli_train_and_jobs_with_the_openai_backend_then_continue_the_fine_tune(
     assert json.loads(second.stdout)["config"]["model"] == fine_tuned
     listed = run_tutor("jobs", "list", "--json", env_extra=env, tmp_path=tmp_path)
     assert [r["status"] for r in json.loads(listed.stdout)] == ["succeeded", "succeeded"]
-    cancelled = run_tutor("jobs", "cancel", run["id"], "--json", env_extra=env, tmp_path=tmp_path)
+    cancelled = run_tutor("jobs", "cancel", printed["id"], "--json", env_extra=env, tmp_path=tmp_path)
     assert "Traceback" not in cancelled.stderr, "cancelling a hosted run from the CLI reaches its provider"
     assert cancelled.returncode == 1 and "already succeeded" in json.loads(cancelled.stdout)["error"]
-    after = run_tutor("jobs", "show", run["id"], "--json", env_extra=env, tmp_path=tmp_path)
+    after = run_tutor("jobs", "show", printed["id"], "--json", env_extra=env, tmp_path=tmp_path)
     assert json.loads(after.stdout)["status"] == "succeeded", "a finished job stays finished"
     assert KEY not in first.stdout + first.stderr + second.stdout + second.stderr + listed.stdout

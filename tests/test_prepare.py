@@ -145,7 +145,7 @@ def test_cli_prepare_and_validate(tmp_path):
     from training.base.registry import Registry
 
     [dataset] = Registry(tmp_path / "data" / "registry.sqlite").datasets()  # offered by /train in chat
-    assert dataset["name"] == "sample-seed42" and dataset["files"]["train"] == str(out / "train.jsonl")
+    assert dataset.name == "sample-seed42" and dataset.files["train"] == str(out / "train.jsonl")
     checked = subprocess.run([sys.executable, "-m", "assistant.cli.main", "validate", str(out / "train.jsonl"), "--json"],
                              capture_output=True, text=True, env=env, timeout=120)
     report = json.loads(checked.stdout)

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import make_run, wait_for
+from tests.helpers import make_run, run_record, wait_for
 from training.backends import local as jobs
+from training.base.records import Run
 from training.base.registry import Registry
 from training.jobs import events, queue
 from training.local.config import TrainConfig
@@ -27,14 +28,14 @@ def config(data, tiny_model_dir, **overrides) -> TrainConfig:
     return TrainConfig(**{**values, **overrides})
 
 
-def run(owner: str, queued_at: float, status: str = "queued", started_at: float | None = None) -> dict:
-    return {"id": f"run-{owner}-{queued_at}", "owner": owner, "status": status, "queued_at": queued_at,
-            "created_at": queued_at, "started_at": started_at}
+def run(owner: str, queued_at: float, status: str = "queued", started_at: float | None = None) -> Run:
+    return run_record(id=f"run-{owner}-{queued_at}", owner=owner, status=status, queued_at=queued_at,
+                      created_at=queued_at, started_at=started_at)
 
 
 def test_owners_take_turns():
     a1, a2, a3, b1 = run("alice", 1), run("alice", 2), run("alice", 3), run("bob", 4)
-    assert [r["id"] for r in queue.fair_order([a1, a2, a3, b1], [], {})] == [a1["id"], b1["id"], a2["id"], a3["id"]]
+    assert [r.id for r in queue.fair_order([a1, a2, a3, b1], [], {})] == [a1.id, b1.id, a2.id, a3.id]
     # Alice has a job running: Bob, who queued last, starts next.
     assert queue.fair_order([a2, a3, b1], [run("alice", 0, "running")], {"alice": 10})[0] == b1
     # Both idle: whoever started a job longest ago goes first.
@@ -51,7 +52,7 @@ def test_dispatching_at_once_never_exceeds_the_limit(tmp_path):
     class SlowLauncher:
         def launch(self, run, registry, limit):
             time.sleep(0.2)  # a slow start widens any race
-            started.append(run["id"])
+            started.append(run.id)
             return "1"
 
         def alive(self, handle):
@@ -65,7 +66,7 @@ def test_dispatching_at_once_never_exceeds_the_limit(tmp_path):
         thread.start()
     for thread in threads:
         thread.join()
-    assert started == ["run-0"] and [r["status"] for r in registry.runs()].count("running") == 1
+    assert started == ["run-0"] and [r.status for r in registry.runs()].count("running") == 1
 
 
 def test_a_queued_run_counts_the_memory_of_the_trainer_it_waits_for(tmp_path):
@@ -91,16 +92,16 @@ def test_three_jobs_with_a_limit_of_one_run_one_at_a_time_in_order(tmp_path, dat
     registry = Registry(tmp_path / "data" / "registry.sqlite")
     started = [jobs.start_local(config(data, tiny_model_dir, seed=i), tmp_path / "data", registry, limit=1)
                for i in range(3)]
-    assert [r["status"] for r in started] == ["running", "queued", "queued"]
-    assert queue.positions(registry) == {started[1]["id"]: (1, 2), started[2]["id"]: (2, 2)}
+    assert [r.status for r in started] == ["running", "queued", "queued"]
+    assert queue.positions(registry) == {started[1].id: (1, 2), started[2].id: (2, 2)}
     # Nobody follows them: each trainer starts the next on its way out.
-    finished = wait_for(lambda: all(registry.run(r["id"])["status"] == "succeeded" for r in started) and
-                        [registry.run(r["id"]) for r in started], timeout=240)
+    finished = wait_for(lambda: all(registry.run(r.id).status == "succeeded" for r in started) and
+                        [registry.run(r.id) for r in started], timeout=240)
     spans = []
     for record in finished:
-        seen, _ = events.read(Path(record["run_dir"]))
+        seen, _ = events.read(Path(record.run_dir))
         spans.append((seen[0]["time"], seen[-1]["time"]))
-    assert [r["started_at"] for r in finished] == sorted(r["started_at"] for r in finished), "started in order"
+    assert [r.started_at for r in finished] == sorted(r.started_at for r in finished), "started in order"
     assert all(spans[i][1] <= spans[i + 1][0] for i in range(2)), f"two trainers overlapped: {spans}"
 
 
@@ -110,20 +111,20 @@ def test_a_queued_job_can_be_cancelled_and_the_queue_survives_a_restart(tmp_path
                              limit=1)
     second = jobs.start_local(config(data, tiny_model_dir), tmp_path / "data", registry, limit=1)
     third = jobs.start_local(config(data, tiny_model_dir), tmp_path / "data", registry, limit=1)
-    cancelled = jobs.cancel(registry.run(second["id"]), registry)
-    assert cancelled["status"] == "cancelled" and cancelled["handle"] is None
-    assert not (Path(second["run_dir"]) / "events.jsonl").exists(), "a queued job never started"
-    assert queue.positions(registry) == {third["id"]: (1, 1)}
+    cancelled = jobs.cancel(registry.run(second.id), registry)
+    assert cancelled.status == "cancelled" and cancelled.handle is None
+    assert not (Path(second.run_dir) / "events.jsonl").exists(), "a queued job never started"
+    assert queue.positions(registry) == {third.id: (1, 1)}
 
     # The app and its trainer die (SIGKILL, no final word). A new process finds the queue in the registry.
-    wait_for(lambda: events.read(Path(first["run_dir"]))[0])
-    os.killpg(int(registry.run(first["id"])["handle"]), signal.SIGKILL)
-    wait_for(lambda: not queue.process_alive(registry.run(first["id"])["handle"]))
+    wait_for(lambda: events.read(Path(first.run_dir))[0])
+    os.killpg(int(registry.run(first.id).handle), signal.SIGKILL)
+    wait_for(lambda: not queue.process_alive(registry.run(first.id).handle))
     restarted = Registry(tmp_path / "data" / "registry.sqlite")
-    assert queue.dispatch(restarted, 1) == [third["id"]]
-    assert restarted.run(first["id"])["status"] == "interrupted"
-    wait_for(lambda: restarted.run(third["id"])["status"] == "succeeded", timeout=120)
-    assert restarted.run(second["id"])["status"] == "cancelled"
+    assert queue.dispatch(restarted, 1) == [third.id]
+    assert restarted.run(first.id).status == "interrupted"
+    wait_for(lambda: restarted.run(third.id).status == "succeeded", timeout=120)
+    assert restarted.run(second.id).status == "cancelled"
 
 
 def test_a_trainer_that_loses_the_lock_leaves_the_run_alone(tmp_path, data, tiny_model_dir):
@@ -185,7 +186,7 @@ def test_a_full_disk_is_recorded_on_the_run_with_what_to_do(tmp_path, data, tiny
     result = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=180,
                             cwd=Path(__file__).resolve().parents[1])
     record = registry.run(run_dir.name)
-    assert result.returncode != 0 and record["status"] == "failed", result.stderr[-2000:]
-    assert record["error"] == "The disk is full: free some space, then resume the run from its last checkpoint."
+    assert result.returncode != 0 and record.status == "failed", result.stderr[-2000:]
+    assert record.error == "The disk is full: free some space, then resume the run from its last checkpoint."
     last = events.read(run_dir)[0][-1]
-    assert (last["type"], last["message"]) == ("error", record["error"])
+    assert (last["type"], last["message"]) == ("error", record.error)

@@ -209,9 +209,9 @@ def test_progress_is_each_learners_own(tmp_path):
     registry.record_quiz_answer("u-alice", "lora-how", "lora-qlora-peft", "partly", 1, "en")
     registry.record_quiz_answer("u-alice", "lora-how", "lora-qlora-peft", "right", 2, "en")
     registry.record_quiz_answer("u-bob", "qlora", "lora-qlora-peft", "wrong", 1, "uk")
-    assert [(r["question"], r["grade"], r["attempt"]) for r in registry.quiz_progress("u-alice")] == [
+    assert [(r.question, r.grade, r.attempt) for r in registry.quiz_progress("u-alice")] == [
         ("lora-how", "partly", 1), ("lora-how", "right", 2)]
-    assert [r["question"] for r in registry.quiz_progress("u-bob")] == ["qlora"]
+    assert [r.question for r in registry.quiz_progress("u-bob")] == ["qlora"]
     assert registry.quiz_progress("u-forged") == [] and registry.quiz_progress(LOCAL_USER) == []
     with pytest.raises(ValueError, match="one learner's"):
         registry.quiz_progress(None)  # no "everyone's" view, not even for an admin
@@ -228,7 +228,7 @@ def test_a_version_3_registry_gains_the_quiz_table_and_keeps_its_rows(tmp_path):
         db.executescript("DROP TABLE quiz_answers; PRAGMA user_version = 3;")
     upgraded = Registry(tmp_path / "registry.sqlite")
     upgraded.record_quiz_answer("u-alice", "sft", "supervised-vs-unsupervised", "right", 1, "en")
-    assert len(upgraded.quiz_progress("u-alice")) == 1 and upgraded.datasets("u-alice")[0]["name"] == "kept"
+    assert len(upgraded.quiz_progress("u-alice")) == 1 and upgraded.datasets("u-alice")[0].name == "kept"
     with sqlite3.connect(tmp_path / "registry.sqlite") as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == VERSION == 4
 
@@ -256,7 +256,7 @@ def test_quiz_json_grades_each_line_and_records_the_local_learners_progress(tmp_
     assert turns[1]["source"] == "knowledge/lora-qlora-peft.md › What LoRA is and how it works"
     assert summary["summary"]["right"] == 1 and summary["summary"]["next"] == "what-is-fine-tuning"
     registry = Registry(tmp_path / "data" / "registry.sqlite")
-    assert [r["grade"] for r in registry.quiz_progress(LOCAL_USER)] == ["partly", "right", "wrong", "wrong"]
+    assert [r.grade for r in registry.quiz_progress(LOCAL_USER)] == ["partly", "right", "wrong", "wrong"]
 
 
 # --- the quiz in chat -------------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ async def press(chat, message: dict, name: str) -> None:
 
 
 async def test_a_three_question_quiz_in_chat_hints_then_answers_and_keeps_the_learners_progress(registry):
-    alice = registry.add_user("alice", None)["id"]
+    alice = registry.add_user("alice", None).id
     chat = open_chat("alice")
     await quiz_flow.quiz_command("/quiz lora")
     intro, asked = chat.messages[-2:]
@@ -302,7 +302,7 @@ async def test_a_three_question_quiz_in_chat_hints_then_answers_and_keeps_the_le
     [next_topic] = chat.actions_for(summary["id"])
     assert next_topic["payload"] == {"topic": "what-is-fine-tuning"}
     assert not await quiz_flow.answer_quiz("what is LoRA?"), "after the quiz, the tutor answers again"
-    assert [(r["question"], r["grade"]) for r in registry.quiz_progress(alice)] == [
+    assert [(r.question, r.grade) for r in registry.quiz_progress(alice)] == [
         ("lora-how", "partly"), ("lora-how", "right"), ("lora-adapters", "wrong"), ("lora-adapters", "wrong")]
 
     registry.add_user("bob", None)
@@ -313,7 +313,7 @@ async def test_a_three_question_quiz_in_chat_hints_then_answers_and_keeps_the_le
                    {"questions": ["not-a-question"]}, {"topic": "evaluation", "questions": ["sft"] * 4}):
         await quiz_flow.on_check_understanding(cl.Action(name="check_understanding", payload=forged))
         assert bob.messages[-1]["output"] == text("actions.refused", "uk"), forged
-    assert cl.user_session.get("quiz") is None and registry.quiz_progress(registry.user("bob")["id"]) == []
+    assert cl.user_session.get("quiz") is None and registry.quiz_progress(registry.user("bob").id) == []
 
 
 async def test_the_button_under_an_answer_quizzes_on_what_it_discussed(registry):

@@ -24,7 +24,7 @@ def shared(tmp_path):
     settings = make_settings(tmp_path / "data", auth="password", max_learner_gb=2 / 1024, max_queued_jobs=2)
     registry = Registry(settings.data_dir / "registry.sqlite")
     alice = add_user(registry, "alice", "correct horse")
-    return settings, registry, Learner(alice["id"], "alice")
+    return settings, registry, Learner(alice.id, "alice")
 
 
 def test_the_disk_quota_refuses_an_upload_and_keeps_what_is_there(shared, tmp_path):
@@ -38,10 +38,10 @@ def test_the_disk_quota_refuses_an_upload_and_keeps_what_is_there(shared, tmp_pa
     with pytest.raises(quotas.Quota, match="видаліть якісь запуски"):
         uploads.keep(registry, settings, alice, "second.jsonl", str(big), language="uk")
     assert registry.files(alice.id) == [kept] and [p.name for p in (settings.data_dir / "uploads").iterdir()] == [
-        Path(kept["path"]).name], "the refused upload is not kept, the first one is untouched"
+        Path(kept.path).name], "the refused upload is not kept, the first one is untouched"
     assert quotas.usage(settings, registry, alice.id) == 2**20
     local = settings.model_copy(update={"auth": "none"})  # one learner on their own machine: no quota
-    assert uploads.keep(registry, local, alice, "second.jsonl", str(big))["bytes"] == len(big.read_bytes())
+    assert uploads.keep(registry, local, alice, "second.jsonl", str(big)).bytes == len(big.read_bytes())
 
 
 def test_the_queue_and_the_ranges_refuse_a_run_before_it_is_made(shared, data):
@@ -73,11 +73,11 @@ def test_a_run_over_the_wall_time_stops_as_timed_out_with_its_checkpoint(tmp_pat
     finally:
         get_settings.cache_clear()
     run = registry.run(run_dir.name)
-    assert result == {"status": "timed_out", "step": 1} and run["status"] == "timed_out"
+    assert result == {"status": "timed_out", "step": 1} and run.status == "timed_out"
     assert latest_checkpoint(run_dir) is not None, "its last checkpoint is kept"
     last = events.read(run_dir)[0][-1]
     assert last["type"] == "cancelled" and last["reason"] == "timed_out"
     note = jobs.LocalLoRA(make_settings(tmp_path / "data", max_run_hours=6), "uk").describe_result(run)
-    assert "межі цього сервера — 6 год" in note and f"tutor jobs resume {run['id']}" in note
+    assert "межі цього сервера — 6 год" in note and f"tutor jobs resume {run.id}" in note
     monkeypatch.setattr("training.jobs.queue.launcher.launch", lambda *args: "1")
-    assert jobs.resume(run, registry, make_settings(tmp_path / "data"))["status"] in ("queued", "running")
+    assert jobs.resume(run, registry, make_settings(tmp_path / "data")).status in ("queued", "running")

@@ -40,15 +40,15 @@ def test_an_existing_data_dir_upgrades_in_place_and_loses_nothing(tmp_path):
 
     registry = Registry(tmp_path / "registry.sqlite")
     [dataset] = registry.datasets(LOCAL_USER)
-    assert dataset["report"] == {"rows_read": 239} and dataset["owner"] == LOCAL_USER
-    assert {r["id"]: r["owner"] for r in registry.runs()} == {"run-1": LOCAL_USER, "run-2": LOCAL_USER}
-    assert registry.run("run-1")["metrics"] == {"val_f1": 0.7}
-    assert registry.run("run-2")["handle"] == 4242, "the trainer's pid is kept as its launcher handle"
-    assert registry.run("run-2")["queued_at"] == 4 and registry.run("run-2")["started_at"] == 4
-    assert registry.models(LOCAL_USER)[0]["location"] == "/r/run-1/adapter"
+    assert dataset.report == {"rows_read": 239} and dataset.owner == LOCAL_USER
+    assert {r.id: r.owner for r in registry.runs()} == {"run-1": LOCAL_USER, "run-2": LOCAL_USER}
+    assert registry.run("run-1").metrics == {"val_f1": 0.7}
+    assert registry.run("run-2").handle == "4242", "the trainer's pid is kept as its launcher handle (text)"
+    assert registry.run("run-2").queued_at == 4 and registry.run("run-2").started_at == 4
+    assert registry.models(LOCAL_USER)[0].location == "/r/run-1/adapter"
     assert registry.tally("A", "B", LOCAL_USER) == {"a": 1, "b": 0, "tie": 0}
     [evaluation] = registry.evaluations(LOCAL_USER)
-    assert evaluation["id"] == "eval-old" and evaluation["summary"] == {"A": {"f1": 0.5}}
+    assert evaluation.id == "eval-old" and evaluation.summary == {"A": {"f1": 0.5}}
     Registry(tmp_path / "registry.sqlite")  # opening it again changes nothing
     assert len(Registry(tmp_path / "registry.sqlite").evaluations()) == 1
 
@@ -69,12 +69,12 @@ def test_accounts_keyed_by_name_move_to_stable_ids_and_keep_their_work(tmp_path)
 
     upgraded = Registry(tmp_path / "registry.sqlite")
     alice = upgraded.user("alice")
-    assert alice["id"].startswith("u-") and alice["password_hash"] == "$argon2id$x"
-    assert [d["name"] for d in upgraded.datasets(alice["id"])] == ["hers"]
-    assert upgraded.run("run-a", alice["id"]) and not upgraded.datasets("alice")
-    assert [d["name"] for d in upgraded.datasets(LOCAL_USER)] == ["system"]
+    assert alice.id.startswith("u-") and alice.password_hash == "$argon2id$x"
+    assert [d.name for d in upgraded.datasets(alice.id)] == ["hers"]
+    assert upgraded.run("run-a", alice.id) and not upgraded.datasets("alice")
+    assert [d.name for d in upgraded.datasets(LOCAL_USER)] == ["system"]
     assert upgraded.user("local") is None, "the account named like the system owner is retired"
-    assert upgraded.legacy_names() == {"alice": alice["id"], "local": upgraded.users(removed=True)[0]["id"]}
+    assert upgraded.legacy_names() == {"alice": alice.id, "local": upgraded.users(removed=True)[0].id}
 
 
 def test_rows_belong_to_their_owner(tmp_path):
@@ -82,9 +82,9 @@ def test_rows_belong_to_their_owner(tmp_path):
     mine = registry.add_dataset("a", {}, {}, owner="alice")
     registry.add_dataset("b", {}, {}, owner="bob")
     registry.create_run("local", {}, tmp_path / "r1", run_id="run-alice", owner="alice")
-    assert [d["id"] for d in registry.datasets("alice")] == [mine] and len(registry.datasets()) == 2
-    assert registry.dataset(mine, "bob") is None and registry.dataset(mine, "alice")["name"] == "a"
-    assert registry.run("run-alice", "bob") is None and registry.run("run-alice")["owner"] == "alice"
+    assert [d.id for d in registry.datasets("alice")] == [mine] and len(registry.datasets()) == 2
+    assert registry.dataset(mine, "bob") is None and registry.dataset(mine, "alice").name == "a"
+    assert registry.run("run-alice", "bob") is None and registry.run("run-alice").owner == "alice"
     registry.add_model("run-alice", "local-adapter", "/x", "embedded")  # a model belongs to its run's owner
     assert registry.models("alice") and not registry.models("bob")
     comparison = registry.add_comparison("A", "B", "p", "a", "b", {}, owner="alice")
@@ -141,7 +141,7 @@ def _open_and_update(path, times: int) -> int:
     for turn in range(times):
         try:
             registry = Registry(path)
-            registry.update_run(registry.runs()[0]["id"], only_if=("queued", "running"), status="running")
+            registry.update_run(registry.runs()[0].id, only_if=("queued", "running"), status="running")
             registry.add_user(f"learner-{os.getpid()}-{turn}", None)
         except RegistryError:
             failures += 1

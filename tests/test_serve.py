@@ -121,7 +121,7 @@ def test_a_trainer_killed_mid_job_is_failed_on_the_next_retrieve(server, setting
     deadline = time.time() + 120
     while not any(e.type == "metrics" for e in client.fine_tuning.jobs.list_events(job.id)) and time.time() < deadline:
         time.sleep(0.2)
-    os.killpg(int(registry.run(run_id)["handle"]), signal.SIGKILL)
+    os.killpg(int(registry.run(run_id).handle), signal.SIGKILL)
     deadline = time.time() + 30
     while (status := client.fine_tuning.jobs.retrieve(job.id).status) == "running" and time.time() < deadline:
         time.sleep(0.2)

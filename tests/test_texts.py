@@ -82,9 +82,9 @@ def test_a_phrases_table_reads_its_namespace_and_falls_back_to_english():
     assert quotas("queued", "uk", count=5).startswith("У вас уже 5 завдань навчання")
     assert quotas("queued", "fr", count=1) == quotas("queued", "en", count=1)
     assert quotas("queued", "en", count=1).startswith("You have 1 training job waiting")
-    inline = Phrases(en={"rows": "Read {rows:,} rows"}, uk={"rows": "Прочитано рядків: {rows:,}"})
-    assert inline("rows", "uk", rows=1200) == "Прочитано рядків: 1,200"
-    assert inline("rows", "fr", rows=2) == "Read 2 rows"
+    prepare, fields = Phrases("prepare"), dict(source="a.csv", rows=1200, usable=1190, duplicates=10, skipped=0)
+    assert prepare("read", "uk", **fields).startswith("`a.csv`: прочитано рядків **1,200**")
+    assert prepare("read", "fr", **fields) == prepare("read", "en", **fields)
 
 
 def test_the_welcome_names_the_explain_button_by_its_own_label():

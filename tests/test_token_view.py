@@ -108,7 +108,7 @@ async def test_the_chat_button_steps_through_the_learners_own_dataset_only(train
     monkeypatch.setenv("TUTOR_CACHE_DIR", str(MODEL_CACHE))
     get_settings.cache_clear()
     registry = registry_for(get_settings())
-    ann, bob = registry.add_user("ann", None)["id"], registry.add_user("bob", None)["id"]
+    ann, bob = registry.add_user("ann", None).id, registry.add_user("bob", None).id
     mine = registry.add_dataset("mine", {"train": train_file}, {}, owner=ann)
     theirs = registry.add_dataset("theirs", {"train": train_file}, {}, owner=bob)
 

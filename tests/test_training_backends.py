@@ -4,13 +4,12 @@ summarised in chat, with nothing in the CLI, the chat or the job layer naming it
 its field's name; an unknown backend lists the ones there are."""
 
 import json
-from typing import ClassVar
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field
 from typer.testing import CliRunner
 
 from assistant.cli import main as cli
+from tests.helpers import FakeJobConfig
 from training.backends.registry import (
     TrainingBackend,
     register_training_backend,
@@ -20,14 +19,6 @@ from training.backends.registry import (
 )
 from training.base.registry import registry_for
 from training.base.settings import get_settings
-
-
-class FakeJobConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    learner_fields: ClassVar[tuple[str, ...]] = ("epochs",)
-    train_file: str
-    validation_file: str | None = None
-    epochs: float = Field(1.0, gt=0, le=10, description="Passes over the data.")
 
 
 class FakeService(TrainingBackend):
@@ -46,12 +37,12 @@ class FakeService(TrainingBackend):
     async def follow(self, run, registry, poll=0.5):
         yield {"type": "status", "status": "running"}
         yield {"type": "step", "step": 1, "total_steps": 2, "loss": 0.5}
-        registry.update_run(run["id"], status="succeeded", metrics={"final_loss": 0.25})
+        registry.update_run(run.id, status="succeeded", metrics={"final_loss": 0.25})
         yield {"type": "done", "final_loss": 0.25, "steps": 2}
 
     def cancel(self, run, registry):
-        self.calls.append(("cancel", run["id"]))
-        return registry.update_run(run["id"], status="cancelled")
+        self.calls.append(("cancel", run.id))
+        return registry.update_run(run.id, status="cancelled")
 
 
 @pytest.fixture
@@ -119,14 +110,14 @@ def test_a_registered_backend_is_driven_from_the_cli(data_dir, tmp_path):
     train.write_text('{"messages": []}\n')
     nobody = tutor("train", "--backend", "fake-service", "--train", str(train), "--owner", "alice", "--json")
     assert nobody.exit_code == 1 and "No account named alice" in nobody.output and not FakeService.calls
-    alice = registry_for(get_settings()).add_user("alice", None)["id"]  # --owner names an account: its id owns
+    alice = registry_for(get_settings()).add_user("alice", None).id  # --owner names an account: its id owns
     done = tutor("train", "--backend", "fake-service", "--train", str(train), "--epochs", "2", "--owner", "alice",
                  "--json")
     assert done.exit_code == 0, done.output
-    run = json.loads(done.stdout)
-    assert (run["id"], run["backend"], run["status"], run["owner"]) == ("run-fake-1", "fake-service", "succeeded",
-                                                                        alice)
-    assert run["metrics"] == {"final_loss": 0.25} and FakeService.calls == [("start", 2.0, alice)]
+    printed = json.loads(done.stdout)
+    assert (printed["id"], printed["backend"], printed["status"], printed["owner"]) == (
+        "run-fake-1", "fake-service", "succeeded", alice)
+    assert printed["metrics"] == {"final_loss": 0.25} and FakeService.calls == [("start", 2.0, alice)]
 
     registry_for(get_settings()).update_run("run-fake-1", status="running")
     cancelled = tutor("jobs", "cancel", "run-fake-1", "--json")

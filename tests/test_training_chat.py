@@ -98,14 +98,14 @@ async def test_prepare_then_fine_tune_shows_progress_a_chart_and_a_summary(data_
     assert re.search(r"measured peak memory [\d.]+ GB \(estimated [\d.]+ GB\); training \d+ s \(estimated \d+ s\)",
                      summary), summary
     [run] = registry_for(get_settings()).runs()
-    assert run["status"] == "succeeded" and run["metrics"]["steps"] == 8
+    assert run.status == "succeeded" and run.metrics["steps"] == 8
 
     chat_button, compare_button, explain_button = chat.actions_for(chat.messages[-1]["id"])
     assert chat_button["label"] == "Chat with it" and compare_button["label"] == "Compare with RAG baseline"
-    assert explain_button == {**explain_button, "label": "Explain my run", "payload": {"run_id": run["id"]}}
+    assert explain_button == {**explain_button, "label": "Explain my run", "payload": {"run_id": run.id}}
     await training_flow.on_explain_run(cl.Action(name="explain_run", payload=explain_button["payload"]))
     explained = chat.messages[-1]["output"]
-    assert explained.startswith(f"**What `{run['id']}` shows**") and "The run trained on 16 examples" in explained
+    assert explained.startswith(f"**What `{run.id}` shows**") and "The run trained on 16 examples" in explained
     assert "(knowledge/what-you-need.md › How many examples you need)" in explained
     assert "Validation loss went from" in explained and "validation answers' tokens were predicted right" in explained
     await training_flow.on_explain_run(cl.Action(name="explain_run", payload={"run_id": "run-not-yours"}))
@@ -122,7 +122,7 @@ async def test_prepare_then_fine_tune_shows_progress_a_chart_and_a_summary(data_
     cl.user_session.set("backend", "openai")
     await training_flow.on_explain_run(cl.Action(name="explain_run", payload=explain_button["payload"]))
     told = chat.messages[-1]["output"]
-    assert told.startswith(f"**What `{run['id']}` shows**\n\nTraining loss went from ")
+    assert told.startswith(f"**What `{run.id}` shows**\n\nTraining loss went from ")
     first = told.split("\n[1] ")[1].split("\n")[0]  # the first finding, as the rules said it
     assert f"\n\nIn short: {first}" in told and "The run trained on 16 examples" in told
     fake_openai.fail_next = [400]
@@ -135,20 +135,20 @@ async def test_prepare_then_fine_tune_shows_progress_a_chart_and_a_summary(data_
 
     # "Start that run": one click, the settings worked out again by the server from its record of the run.
     [start] = chat.actions_for(chat.messages[-1]["id"])
-    assert start["name"] == "start_recommended" and start["payload"] == {"run_id": run["id"]}
+    assert start["name"] == "start_recommended" and start["payload"] == {"run_id": run.id}
     await training_flow.on_start_recommended(cl.Action(name="start_recommended", payload=start["payload"],
                                                        id=start["id"]))
     await asyncio.wait_for(cl.user_session.get("training_job"), 180)
-    [second] = [r for r in registry_for(get_settings()).runs() if r["id"] != run["id"]]
-    changed = {k for k in run["config"] if second["config"].get(k) != run["config"][k]} - {"train_file",
+    [second] = [r for r in registry_for(get_settings()).runs() if r.id != run.id]
+    changed = {k for k in run.config if second.config.get(k) != run.config[k]} - {"train_file",
                                                                                          "validation_file"}
     assert changed == {"learning_rate"}
-    assert second["config"]["learning_rate"] == pytest.approx(3 * run["config"]["learning_rate"])
-    assert second["status"] == "succeeded"
+    assert second.config["learning_rate"] == pytest.approx(3 * run.config["learning_rate"])
+    assert second.status == "succeeded"
     await training_flow.on_chat_with_model(cl.Action(name="chat_with_model", payload=chat_button["payload"]))
     await app.on_message(user_says('Title: Toast\n\nIngredients: ["2 slices bread"]\n\nGeneric ingredients: '))
     reply = chat.messages[-1]
-    assert reply["name"] == f"fine-tuned {run['id']}" and chat.tokens[reply["id"]], "the model's answer was not streamed"
+    assert reply["name"] == f"fine-tuned {run.id}" and chat.tokens[reply["id"]], "the model's answer was not streamed"
     await app.on_message(user_says("Title: Soup\n\nIngredients: " + "water " * 20_000))
     assert "120,025 characters" in chat.messages[-1]["output"], "a 100 KB message gets a clear reply, not a cut"
     await app.on_message(user_says("/tutor"))
@@ -171,10 +171,10 @@ async def test_cancel_from_chat(data_dir, tiny_model_dir):
             break
         await asyncio.sleep(0.1)
     [run] = registry_for(get_settings()).runs()
-    await training_flow.on_cancel_run(cl.Action(name="cancel_run", payload={"run_id": run["id"]}))
+    await training_flow.on_cancel_run(cl.Action(name="cancel_run", payload={"run_id": run.id}))
     await asyncio.wait_for(watching, 120)
     assert "was cancelled" in chat.messages[-1]["output"]
-    assert registry_for(get_settings()).run(run["id"])["status"] == "cancelled"
+    assert registry_for(get_settings()).run(run.id).status == "cancelled"
 
 
 async def test_bad_settings_are_explained(data_dir, tiny_model_dir):
@@ -194,13 +194,13 @@ async def test_a_chat_opened_later_follows_a_job_still_running(data_dir, tiny_mo
     chat = open_chat()
     button = await prepared(chat)
     [dataset] = registry_for(get_settings()).datasets()
-    assert dataset["id"] == button["payload"]["dataset_id"]
-    config = TrainConfig(train_file=dataset["files"]["train"], validation_file=dataset["files"]["validation"],
+    assert dataset.id == button["payload"]["dataset_id"]
+    config = TrainConfig(train_file=dataset.files["train"], validation_file=dataset.files["validation"],
                          base_model=str(tiny_model_dir), epochs=3, batch_size=2, eval_generate_limit=0)
     run = jobs.start_local(config, data_dir, registry_for(get_settings()))  # as if started by the previous app
     later = open_chat()
     await app.on_chat_start()
     [watching] = cl.user_session.get("watching")
     await asyncio.wait_for(watching, 180)
-    assert later.messages[-1]["output"].startswith("### ✅ Fine-tuned") and run["id"] in later.messages[-1]["output"]
+    assert later.messages[-1]["output"].startswith("### ✅ Fine-tuned") and run.id in later.messages[-1]["output"]
     assert any("picked up after a restart" in m["output"] for m in later.messages)

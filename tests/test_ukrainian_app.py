@@ -14,13 +14,12 @@ import chainlit as cl
 import pytest
 
 import assistant.chat.app as app
-from assistant.chat import ab_flow, dataset_flow, training_flow
+from assistant.chat import ab_flow, dataset_flow, run_view, training_flow
 from tests.chainlit_harness import open_chat, user_says
-from tests.test_compare import finished_run
-from tests.test_training_backends import FakeJobConfig
+from tests.helpers import FakeJobConfig, finished_run, run_record
 from training.backends.openai_api import OpenAIJobConfig
 from training.backends.registry import TrainingBackend, register_training_backend, unregister_training_backend
-from training.base.phrases import TABLES, Phrases
+from training.base.phrases import Phrases
 from training.base.registry import registry_for
 from training.base.settings import PROJECT_ROOT, get_settings
 from training.base.texts import catalog
@@ -28,7 +27,7 @@ from training.local.config import PROBLEMS, TrainConfig
 
 
 def training_modules_with_texts() -> list[str]:
-    """The training layer's modules that make a `Phrases` table: the catalog's namespace, or one inline."""
+    """The training layer's modules that read a `Phrases` namespace of the catalog."""
     paths = sorted((PROJECT_ROOT / "training").rglob("*.py"))
     return [".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts) for path in paths
             if "Phrases(" in path.read_text() and path.name != "phrases.py"]
@@ -93,10 +92,10 @@ def forms(template: str | dict[str, str]) -> list[str]:
 def test_every_text_has_both_languages_with_the_same_fields():
     modules = training_modules_with_texts()
     assert len(modules) >= 10
-    for module in modules:  # each training module's texts: a namespace of the catalog, or a table left inline
+    for module in modules:  # each training module's texts: a namespace of the catalog
         made = [value for value in vars(importlib.import_module(module)).values() if isinstance(value, Phrases)]
-        assert made and all(phrases.namespace in catalog("en") or phrases in TABLES for phrases in made), module
-    tables = [Phrases(namespace) for namespace in catalog("en")] + TABLES
+        assert made and all(phrases.namespace in catalog("en") for phrases in made), module
+    tables = [Phrases(namespace) for namespace in catalog("en")]
     assert len(tables) >= len(modules)
     for table in tables:
         english, ukrainian = table["en"], table["uk"]
@@ -132,13 +131,13 @@ class FakeService(TrainingBackend):
         yield {"type": "step", "step": 1, "total_steps": 2, "loss": 0.5, "tokens_per_second": 900, "eta_seconds": 2}
         yield {"type": "eval", "step": 2, "val_loss": 0.4, "val_token_accuracy": 0.5}
         yield {"type": "checkpoint", "step": 2, "path": "checkpoint-2"}
-        registry.update_run(run["id"], status="succeeded",
+        registry.update_run(run.id, status="succeeded",
                             metrics={"final_loss": 0.25, "val_loss": 0.4, "train_seconds": 3.0})
-        registry.add_model(run["id"], "local-adapter", self.location, self.base_model)
+        registry.add_model(run.id, "local-adapter", self.location, self.base_model)
         yield {"type": "done", "final_loss": 0.25, "steps": 2}
 
     def cancel(self, run, registry):
-        return registry.update_run(run["id"], status="cancelled")
+        return registry.update_run(run.id, status="cancelled")
 
 
 @pytest.fixture
@@ -256,9 +255,9 @@ async def test_a_ukrainian_chat_gets_every_flow_in_ukrainian(data_dir):
 
     assert_chat_in_ukrainian(chat)
     for status in ("succeeded", "cancelled", "failed", "interrupted"):  # a local run's summary, as a chat shows it
-        run = {"id": "run-1", "backend": "local", "status": status, "error": None,
-               "metrics": {"final_loss": 0.5, "val_f1": 0.7, "train_seconds": 12.0, "tokens_trained": 1234}}
-        assert_ukrainian(training_flow.summary(run, "uk"), f"a {status} run's summary")
+        run = run_record(status=status, metrics={"final_loss": 0.5, "val_f1": 0.7, "train_seconds": 12.0,
+                                                 "tokens_trained": 1234})
+        assert_ukrainian(run_view.summary(run, "uk"), f"a {status} run's summary")
 
 
 async def test_an_english_chat_keeps_its_english_texts(data_dir):
@@ -284,4 +283,4 @@ async def test_an_english_chat_keeps_its_english_texts(data_dir):
     assert any("step **1/2** · training loss **0.5000** · 900 tokens/s · ETA 2 s" in m["output"] for m in chat.messages)
     await training_flow.on_finetune(cl.Action(name="finetune", payload={"backend": "local", "dataset_id": "../etc"}))
     assert chat.messages[-1]["output"] == "⚠️ That button's data was not what this app sent, so I did nothing."
-    assert registry_for(get_settings()).run("run-fake-uk")["status"] == "succeeded"
+    assert registry_for(get_settings()).run("run-fake-uk").status == "succeeded"

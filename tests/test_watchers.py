@@ -30,7 +30,7 @@ async def busy_app(app_env):
         trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "training.local.lora"])
         trainers.append(trainer)
         run = registry.create_run("local", {}, run_dir, status="running", run_id=f"run-busy-{index}")
-        runs.append(registry.update_run(run["id"], handle=str(trainer.pid)))
+        runs.append(registry.update_run(run.id, handle=str(trainer.pid)))
     yield runs
     for trainer in trainers:
         trainer.kill()

@@ -19,12 +19,13 @@ import chainlit as cl
 
 from assistant.chat.actions import BaselineChoice, NoPayload, RunRef, VoteRequest, action, current_learner
 from assistant.chat.refresh import refreshing
-from assistant.chat.training_flow import explain_action
+from assistant.chat.run_view import explain_action
 from assistant.i18n import session_language, text
 from assistant.inference.engine import Usage
 from assistant.tutor.contenders import Contender, model_for_run, pair_for_run, too_long
 from assistant.web.accounts import Learner
 from training.base.errors import TutorError
+from training.base.records import Run
 from training.base.registry import new_id, registry_for
 from training.base.settings import get_settings
 from training.data.recipes import user_message
@@ -39,9 +40,9 @@ EVAL_LIMIT = 20
 EXAMPLE = user_message("Pancakes", ["1 c. flour", "2 eggs", "1 c. milk", "2 Tbsp. sugar"])
 
 
-def heldout_file(run: dict) -> Path | None:
+def heldout_file(run: Run) -> Path | None:
     """The run's test split (prepared beside its training file), else its validation file."""
-    config = run.get("config") or {}
+    config = run.config or {}
     train = Path(config.get("train_file") or "")
     for candidate in (train.with_name("test.jsonl"), Path(config.get("validation_file") or "")):
         if candidate.name and candidate.is_file():
@@ -74,7 +75,7 @@ async def offer_compare() -> None:
         await cl.Message(content=text("ab.no_model", language)).send()
         return
     await cl.Message(content=text("ab.pick_a", language), actions=[
-        cl.Action(name="ab_pick", payload={"run_id": m["run_id"]}, label=f"{m['run_id']} ({m['kind']})")
+        cl.Action(name="ab_pick", payload={"run_id": m.run_id}, label=f"{m.run_id} ({m.kind})")
         for m in models]).send()
 
 
@@ -110,12 +111,12 @@ async def start_compare(run_id: str, baseline_kind: str, learner: Learner) -> No
             await asyncio.to_thread(b.index.build)
             step.output = text("ab.indexed", language, name=b.index.name, k=b.index.k)
     run = await asyncio.to_thread(lambda: registry.run(model_for_run(registry, run_id, learner.scope,
-                                                                     language)["run_id"]))
+                                                                     language).run_id))
     heldout = heldout_file(run or {})
     cases = await asyncio.to_thread(load_cases, heldout) if heldout else []
     cl.user_session.set("chat_model", None)
     cl.user_session.set("ab", {"a": a, "b": b, "cases": cases, "heldout": str(heldout) if heldout else None,
-                               "run_id": run["id"]})
+                               "run_id": run.id})
     actions = [cl.Action(name="ab_heldout", payload={}, label=text("ab.heldout_button", language)),
                cl.Action(name="ab_eval", payload={}, label=text("ab.eval_button", language, n=EVAL_LIMIT))
                ] if cases else []

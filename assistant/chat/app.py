@@ -31,6 +31,7 @@ from assistant.chat import (
     dataset_flow,  # noqa: E402, F401
     models_flow,  # noqa: E402, F401
     quiz_flow,  # noqa: E402, F401
+    run_view,  # noqa: E402
     token_flow,  # noqa: E402, F401
     training_flow,  # noqa: E402, F401
 )
@@ -174,7 +175,7 @@ async def open_session(kept: dict) -> None:
         *training_flow.form_widgets(settings, cl.user_session.get("training_form"), language),
     ]).send()
     await cl.context.emitter.set_commands(commands(language))
-    await training_flow.resume_watching(learner)
+    await run_view.resume_watching(learner)
 
 
 @cl.on_settings_update

@@ -96,7 +96,7 @@ async def run_prepare(request: PrepareRequest, learner: Learner) -> None:
         upload = await asyncio.to_thread(registry.file, request.source, learner.scope)
         if upload is None:
             raise TutorError(text("prepare.not_your_upload", language))
-        source, label = upload["path"], upload["name"]
+        source, label = upload.path, upload.name
     await asyncio.to_thread(uploads.check_disk, settings, registry, learner, 0, language)
     dataset_id = new_id("ds")
     out_dir = settings.data_dir / "datasets" / dataset_id
@@ -186,15 +186,15 @@ async def handle_uploads(files: list) -> None:
                                                file.path, language), "Keeping an upload")
         if kept is None:
             continue
-        if kept["path"].endswith(".csv"):
-            await guarded(run_prepare(PrepareRequest(source=kept["id"], **DEFAULTS), learner), "Preparing")
+        if kept.path.endswith(".csv"):
+            await guarded(run_prepare(PrepareRequest(source=kept.id, **DEFAULTS), learner), "Preparing")
             continue
-        report = await guarded(asyncio.to_thread(validate_file, Path(kept["path"])), "Validating an upload")
+        report = await guarded(asyncio.to_thread(validate_file, Path(kept.path)), "Validating an upload")
         if report is None:
             continue
-        report.path = kept["name"]  # the learner's file name, not the storage path
+        report.path = kept.name  # the learner's file name, not the storage path
         elements = [cl.Plotly(name=text("prepare.chart", language), display="inline", figure=token_histogram(
             report.example_lengths, report.context_limit, language=language))] if report.example_lengths else []
-        actions = [cl.Action(name="prepare_dataset", payload={"source": kept["id"], **DEFAULTS},
+        actions = [cl.Action(name="prepare_dataset", payload={"source": kept.id, **DEFAULTS},
                              label=text("prepare.split_button", language))] if report.valid_examples else []
         await cl.Message(content=report.as_markdown(language), elements=elements, actions=actions).send()

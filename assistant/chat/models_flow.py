@@ -31,7 +31,7 @@ UPDATE_EVERY = 0.3  # seconds between progress redraws
 
 async def latest_train_file(learner: Learner) -> str | None:
     datasets = await asyncio.to_thread(registry_for(get_settings()).datasets, learner.scope)
-    return next((d["files"]["train"] for d in datasets if Path(d["files"].get("train", "")).is_file()), None)
+    return next((d.files["train"] for d in datasets if Path(d.files.get("train", "")).is_file()), None)
 
 
 def describe(offer: catalog.Offer, language: str) -> str:
@@ -89,9 +89,9 @@ async def choose(name: str, learner: Learner) -> None:
             raise TutorError(text("models.cannot_download", language, model=model_id))
         await download(model_id, language)
     datasets = await asyncio.to_thread(registry_for(settings).datasets, learner.scope)
-    ready = [d for d in datasets if Path(d["files"].get("train", "")).is_file()][:3]
-    actions = [cl.Action(name="finetune", label=text("models.finetune", language, name=d["name"]),
-                         payload={"backend": "local", "dataset_id": d["id"], "settings": {"base": name}})
+    ready = [d for d in datasets if Path(d.files.get("train", "")).is_file()][:3]
+    actions = [cl.Action(name="finetune", label=text("models.finetune", language, name=d.name),
+                         payload={"backend": "local", "dataset_id": d.id, "settings": {"base": name}})
                for d in ready]
     await cl.Message(content=text("models.ready" if ready else "models.ready_no_dataset", language, model=model_id),
                      actions=actions).send()

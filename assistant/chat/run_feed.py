@@ -7,7 +7,7 @@ its follower ends; a later watcher starts a new one, which replays the run from 
 
     queue = feed.subscribe(run, registry, settings)   # events, then None at the end
     ...
-    feed.unsubscribe(run["id"], queue)
+    feed.unsubscribe(run.id, queue)
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import asyncio
 import logging
 
 from training.backends import local as jobs
+from training.base.records import Run
 from training.jobs.events import Status
 
 log = logging.getLogger(__name__)
@@ -32,10 +33,10 @@ class RunFeed:
     def __init__(self):
         self._followers: dict[str, _Follower] = {}
 
-    def subscribe(self, run: dict, registry, settings, poll: float = 0.3) -> asyncio.Queue:
-        follower = self._followers.get(run["id"])
+    def subscribe(self, run: Run, registry, settings, poll: float = 0.3) -> asyncio.Queue:
+        follower = self._followers.get(run.id)
         if follower is None:
-            follower = self._followers[run["id"]] = _Follower()
+            follower = self._followers[run.id] = _Follower()
             follower.task = asyncio.create_task(self._follow(run, registry, settings, poll, follower))
         queue: asyncio.Queue = asyncio.Queue()
         for event in follower.history:
@@ -51,20 +52,20 @@ class RunFeed:
     def following(self) -> int:
         return len(self._followers)
 
-    async def _follow(self, run: dict, registry, settings, poll: float, follower: _Follower) -> None:
+    async def _follow(self, run: Run, registry, settings, poll: float, follower: _Follower) -> None:
         try:
             async for event in jobs.follow(run, registry, poll=poll, settings=settings):
                 follower.history.append(event)
                 for queue in follower.queues:
                     queue.put_nowait(event)
         except Exception as exc:  # noqa: BLE001 - every watcher hears of it; the log has the details
-            log.exception("Following %s failed", run["id"])
+            log.exception("Following %s failed", run.id)
             failure = Status(level="warning", message=f"Stopped following this run ({type(exc).__name__}); "
                                                       "open the chat again to resume.")
             for queue in follower.queues:
                 queue.put_nowait(failure)
         finally:
-            self._followers.pop(run["id"], None)
+            self._followers.pop(run.id, None)
             for queue in follower.queues:
                 queue.put_nowait(None)
 

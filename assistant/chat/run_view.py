@@ -17,6 +17,7 @@ from assistant.chat.run_feed import feed
 from assistant.i18n import CATALOG, session_language, text
 from assistant.web.accounts import Learner
 from training.backends.registry import backend_of
+from training.base.records import Run
 from training.base.registry import ACTIVE, registry_for
 from training.base.settings import get_settings
 from training.evaluation.charts import loss_chart
@@ -36,15 +37,15 @@ async def resume_watching(learner: Learner) -> None:
                                      for run in active])
 
 
-async def watch(run: dict, what: str, language: str = "en") -> None:
+async def watch(run: Run, what: str, language: str = "en") -> None:
     """Show a run's progress, chart and summary in one message, from the run's shared follower."""
     settings = get_settings()
     registry = registry_for(settings)
-    message = cl.Message(content=text("train.heading", language, run=run["id"], what=what) + " "
+    message = cl.Message(content=text("train.heading", language, run=run.id, what=what) + " "
                          + text("train.starting", language),
-                         actions=[cl.Action(name="cancel_run", payload={"run_id": run["id"]},
+                         actions=[cl.Action(name="cancel_run", payload={"run_id": run.id},
                                             label=text("train.cancel", language)),
-                                  explain_action(run["id"], language)])  # the curve so far
+                                  explain_action(run.id, language)])  # the curve so far
     await message.send()
     view = RunView()
     events = feed.subscribe(run, registry, settings)
@@ -66,14 +67,14 @@ async def watch(run: dict, what: str, language: str = "en") -> None:
             await show(message, view, run, what, language)
             shown_at, pending = time.monotonic(), False
     finally:
-        feed.unsubscribe(run["id"], events)
+        feed.unsubscribe(run.id, events)
     await show(message, view, run, what, language)
     await message.remove_actions()
-    finished = await asyncio.to_thread(registry.run, run["id"])
-    callable_now = any(m["run_id"] == run["id"] for m in await asyncio.to_thread(registry.models))
-    actions = model_actions(run["id"], language) if finished["status"] == "succeeded" and callable_now else []
+    finished = await asyncio.to_thread(registry.run, run.id)
+    callable_now = any(m.run_id == run.id for m in await asyncio.to_thread(registry.models))
+    actions = model_actions(run.id, language) if finished.status == "succeeded" and callable_now else []
     await cl.Message(content=summary(finished, language),
-                     actions=actions + [explain_action(run["id"], language)]).send()
+                     actions=actions + [explain_action(run.id, language)]).send()
 
 
 
@@ -92,14 +93,14 @@ def status_word(status: str | None, language: str = "en") -> str:
 
 
 
-async def show(message: cl.Message, view: RunView, run: dict, what: str, language: str = "en") -> None:
+async def show(message: cl.Message, view: RunView, run: Run, what: str, language: str = "en") -> None:
     """The progress message and its chart, as the view stands."""
-    heading = text("train.heading", language, run=run["id"], what=what)
+    heading = text("train.heading", language, run=run.id, what=what)
     message.content = "\n\n".join([heading, *view.lines(language, lambda status: status_word(status, language))])
     await message.update()
     if view.steps:
         chart = cl.Plotly(name="loss", figure=loss_chart(view.steps, view.evals, view.total, language),
-                          display="inline", id=f"loss-{run['id']}")
+                          display="inline", id=f"loss-{run.id}")
         chart.updatable = True  # same id: the chart is replaced in place as it grows
         await chart.send(for_id=message.id)
 
@@ -111,23 +112,23 @@ METRICS = {  # a finished run's metrics, as the summary shows them (named by the
     "trained_tokens": "{:,}"}
 
 
-def summary(run: dict, language: str = "en") -> str:
+def summary(run: Run, language: str = "en") -> str:
     """A finished run in a few lines: its metrics as a table, then what its backend says of its result."""
     backend = backend_of(run, get_settings(), language)
     note = backend.describe_result(run)
-    status = status_word(run["status"], language)
-    if run["status"] == "cancelled":
-        return text("summary.cancelled", language, run=run["id"], note=note).rstrip()
-    if run["status"] != "succeeded":
-        return text("summary.ended_note" if note else "summary.ended", language, run=run["id"], status=status,
+    status = status_word(run.status, language)
+    if run.status == "cancelled":
+        return text("summary.cancelled", language, run=run.id, note=note).rstrip()
+    if run.status != "succeeded":
+        return text("summary.ended_note" if note else "summary.ended", language, run=run.id, status=status,
                     note=note)
     shapes = {key: text(shape, language) if shape in CATALOG["en"] else shape for key, shape in METRICS.items()}
-    rows = [(text(f"metric.{key}", language), shape.format(run["metrics"][key])) for key, shape in shapes.items()
-            if run["metrics"].get(key) is not None]
+    rows = [(text(f"metric.{key}", language), shape.format(run.metrics[key])) for key, shape in shapes.items()
+            if run.metrics.get(key) is not None]
     table = (text("summary.table", language) + "\n| --- | --- |\n"
              + "\n".join(f"| {label} | {value} |" for label, value in rows))
-    return text("summary.title", language, run=run["id"], label=backend.label) + f"\n\n{table}\n\n" + \
-        "".join(f"{line}\n\n" for line in [against_estimate(run["metrics"], language)] if line) + note
+    return text("summary.title", language, run=run.id, label=backend.label) + f"\n\n{table}\n\n" + \
+        "".join(f"{line}\n\n" for line in [against_estimate(run.metrics, language)] if line) + note
 
 
 def against_estimate(metrics: dict, language: str = "en") -> str | None:

@@ -56,10 +56,10 @@ async def on_see_tokens(request: TokensRequest, learner, _sent):
     language = session_language()
     if dataset is None:
         raise TutorError(text("tokens.not_yours", language))
-    view, lines = await asyncio.to_thread(view_of, Path(dataset["files"]["train"]), request.line)
+    view, lines = await asyncio.to_thread(view_of, Path(dataset.files["train"]), request.line)
     actions = [tokens_action(request.dataset_id, request.line + step, text(key, language))
                for step, key in ((-1, "tokens.previous"), (1, "tokens.next")) if 1 <= request.line + step <= lines]
-    await cl.Message(content=describe(view, request.line, dataset["name"], language),
+    await cl.Message(content=describe(view, request.line, dataset.name, language),
                      elements=[cl.CustomElement(name="TokenView", display="inline", props={
                          **view.to_dict(), "labels": {kind: text(f"tokens.legend.{kind}", language)
                                                       for kind in ("trained", "context", "cut")}})],

@@ -4,7 +4,7 @@ Thin, and the same for every backend (training.backends.registry): a button per 
 the chat settings form or `/train BACKEND key=value`, its cost estimate to confirm where the job is billed.
 Buttons carry a backend's name, a dataset or run id and typed settings only; the settings are checked by the
 backend's Config, each id is looked up for the learner. A started run is watched live by assistant/chat/run_view.py
-(whose watch, summary and buttons the app and the A/B flow reach through here too).
+(its watch, summary and buttons).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import chainlit as cl
 
 from assistant.chat.actions import RunRef, TrainRequest, action, current_learner, typed_settings
-from assistant.chat.run_view import explain_action, model_actions, resume_watching, summary, watch  # noqa: F401
+from assistant.chat.run_view import model_actions, watch
 from assistant.i18n import session_language, text
 from assistant.inference.backends import create_backend
 from assistant.inference.engine import Usage
@@ -29,6 +29,7 @@ from assistant.web.accounts import Learner
 from training.backends.registry import backend_of, training_backend, training_backend_names
 from training.base import quotas
 from training.base.errors import TutorError
+from training.base.records import Dataset, Run
 from training.base.registry import ACTIVE, registry_for
 from training.base.settings import get_settings
 from training.evaluation.held_out import Case
@@ -64,7 +65,7 @@ def training_actions(dataset_id: str, language: str = "en") -> tuple[list[cl.Act
     return actions, "\n\n".join(notes)
 
 
-async def _dataset(dataset_id: str, learner: Learner) -> dict:
+async def _dataset(dataset_id: str, learner: Learner) -> Dataset:
     dataset = await asyncio.to_thread(registry_for(get_settings()).dataset, dataset_id, learner.scope)
     if dataset is None:
         raise TutorError(text("train.not_your_dataset", session_language()))
@@ -80,26 +81,26 @@ async def offer_training(command: str = "") -> None:
     backend = backend_for(name, language)
     typed = typed_settings(words, language)
     datasets = [d for d in await asyncio.to_thread(registry_for(get_settings()).datasets, learner.scope)
-                if Path(d["files"].get("train", "")).is_file()][:5]
+                if Path(d.files.get("train", "")).is_file()][:5]
     if not datasets:
         await cl.Message(content=text("train.no_dataset", language)).send()
         return
     config, chosen = await asyncio.to_thread(backend.learner_settings, {**form_values(name), **typed},
-                                             datasets[0]["files"])
+                                             datasets[0].files)
     example = " ".join(f"{field}={default}" for field, default, _ in backend.form()[:4] if default is not None)
     intro = text("train.intro", language, button=backend.button, settings=backend.describe(config),
                  example=f"/train{'' if name == 'local' else ' ' + name} {example}")
     await cl.Message(content=intro, actions=[
-        cl.Action(name="finetune", label=text("train.dataset_button", language, name=d["name"],
-                                              count=d["report"].get("written", {}).get("train", "?")),
-                  payload={"backend": name, "dataset_id": d["id"], "settings": chosen}) for d in datasets]).send()
+        cl.Action(name="finetune", label=text("train.dataset_button", language, name=d.name,
+                                              count=d.report.get("written", {}).get("train", "?")),
+                  payload={"backend": name, "dataset_id": d.id, "settings": chosen}) for d in datasets]).send()
 
 
 async def _config(request: TrainRequest, learner: Learner, check: bool = True):
     backend = backend_for(request.backend, session_language())
     dataset = await _dataset(request.dataset_id, learner)
     config, chosen = await asyncio.to_thread(backend.learner_settings,  # its checks may load torch: off the loop
-                                             {**form_values(request.backend), **request.settings}, dataset["files"])
+                                             {**form_values(request.backend), **request.settings}, dataset.files)
     if check:  # the files read and validated (a big upload takes seconds): not again where `start` does it
         await asyncio.to_thread(backend.check, config)
     return backend, config, chosen
@@ -203,15 +204,15 @@ async def on_cancel_run(request: RunRef, learner: Learner, _sent):
     language = session_language()
     if run is None:
         raise TutorError(text("train.run_left_alone", language))
-    if run["status"] not in ACTIVE:
+    if run.status not in ACTIVE:
         return
-    await cl.Message(content=text("train.stopping", language, run=run["id"])).send()
+    await cl.Message(content=text("train.stopping", language, run=run.id)).send()
     await asyncio.to_thread(backend_of(run, get_settings()).cancel, run, registry)
 
 
 # --- "Explain my run" ---------------------------------------------------------------------------
 
-async def _own_run(run_id: str, learner: Learner) -> dict:
+async def _own_run(run_id: str, learner: Learner) -> Run:
     run = await asyncio.to_thread(registry_for(get_settings()).run, run_id, learner.scope)
     if run is None:
         raise TutorError(text("train.not_your_run", session_language()))
@@ -247,14 +248,14 @@ async def on_explain_run(request: RunRef, learner: Learner, _sent):
         lines = [report["curve"], ""] + lines
     else:
         lines.append(text("explain.no_curve", language))
-    change = {key: value for key, value in report["next_settings"].items() if run["config"].get(key) != value}
+    change = {key: value for key, value in report["next_settings"].items() if run.config.get(key) != value}
     actions = []
     if change:
         lines.append(text("explain.next", language,
                           settings=", ".join(f"{key} **{value}**" for key, value in change.items())))
-        actions = [cl.Action(name="start_recommended", payload={"run_id": run["id"]},
+        actions = [cl.Action(name="start_recommended", payload={"run_id": run.id},
                              label=text("explain.start", language))]
-    await cl.Message(content=text("explain.title", language, run=run["id"]) + "\n\n" + "\n".join(lines),
+    await cl.Message(content=text("explain.title", language, run=run.id) + "\n\n" + "\n".join(lines),
                      actions=actions).send()
 
 
@@ -286,13 +287,13 @@ async def record_deployment(command: str) -> None:
         run = await asyncio.to_thread(registry.run, words[0], learner.scope)
     else:  # the learner's latest finished run that waits for a deployment
         waiting = [r for r in await asyncio.to_thread(registry.runs, learner.scope, ("succeeded",))
-                   if r["metrics"].get("next_step")]
+                   if r.metrics.get("next_step")]
         run = waiting[0] if waiting else None
     if run is None:
         raise TutorError(text("deploy.none_waiting", language))
     run = await asyncio.to_thread(backend_of(run, get_settings(), language).deployed, run, registry, words[-1])
-    await cl.Message(content=text("deploy.recorded", language, run=run["id"], name=words[-1]),
-                     actions=model_actions(run["id"], language)).send()
+    await cl.Message(content=text("deploy.recorded", language, run=run.id, name=words[-1]),
+                     actions=model_actions(run.id, language)).send()
 
 
 # --- "Chat with it" -----------------------------------------------------------------------------
@@ -302,19 +303,19 @@ async def on_chat_with_model(request: RunRef, learner: Learner, _sent):
     language = session_language()
     model = await asyncio.to_thread(model_for_run, registry_for(get_settings()), request.run_id, learner.scope,
                                     language)
-    cl.user_session.set("chat_model", {"id": model["run_id"], "model": model})
+    cl.user_session.set("chat_model", {"id": model.run_id, "model": model})
     cl.user_session.set("ab", None)
-    await cl.Message(content=text("chat.now", language, run=model["run_id"])).send()
+    await cl.Message(content=text("chat.now", language, run=model.run_id)).send()
 
 
 async def answer_with_model(prompt: str) -> None:
     """Stream the fine-tuned model's answer to one message (the recipe task's system prompt)."""
-    run = cl.user_session.get("chat_model")
+    chosen = cl.user_session.get("chat_model")
     language = session_language()
     if problem := too_long(prompt, language):
         await cl.Message(content=problem).send()
         return
-    contender = fine_tuned(run["model"], get_settings(), language)
+    contender = fine_tuned(chosen["model"], get_settings(), language)
     message = cl.Message(content="", author=contender.label)
     try:
         async for piece in contender.stream(Case(prompt=prompt, gold=[]), Usage()):

@@ -38,18 +38,17 @@ def jobs_list(owner: Optional[str] = typer.Option(None, help="Only this account'
     registry = open_registry()
     try:
         runs, places = registry.runs(owner and owner_named(registry, owner)), queue.positions(registry)
-        names = {u["id"]: u["name"] for u in registry.users() + registry.users(removed=True)}
+        names = {u.id: u.name for u in registry.users() + registry.users(removed=True)}
     except (TutorError, RegistryError) as exc:
         fail(str(exc), as_json)
-    for run in runs:
-        run["queue_position"] = places.get(run["id"], (None,))[0]
-        run["owner_name"] = names.get(run["owner"], run["owner"])
+    listed = [{**run.model_dump(), "queue_position": places.get(run.id, (None,))[0],
+               "owner_name": names.get(run.owner, run.owner)} for run in runs]
     if as_json:
-        print(json.dumps(runs, indent=2))
-    for run in [] if as_json else runs:
-        f1 = (run.get("metrics") or {}).get("val_f1")
-        place = f"queue #{run['queue_position']}" if run["queue_position"] else ""
-        print(f"{run['id']}  {run['owner_name']:<12} {run['status']:<11} {run['backend']:<6} {place}"
+        print(json.dumps(listed, indent=2))
+    for row in [] if as_json else listed:
+        f1 = row["metrics"].get("val_f1")
+        place = f"queue #{row['queue_position']}" if row["queue_position"] else ""
+        print(f"{row['id']}  {row['owner_name']:<12} {row['status']:<11} {row['backend']:<6} {place}"
               + (f"val F1 {f1:.3f}" if f1 is not None else ""))
 
 
@@ -107,9 +106,9 @@ def jobs_export(run_id: str, as_json: bool = typer.Option(False, "--json")):
     from training.local.lora_model import export_merged
 
     run, _ = _find(run_id, as_json)
-    if run["status"] != "succeeded" or not run.get("adapter_path"):
-        fail(f"Run {run_id} has no finished adapter to export ({run['status']}).", as_json)
-    target = export_merged(Path(run["adapter_path"]), Path(run["run_dir"]) / "merged")
+    if run.status != "succeeded" or not run.adapter_path:
+        fail(f"Run {run_id} has no finished adapter to export ({run.status}).", as_json)
+    target = export_merged(Path(run.adapter_path), Path(run.run_dir) / "merged")
     print(json.dumps({"merged": str(target)}) if as_json else f"Merged model: {target}")
 
 
@@ -139,6 +138,6 @@ def explain(run_id: str, as_json: bool = typer.Option(False, "--json"),
         print(f"- {finding['message']}\n  “{source['quote']}” ({source['path']} › {source['heading']})")
     if report["next_settings"]:
         change = ", ".join(f"{key} {value}" for key, value in report["next_settings"].items()
-                           if run["config"].get(key) != value)
+                           if run.config.get(key) != value)
         print(f"Next run to try: {change}.")
 

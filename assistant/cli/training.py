@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from assistant.cli.models import show_estimate
 from assistant.web.accounts import owner_named
 from training.backends.registry import training_backend, training_backend_configs
 from training.base.errors import TutorError
+from training.base.records import Run
 from training.base.registry import LOCAL_USER, RegistryError
 from training.base.settings import get_settings
 from training.local.config import ConfigError, field_names
@@ -109,7 +109,7 @@ def train(*, backend: str, auto: bool, dry_run: bool, gpu: Optional[str], owner:
         run = follow_run(run, registry, as_json)
         typer.echo("", err=True)
     show_run(run, as_json)
-    if run["status"] not in ("succeeded", "running", "queued"):
+    if run.status not in ("succeeded", "running", "queued"):
         raise typer.Exit(1)
 
 
@@ -132,7 +132,7 @@ train.__signature__ = inspect.Signature(
        for name, kind, option in FIXED])
 
 
-def follow_run(run: dict, registry, as_json: bool) -> dict:
+def follow_run(run: Run, registry, as_json: bool) -> dict:
     """Print a run's progress until it ends (training/jobs/presentation.py's lines); Ctrl-C leaves it running."""
     from training.backends import local as jobs
     from training.jobs.presentation import cli_line
@@ -147,19 +147,19 @@ def follow_run(run: dict, registry, as_json: bool) -> dict:
     try:
         asyncio.run(follow())
     except KeyboardInterrupt:
-        typer.echo(f"\nStill training in the background: `tutor jobs show {run['id']}`, "
-                   f"`tutor jobs cancel {run['id']}`.", err=True)
+        typer.echo(f"\nStill training in the background: `tutor jobs show {run.id}`, "
+                   f"`tutor jobs cancel {run.id}`.", err=True)
         raise typer.Exit(130)
-    return registry.run(run["id"])
+    return registry.run(run.id)
 
 
-def show_run(run: dict, as_json: bool) -> None:
+def show_run(run: Run, as_json: bool) -> None:
     """A run record: JSON, or its id, status, backend and folder, then its error and metrics."""
     if as_json:
-        print(json.dumps(run, indent=2))
+        print(run.model_dump_json(indent=2))
         return
-    print(f"{run['id']}  {run['status']}  {run['backend']}  {run['run_dir']}")
-    if run.get("error"):
-        print(f"  error: {run['error']}")
-    for key, value in (run.get("metrics") or {}).items():
+    print(f"{run.id}  {run.status}  {run.backend}  {run.run_dir}")
+    if run.error:
+        print(f"  error: {run.error}")
+    for key, value in (run.metrics or {}).items():
         print(f"  {key}: {value}")

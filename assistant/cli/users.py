@@ -57,7 +57,7 @@ def users_list(as_json: bool = typer.Option(False, "--json"),
 
     registry = open_registry()
     try:
-        accounts = [{"id": u["id"], "name": u["name"], "role": u["role"], "password": bool(u["password_hash"])}
+        accounts = [{"id": u.id, "name": u.name, "role": u.role, "password": bool(u.password_hash)}
                     for u in registry.users(removed=removed)]
         settings = get_settings()
         for account in accounts if usage else []:
@@ -94,7 +94,7 @@ def users_transfer(from_id: str = typer.Argument(..., help="The id of the accoun
     """Hand all the work of one account (datasets, uploads, runs, models, comparisons, evaluations) to another."""
     registry = open_registry()
     try:
-        if not any(u["id"] == from_id for u in registry.users() + registry.users(removed=True)):
+        if not any(u.id == from_id for u in registry.users() + registry.users(removed=True)):
             raise TutorError(f"No account has the id {from_id}: `tutor users list --removed` shows them.")
         moved = registry.transfer(from_id, owner_named(registry, to_name))
     except (TutorError, RegistryError) as exc:

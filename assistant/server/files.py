@@ -56,6 +56,6 @@ def _copy(source, target: Path) -> None:
 
 
 def file_object(row: dict) -> dict:
-    return FileObject.model_validate({"id": row["id"], "object": "file", "bytes": row["bytes"],
-                                      "created_at": int(row["created_at"]), "filename": row["name"],
+    return FileObject.model_validate({"id": row.id, "object": "file", "bytes": row.bytes,
+                                      "created_at": int(row.created_at), "filename": row.name,
                                       "purpose": "fine-tune", "status": "processed"}).model_dump(mode="json")

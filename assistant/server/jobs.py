@@ -38,7 +38,7 @@ async def create(body: JobCreate, server: Server):
     chosen = body.chosen()
     pick = lambda value, default: default if value == "auto" else value  # noqa: E731
     try:
-        config = TrainConfig(train_file=training["path"], validation_file=validation["path"] if validation else None,
+        config = TrainConfig(train_file=training.path, validation_file=validation.path if validation else None,
                              base_model=base, init_adapter=init_adapter,
                              epochs=float(pick(chosen.n_epochs, LOCAL_DEFAULTS["epochs"].default)),
                              batch_size=pick(chosen.batch_size, LOCAL_DEFAULTS["batch_size"].default),
@@ -53,7 +53,7 @@ async def create(body: JobCreate, server: Server):
             "validation_file": body.validation_file,
             "hyperparameters": {"n_epochs": config.epochs, "batch_size": config.batch_size,
                                 "learning_rate_multiplier": multiplier}}
-    (Path(run["run_dir"]) / META).write_text(json.dumps(meta))
+    (Path(run.run_dir) / META).write_text(json.dumps(meta))
     return server.job(run)
 
 
@@ -71,8 +71,8 @@ async def retrieve(job_id: str, server: Server):
 @router.post("/{job_id}/cancel")
 async def cancel(job_id: str, server: Server):
     run = await server.find(job_id)
-    if run["status"] in FINISHED:
-        raise APIError(400, f"The job is already {run['status']}.", "invalid_request", "job_id")
+    if run.status in FINISHED:
+        raise APIError(400, f"The job is already {run.status}.", "invalid_request", "job_id")
     return server.job(await asyncio.to_thread(server.trainer.cancel, run, server.registry))
 
 
@@ -80,10 +80,10 @@ async def cancel(job_id: str, server: Server):
 async def list_events(job_id: str, server: Server, limit: Limit = 20, after: str | None = None):
     """Newest first, as OpenAI lists them; `after` pages towards older events."""
     run = await server.find(job_id)
-    seen, _ = await asyncio.to_thread(run_events.read, Path(run["run_dir"]))
-    found = [api_event(run["id"], index, run_events.parse(event)) for index, event in enumerate(seen)]
-    found.insert(0, {"id": f"ftevent-{run['id']}-created", "object": "fine_tuning.job.event",
-                     "created_at": int(run["created_at"]), "level": "info", "type": "message",
+    seen, _ = await asyncio.to_thread(run_events.read, Path(run.run_dir))
+    found = [api_event(run.id, index, run_events.parse(event)) for index, event in enumerate(seen)]
+    found.insert(0, {"id": f"ftevent-{run.id}-created", "object": "fine_tuning.job.event",
+                     "created_at": int(run.created_at), "level": "info", "type": "message",
                      "message": "Validated training file; fine-tuning job created", "data": {}})
     found.reverse()
     if after:
@@ -97,12 +97,12 @@ async def list_events(job_id: str, server: Server, limit: Limit = 20, after: str
 async def list_checkpoints(job_id: str, server: Server):
     run = await server.find(job_id)
     data = []
-    for folder in reversed(checkpoints(Path(run["run_dir"]))):
+    for folder in reversed(checkpoints(Path(run.run_dir))):
         step = int(folder.name.split("-")[-1])
         data.append(FineTuningJobCheckpoint.model_validate({
-            "id": f"ftckpt-{run['id']}-{step}", "object": "fine_tuning.job.checkpoint",
-            "created_at": int(folder.stat().st_mtime), "fine_tuning_job_id": f"ftjob-{run['id']}",
-            "fine_tuned_model_checkpoint": f"ft:{server.base_id}:ckpt:{run['id']}:step-{step}",
+            "id": f"ftckpt-{run.id}-{step}", "object": "fine_tuning.job.checkpoint",
+            "created_at": int(folder.stat().st_mtime), "fine_tuning_job_id": f"ftjob-{run.id}",
+            "fine_tuned_model_checkpoint": f"ft:{server.base_id}:ckpt:{run.id}:step-{step}",
             "step_number": step, "metrics": {"step": step}}).model_dump(mode="json"))
     return {"object": "list", "data": data, "has_more": False,
             "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None}

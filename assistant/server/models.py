@@ -20,6 +20,6 @@ router = APIRouter()
 @router.get("/models")
 async def models(server: Server):
     runs = await asyncio.to_thread(server.registry.runs, API_USER, ("succeeded",))
-    ids = [server.base_id] + [server.job(r)["fine_tuned_model"] for r in runs if (Path(r["run_dir"]) / META).is_file()]
+    ids = [server.base_id] + [server.job(r)["fine_tuned_model"] for r in runs if (Path(r.run_dir) / META).is_file()]
     return {"object": "list", "data": [Model(id=i, object="model", created=0, owned_by="fine-tuning-tutor").model_dump()
                                        for i in ids]}

@@ -25,6 +25,7 @@ from assistant.server.errors import APIError
 from training.backends.registry import training_backend
 from training.base.errors import TutorError
 from training.base.models import display_name
+from training.base.records import Run
 from training.base.registry import API_USER, FINISHED, Registry, registry_for
 from training.base.settings import EMBEDDED, Settings
 from training.jobs import queue
@@ -53,7 +54,7 @@ class ServerState:
             try:
                 self.trainer.resume(run, self.registry)
             except TutorError as exc:  # no checkpoint yet: the job fails with the reason
-                self.registry.update_run(run["id"], status="failed", error=str(exc))
+                self.registry.update_run(run.id, status="failed", error=str(exc))
 
     async def file(self, file_id: str | None, param: str) -> dict:
         """An uploaded file by id (looked up, never made into a path); 404 for the file route, 400 in a body."""
@@ -62,22 +63,22 @@ class ServerState:
             raise APIError(404 if param == "file_id" else 400, f"No such file: {file_id}.", "invalid_file", param)
         return row
 
-    def runs(self) -> list[dict]:
+    def runs(self) -> list[Run]:
         """The API's runs, with any whose trainer died while this server ran reported as failed (the API has no
         "interrupted"; a job killed together with the server resumes at its next start instead)."""
         queue.reconcile(self.registry)
         for run in self.registry.runs(API_USER, ("interrupted",)):
-            self.registry.update_run(run["id"], status="failed", error="The trainer stopped unexpectedly (killed, or "
+            self.registry.update_run(run.id, status="failed", error="The trainer stopped unexpectedly (killed, or "
                                      "out of memory). Start a new job; its checkpoints are kept on the server.")
         return self.registry.runs(API_USER)
 
     async def jobs(self) -> list[dict]:
         """The runs made through this API, newest first."""
-        return [r for r in await asyncio.to_thread(self.runs) if (Path(r["run_dir"]) / META).is_file()]
+        return [r for r in await asyncio.to_thread(self.runs) if (Path(r.run_dir) / META).is_file()]
 
     async def find(self, job_id: str) -> dict:
         run_id = job_id.removeprefix("ftjob-")
-        run = next((r for r in await self.jobs() if r["id"] == run_id), None)
+        run = next((r for r in await self.jobs() if r.id == run_id), None)
         if run is None:
             raise APIError(404, "No such fine-tuning job.", "not_found", "job_id")
         return run
@@ -88,26 +89,26 @@ class ServerState:
             return self.settings.base_model, None
         match = re.fullmatch(r"ft:[^:]+:[^:]*:(run-[\w-]+)", model)
         run = self.registry.run(match.group(1), API_USER) if match else None
-        if run is None or run["status"] != "succeeded":
+        if run is None or run.status != "succeeded":
             raise APIError(404, f"The model `{model}` does not exist or you do not have access to it.",
                            "model_not_found", "model")
-        return run["config"]["base_model"], run["adapter_path"]
+        return run.config["base_model"], run.adapter_path
 
-    def job(self, run: dict) -> dict:
+    def job(self, run: Run) -> dict:
         """A run as OpenAI's FineTuningJob."""
-        meta = json.loads((Path(run["run_dir"]) / META).read_text())
-        succeeded = run["status"] == "succeeded"
-        status = {"interrupted": "running", "timed_out": "cancelled"}.get(run["status"], run["status"])
+        meta = json.loads((Path(run.run_dir) / META).read_text())
+        succeeded = run.status == "succeeded"
+        status = {"interrupted": "running", "timed_out": "cancelled"}.get(run.status, run.status)
         return FineTuningJob.model_validate({
-            "id": f"ftjob-{run['id']}", "object": "fine_tuning.job", "created_at": int(run["created_at"]),
+            "id": f"ftjob-{run.id}", "object": "fine_tuning.job", "created_at": int(run.created_at),
             "model": meta["model"], "status": status, "training_file": meta["training_file"],
             "validation_file": meta["validation_file"], "hyperparameters": meta["hyperparameters"],
-            "fine_tuned_model": f"ft:{self.base_id}:{meta['suffix']}:{run['id']}" if succeeded else None,
-            "finished_at": int(run["updated_at"]) if run["status"] in FINISHED else None,
-            "trained_tokens": run["metrics"].get("tokens_trained") if succeeded else None,
-            "error": ({"code": "training_failed", "message": run["error"] or "Training failed.", "param": None}
-                      if run["status"] == "failed" else None),
-            "organization_id": "org-local", "result_files": [], "seed": run["config"].get("seed", 42),
+            "fine_tuned_model": f"ft:{self.base_id}:{meta['suffix']}:{run.id}" if succeeded else None,
+            "finished_at": int(run.updated_at) if run.status in FINISHED else None,
+            "trained_tokens": run.metrics.get("tokens_trained") if succeeded else None,
+            "error": ({"code": "training_failed", "message": run.error or "Training failed.", "param": None}
+                      if run.status == "failed" else None),
+            "organization_id": "org-local", "result_files": [], "seed": run.config.get("seed", 42),
             "method": {"type": "supervised"}}).model_dump(mode="json")
 
 
@@ -129,16 +130,16 @@ def adopt_legacy_registry(root: Path, registry: Registry) -> None:
         old.row_factory = sqlite3.Row
         runs = [dict(r) for r in old.execute("SELECT * FROM runs")]
         models = [dict(r) for r in old.execute("SELECT * FROM models")]
-    for run in runs:
-        if registry.run(run["id"]) is None:
-            registry.create_run(run["backend"], json.loads(run["config"]), Path(run["run_dir"]), run["status"],
-                                run["id"], API_USER)
-            registry.update_run(run["id"], metrics=json.loads(run["metrics"]), adapter_path=run["adapter_path"],
-                                error=run["error"], handle=str(run["pid"]) if run["pid"] else None)
-    known = {m["run_id"] for m in registry.models(API_USER)}
-    for model in models:
-        if model["run_id"] not in known:
-            registry.add_model(model["run_id"], model["kind"], model["location"], model["base_model"], API_USER)
+    for row in runs:  # rows of the old file, as they were stored
+        if registry.run(row["id"]) is None:
+            registry.create_run(row["backend"], json.loads(row["config"]), Path(row["run_dir"]), row["status"],
+                                row["id"], API_USER)
+            registry.update_run(row["id"], metrics=json.loads(row["metrics"]), adapter_path=row["adapter_path"],
+                                error=row["error"], handle=str(row["pid"]) if row["pid"] else None)
+    known = {m.run_id for m in registry.models(API_USER)}
+    for row in models:
+        if row["run_id"] not in known:
+            registry.add_model(row["run_id"], row["kind"], row["location"], row["base_model"], API_USER)
     for meta in (root / "files").glob("file-*.json"):
         info = json.loads(meta.read_text())
         if (path := meta.with_suffix(".jsonl")).is_file() and registry.file(info["id"]) is None:

@@ -26,6 +26,7 @@ from assistant.retrieval.vectorstore import chroma_client, langchain_store, open
 from training.backends.registry import training_backend
 from training.base.errors import TutorError
 from training.base.models import display_name, load_tokenizer, resolve_base_model
+from training.base.records import Model
 from training.base.settings import Settings
 from training.data.tokens import local_counter, openai_counter
 from training.evaluation.held_out import Case, chat_triples
@@ -145,27 +146,27 @@ def too_long(prompt: str, language: str = "en") -> str | None:
     return text("contenders.too_long", language, length=len(prompt), limit=MAX_PROMPT_CHARS)
 
 
-def model_for_run(registry, run_id: str, owner: str | None = None, language: str = "en") -> dict:
+def model_for_run(registry, run_id: str, owner: str | None = None, language: str = "en") -> Model:
     """The registry's model row of a finished run of `owner` (None: anyone's): the adapter or OpenAI fine-tune."""
     for model in registry.models(owner):
-        if run_id in (model["run_id"], model["id"]):
+        if run_id in (model.run_id, model.id):
             return model
     run = registry.run(run_id, owner)
     if run is None:
         raise TutorError(text("contenders.unknown_run", language, run=run_id))
-    if next_step := (run.get("metrics") or {}).get("next_step"):  # e.g. an Azure fine-tune not deployed yet
+    if next_step := (run.metrics or {}).get("next_step"):  # e.g. an Azure fine-tune not deployed yet
         raise TutorError(text("contenders.not_callable", language, run=run_id, step=next_step))
-    raise TutorError(text("contenders.no_model", language, run=run_id, status=run["status"]))
+    raise TutorError(text("contenders.no_model", language, run=run_id, status=run.status))
 
 
 def _trainer(model: dict, settings: Settings):
     """The training backend that made a registry model: it names the chat backend its models answer through."""
-    return training_backend(MODEL_KINDS.get(model["kind"], model["kind"]), settings)
+    return training_backend(MODEL_KINDS.get(model.kind, model.kind), settings)
 
 
 def fine_tuned(model: dict, settings: Settings, language: str = "en") -> Contender:
-    backend = create_backend(_trainer(model, settings).chat_backend, settings, model=model["location"])
-    return Contender(label=text("contenders.fine_tuned", language, run=model["run_id"]), kind="fine-tuned",
+    backend = create_backend(_trainer(model, settings).chat_backend, settings, model=model.location)
+    return Contender(label=text("contenders.fine_tuned", language, run=model.run_id), kind="fine-tuned",
                      backend=backend)
 
 
@@ -177,10 +178,10 @@ def baseline(model: dict, settings: Settings, kind: str = "rag", k: int = 3, tra
         raise TutorError(text("contenders.unknown_baseline", language, kind=kind))
     trainer = _trainer(model, settings)
     if trainer.chat_backend == "local":  # the base model loads in this process, as the one the settings name
-        backend = create_backend("local", settings.model_copy(update={"base_model": model["base_model"]}))
+        backend = create_backend("local", settings.model_copy(update={"base_model": model.base_model}))
     else:
         backend = create_backend(trainer.chat_backend, settings, model=trainer.baseline_model(model))
-    base = display_name(model["base_model"])
+    base = display_name(model.base_model)
     if kind == "base":
         return Contender(label=text("contenders.base", language, base=base), kind="base", backend=backend)
     if not train_file:
@@ -193,7 +194,7 @@ def pair_for_run(registry, settings: Settings, run_id: str, kind: str = "rag", k
                  owner: str | None = None, language: str = "en") -> tuple[Contender, Contender]:
     """(fine-tuned, baseline) for a run id or model id of `owner` (None: anyone's), labelled in `language`."""
     model = model_for_run(registry, run_id, owner, language)
-    train_file = ((registry.run(model["run_id"]) or {}).get("config") or {}).get("train_file")
+    train_file = run.config.get("train_file") if (run := registry.run(model.run_id)) else None
     pair = fine_tuned(model, settings, language), baseline(model, settings, kind, k, train_file, language)
     if train_file and Path(train_file).is_file():
         budget = answer_budget(train_file, _token_counter(model, settings))
@@ -205,8 +206,8 @@ def pair_for_run(registry, settings: Settings, run_id: str, kind: str = "rag", k
 def _token_counter(model: dict, settings: Settings):
     """The answering model's token counter: its own tokenizer when local, tiktoken's for a hosted model."""
     if _trainer(model, settings).chat_backend != "local":
-        return openai_counter(model["base_model"])
-    source = engine.call(resolve_base_model, settings, model["base_model"])  # may convert: torch work
+        return openai_counter(model.base_model)
+    source = engine.call(resolve_base_model, settings, model.base_model)  # may convert: torch work
     return local_counter(load_tokenizer(source))
 
 

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from assistant.retrieval.knowledge import LANGUAGES
+from training.base.records import Run
 from training.evaluation.diagnosis import curve, diagnose, next_settings
 from training.jobs.events import read
 
@@ -41,19 +42,19 @@ def quote(cited: tuple[str, str], language: str = "en") -> dict:
     return {"path": f"knowledge/{source.relative_to(KNOWLEDGE).as_posix()}", "heading": title, "quote": opening}
 
 
-def explain(run: dict, registry, owner: str | None = None, language: str = "en") -> dict:
+def explain(run: Run, registry, owner: str | None = None, language: str = "en") -> dict:
     """The findings for a run (its events, when it has them here) and its latest evaluation, each quoting its
     source, and the settings the most urgent finding recommends for the next run."""
-    evaluation = next((e for e in registry.evaluations(owner) if e.get("run_id") == run["id"]), None)
-    events = read(Path(run["run_dir"]))[0] if run.get("run_dir") else []
-    findings = diagnose(events, run["config"], evaluation and evaluation["summary"])
+    evaluation = next((e for e in registry.evaluations(owner) if e.run_id == run.id), None)
+    events = read(Path(run.run_dir))[0] if run.run_dir else []
+    findings = diagnose(events, run.config, evaluation and evaluation.summary)
     shape = curve(events)
-    return {"run": run["id"], "status": run["status"], "config": run["config"],
+    return {"run": run.id, "status": run.status, "config": run.config,
             "curve": shape.message(language) if shape else None,
             "findings": [{"kind": f.kind, "message": f.message(language),
                           "facts": f.facts, "cites": f.cites, "change": f.change, "source": quote(f.cites, language)}
                          for f in findings],
-            "next_settings": next_settings(run["config"], findings)}
+            "next_settings": next_settings(run.config, findings)}
 
 
 PHRASE_SYSTEM = (

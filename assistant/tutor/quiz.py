@@ -192,7 +192,7 @@ def pick(bank: Bank, rows: list[dict], topic: str | None = None, about: list = (
     if topic and wanted is None:
         raise TutorError(phrase("unknown_topic", bank.language, topic=topic[:40], topics=", ".join(bank.topics)))
     wanted = wanted or what_next(bank, rows)
-    right = {row["question"] for row in rows if row["grade"] == "right"}
+    right = {row.question for row in rows if row.grade == "right"}
 
     def order(q: Question) -> tuple:
         return (q.key not in first, q.topic != wanted, (q.source.path, q.source.heading) not in where,
@@ -217,12 +217,12 @@ def covered(bank: Bank, rows: list[dict]) -> list[TopicProgress]:
     """The topics a learner has answered questions on, in the bank's order."""
     progress = []
     for topic, title in bank.topics.items():
-        mine = [row for row in rows if row["topic"] == topic]
+        mine = [row for row in rows if row.topic == topic]
         if mine:
-            grades = {row["grade"] for row in mine}
+            grades = {row.grade for row in mine}
             progress.append(TopicProgress(topic, title, sum(q.topic == topic for q in bank.questions),
-                                          len({row["question"] for row in mine}),
-                                          len({row["question"] for row in mine if row["grade"] == "right"}),
+                                          len({row.question for row in mine}),
+                                          len({row.question for row in mine if row.grade == "right"}),
                                           next(g for g in QUIZ_GRADES if g in grades)))
     return progress
 

@@ -59,7 +59,7 @@ LOCAL_LEARNER = Learner(LOCAL_USER, LOCAL_USER, admin=True)
 
 
 def _learner(account: dict | None) -> Learner | None:
-    return None if account is None else Learner(account["id"], account["name"], admin=account["role"] == "admin")
+    return None if account is None else Learner(account.id, account.name, admin=account.role == "admin")
 
 
 def check_name(name: str, vouched: bool = False) -> str:
@@ -87,12 +87,12 @@ def authenticate(registry: Registry, name: str, password: str) -> Learner | None
     """The learner when the name and password match an account, else None (in constant time either way).
     Blocking (Argon2 takes a fraction of a second and 64 MiB): assistant/web/logins.py runs it in a bounded pool."""
     account = registry.user(name) if NAME.match(name or "") else None
-    stored = (account or {}).get("password_hash") or _dummy_hash()
+    stored = (account and account.password_hash) or _dummy_hash()
     try:
         _hasher.verify(stored, password or "")
     except (VerificationError, InvalidHashError):
         return None
-    if account is None or not account["password_hash"]:
+    if account is None or not account.password_hash:
         return None
     return _learner(account)
 
@@ -102,7 +102,7 @@ def learner_for(registry: Registry, name: str) -> Learner:
     whose account an admin removed stays out until an admin adds it again (`tutor users add NAME --no-password`)."""
     check_name(name, vouched=True)
     account = registry.user(name)
-    if account is None and any(u["name"] == name for u in registry.users(removed=True)):
+    if account is None and any(u.name == name for u in registry.users(removed=True)):
         raise TutorError(f"The account {name} was removed; an admin can add it again.")
     if account is None:
         try:
@@ -123,7 +123,7 @@ def owner_named(registry: Registry, name: str) -> str:
         return name
     if (account := registry.user(name)) is None:
         raise TutorError(f"No account named {name}.")
-    return account["id"]
+    return account.id
 
 
 def auth_secret(data_dir: Path) -> str:

@@ -63,7 +63,7 @@ def app(tmp_path_factory, embedded_model_dir, tiny_model_dir, indexed_data_dir):
     data_dir = tmp_path_factory.mktemp("app-data")
     shutil.copytree(indexed_data_dir, data_dir, dirs_exist_ok=True)
     registry = Registry(data_dir / "registry.sqlite")
-    ids = {name: add_user(registry, name, PASSWORD)["id"] for name in USERS}
+    ids = {name: add_user(registry, name, PASSWORD).id for name in USERS}
     seed_a_fine_tuned_model(data_dir, embedded_model_dir, owner=ids["alice"])
     log = tmp_path_factory.mktemp("logs") / "chainlit.log"
     _APP_LOG.append(log)

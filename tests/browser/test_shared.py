@@ -47,8 +47,8 @@ def test_two_learners_see_and_touch_only_their_own_work(browser, app, tiny_model
         last_step(alice, "it fits.", MODEL)  # the estimate, measured on this machine, before any work
         alice.get_by_role("button", name="Start", exact=True).last.click()
         last_step(alice, "training loss", MODEL)  # training
-        [run] = registry.runs(registry.user("alice")["id"], ("running",))
-        [dataset] = [d for d in registry.datasets(registry.user("alice")["id"]) if d["name"] == "sample-seed9"]
+        [run] = registry.runs(registry.user("alice").id, ("running",))
+        [dataset] = [d for d in registry.datasets(registry.user("alice").id) if d.name == "sample-seed9"]
 
         say(bob, "/train")
         last_step(bob, "No prepared dataset yet")
@@ -58,8 +58,8 @@ def test_two_learners_see_and_touch_only_their_own_work(browser, app, tiny_model
 
         say(bob, "/prepare")
         for name, payload, refusal in (
-                ("cancel_run", {"run_id": run["id"]}, "That run is not among yours"),
-                ("finetune", {"backend": "local", "dataset_id": dataset["id"]}, "That dataset is not among yours"),
+                ("cancel_run", {"run_id": run.id}, "That run is not among yours"),
+                ("finetune", {"backend": "local", "dataset_id": dataset.id}, "That dataset is not among yours"),
                 ("prepare_dataset", {"source": "/etc/passwd", "train": 1, "validation": 0, "test": 0, "seed": 1},
                  "was not what this app sent"),
                 ("chat_with_model", {"run_id": "run-browser"}, "among yours")):
@@ -67,14 +67,14 @@ def test_two_learners_see_and_touch_only_their_own_work(browser, app, tiny_model
             bob.get_by_role("button", name="Use the bundled sample").last.click()
             last_step(bob, refusal)
             undo()
-        assert registry.run(run["id"])["status"] == "running" and not registry.datasets(registry.user("bob")["id"])
-        assert not registry.runs(registry.user("bob")["id"])
+        assert registry.run(run.id).status == "running" and not registry.datasets(registry.user("bob").id)
+        assert not registry.runs(registry.user("bob").id)
 
         # Bob's browser calls Chainlit's feedback and element routes with the ids of alice's thread: refused.
         with sqlite3.connect(app.data_dir / "history.sqlite") as db:
             thread, step = db.execute(
                 'SELECT s."threadId", s."id" FROM steps s JOIN threads t ON t."id" = s."threadId" '
-                'WHERE t."userIdentifier" = ? LIMIT 1', (registry.user("alice")["id"],)).fetchone()
+                'WHERE t."userIdentifier" = ? LIMIT 1', (registry.user("alice").id,)).fetchone()
         calls = [("PUT", "/feedback", {"feedback": {"forId": step, "threadId": thread, "value": 0}, "sessionId": "x"}),
                  ("PUT", "/project/element", {"element": {"id": step, "threadId": thread, "type": "custom",
                                                           "name": "x", "display": "inline"}, "sessionId": "x"}),
@@ -88,7 +88,7 @@ def test_two_learners_see_and_touch_only_their_own_work(browser, app, tiny_model
         alice.get_by_role("button", name="Cancel").last.click()
         last_step(alice, "was cancelled", MODEL)
     finally:
-        for record in registry.runs(registry.user("alice")["id"], ("running", "queued")):
+        for record in registry.runs(registry.user("alice").id, ("running", "queued")):
             from training.backends import local as jobs
 
             jobs.cancel(record, registry)

@@ -31,6 +31,7 @@ from training.backends.registry import register_training_backend
 from training.base.clients import secret, secrets, server_label
 from training.base.errors import TutorError, redact
 from training.base.phrases import Phrases
+from training.base.records import Run
 from training.base.registry import Registry
 from training.base.settings import DEPLOYMENT_NAME, Settings
 
@@ -40,43 +41,7 @@ DEFAULT_MODEL = "gpt-4.1-mini-2025-04-14"
 ARM_API_VERSION = "2024-10-01"
 ARM_SKU = {"standard": "Standard", "globalstandard": "GlobalStandard", "developertier": "DeveloperTier"}
 DEPLOYED, NOT_DEPLOYED = "Succeeded", ("Failed", "Canceled")
-PHRASES = Phrases(  # Azure's own texts; the others are the OpenAI backend's (training/backends/openai_api.py)
-    en={
-        # What a learner should know before deploying: the bill runs while a deployment exists.
-        "hosting": ("On Azure a deployment is billed by the hour while it exists, used or not: delete it when you are "
-                    "done. Azure removes a fine-tuned deployment left unused for 15 days, Developer-tier deployments "
-                    "(for trying a fine-tune cheaply) last 24 hours, and fine-tuning and each deployment type are "
-                    "offered in some regions only."),
-        "unconfigured": ("To fine-tune with Azure OpenAI, set AZURE_OPENAI_ENDPOINT "
-                         "(https://RESOURCE.openai.azure.com) and AZURE_OPENAI_API_KEY (or an Entra ID token in "
-                         "AZURE_OPENAI_AD_TOKEN) in a `.env` file next to the app, then restart it."),
-        "price": " (priced per 1M training tokens on Azure's pricing page for your region and model)",
-        "deployed": "It answers through the deployment `{deployment}`. {hosting}",
-        "not_yours": ("On a shared server you can name only a deployment of your own fine-tune, or one the instructor "
-                      "lists (TUTOR_AZURE_DEPLOYMENTS): `{deployment}` is neither."),
-        "deploy_step": ("Azure keeps `{model}` as a custom model: it answers only once deployed. Deploy it in the "
-                        "Foundry portal (Fine-tuning → the job → Deploy), or with {command}. Then record it: "
-                        "`/deployed {run}` in chat or `tutor jobs deployed {run} {run}` (use the name you gave it). "
-                        "{hosting}"),
-    },
-    uk={
-        "hosting": ("В Azure розгортання оплачується щогодини, поки воно існує, використовуєте ви його чи ні: видаліть "
-                    "його, коли закінчите. Azure вилучає тонко налаштоване розгортання, яким не користувалися 15 днів, "
-                    "розгортання рівня Developer (щоб дешево спробувати тонко налаштовану модель) живуть 24 години, а "
-                    "тонке налаштування й кожен тип розгортання доступні лише в деяких регіонах."),
-        "unconfigured": ("Щоб налаштовувати в Azure OpenAI, задайте AZURE_OPENAI_ENDPOINT "
-                         "(https://RESOURCE.openai.azure.com) і AZURE_OPENAI_API_KEY (або токен Entra ID в "
-                         "AZURE_OPENAI_AD_TOKEN) у файлі `.env` поруч із застосунком і перезапустіть його."),
-        "price": " (ціна за 1 млн токенів навчання — на сторінці цін Azure для вашого регіону й моделі)",
-        "deployed": "Вона відповідає через розгортання `{deployment}`. {hosting}",
-        "not_yours": ("На спільному сервері можна назвати лише розгортання вашої власної тонко налаштованої моделі "
-                      "або одне з тих, що задав викладач (TUTOR_AZURE_DEPLOYMENTS): `{deployment}` — ні те, ні інше."),
-        "deploy_step": ("Azure зберігає `{model}` як власну модель: вона відповідає лише після розгортання. Розгорніть "
-                        "її в порталі Foundry (Fine-tuning → завдання → Deploy) або командою {command}. Потім "
-                        "зареєструйте розгортання: `/deployed {run}` у чаті або `tutor jobs deployed {run} {run}` "
-                        "(з назвою, яку ви йому дали). {hosting}"),
-    },
-)
+PHRASES = Phrases("azure")
 HOSTING = PHRASES("hosting")  # the follower's notes, written to the run's events (in English)
 
 
@@ -91,9 +56,9 @@ class AzureJobConfig(OpenAIJobConfig):
         return {"type": "supervised", "supervised": {"hyperparameters": self.hyperparameters()}}
 
 
-def deployment_name(run: dict) -> str:
+def deployment_name(run: Run) -> str:
     """The deployment a run's model gets: its run id, so two followers deploying it agree."""
-    return run["id"]
+    return run.id
 
 
 def deploy_step(settings: Settings, fine_tuned_model: str, run_id: str, language: str = "en") -> str:
@@ -217,15 +182,15 @@ class AzureJobs(OpenAIJobs):
     def price(self, report) -> str:
         return self.phrase("price")
 
-    def describe_result(self, run: dict) -> str:
-        if run["status"] != "succeeded":
-            return run.get("error") or ""
-        metrics = run["metrics"]
+    def describe_result(self, run: Run) -> str:
+        if run.status != "succeeded":
+            return run.error or ""
+        metrics = run.metrics
         if metrics.get("deployment"):
             return self.phrase("deployed", deployment=metrics["deployment"], hosting=self.phrase("hosting"))
         # The step was written in English when the job ended; another language gets it again, in its words.
         step = metrics["next_step"] if self.language == "en" else deploy_step(
-            self.settings, metrics["fine_tuned_model"], run["id"], self.language)
+            self.settings, metrics["fine_tuned_model"], run.id, self.language)
         return (f"{metrics['deployment_error']} " if metrics.get("deployment_error") else "") + step
 
     def refused(self) -> TutorError:
@@ -248,7 +213,7 @@ class AzureJobs(OpenAIJobs):
         return api.fine_tuning.jobs.create(model=config.model, suffix=config.suffix, seed=config.seed,
                                            method=config.method(), **files)
 
-    async def finish(self, run: dict, job, registry: Registry, last: dict) -> AsyncIterator[dict]:
+    async def finish(self, run: Run, job, registry: Registry, last: dict) -> AsyncIterator[dict]:
         """A succeeded job's custom model is deployed when the control plane is configured; either way the run
         succeeds and says what comes next."""
         if job.status != "succeeded":
@@ -267,31 +232,31 @@ class AzureJobs(OpenAIJobs):
                 metrics["deployment_error"] = str(exc)
                 yield {"type": "status", "level": "warning", "message": str(exc)}
         if metrics["deployment"] is None:
-            metrics["next_step"] = deploy_step(self.settings, job.fine_tuned_model, run["id"])
+            metrics["next_step"] = deploy_step(self.settings, job.fine_tuned_model, run.id)
             yield {"type": "status", "message": metrics["next_step"]}
         await asyncio.to_thread(self.record_model, run, registry, metrics, metrics["deployment"])
         yield {"type": "done", **metrics}
 
-    def deployed(self, run: dict, registry: Registry, name: str) -> dict:
+    def deployed(self, run: Run, registry: Registry, name: str) -> dict:
         """Record the deployment the learner made of a finished run's model; the run record."""
-        if run["status"] != "succeeded":
-            raise TutorError(f"Run {run['id']} is {run['status']}: only a finished fine-tune can be deployed.")
+        if run.status != "succeeded":
+            raise TutorError(f"Run {run.id} is {run.status}: only a finished fine-tune can be deployed.")
         if not re.match(DEPLOYMENT_NAME, name):
             raise TutorError("A deployment name is 2 to 64 letters, digits, '.', '-' or '_'.")
         if self.settings.auth != "none" and not self._may_name(run, registry, name):
             raise TutorError(PHRASES("not_yours", self.language, deployment=name))
-        metrics = {key: value for key, value in run["metrics"].items() if key not in ("next_step", "deployment_error")}
+        metrics = {key: value for key, value in run.metrics.items() if key not in ("next_step", "deployment_error")}
         self.record_model(run, registry, {**metrics, "deployment": name}, name)
-        return registry.run(run["id"])
+        return registry.run(run.id)
 
-    def _may_name(self, run: dict, registry: Registry, name: str) -> bool:
+    def _may_name(self, run: Run, registry: Registry, name: str) -> bool:
         """Shared mode: one of the instructor's deployments, or (asked of the control plane) one serving this very
         run's model, and never one another learner's run answers through."""
-        if any(r["metrics"].get("deployment") == name and r["owner"] != run["owner"] for r in registry.runs()):
+        if any(r.metrics.get("deployment") == name and r.owner != run.owner for r in registry.runs()):
             return False
         if name in self.settings.azure_deployments:
             return True
-        model = run["metrics"].get("fine_tuned_model")
+        model = run.metrics.get("fine_tuned_model")
         return bool(model and can_deploy(self.settings) and asyncio.run(deployed_model(self.settings, name)) == model)
 
     def baseline_model(self, model: dict) -> str:

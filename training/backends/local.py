@@ -25,6 +25,7 @@ from training.base.models import display_name
 from training.base.phrases import Phrases
 from training.base.quotas import PHRASES as QUOTA_PHRASES
 from training.base.quotas import run_seconds
+from training.base.records import Run
 from training.base.registry import ACTIVE, LOCAL_USER, Registry, new_id
 from training.base.settings import Settings, get_settings
 from training.jobs import events, queue
@@ -33,32 +34,7 @@ from training.local.checkpoints import latest_checkpoint
 from training.local.config import ConfigError, TrainConfig
 from training.local.estimate import ESTIMATE_FILE, estimate, expected
 
-PHRASES = Phrases(
-    en={
-        "button": "Fine-tune locally",
-        "not_a_base": "`{base}` is not a base model here; choose one of: {choices}.",
-        "not_downloaded": "`{base}` is not downloaded yet: `/models {base}` fetches it, then fine-tune it.",
-        "base_field": "The model to adapt: one of {choices}.",
-        "describe": ("base **{base}**, {epochs:g} epochs, lr {lr:g}, LoRA r {r} / alpha {alpha} / dropout {dropout:g} "
-                     "on {modules}, max length {max_length}, batch {batch} x {accumulation}, seed {seed}"),
-        "succeeded": ("The adapter is saved in the standard PEFT format (it loads with peft or vLLM); "
-                      "`tutor jobs export {run}` on the server merges it into its base model."),
-        "cancelled": "It kept a checkpoint: `tutor jobs resume {run}` continues it.",
-        "see_log": "see its train.log",
-    },
-    uk={
-        "button": "Тонке налаштування локально",
-        "not_a_base": "`{base}` не є базовою моделлю на цьому сервері; виберіть одну з: {choices}.",
-        "not_downloaded": "`{base}` ще не завантажено: `/models {base}` завантажить її, потім налаштовуйте.",
-        "base_field": "Модель, яку адаптуємо: одна з {choices}.",
-        "describe": ("база **{base}**, епох {epochs:g}, lr {lr:g}, LoRA r {r} / alpha {alpha} / dropout {dropout:g} "
-                     "на {modules}, максимальна довжина {max_length}, пакет {batch} x {accumulation}, seed {seed}"),
-        "succeeded": ("Адаптер збережено в стандартному форматі PEFT (його завантажують peft або vLLM); "
-                      "`tutor jobs export {run}` на сервері зливає його з базовою моделлю."),
-        "cancelled": "Контрольну точку збережено: `tutor jobs resume {run}` продовжить запуск.",
-        "see_log": "подробиці в його train.log",
-    },
-)
+PHRASES = Phrases("local")
 
 
 def start_local(config: TrainConfig, data_dir: Path, registry: Registry, owner: str = LOCAL_USER,
@@ -80,7 +56,7 @@ def start_local(config: TrainConfig, data_dir: Path, registry: Registry, owner: 
     return registry.run(run_id)
 
 
-async def follow(run: dict, registry: Registry, poll: float = 0.5,
+async def follow(run: Run, registry: Registry, poll: float = 0.5,
                  settings: Settings | None = None) -> AsyncIterator[events.Event]:
     """Any run's events until it ends, through the backend it was started with, each as its typed model
     (training/jobs/events.py): what the chat and the CLI render, by type."""
@@ -88,12 +64,12 @@ async def follow(run: dict, registry: Registry, poll: float = 0.5,
         yield events.parse(event)
 
 
-def cancel(run: dict, registry: Registry, settings: Settings | None = None) -> dict:
+def cancel(run: Run, registry: Registry, settings: Settings | None = None) -> dict:
     """Stop any run, through its backend."""
     return backend_of(run, settings or get_settings()).cancel(run, registry)
 
 
-def resume(run: dict, registry: Registry, settings: Settings | None = None) -> dict:
+def resume(run: Run, registry: Registry, settings: Settings | None = None) -> dict:
     """Continue any stopped run, through its backend."""
     return backend_of(run, settings or get_settings()).resume(run, registry)
 
@@ -139,13 +115,13 @@ class LocalLoRA(TrainingBackend):
                        modules=modules, max_length=config.max_length, batch=config.batch_size,
                        accumulation=config.gradient_accumulation, seed=config.seed)
 
-    def describe_result(self, run: dict) -> str:
-        if run["status"] in ("succeeded", "cancelled"):
-            return PHRASES(run["status"], self.language, run=run["id"])
-        if run["status"] == "timed_out":
-            return QUOTA_PHRASES("timed_out", self.language, run=run["id"],
+    def describe_result(self, run: Run) -> str:
+        if run.status in ("succeeded", "cancelled"):
+            return PHRASES(run.status, self.language, run=run.id)
+        if run.status == "timed_out":
+            return QUOTA_PHRASES("timed_out", self.language, run=run.id,
                                  hours=(run_seconds(self.settings) or 0) / 3600)
-        return run.get("error") or PHRASES("see_log", self.language)
+        return run.error or PHRASES("see_log", self.language)
 
     def estimate(self, config: TrainConfig) -> str:
         """Peak memory, training time (a few steps measured here, the first time) and whether it fits; a run that
@@ -159,78 +135,76 @@ class LocalLoRA(TrainingBackend):
         return start_local(config, self.settings.data_dir, registry, owner, self.settings.max_training_jobs,
                            self.settings, self.language)
 
-    def follow(self, run: dict, registry: Registry, poll: float = 0.5) -> AsyncIterator[dict]:
+    def follow(self, run: Run, registry: Registry, poll: float = 0.5) -> AsyncIterator[dict]:
         return _follow_local(run, registry, poll, self.settings.max_training_jobs)
 
-    def cancel(self, run: dict, registry: Registry) -> dict:
+    def cancel(self, run: Run, registry: Registry) -> dict:
         return _cancel_local(run, registry)
 
-    def resume(self, run: dict, registry: Registry) -> dict:
+    def resume(self, run: Run, registry: Registry) -> dict:
         return _resume_local(run, registry, self.settings.max_training_jobs)
 
 
-async def _follow_local(run: dict, registry: Registry, poll: float, limit: int | None) -> AsyncIterator[dict]:
+async def _follow_local(run: Run, registry: Registry, poll: float, limit: int | None) -> AsyncIterator[dict]:
     """A local run's events until it finishes; a queued run reports its place in the queue as it changes."""
-    run_dir, offset, place = Path(run["run_dir"]), 0, None
+    run_dir, offset, place = Path(run.run_dir), 0, None
     while True:
         batch, offset = await asyncio.to_thread(events.read, run_dir, offset)
         for event in batch:
             yield event
         if any(e["type"] in events.FINAL for e in batch):
             return
-        current = await asyncio.to_thread(_refresh, registry, run["id"], limit)
-        if current["status"] == "queued":
-            if (found := current.get("position")) != place:
+        current, found = await asyncio.to_thread(_refresh, registry, run.id, limit)
+        if current.status == "queued":
+            if found != place:
                 place = found
                 yield {"type": "status", "status": "queued", "position": found[0] if found else None,
                        "queue_length": found[1] if found else None}
-        elif current["status"] != "running":  # finished, cancelled or interrupted without a final event
+        elif current.status != "running":  # finished, cancelled or interrupted without a final event
             batch, offset = await asyncio.to_thread(events.read, run_dir, offset)
             for event in batch:
                 yield event
             if not any(e["type"] in events.FINAL for e in batch):
-                yield {"type": "status", "status": current["status"], "message": current.get("error")}
+                yield {"type": "status", "status": current.status, "message": current.error}
             return
         await asyncio.sleep(poll)
 
 
-def _refresh(registry: Registry, run_id: str, limit: int | None) -> dict:
-    """The run's record now; a queued run gets its place in line, and the queue is moved along (a trainer
+def _refresh(registry: Registry, run_id: str, limit: int | None) -> tuple[Run, tuple[int, int] | None]:
+    """The run's record now, and a queued run's (place, length) in line; the queue is moved along (a trainer
     killed without a word frees its slot here)."""
     current = registry.run(run_id)
-    if current["status"] in ACTIVE:
+    if current.status in ACTIVE:
         queue.dispatch(registry, limit)
         current = registry.run(run_id)
-    if current["status"] == "queued":
-        current["position"] = queue.positions(registry).get(run_id)
-    return current
+    return current, queue.positions(registry).get(run_id) if current.status == "queued" else None
 
 
-def _cancel_local(run: dict, registry: Registry, grace: float = 30.0) -> dict:
+def _cancel_local(run: Run, registry: Registry, grace: float = 30.0) -> dict:
     """A queued run leaves the queue; a running one checkpoints and stops (killed after `grace` seconds)."""
-    if queue.cancel_queued(registry, run["id"]):
-        return registry.run(run["id"])
-    (Path(run["run_dir"]) / "cancel").touch()
-    current = registry.run(run["id"])
-    if current["handle"]:
-        queue.launcher.stop(current["handle"], grace)
-    return registry.update_run(run["id"], only_if=("queued", "running"), status="cancelled", handle=None) \
-        or registry.run(run["id"])
+    if queue.cancel_queued(registry, run.id):
+        return registry.run(run.id)
+    (Path(run.run_dir) / "cancel").touch()
+    current = registry.run(run.id)
+    if current.handle:
+        queue.launcher.stop(current.handle, grace)
+    return registry.update_run(run.id, only_if=("queued", "running"), status="cancelled", handle=None) \
+        or registry.run(run.id)
 
 
-def _resume_local(run: dict, registry: Registry, limit: int | None) -> dict:
+def _resume_local(run: Run, registry: Registry, limit: int | None) -> dict:
     """Queue an interrupted, cancelled or failed local run again; it continues from its last checkpoint."""
     queue.reconcile(registry)
-    run = registry.run(run["id"])
-    if run["status"] in ACTIVE:
-        raise TutorError(f"Run {run['id']} is {run['status']} already.")
-    if run["status"] == "succeeded":
-        raise TutorError(f"Run {run['id']} already finished.")
-    run_dir = Path(run["run_dir"])
+    run = registry.run(run.id)
+    if run.status in ACTIVE:
+        raise TutorError(f"Run {run.id} is {run.status} already.")
+    if run.status == "succeeded":
+        raise TutorError(f"Run {run.id} already finished.")
+    run_dir = Path(run.run_dir)
     if latest_checkpoint(run_dir) is None:
-        raise TutorError(f"Run {run['id']} has no checkpoint yet; start a new run instead.")
+        raise TutorError(f"Run {run.id} has no checkpoint yet; start a new run instead.")
     (run_dir / "cancel").unlink(missing_ok=True)
-    queue.enqueue(registry, run["id"])
+    queue.enqueue(registry, run.id)
     queue.dispatch(registry, limit)
-    return registry.run(run["id"])
+    return registry.run(run.id)
 

@@ -27,6 +27,7 @@ from training.backends.registry import TrainingBackend, register_training_backen
 from training.base.clients import Provider, explain_api_error, openai_client, openai_configured, secrets, server_label
 from training.base.errors import TutorError, redact
 from training.base.phrases import Phrases
+from training.base.records import Run
 from training.base.registry import LOCAL_USER, Registry, new_id
 from training.data.validate import validate_file
 from training.jobs.presentation import from_provider
@@ -113,45 +114,7 @@ class OpenAIJobConfig(BaseModel):
         return {name: getattr(self, name) for name in ("n_epochs", "batch_size", "learning_rate_multiplier")}
 
 
-PHRASES = Phrases(
-    en={
-        # OpenAI's deprecations page, notice of 2026-05-07: what a learner refused a job should know, and where to go.
-        "wind_down": ("OpenAI is winding down self-serve fine-tuning: organisations new to it can't create jobs since "
-                      "7 May 2026, nor those without fine-tuned-model calls in the past 60 days since 2 July 2026, "
-                      "and new jobs stop for everyone on 6 January 2027. Fine-tune locally instead, with Azure OpenAI, "
-                      "or with an OpenAI-compatible fine-tuning server (OPENAI_BASE_URL, e.g. this project's "
-                      "`tutor serve`)."),
-        "unconfigured": ("To fine-tune with OpenAI, set OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server, "
-                         "such as this project's own `tutor serve`) in a `.env` file next to the app, then restart "
-                         "it."),
-        "refused": "{server} refused to fine-tune for this organisation (HTTP 403). {wind_down}",
-        "describe": ("base **{model}**, suffix {suffix}, epochs {epochs}, batch size {batch}, learning-rate multiplier "
-                     "{multiplier}"),
-        "no_suffix": "(none)",
-        "estimate": ("At {server}. Estimate from the dataset report: {tokens:,} tokens x {epochs} epochs = "
-                     "**{billed:,} billed tokens**{price}."),
-        "price": ", about **${cost:.2f}** at ${price:g} per 1M training tokens",
-        "continue": "Continue fine-tuning it with `/train {backend} model={model}`.",
-    },
-    uk={
-        "wind_down": ("OpenAI згортає самостійне тонке налаштування: організації, що не користувалися ним раніше, не "
-                      "можуть створювати завдання з 7 травня 2026 року, організації без викликів тонко налаштованих "
-                      "моделей за останні 60 днів — з 2 липня 2026 року, а 6 січня 2027 року нові завдання припиняться "
-                      "для всіх. Натомість налаштовуйте локально, в Azure OpenAI або на OpenAI-сумісному сервері "
-                      "тонкого налаштування (OPENAI_BASE_URL, наприклад `tutor serve` цього проєкту)."),
-        "unconfigured": ("Щоб налаштовувати в OpenAI, задайте OPENAI_API_KEY (або OPENAI_BASE_URL для сумісного "
-                         "сервера, як-от `tutor serve` цього проєкту) у файлі `.env` поруч із застосунком і "
-                         "перезапустіть його."),
-        "refused": "{server} відмовив у тонкому налаштуванні для цієї організації (HTTP 403). {wind_down}",
-        "describe": ("база **{model}**, суфікс {suffix}, епох {epochs}, розмір пакета {batch}, множник швидкості "
-                     "навчання {multiplier}"),
-        "no_suffix": "(немає)",
-        "estimate": ("У {server}. Оцінка за звітом про набір даних: {tokens:,} токенів x {epochs} епох = "
-                     "**{billed:,} оплачуваних токенів**{price}."),
-        "price": ", приблизно **${cost:.2f}** за ціною ${price:g} за 1 млн токенів навчання",
-        "continue": "Продовжте тонке налаштування: `/train {backend} model={model}`.",
-    },
-)
+PHRASES = Phrases("openai_api")
 
 
 async def _new_events(api, job_id: str, seen: set[str]) -> list:
@@ -231,10 +194,10 @@ class OpenAIJobs(TrainingBackend):
     def price(self, report) -> str:
         return self.phrase("price", cost=report.estimated_cost, price=report.price_per_million)
 
-    def describe_result(self, run: dict) -> str:
-        if run["status"] == "succeeded":
-            return self.phrase("continue", backend=self.name, model=run["metrics"]["fine_tuned_model"])
-        return run.get("error") or ""
+    def describe_result(self, run: Run) -> str:
+        if run.status == "succeeded":
+            return self.phrase("continue", backend=self.name, model=run.metrics["fine_tuned_model"])
+        return run.error or ""
 
     def upload(self, api, path: str) -> str:
         with open(path, "rb") as handle:
@@ -263,16 +226,16 @@ class OpenAIJobs(TrainingBackend):
                      else exc if isinstance(exc, TutorError) else self.explained(exc, config.model))
             registry.update_run(run_id, status="failed", error=str(error))
             raise error from None
-        return registry.update_run(run["id"], config={**config.model_dump(), **files, "job_id": job.id},
+        return registry.update_run(run.id, config={**config.model_dump(), **files, "job_id": job.id},
                                    status=RUNNING.get(job.status, "queued"))
 
-    async def follow(self, run: dict, registry: Registry, poll: float = 2.0) -> AsyncIterator[dict]:
+    async def follow(self, run: Run, registry: Registry, poll: float = 2.0) -> AsyncIterator[dict]:
         """Yield the job's progress until it finishes, keeping the registry in step. Asynchronous: waiting on the
         provider holds no thread, so many followers cost nothing while they wait."""
         import openai
 
         poll = max(poll, self.min_poll)
-        api, job_id, model = self.client(asynchronous=True), run["config"]["job_id"], run["config"]["model"]
+        api, job_id, model = self.client(asynchronous=True), run.config["job_id"], run.config["model"]
         seen: set[str] = set()
         checkpoints: set[str] = set()
         status, pause, last = None, poll, {}
@@ -292,15 +255,15 @@ class OpenAIJobs(TrainingBackend):
                     continue
                 except openai.OpenAIError as exc:  # a rejected key, say: stop following, the job itself carries on
                     error = self.explained(exc, model)
-                    await asyncio.to_thread(registry.update_run, run["id"], error=f"Lost track of the job: {error}")
+                    await asyncio.to_thread(registry.update_run, run.id, error=f"Lost track of the job: {error}")
                     yield {"type": "error", "message": f"{error} The job itself may still be running: fix this and "
-                                                       f"open the chat again, or run `tutor jobs show {run['id']}`."}
+                                                       f"open the chat again, or run `tutor jobs show {run.id}`."}
                     return
                 pause = poll
                 if job.status != status:  # first: whoever reads the registry on a step event sees the job running
                     status = job.status
                     if status in RUNNING:
-                        await asyncio.to_thread(registry.update_run, run["id"], status=RUNNING[status])
+                        await asyncio.to_thread(registry.update_run, run.id, status=RUNNING[status])
                     yield {"type": "status", "status": status}
                 for event in events:
                     last[event["type"]] = event
@@ -318,7 +281,7 @@ class OpenAIJobs(TrainingBackend):
         finally:
             await api.close()
 
-    async def finish(self, run: dict, job, registry: Registry, last: dict) -> AsyncIterator[dict]:
+    async def finish(self, run: Run, job, registry: Registry, last: dict) -> AsyncIterator[dict]:
         """The job's end: the run's record and its final event (a succeeded job's model joins the registry)."""
         if job.status == "succeeded":
             metrics = self.metrics(job, last)
@@ -326,12 +289,12 @@ class OpenAIJobs(TrainingBackend):
             yield {"type": "done", **metrics}
             return
         if job.status == "cancelled":
-            await asyncio.to_thread(registry.update_run, run["id"], status="cancelled")
+            await asyncio.to_thread(registry.update_run, run.id, status="cancelled")
             yield {"type": "cancelled"}
             return
         message = job.error.message if job.error and job.error.message else "The provider gave no reason."
         message = redact(message, *secrets(self.settings))
-        await asyncio.to_thread(registry.update_run, run["id"], status="failed", error=message)
+        await asyncio.to_thread(registry.update_run, run.id, status="failed", error=message)
         yield {"type": "error", "message": f"The fine-tuning job failed on the provider's side: {message}"}
 
     @staticmethod
@@ -341,18 +304,18 @@ class OpenAIJobs(TrainingBackend):
                 "final_loss": step.get("loss"), "val_loss": evaluation.get("val_loss"),
                 "val_token_accuracy": evaluation.get("val_token_accuracy"), "steps": step.get("step")}
 
-    def record_model(self, run: dict, registry: Registry, metrics: dict, location: str | None) -> None:
+    def record_model(self, run: Run, registry: Registry, metrics: dict, location: str | None) -> None:
         """The run succeeded; its model (callable at `location`, when it is) is the run's one registry model,
         however many followers (chat and CLI) finish it."""
-        registry.update_run(run["id"], status="succeeded", metrics=metrics)
+        registry.update_run(run.id, status="succeeded", metrics=metrics)
         if location:
-            registry.put_model(run["id"], self.name, location, run["config"]["model"])
+            registry.put_model(run.id, self.name, location, run.config["model"])
 
-    def cancel(self, run: dict, registry: Registry) -> dict:
+    def cancel(self, run: Run, registry: Registry) -> dict:
         import openai
 
         try:
-            self.client().fine_tuning.jobs.cancel(run["config"]["job_id"])
+            self.client().fine_tuning.jobs.cancel(run.config["job_id"])
         except openai.OpenAIError as exc:
-            raise self.explained(exc, run["config"]["model"]) from None
-        return registry.update_run(run["id"], status="cancelled")
+            raise self.explained(exc, run.config["model"]) from None
+        return registry.update_run(run.id, status="cancelled")

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 from training.base.errors import TutorError
 from training.base.phrases import Phrases
+from training.base.records import Run
 from training.base.registry import ACTIVE, Registry
 from training.base.settings import Settings
 from training.local.config import ConfigError, explain, field_names
@@ -41,16 +42,7 @@ from training.local.config import ConfigError, explain, field_names
 BUILT_IN = ("training.backends.local", "training.backends.openai_api", "training.backends.azure")
 OFFERED = ("local", "azure", "openai")
 _backends: dict[str, type[TrainingBackend]] = {}
-PHRASES = Phrases(
-    en={"button": "Fine-tune with {label}", "invalid": "Invalid {label} settings",
-        "unknown_setting": "I don't know the setting `{name}`. You can set: {allowed}.",
-        "no_deployment": "A {label} model needs no deployment: it answers as soon as its run succeeds.",
-        "unknown_backend": "Unknown training backend '{name}'. Choose one of: {names}."},
-    uk={"button": "Тонке налаштування в {label}", "invalid": "Недійсні налаштування {label}",
-        "unknown_setting": "Я не знаю налаштування `{name}`. Можна задати: {allowed}.",
-        "no_deployment": "Модель {label} не потребує розгортання: вона відповідає, щойно її запуск завершився.",
-        "unknown_backend": "Невідомий спосіб навчання '{name}'. Виберіть один із: {names}."},
-)
+PHRASES = Phrases("backends")
 
 
 class TrainingBackend(ABC):
@@ -122,9 +114,9 @@ class TrainingBackend(ABC):
         """The learner's settings in one line."""
         return ", ".join(f"{name} **{getattr(config, name)}**" for name in getattr(self.Config, "learner_fields", ()))
 
-    def describe_result(self, run: dict) -> str:
+    def describe_result(self, run: Run) -> str:
         """What a finished run left, in a sentence or two: where its model is and what to do with it next."""
-        return run.get("error") or ""
+        return run.error or ""
 
     def estimate(self, config: BaseModel) -> str | None:
         """What the job will cost, when the learner should confirm it before it starts (None: start at once)."""
@@ -139,28 +131,28 @@ class TrainingBackend(ABC):
         """Check the config, create the run and start (or queue) the job; the run record."""
 
     @abstractmethod
-    def follow(self, run: dict, registry: Registry, poll: float = 0.5) -> AsyncIterator[dict]:
+    def follow(self, run: Run, registry: Registry, poll: float = 0.5) -> AsyncIterator[dict]:
         """The run's events until it ends, in events.jsonl's shape (start, step, eval, checkpoint, status, done,
         cancelled, error: each checked against its model in training/jobs/events.py);
         `training.backends.local.follow`, which every consumer uses, hands them on as those typed models."""
 
     @abstractmethod
-    def cancel(self, run: dict, registry: Registry) -> dict:
+    def cancel(self, run: Run, registry: Registry) -> dict:
         """Stop the job (or take it out of the queue); the run record."""
 
-    def deployed(self, run: dict, registry: Registry, name: str) -> dict:
+    def deployed(self, run: Run, registry: Registry, name: str) -> dict:
         """Record where the learner deployed a finished run's model, for backends whose models must be deployed."""
         raise TutorError(PHRASES("no_deployment", self.language, label=self.label))
 
     def baseline_model(self, model: dict) -> str:
         """What the baseline of a comparison asks for: the registry model's base, as this backend's chat names it."""
-        return model["base_model"]
+        return model.base_model
 
-    def resume(self, run: dict, registry: Registry) -> dict:
+    def resume(self, run: Run, registry: Registry) -> dict:
         """Continue a stopped run. A job on a provider can't be restarted: one still running is followed again."""
-        if run["status"] in ACTIVE:
+        if run.status in ACTIVE:
             return run
-        raise TutorError(f"Run {run['id']} is {run['status']}: a {self.label} job can't be resumed. Start a new one.")
+        raise TutorError(f"Run {run.id} is {run.status}: a {self.label} job can't be resumed. Start a new one.")
 
 
 def register_training_backend(cls: type[TrainingBackend]) -> type[TrainingBackend]:
@@ -198,6 +190,6 @@ def training_backend(name: str, settings: Settings, language: str = "en") -> Tra
     return _backends[name](settings, language)
 
 
-def backend_of(run: dict, settings: Settings, language: str = "en") -> TrainingBackend:
+def backend_of(run: Run, settings: Settings, language: str = "en") -> TrainingBackend:
     """The backend a run was started with."""
-    return training_backend(run["backend"], settings, language)
+    return training_backend(run.backend, settings, language)

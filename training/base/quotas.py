@@ -61,9 +61,9 @@ def _folder_bytes(folder: Path) -> int:
 
 def usage(settings: Settings, registry: Registry, owner: str, history_bytes: int = 0) -> int:
     """Bytes the owner's datasets, uploads and runs take on disk (plus `history_bytes`, their chat files)."""
-    total = sum(f["bytes"] for f in registry.files(owner)) + history_bytes
-    folders = {Path(p).parent for d in registry.datasets(owner) for p in d["files"].values()}
-    folders |= {Path(r["run_dir"]) for r in registry.runs(owner) if r["backend"] == "local"}
+    total = sum(f.bytes for f in registry.files(owner)) + history_bytes
+    folders = {Path(p).parent for d in registry.datasets(owner) for p in d.files.values()}
+    folders |= {Path(r.run_dir) for r in registry.runs(owner) if r.backend == "local"}
     return total + sum(_folder_bytes(folder) for folder in folders if folder.is_dir())
 
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from training.base.records import Dataset, Evaluation, File, Model, QuizAnswer, Record, Run, User
 from training.base.registry_schema import API_USER, LOCAL_USER, OWNED, RESERVED, VERSION, migrate, new_user_id
 
 __all__ = ["API_USER", "LOCAL_USER", "RESERVED", "Registry", "RegistryError", "new_id", "registry_for"]
@@ -156,17 +157,19 @@ class Registry:
         with self._connection(write=True) as db:
             return db.execute(sql, params).rowcount
 
-    def _read(self, sql: str, params: tuple = ()) -> list[dict]:
+    def _read(self, sql: str, params: tuple = (), record: type[Record] | None = None) -> list:
+        """The rows, as `record`s (or dicts, for an aggregate)."""
         with self._connection() as db:
-            return [self._row(r) for r in db.execute(sql, params).fetchall()]
+            rows = [self._row(r) for r in db.execute(sql, params).fetchall()]
+        return rows if record is None else [record.model_validate(row) for row in rows]
 
-    def _one(self, sql: str, params: tuple = ()) -> dict | None:
-        found = self._read(sql, params)
+    def _one(self, sql: str, params: tuple = (), record: type[Record] | None = None):
+        found = self._read(sql, params, record)
         return found[0] if found else None
 
     # --- users --------------------------------------------------------------------------------------
 
-    def add_user(self, name: str, password_hash: str | None, role: str = "user") -> dict:
+    def add_user(self, name: str, password_hash: str | None, role: str = "user") -> User:
         """A new account (a new id, even for the name of a removed one); ValueError for a taken or reserved name."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}")
@@ -180,17 +183,17 @@ class Registry:
                        (user_id, name, password_hash, role, time.time()))
         return self.account(user_id)
 
-    def user(self, name: str) -> dict | None:
+    def user(self, name: str) -> User | None:
         """The active account of this name."""
-        return self._one("SELECT * FROM users WHERE name = ? AND removed_at IS NULL", (name,))
+        return self._one("SELECT * FROM users WHERE name = ? AND removed_at IS NULL", (name,), record=User)
 
-    def account(self, user_id: str) -> dict | None:
+    def account(self, user_id: str) -> User | None:
         """The active account of this id (None once removed: its sessions stop at once)."""
-        return self._one("SELECT * FROM users WHERE id = ? AND removed_at IS NULL", (user_id,))
+        return self._one("SELECT * FROM users WHERE id = ? AND removed_at IS NULL", (user_id,), record=User)
 
-    def users(self, removed: bool = False) -> list[dict]:
+    def users(self, removed: bool = False) -> list[User]:
         return self._read(f"SELECT * FROM users WHERE removed_at IS {'NOT ' if removed else ''}NULL "
-                          "ORDER BY name, created_at")
+                          "ORDER BY name, created_at", record=User)
 
     def remove_user(self, name: str) -> bool:
         """Retire the account: it can't log in, its sessions end, its work stays (for `transfer`)."""
@@ -212,21 +215,21 @@ class Registry:
 
     # --- uploaded files -----------------------------------------------------------------------------
 
-    def add_file(self, owner: str, name: str, path: Path, purpose: str, file_id: str | None = None) -> dict:
+    def add_file(self, owner: str, name: str, path: Path, purpose: str, file_id: str | None = None) -> File:
         file_id = file_id or new_id("file")
         self._write("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (file_id, owner, name, str(path), Path(path).stat().st_size, purpose, time.time()))
         return self.file(file_id)
 
-    def file(self, file_id: str, owner: str | None = None) -> dict | None:
+    def file(self, file_id: str, owner: str | None = None) -> File | None:
         where, params = _owned(owner)
-        return self._one(f"SELECT * FROM files WHERE id = ? AND {where}", (file_id, *params))
+        return self._one(f"SELECT * FROM files WHERE id = ? AND {where}", (file_id, *params), record=File)
 
-    def files(self, owner: str | None = None, purpose: str | None = None) -> list[dict]:
+    def files(self, owner: str | None = None, purpose: str | None = None) -> list[File]:
         where, params = _owned(owner)
         if purpose is not None:
             where, params = f"{where} AND purpose = ?", (*params, purpose)
-        return self._read(f"SELECT * FROM files WHERE {where} ORDER BY created_at DESC", params)
+        return self._read(f"SELECT * FROM files WHERE {where} ORDER BY created_at DESC", params, record=File)
 
     # --- datasets -----------------------------------------------------------------------------------
 
@@ -237,18 +240,18 @@ class Registry:
                     (dataset_id, name, json.dumps(files), json.dumps(report), time.time(), owner))
         return dataset_id
 
-    def dataset(self, dataset_id: str, owner: str | None = None) -> dict | None:
+    def dataset(self, dataset_id: str, owner: str | None = None) -> Dataset | None:
         where, params = _owned(owner)
-        return self._one(f"SELECT * FROM datasets WHERE id = ? AND {where}", (dataset_id, *params))
+        return self._one(f"SELECT * FROM datasets WHERE id = ? AND {where}", (dataset_id, *params), record=Dataset)
 
-    def datasets(self, owner: str | None = None) -> list[dict]:
+    def datasets(self, owner: str | None = None) -> list[Dataset]:
         where, params = _owned(owner)
-        return self._read(f"SELECT * FROM datasets WHERE {where} ORDER BY created_at DESC", params)
+        return self._read(f"SELECT * FROM datasets WHERE {where} ORDER BY created_at DESC", params, record=Dataset)
 
     # --- runs ---------------------------------------------------------------------------------------
 
     def create_run(self, backend: str, config: dict, run_dir: Path, status: str = "queued",
-                   run_id: str | None = None, owner: str = LOCAL_USER) -> dict:
+                   run_id: str | None = None, owner: str = LOCAL_USER) -> Run:
         run_id = run_id or new_id("run")
         now = time.time()
         self._write("INSERT INTO runs (id, backend, status, config, run_dir, created_at, updated_at, owner, queued_at) "
@@ -256,7 +259,7 @@ class Registry:
                     (run_id, backend, status, json.dumps(config), str(run_dir), now, now, owner, now))
         return self.run(run_id)
 
-    def update_run(self, run_id: str, *, only_if: tuple[str, ...] | None = None, **fields) -> dict | None:
+    def update_run(self, run_id: str, *, only_if: tuple[str, ...] | None = None, **fields) -> Run | None:
         """Set fields of a run; with `only_if`, only while its status is one of those (then None if it was not)."""
         if "status" in fields and fields["status"] not in STATUSES:
             raise ValueError(f"unknown status {fields['status']}")
@@ -272,25 +275,25 @@ class Registry:
                               (*fields.values(), run_id, *params))
         return self.run(run_id) if changed or only_if is None else None
 
-    def run(self, run_id: str, owner: str | None = None) -> dict | None:
+    def run(self, run_id: str, owner: str | None = None) -> Run | None:
         where, params = _owned(owner)
-        return self._one(f"SELECT * FROM runs WHERE id = ? AND {where}", (run_id, *params))
+        return self._one(f"SELECT * FROM runs WHERE id = ? AND {where}", (run_id, *params), record=Run)
 
     def runs(self, owner: str | None = None, status: tuple[str, ...] | None = None,
-             backend: str | None = None) -> list[dict]:
+             backend: str | None = None) -> list[Run]:
         where, params = _owned(owner)
         if status is not None:
             where, params = f"{where} AND status IN ({', '.join('?' * len(status))})", (*params, *status)
         if backend is not None:
             where, params = f"{where} AND backend = ?", (*params, backend)
-        return self._read(f"SELECT * FROM runs WHERE {where} ORDER BY created_at DESC", params)
+        return self._read(f"SELECT * FROM runs WHERE {where} ORDER BY created_at DESC", params, record=Run)
 
     # --- models -------------------------------------------------------------------------------------
 
     def add_model(self, run_id: str, kind: str, location: str, base_model: str, owner: str | None = None) -> str:
         """The run's result; it belongs to the run's owner unless told otherwise."""
         if owner is None:
-            owner = (self.run(run_id) or {}).get("owner", LOCAL_USER)
+            owner = run.owner if (run := self.run(run_id)) else LOCAL_USER
         model_id = new_id("model")
         self._write("INSERT INTO models (id, run_id, kind, location, base_model, created_at, owner) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)", (model_id, run_id, kind, location, base_model, time.time(), owner))
@@ -300,12 +303,12 @@ class Registry:
         """The run's one result, now at `location` (a deployment renamed, a second follower finishing): the
         run's model row is updated, or made."""
         if self._write("UPDATE models SET location = ? WHERE run_id = ?", (location, run_id)):
-            return next(m["id"] for m in self.models() if m["run_id"] == run_id)
+            return next(m.id for m in self.models() if m.run_id == run_id)
         return self.add_model(run_id, kind, location, base_model)
 
-    def models(self, owner: str | None = None) -> list[dict]:
+    def models(self, owner: str | None = None) -> list[Model]:
         where, params = _owned(owner)
-        return self._read(f"SELECT * FROM models WHERE {where} ORDER BY created_at DESC", params)
+        return self._read(f"SELECT * FROM models WHERE {where} ORDER BY created_at DESC", params, record=Model)
 
     # --- A/B comparisons and the learner's votes ----------------------------------------------------
 
@@ -344,9 +347,9 @@ class Registry:
                     (evaluation_id, owner, run_id, json.dumps(summary), str(results_dir), time.time()))
         return evaluation_id
 
-    def evaluations(self, owner: str | None = None) -> list[dict]:
+    def evaluations(self, owner: str | None = None) -> list[Evaluation]:
         where, params = _owned(owner)
-        return self._read(f"SELECT * FROM evaluations WHERE {where} ORDER BY created_at DESC", params)
+        return self._read(f"SELECT * FROM evaluations WHERE {where} ORDER BY created_at DESC", params, record=Evaluation)
 
     # --- quiz answers -------------------------------------------------------------------------------
 
@@ -358,13 +361,13 @@ class Registry:
         self._write("INSERT INTO quiz_answers (owner, question, topic, language, grade, attempt, answered_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)", (owner, question, topic, language, grade, attempt, time.time()))
 
-    def quiz_progress(self, owner: str) -> list[dict]:
+    def quiz_progress(self, owner: str) -> list[QuizAnswer]:
         """One learner's graded answers, oldest first. Progress is never pooled: an admin reads their own too."""
         if not owner:
             raise ValueError("Quiz progress is one learner's: name them.")
         where, params = _owned(owner)
         return self._read(f"SELECT question, topic, language, grade, attempt, answered_at FROM quiz_answers "
-                          f"WHERE {where} ORDER BY id", params)
+                          f"WHERE {where} ORDER BY id", params, record=QuizAnswer)
 
 
 def registry_for(settings) -> Registry:
@@ -375,4 +378,4 @@ if __name__ == "__main__":
     import sys
 
     for run in Registry(Path(sys.argv[1] if len(sys.argv) > 1 else ".tutor-data/registry.sqlite")).runs():
-        print(run["id"], run["owner"], run["status"], run["backend"], run["metrics"])
+        print(run.id, run.owner, run.status, run.backend, run.metrics)

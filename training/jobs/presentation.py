@@ -21,21 +21,7 @@ from dataclasses import dataclass, field
 from training.base.phrases import Phrases
 from training.jobs.events import Cancelled, Checkpoint, Done, Error, Eval, Event, Start, Status, Step
 
-PHRASES = Phrases(
-    en={"step": "step {bold}{step}/{total}{bold}", "loss": "training loss {bold}{loss:.4f}{bold}",
-        "speed": "{speed:,.0f} tokens/s", "eta": "ETA {eta:.0f} s", "checkpoint": "step {step}",
-        "queued": "status **queued**: position **{position} of {length}** ({ahead}); it starts when a trainer is free",
-        "next": "next", "ahead": "{count} ahead", "status": "status **{status}**",
-        "validation": "validation loss **{loss:.4f}** · token accuracy **{accuracy:.1%}** (step {step})",
-        "checkpoints": "checkpoints: {count}, latest `{latest}`"},
-    uk={"step": "крок {bold}{step}/{total}{bold}", "loss": "втрати навчання {bold}{loss:.4f}{bold}",
-        "speed": "{speed:,.0f} токенів/с", "eta": "залишилось ~{eta:.0f} с", "checkpoint": "крок {step}",
-        "queued": ("стан **у черзі**: місце **{position} з {length}** ({ahead}); почнеться, щойно звільниться "
-                   "тренер"),
-        "next": "наступний", "ahead": "попереду {count}", "status": "стан **{status}**",
-        "validation": "втрати валідації **{loss:.4f}** · точність токенів **{accuracy:.1%}** (крок {step})",
-        "checkpoints": "контрольних точок: {count}, остання `{latest}`"},
-)
+PHRASES = Phrases("jobs")
 NOTES = 5  # the chat shows a run's last few notes
 
 

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from training.base.records import Run
 from training.base.registry import Registry
 from training.base.settings import PROJECT_ROOT
 from training.jobs.events import ended
@@ -38,7 +39,7 @@ _children: list[subprocess.Popen] = []  # trainers this process started, reaped 
 class Launcher(Protocol):
     """Starts, checks and stops trainers; a handle is whatever identifies one (a pid here, a job id on a cluster)."""
 
-    def launch(self, run: dict, registry: Registry, limit: int) -> str: ...
+    def launch(self, run: Run, registry: Registry, limit: int) -> str: ...
 
     def alive(self, handle: str | None) -> bool: ...
 
@@ -74,8 +75,8 @@ class LocalProcessLauncher:
     """Each trainer is `python -m training.local.lora RUN_DIR` in its own session: it outlives the app, is killed
     with its process group, and frees its memory on exit."""
 
-    def launch(self, run: dict, registry: Registry, limit: int) -> str:
-        run_dir = Path(run["run_dir"])
+    def launch(self, run: Run, registry: Registry, limit: int) -> str:
+        run_dir = Path(run.run_dir)
         # --resume continues from the newest checkpoint when there is one (a resumed run); else it starts.
         command = [sys.executable, "-m", "training.local.lora", str(run_dir), "--registry", str(registry.path), "--resume"]
         with open(run_dir / "train.log", "ab") as log:
@@ -121,13 +122,13 @@ def fair_order(queued: list[dict], running: list[dict], started: dict[str, float
     """The queued runs in the order they will start: owners take turns, fewest running first, then the
     one whose last start is oldest; each owner's own runs start in the order they were queued."""
     waiting: dict[str, list[dict]] = {}
-    for run in sorted(queued, key=lambda r: (r["queued_at"] or 0, r["created_at"])):
-        waiting.setdefault(run["owner"], []).append(run)
-    busy = {owner: sum(r["owner"] == owner for r in running) for owner in waiting}
+    for run in sorted(queued, key=lambda r: (r.queued_at or 0, r.created_at)):
+        waiting.setdefault(run.owner, []).append(run)
+    busy = {owner: sum(r.owner == owner for r in running) for owner in waiting}
     last = {owner: started.get(owner, 0.0) for owner in waiting}
     order, turn = [], time.time()
     while waiting:
-        owner = min(waiting, key=lambda o: (busy[o], last[o], waiting[o][0]["queued_at"] or 0))
+        owner = min(waiting, key=lambda o: (busy[o], last[o], waiting[o][0].queued_at or 0))
         order.append(waiting[owner].pop(0))
         busy[owner] += 1
         turn += 1
@@ -142,9 +143,9 @@ def _state(registry: Registry) -> tuple[list[dict], list[dict], dict[str, float]
     runs = registry.runs(backend="local")
     started: dict[str, float] = {}
     for run in runs:
-        if run["started_at"]:
-            started[run["owner"]] = max(started.get(run["owner"], 0.0), run["started_at"])
-    return ([r for r in runs if r["status"] == "queued"], [r for r in runs if r["status"] == "running"], started)
+        if run.started_at:
+            started[run.owner] = max(started.get(run.owner, 0.0), run.started_at)
+    return ([r for r in runs if r.status == "queued"], [r for r in runs if r.status == "running"], started)
 
 
 def reclaimable_memory(registry: Registry, limit: int | None = None) -> int:
@@ -158,7 +159,7 @@ def reclaimable_memory(registry: Registry, limit: int | None = None) -> int:
     sizes = []
     for run in running:
         try:
-            sizes.append(psutil.Process(int(run["handle"])).memory_info().rss)
+            sizes.append(psutil.Process(int(run.handle)).memory_info().rss)
         except (psutil.Error, TypeError, ValueError):  # gone, or a handle that is not a local pid
             continue
     return min(sizes, default=0)
@@ -168,7 +169,7 @@ def positions(registry: Registry) -> dict[str, tuple[int, int]]:
     """Each queued run's (position, queue length), 1 being next."""
     queued, running, started = _state(registry)
     order = fair_order(queued, running, started)
-    return {run["id"]: (index, len(order)) for index, run in enumerate(order, 1)}
+    return {run.id: (index, len(order)) for index, run in enumerate(order, 1)}
 
 
 def reconcile(registry: Registry, chosen: Launcher | None = None) -> list[str]:
@@ -176,14 +177,14 @@ def reconcile(registry: Registry, chosen: Launcher | None = None) -> list[str]:
     chosen = chosen or launcher
     interrupted = []
     for run in registry.runs(status=("running",), backend="local"):
-        if chosen.alive(run["handle"]):
+        if chosen.alive(run.handle):
             continue
-        if not ended(Path(run["run_dir"])):
-            stopped = registry.update_run(run["id"], only_if=("running",), status="interrupted", handle=None,
+        if not ended(Path(run.run_dir)):
+            stopped = registry.update_run(run.id, only_if=("running",), status="interrupted", handle=None,
                                           error="The training process stopped unexpectedly; resume it from its "
                                                 "last checkpoint.")
             if stopped:
-                interrupted.append(run["id"])
+                interrupted.append(run.id)
     return interrupted
 
 
@@ -198,10 +199,10 @@ def dispatch(registry: Registry, limit: int | None = None, chosen: Launcher | No
             try:
                 handle = chosen.launch(run, registry, limit)
             except OSError as exc:
-                registry.update_run(run["id"], status="failed", error=f"The trainer could not be started: {exc}.")
+                registry.update_run(run.id, status="failed", error=f"The trainer could not be started: {exc}.")
                 continue
-            registry.update_run(run["id"], status="running", handle=handle, started_at=time.time(), error=None)
-            started_ids.append(run["id"])
+            registry.update_run(run.id, status="running", handle=handle, started_at=time.time(), error=None)
+            started_ids.append(run.id)
     return started_ids
 
 

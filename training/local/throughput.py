@@ -38,9 +38,9 @@ def throughput(config: TrainConfig, settings, dtype: str, probe: bool = True) ->
     from training.base.registry import registry_for
 
     for run in registry_for(settings).runs(status=("succeeded",)):
-        metrics, same = run["metrics"], run["backend"] == "local"
+        metrics, same = run.metrics, run.backend == "local"
         for key in ("base_model", "method", "gradient_checkpointing", "batch_size"):
-            same = same and run["config"].get(key, TrainConfig.model_fields[key].default) == getattr(config, key)
+            same = same and run.config.get(key, TrainConfig.model_fields[key].default) == getattr(config, key)
         if same and metrics.get("train_seconds") and metrics.get("tokens_trained") and metrics.get("precision", dtype) == dtype:
             return "previous", metrics["tokens_trained"] / metrics["train_seconds"]
     cache = Path(settings.model_cache_dir) / "throughput.json"
