@@ -179,12 +179,17 @@ async def test_other_chats_get_the_check_in_english(language):
     assert chat.messages[-1]["output"].startswith("## Yes, fine-tune")
 
 
-def test_the_cli_check_speaks_ukrainian_on_request():
-    runner = CliRunner()
-    ukrainian = runner.invoke(cli, ["check", "--language", "uk"], input="1\n1\n1\n1\n1\n3\n2\n1\n")
+def test_the_cli_check_speaks_ukrainian_on_request_or_by_the_locale():
+    runner, answers = CliRunner(), "1\n1\n1\n1\n1\n3\n2\n1\n"
+    english_locale = {"LC_ALL": None, "LC_MESSAGES": None, "LANG": "en_GB.UTF-8"}
+    ukrainian = runner.invoke(cli, ["check", "--language", "uk"], input=answers, env=english_locale)
     assert ukrainian.exit_code == 0, ukrainian.output
     assert "Сценарій використання: Що модель має робити краще?" in ukrainian.output
     assert "## Так, застосовуйте тонке налаштування" in ukrainian.output and "Ваша відповідь" in ukrainian.output
-    english = runner.invoke(cli, ["check"], input="1\n1\n1\n1\n1\n3\n2\n1\n")
+    english = runner.invoke(cli, ["check"], input=answers, env=english_locale)
     assert english.exit_code == 0 and "## Yes, fine-tune" in english.output
+    by_locale = runner.invoke(cli, ["check"], input=answers, env={**english_locale, "LANG": "uk_UA.UTF-8"})
+    assert by_locale.exit_code == 0 and by_locale.output == ukrainian.output, "LANG=uk_UA chooses Ukrainian"
+    overridden = runner.invoke(cli, ["check", "--language", "en"], input=answers, env={"LC_ALL": "uk_UA.UTF-8"})
+    assert overridden.output == english.output, "--language wins over the locale"
     assert runner.invoke(cli, ["check", "--language", "fr"]).exit_code == 2

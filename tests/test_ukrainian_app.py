@@ -23,7 +23,7 @@ from training.base.phrases import Phrases
 from training.base.registry import registry_for
 from training.base.settings import PROJECT_ROOT, get_settings
 from training.base.texts import catalog
-from training.local.config import PROBLEMS, TrainConfig
+from training.local.config import PROBLEMS, SETTINGS, TrainConfig
 
 
 def training_modules_with_texts() -> list[str]:
@@ -108,8 +108,9 @@ def test_every_text_has_both_languages_with_the_same_fields():
                     assert translated != said and cyrillic_share(translated) > 0.5, key
     for config in (TrainConfig, OpenAIJobConfig):  # the settings form's explanations
         explained = {name for name in config.learner_fields if config.model_fields[name].description}
-        assert set(config.descriptions["uk"]) == explained
-        assert all(cyrillic_share(words) > 0.5 for words in config.descriptions["uk"].values())
+        explanations = {name: SETTINGS(f"{config.texts}.{name}", "uk") for name in config.learner_fields}
+        assert explained == set(config.learner_fields)
+        assert all(cyrillic_share(words) > 0.5 for words in explanations.values()), explanations
     assert all(cyrillic_share(problem) > 0.5 for problem in PROBLEMS["uk"].values())  # pydantic's, by type
 
 

@@ -1,7 +1,9 @@
-"""What every `tutor` command shares: one-line errors and the registry, opened the same way.
+"""What every `tutor` command shares: one-line errors, the registry opened the same way, and the learner's language.
 
     fail("No account named alice.", as_json)     # `Error: ...` (or {"error": ...}), exit code 1
     registry = open_registry()                    # runs whose trainer died are marked interrupted first
+    language: str = LANGUAGE                      # --language uk; default: the locale's (LANG=uk_UA.UTF-8), else en
+    chosen = language_of_option(language)         # checked: one of the catalog's languages
 """
 
 from __future__ import annotations
@@ -12,6 +14,20 @@ import typer
 
 from training.base.errors import TutorError
 from training.base.registry import RegistryError
+from training.base.texts import language_from_env, languages
+
+LANGUAGE = typer.Option(None, "--language", "--lang", show_default=False,
+                        help="The language of what the learner reads: en or uk. Default: the locale's (LC_ALL, "
+                             "LC_MESSAGES or LANG), else English.")
+
+
+def language_of_option(value: str | None) -> str:
+    """The --language a learner gave (checked against the catalog's languages), else the locale's."""
+    if value is None:
+        return language_from_env()
+    if value not in languages():
+        raise typer.BadParameter(f"'{value}' is not one of {', '.join(languages())}.", param_hint="--language")
+    return value
 
 
 def fail(message: str, as_json: bool) -> None:

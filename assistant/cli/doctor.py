@@ -143,7 +143,7 @@ def gpu_findings(found: Report) -> list[Finding]:
     if m.gpu_driver or shutil.which("nvidia-smi"):
         return [Finding(topic="gpu", status="problem", detail="an NVIDIA GPU is here, but torch is a CPU build "
                         f"(torch {m.torch}, no CUDA)", fix="reinstall with a CUDA build: `TORCH_SPEC=torch=="
-                        f"{m.torch} make install` (README: Install)")]
+                        f"{m.torch} make install` (docs/install.md)")]
     if m.platform == "darwin" and m.architecture == "arm64":
         return [Finding(topic="gpu", status="note", detail="Apple's MPS is not available to torch here",
                         fix="update macOS (MPS needs 12.3 or later) and use the arm64 Python, not one under Rosetta")]

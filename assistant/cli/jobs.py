@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from assistant.cli.common import fail, open_registry
+from assistant.cli.common import LANGUAGE, fail, language_of_option, open_registry
 from assistant.cli.training import follow_run, show_run
 from assistant.web.accounts import owner_named
 from training.base.errors import TutorError
@@ -114,10 +114,11 @@ def jobs_export(run_id: str, as_json: bool = typer.Option(False, "--json")):
 
 
 def explain(run_id: str, as_json: bool = typer.Option(False, "--json"),
-            language: str = typer.Option("en", help="en or uk: the language of the quoted notes.")):
+            language: Optional[str] = LANGUAGE):
     """What a run's own curve and evaluation show, each finding citing the notes, and the settings to try next."""
     from assistant.tutor.explain import explain as explain_run
 
+    language = language_of_option(language)
     run, registry = _find(run_id, as_json)
     try:
         report = explain_run(run, registry, language=language)

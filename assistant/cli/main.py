@@ -23,7 +23,7 @@ import typer
 
 from assistant.cli import data, evaluation, jobs, service, training
 from assistant.cli.chat import chat
-from assistant.cli.common import fail
+from assistant.cli.common import LANGUAGE, fail, language_of_option
 from assistant.cli.models import doctor, models_app
 from assistant.cli.quiz import quiz_command
 from assistant.cli.users import users_app
@@ -72,12 +72,11 @@ def ask(
 
 
 @app.command()
-def check(language: str = typer.Option("en", help="en or uk: the language of the questions and the recommendation.")):
+def check(language: Optional[str] = LANGUAGE):
     """The guided "Should I fine-tune?" check: answer by number, get a recommendation with reasons."""
     from assistant.tutor import decision
 
-    if language not in decision.PHRASES:
-        raise typer.BadParameter(f"'{language}' is not one of {', '.join(decision.PHRASES)}.", param_hint="--language")
+    language = language_of_option(language)
     answers: dict[str, str] = {}
     while question := decision.next_question(answers):
         shown = question.in_language(language)

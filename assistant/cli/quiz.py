@@ -19,7 +19,7 @@ from typing import Optional
 
 import typer
 
-from assistant.cli.common import fail, open_registry
+from assistant.cli.common import LANGUAGE, fail, language_of_option, open_registry
 from training.base.errors import TutorError
 from training.base.registry import LOCAL_USER, RegistryError
 
@@ -32,12 +32,11 @@ def plain(markdown: str) -> str:
 def quiz_command(
     topic: Optional[str] = typer.Option(None, help="A topic (lora, overfitting, jsonl, ...: a key, a notes file "
                                                    "or part of a title); default: what to do next."),
-    language: str = typer.Option("en", "--lang", "--language", help="en or uk: the questions' language."),
+    language: Optional[str] = LANGUAGE,
     questions: int = typer.Option(3, min=1, max=20, help="How many questions."),
     as_json: bool = typer.Option(False, "--json", help="Read one answer a line; print one JSON object a line."),
 ):
     """Check your understanding: questions on the notes, answered in your own words, graded offline."""
-    from assistant.i18n import LANGUAGES
     from assistant.tutor.quiz import (
         QuizSession,
         asked,
@@ -50,8 +49,7 @@ def quiz_command(
         what_next,
     )
 
-    if language not in LANGUAGES:
-        raise typer.BadParameter(f"'{language}' is not one of {', '.join(LANGUAGES)}.", param_hint="--lang")
+    language = language_of_option(language)
     registry = open_registry()
     try:
         bank = load_bank(language)

@@ -31,7 +31,7 @@ from training.base.records import Run
 from training.base.registry import LOCAL_USER, Registry, new_id
 from training.data.validate import validate_file
 from training.jobs.presentation import from_provider
-from training.local.config import ConfigError, explain
+from training.local.config import SETTINGS, ConfigError, explain
 
 log = logging.getLogger(__name__)
 
@@ -64,30 +64,22 @@ class OpenAIJobConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     title: ClassVar[str] = "OpenAI fine-tuning"
+    texts: ClassVar[str] = "openai"  # its fields' explanations in the catalog: settings.openai.<field>
     learner_fields: ClassVar[tuple[str, ...]] = (
         "model", "suffix", "n_epochs", "batch_size", "learning_rate_multiplier", "seed")
-    # The learner fields' descriptions in other languages (as training.local.config.TrainConfig's).
-    descriptions: ClassVar[dict[str, dict[str, str]]] = {"uk": {
-        "model": "Базова модель або попередня тонко налаштована модель, яку треба навчати далі.",
-        "suffix": "Додається до назви тонко налаштованої моделі, щоб розрізняти ваші запуски.",
-        "n_epochs": 'Скільки разів пройти даними; "auto" вибирає за розміром набору даних.',
-        "batch_size": 'Прикладів на крок; "auto" лишає вибір провайдерові.',
-        "learning_rate_multiplier": ("Масштабує швидкість навчання провайдера; зменште, якщо модель забуває "
-                                     "забагато."),
-        "seed": "Той самий seed — те саме завдання (наскільки це вдається провайдерові)."}}
 
     train_file: str = Field("", description="Training chat JSONL, checked here before it is uploaded.")
     validation_file: str | None = Field(None, description="Validation chat JSONL.")
     model: str = Field(DEFAULT_MODEL, pattern=MODEL_NAME,
-                       description="The base model, or an earlier fine-tune to train further.")
-    suffix: Suffix | None = Field(None, description="Added to the fine-tuned model's name, to tell your runs apart.")
+                       description=SETTINGS("openai.model"))
+    suffix: Suffix | None = Field(None, description=SETTINGS("openai.suffix"))
     n_epochs: Epochs = Field("auto", validation_alias=AliasChoices("n_epochs", "epochs"),
-                             description='Passes over the data; "auto" picks by dataset size.')
-    batch_size: BatchSize = Field("auto", description='Examples per step; "auto" lets the provider choose.')
+                             description=SETTINGS("openai.n_epochs"))
+    batch_size: BatchSize = Field("auto", description=SETTINGS("openai.batch_size"))
     learning_rate_multiplier: LearningRateMultiplier = Field(
         "auto", validation_alias=AliasChoices("learning_rate_multiplier", "lr_multiplier"),
-        description="Scales the provider's learning rate; lower it if the model forgets too much.")
-    seed: Seed | None = Field(None, description="Same seed, same job (as far as the provider can).")
+        description=SETTINGS("openai.learning_rate_multiplier"))
+    seed: Seed | None = Field(None, description=SETTINGS("openai.seed"))
 
     def __init__(self, **values):
         try:

@@ -36,7 +36,7 @@ from training.base.phrases import Phrases
 from training.base.records import Run
 from training.base.registry import ACTIVE, Registry
 from training.base.settings import Settings
-from training.local.config import ConfigError, explain, field_names
+from training.local.config import SETTINGS, ConfigError, explain, field_names
 
 # Modules whose backends are built in; imported on first use (by name: they import this module themselves).
 BUILT_IN = ("training.backends.local", "training.backends.openai_api", "training.backends.azure")
@@ -100,11 +100,10 @@ class TrainingBackend(ABC):
 
     def form(self) -> list[tuple[str, object, str]]:
         """The learner's fields as (name, default, one-line explanation), for the chat's settings form; the
-        explanation in the backend's language where the Config has it (its `descriptions`), else its own."""
-        fields = self.Config.model_fields
-        translated = getattr(self.Config, "descriptions", {}).get(self.language, {})
-        return [(name, fields[name].default, translated.get(name) or fields[name].description or "")
-                for name in getattr(self.Config, "learner_fields", ())]
+        explanation from the catalog in the backend's language where the Config names its texts, else its own."""
+        fields, texts = self.Config.model_fields, getattr(self.Config, "texts", None)
+        return [(name, fields[name].default, SETTINGS(f"{texts}.{name}", self.language) if texts
+                 else fields[name].description or "") for name in getattr(self.Config, "learner_fields", ())]
 
     def check(self, config: BaseModel) -> BaseModel:
         """What the fields alone can't tell (the files exist and are valid, say); raises ConfigError."""

@@ -38,6 +38,7 @@ class ConfigError(TutorError, ValueError):
 # pydantic's problems in every language, by their type (the catalog's [problems]; a type not there is said in
 # pydantic's own English); the fields are the problem's field and its limits.
 PROBLEMS = Phrases("problems")
+SETTINGS = Phrases("settings")  # the learner fields' explanations, "<Config.texts>.<field>", by language
 
 
 def field_names(model: type[BaseModel]) -> dict[str, str]:
@@ -74,7 +75,7 @@ def _union_tag(part) -> bool:
 
 class TrainConfig(BaseModel):
     """Local LoRA fine-tuning settings. The defaults were chosen by a measured sweep for the embedded
-    SmolLM2-135M on the bundled sample (README, "Defaults that work"): a learner who changes nothing gets a
+    SmolLM2-135M on the bundled sample (docs/fine-tuning.md, "Defaults that work"): a learner who changes nothing gets a
     held-out F1 over 0.7 in under 5 minutes on a 2-core CPU.
 
     Data:
@@ -106,51 +107,37 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     # What a learner may set from chat (the form, `/train key=value`); files and folders come from the server.
+    texts: ClassVar[str] = "train"  # its fields' explanations in the catalog: settings.train.<field>
     learner_fields: ClassVar[tuple[str, ...]] = (
         "epochs", "learning_rate", "lora_r", "lora_alpha", "lora_dropout", "target_modules", "max_length",
         "batch_size", "gradient_accumulation", "seed", "method", "gradient_checkpointing")
-    # The learner fields' descriptions (the chat settings form explains each with its own) in other languages.
-    descriptions: ClassVar[dict[str, dict[str, str]]] = {"uk": {
-        "max_length": "Приклади обрізаються до цієї кількості токенів.",
-        "lora_r": "Ранг адаптера: що він більший, то більше місткості й пам'яті.",
-        "lora_alpha": "Масштаб адаптера: оновлення множаться на alpha / r.",
-        "lora_dropout": "Dropout на вході адаптера, проти перенавчання на малих даних.",
-        "target_modules": 'Шари, що отримують адаптери: "all-linear" або q_proj,v_proj.',
-        "epochs": "Скільки разів пройти навчальним файлом.",
-        "learning_rate": "Розмір кроку: 1e-3 для вбудованої моделі (виміряно); більшим моделям — 1e-4–2e-4.",
-        "batch_size": "Прикладів на крок (більше — швидше, але потрібно більше пам'яті).",
-        "gradient_accumulation": "Кроки, градієнти яких додаються перед одним оновленням.",
-        "seed": "Той самий seed — той самий порядок даних і той самий початковий адаптер.",
-        "method": "lora, або qlora: база в 4 бітах (лише з відеокартою NVIDIA), щоб більша модель помістилася.",
-        "gradient_checkpointing": "true: менше пам'яті на активації (перерахунок у зворотному проході), "
-                                  "приблизно на третину довше."}}
 
     train_file: str = Field("", description="Training chat JSONL.")
     validation_file: str | None = Field(None, description="Validation chat JSONL (its loss and F1 are reported).")
-    max_length: int = Field(512, ge=16, le=131_072, description="Examples are cut to this many tokens.")
+    max_length: int = Field(512, ge=16, le=131_072, description=SETTINGS("train.max_length"))
     base_model: str = Field("embedded", description="'embedded', an HF id in the local cache, or a folder.")
     init_adapter: str | None = Field(None, description="An adapter folder to train further instead of a new one.")
     lora_r: int = Field(16, ge=1, le=1024, validation_alias=AliasChoices("lora_r", "r"),
-                        description="Adapter rank: more capacity and memory as it grows.")
+                        description=SETTINGS("train.lora_r"))
     lora_alpha: int = Field(32, ge=1, le=8192, validation_alias=AliasChoices("lora_alpha", "alpha"),
-                            description="Adapter scale: updates are multiplied by alpha / r.")
+                            description=SETTINGS("train.lora_alpha"))
     lora_dropout: float = Field(0.05, ge=0, lt=1, validation_alias=AliasChoices("lora_dropout", "dropout"),
-                                description="Dropout on the adapter's input, against overfitting small data.")
+                                description=SETTINGS("train.lora_dropout"))
     target_modules: str | list[str] = Field("all-linear", validation_alias=AliasChoices("target_modules", "modules"),
-                                            description='Layers that get adapters: "all-linear" or q_proj,v_proj.')
-    epochs: float = Field(2.0, gt=0, le=1000, description="Passes over the training file.")
+                                            description=SETTINGS("train.target_modules"))
+    epochs: float = Field(2.0, gt=0, le=1000, description=SETTINGS("train.epochs"))
     learning_rate: float = Field(1e-3, gt=0, validation_alias=AliasChoices("learning_rate", "lr"),
-                                 description="Step size: 1e-3 for the embedded model (measured); larger models like 1e-4 to 2e-4.")
-    batch_size: int = Field(8, ge=1, le=4096, description="Examples per step (more is faster, needs more memory).")
+                                 description=SETTINGS("train.learning_rate"))
+    batch_size: int = Field(8, ge=1, le=4096, description=SETTINGS("train.batch_size"))
     gradient_accumulation: int = Field(1, ge=1, le=4096, validation_alias=AliasChoices("gradient_accumulation", "grad_accum"),
-                                       description="Steps whose gradients add up before one update.")
+                                       description=SETTINGS("train.gradient_accumulation"))
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of the steps the learning rate warms up over.")
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay.")
-    seed: int = Field(42, ge=0, le=2**32 - 1, description="Same seed, same data order and initial adapter.")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description=SETTINGS("train.seed"))
     method: Literal["lora", "qlora"] = Field(
-        "lora", description="lora, or qlora: the base in 4 bits (NVIDIA GPUs only), so a larger model fits.")
+        "lora", description=SETTINGS("train.method"))
     gradient_checkpointing: bool = Field(
-        False, description="true: less memory for activations (recomputed in the backward pass), about a third slower.")
+        False, description=SETTINGS("train.gradient_checkpointing"))
     eval_every: int = Field(0, ge=0, description="Steps between validation passes (0: once per epoch).")
     save_every: int = Field(20, ge=1, description="Steps between checkpoints.")
     eval_generate_limit: int = Field(20, ge=0, le=100_000,
@@ -187,7 +174,7 @@ class TrainConfig(BaseModel):
             if missing:
                 raise PydanticCustomError(
                     "qlora_needs_bitsandbytes", "qlora needs the bitsandbytes package: reinstall with a CUDA build of "
-                    "torch (TORCH_SPEC, see the README), or choose method=lora")
+                    "torch (TORCH_SPEC, see docs/install.md), or choose method=lora")
         return value
 
     @field_validator("target_modules")
