@@ -97,7 +97,8 @@ class LiveChat:
             while len(found := [a for a in self.actions if a["name"] == name]) < count:
                 if time.monotonic() > deadline or self.app.process.poll() is not None:
                     shown = [m.get("output", "")[:200] for m in self.messages.values()]
-                    raise AssertionError(f"fewer than {count} {name} buttons; messages: {shown}")
+                    raise AssertionError(f"fewer than {count} {name} buttons; messages: {shown}\n"
+                                         f"{self.app.log_text()[-2000:]}")
                 self.changed.wait(1)
             return found
 

@@ -117,7 +117,7 @@ def test_each_quota_is_hit_with_its_sentence_and_nothing_lost(app, tmp_path):
         chat.say("", files=[chat.upload(big.name, big)])
         chat.wait_for("of your 2.0 MB: delete some runs or datasets")
     [kept] = app.registry.files(app.ids["dana"])
-    assert kept["name"] == "small.jsonl" and Path(kept["path"]).read_bytes() == small.read_bytes()
+    assert kept.name == "small.jsonl" and Path(kept.path).read_bytes() == small.read_bytes()
 
 
 def test_a_learner_names_only_deployments_of_their_own_fine_tunes(app):

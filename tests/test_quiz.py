@@ -27,6 +27,7 @@ from assistant.tutor.quiz import (
 from assistant.tutor.quiz_grading import clauses, grade, says, words
 from tests.chainlit_harness import open_chat
 from tests.conftest import MODEL_CACHE
+from training.base.records import QuizAnswer
 from training.base.registry import LOCAL_USER, Registry, registry_for
 from training.base.registry_schema import VERSION
 from training.base.settings import PROJECT_ROOT, get_settings
@@ -187,18 +188,22 @@ def test_a_quiz_state_that_does_not_fit_the_bank_is_refused(state):
         QuizSession.model_validate(state)
 
 
+def answered(question: str, topic: str, grade: str) -> QuizAnswer:
+    """A learner's graded answer, as the registry keeps it."""
+    return QuizAnswer(question=question, topic=topic, grade=grade, language="en", attempt=1, answered_at=0.0)
+
+
 def test_questions_follow_the_topic_or_what_was_discussed_and_what_next_follows_progress():
     assert [q.key for q in pick(EN, [], topic="lora")] == ["lora-how", "qlora", "lora-adapters"]
     assert [q.key for q in pick(UK, [], topic="перенавчання")][0] == "overfitting-curves"
     about = [Passage("knowledge/uk/evaluation.md", "Відкладіть тестову вибірку", "...")]
     assert [q.key for q in pick(UK, [], about=about)][:1] == ["test-split"]
-    rows = [{"question": "lora-how", "topic": "lora-qlora-peft", "grade": "right"},
-            {"question": "qlora", "topic": "lora-qlora-peft", "grade": "partly"}]
+    rows = [answered("lora-how", "lora-qlora-peft", "right"), answered("qlora", "lora-qlora-peft", "partly")]
     assert [q.key for q in pick(EN, rows, topic="lora-qlora-peft")] == ["qlora", "lora-adapters", "lora-how"]
     [lora] = covered(EN, rows)
     assert (lora.answered, lora.right, lora.questions, lora.best) == (2, 1, 3, "right")
     assert what_next(EN, []) == what_next(EN, rows) == "what-is-fine-tuning"
-    everything = [{"question": q.key, "topic": q.topic, "grade": "right"} for q in EN.questions if q.key != "epochs"]
+    everything = [answered(q.key, q.topic, "right") for q in EN.questions if q.key != "epochs"]
     assert what_next(EN, everything) == "hyperparameters", "all covered: the weakest topic next"
 
 
