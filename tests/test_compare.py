@@ -19,27 +19,28 @@ from training.evaluation.held_out import Case, chat_triples, load_cases
 
 
 @pytest.fixture
-def local_run(tmp_path, tiny_model_dir, tiny_adapter_dir):
+def ab_files(tmp_path, tiny_model_dir, tiny_adapter_dir):
+    """The sample's files by split, with run-ab finished on them (a local adapter) in the registry."""
     return finished_run(tmp_path / "data", str(tiny_model_dir), str(tiny_adapter_dir))
 
 
-async def test_the_rag_prompt_holds_the_k_most_similar_training_examples(local_run, tmp_path):
+async def test_the_rag_prompt_holds_the_k_most_similar_training_examples(ab_files, tmp_path):
     settings = make_settings(tmp_path / "data")
     tuned, rag = pair_for_run(registry_for(settings), settings, "run-ab", "rag", k=3)
-    _, user, answer = list(chat_triples(local_run["train"]))[7]
+    _, user, answer = list(chat_triples(ab_files["train"]))[7]
     messages = await rag.messages(Case(prompt=user, gold=[]))
     assert [m["role"] for m in messages] == ["system"] + ["user", "assistant"] * 3 + ["user"]
     assert messages[1:3] == [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
     assert messages[-1]["content"] == user
     assert [m["role"] for m in await tuned.messages(Case(prompt=user, gold=[]))] == ["system", "user"]
     # The index is built once per file content: a second build adds nothing, a changed file gets its own.
-    again = ExampleIndex(settings, local_run["train"]).build()
+    again = ExampleIndex(settings, ab_files["train"]).build()
     assert again.name == rag.index.name
     _, base = pair_for_run(registry_for(settings), settings, "run-ab", "base")
     assert base.index is None and [m["role"] for m in await base.messages(Case(prompt=user, gold=[]))] == ["system", "user"]
 
 
-async def test_ab_chat_streams_both_sides_records_a_vote_and_explains_bad_messages(local_run, chat_env):
+async def test_ab_chat_streams_both_sides_records_a_vote_and_explains_bad_messages(ab_files, chat_env):
     chat = open_chat()
     await app.on_message(user_says("/compare", command="compare"))
     [pick] = chat.actions_for(chat.messages[-1]["id"])
@@ -51,7 +52,7 @@ async def test_ab_chat_streams_both_sides_records_a_vote_and_explains_bad_messag
     assert "**A**: fine-tuned run-ab" in intro["output"] and "RAG baseline" in intro["output"]
     assert "6 held-out recipes from `test.jsonl`" in intro["output"]
 
-    case = load_cases(local_run["test"])[0]
+    case = load_cases(ab_files["test"])[0]
     await app.on_message(user_says(case.prompt))
     compare = [e for e in chat.elements if e["type"] == "custom" and e["name"] == "ABCompare"]
     final = compare[-1]["props"]["sides"]
@@ -75,7 +76,7 @@ async def test_ab_chat_streams_both_sides_records_a_vote_and_explains_bad_messag
     assert [e for e in chat.elements if e["name"] == "ABCompare"][-1]["props"]["sides"]["a"]["stats"]["f1"] is not None
 
 
-async def test_evaluation_from_chat_shows_a_table_a_chart_and_results(local_run, chat_env):
+async def test_evaluation_from_chat_shows_a_table_a_chart_and_results(ab_files, chat_env):
     chat = open_chat()
     await ab_flow.start_compare("run-ab", "base", LOCAL_LEARNER)
     await ab_flow.on_eval(cl.Action(name="ab_eval", payload={}))
@@ -94,8 +95,8 @@ async def test_evaluation_from_chat_shows_a_table_a_chart_and_results(local_run,
     assert "On 6 held-out recipes the fine-tune" in chat.messages[-1]["output"]
 
 
-def test_tutor_eval_json_has_every_key_per_system(local_run, tmp_path):
-    result = run_tutor("eval", "--model", "run-ab", "--data", local_run["test"], "--limit", "3", "--json",
+def test_tutor_eval_json_has_every_key_per_system(ab_files, tmp_path):
+    result = run_tutor("eval", "--model", "run-ab", "--data", ab_files["test"], "--limit", "3", "--json",
                        tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
@@ -111,7 +112,7 @@ def test_tutor_eval_json_has_every_key_per_system(local_run, tmp_path):
     assert len(lines) == 6 and {"answer", "gold", "f1", "latency_s"} <= set(json.loads(lines[0]))
 
 
-def test_tutor_eval_reads_a_recipenlg_csv_and_explains_unknown_runs(local_run, tmp_path):
+def test_tutor_eval_reads_a_recipenlg_csv_and_explains_unknown_runs(ab_files, tmp_path):
     result = run_tutor("eval", "--model", "run-ab", "--data", str(SAMPLE_CSV), "--baseline", "base", "--limit", "2",
                        tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
