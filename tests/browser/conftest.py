@@ -144,6 +144,23 @@ def say(page, text: str) -> None:
                     raise
 
 
+def click_until(button, shown, timeout: float = UI) -> None:
+    """Click `button` until `shown` is on the page. On a loaded machine a click on a message still being re-rendered
+    can be lost: the button is clicked again only while it is still there after 15 s without `shown` (a handled
+    click removes it or brings `shown`), up to `timeout` ms in all."""
+    deadline = time.time() + timeout / 1000
+    button.click(timeout=timeout)
+    while True:
+        try:
+            shown.wait_for(timeout=15_000)
+            return
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError
+            if time.time() > deadline:
+                raise
+            if button.count():
+                button.click(timeout=timeout)
+
+
 @pytest.fixture
 def page(browser, app_url):
     context, page = logged_in(browser, app_url, "alice")

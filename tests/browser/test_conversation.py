@@ -4,7 +4,7 @@ panel holding that answer's passages."""
 
 import pytest
 
-from tests.browser.conftest import MODEL, UI, say
+from tests.browser.conftest import MODEL, UI, click_until, say
 
 pytestmark = pytest.mark.browser
 
@@ -38,17 +38,14 @@ def test_six_turns_each_from_the_right_section_with_its_own_side_panel(page):
 def test_check_my_understanding_runs_a_three_question_quiz_with_hints(page):
     say(page, "What is LoRA?")
     page.locator(".step").filter(has_text="full passages 1)").last.wait_for(timeout=MODEL)
-    page.get_by_role("button", name="Check my understanding").last.click()
-    page.get_by_text("1/3").first.wait_for(timeout=UI)
+    click_until(page.get_by_role("button", name="Check my understanding").last, page.get_by_text("1/3").first)
     say(page, "I am not sure.")  # a wrong answer gets a hint first, not the answer
     page.get_by_text("Hint:").first.wait_for(timeout=UI)
     assert page.get_by_text("Model answer:").count() == 0
     say(page, "No idea, really.")  # the second try shows the answer and its source, then the next question
     page.get_by_text("Model answer:").first.wait_for(timeout=UI)
     page.get_by_text("2/3").first.wait_for(timeout=UI)
-    for number in (3, None):
-        page.get_by_role("button", name="Give up").last.click()
-        if number:
-            page.get_by_text(f"{number}/3").first.wait_for(timeout=UI)
-    page.get_by_text("Quiz done: 0 of 3 right.").wait_for(timeout=UI)
+    give_up = page.get_by_role("button", name="Give up").last
+    click_until(give_up, page.get_by_text("3/3").first)
+    click_until(give_up, page.get_by_text("Quiz done: 0 of 3 right."))
     assert page.get_by_text("Source:").count() >= 3 and page.get_by_text("What next:").count() == 1

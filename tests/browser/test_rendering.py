@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.browser.conftest import MODEL, UI
+from tests.browser.conftest import MODEL, UI, click_until
 
 pytestmark = pytest.mark.browser
 
@@ -74,15 +74,7 @@ def test_trained_tokens_stand_out_in_both_themes(page):
     page.get_by_role("button", name="Use the bundled sample").click()
     page.locator(".step").filter(has_text="Dataset ready").last.wait_for(timeout=MODEL)
     view = page.locator("#token-view").last
-    deadline = time.time() + MODEL / 1000
-    while True:  # a click on a message still being re-rendered can be lost on a loaded machine: click again
-        page.get_by_role("button", name="See what is trained").last.click()
-        try:
-            view.wait_for(timeout=30_000)
-            break
-        except Exception:  # noqa: BLE001 - playwright's TimeoutError
-            if time.time() > deadline:
-                raise
+    click_until(page.get_by_role("button", name="See what is trained").last, view, MODEL)
     trained, context = view.locator('[data-kind="trained"]').first, view.locator('[data-kind="context"]').first
     looks = {}
     for theme in ("light", "dark"):
