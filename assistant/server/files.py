@@ -17,6 +17,7 @@ from openai.types import FileObject
 
 from assistant.server.errors import APIError
 from assistant.server.state import Server
+from training.base import records
 from training.base.registry import API_USER
 from training.data.validate import validate_file
 
@@ -55,7 +56,7 @@ def _copy(source, target: Path) -> None:
         shutil.copyfileobj(source, out, 1 << 20)
 
 
-def file_object(row: dict) -> dict:
+def file_object(row: records.File) -> dict:
     return FileObject.model_validate({"id": row.id, "object": "file", "bytes": row.bytes,
                                       "created_at": int(row.created_at), "filename": row.name,
                                       "purpose": "fine-tune", "status": "processed"}).model_dump(mode="json")

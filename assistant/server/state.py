@@ -25,7 +25,7 @@ from assistant.server.errors import APIError
 from training.backends.registry import training_backend
 from training.base.errors import TutorError
 from training.base.models import display_name
-from training.base.records import Run
+from training.base.records import File, Run
 from training.base.registry import API_USER, FINISHED, Registry, registry_for
 from training.base.settings import EMBEDDED, Settings
 from training.jobs import queue
@@ -56,7 +56,7 @@ class ServerState:
             except TutorError as exc:  # no checkpoint yet: the job fails with the reason
                 self.registry.update_run(run.id, status="failed", error=str(exc))
 
-    async def file(self, file_id: str | None, param: str) -> dict:
+    async def file(self, file_id: str | None, param: str) -> File:
         """An uploaded file by id (looked up, never made into a path); 404 for the file route, 400 in a body."""
         row = await asyncio.to_thread(self.registry.file, file_id, API_USER) if file_id else None
         if row is None:
@@ -76,7 +76,7 @@ class ServerState:
         """The runs made through this API, newest first."""
         return [r for r in await asyncio.to_thread(self.runs) if (Path(r.run_dir) / META).is_file()]
 
-    async def find(self, job_id: str) -> dict:
+    async def find(self, job_id: str) -> Run:
         run_id = job_id.removeprefix("ftjob-")
         run = next((r for r in await self.jobs() if r.id == run_id), None)
         if run is None:
